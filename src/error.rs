@@ -1,0 +1,164 @@
+//! The crate's one error type.
+//!
+//! Variants are grouped by the phase that raises them (spec parsing, pipeline
+//! validation, expression typing, I/O, execution). Every message names the step,
+//! column, expression or file involved and says what to do about it.
+
+use std::path::PathBuf;
+
+/// Result type used throughout fuseflow.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in fuseflow.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A pipeline spec file could not be parsed or names unknown keys or values.
+    #[error("{file}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Spec {
+        /// The spec file.
+        file: PathBuf,
+        /// 1-based line of the offending key, when known.
+        line: Option<usize>,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+
+    /// Two steps share a name.
+    #[error(
+        "duplicate step name '{step}': every step in a pipeline needs a unique name; rename one of them"
+    )]
+    DuplicateStep {
+        /// The repeated name.
+        step: String,
+    },
+
+    /// A step input refers to a step or output that does not exist.
+    #[error("step '{step}': input '{input}' refers to '{reference}', {reason}")]
+    MissingInput {
+        /// The step whose input is dangling.
+        step: String,
+        /// The input port name.
+        input: String,
+        /// The reference as written (`step` or `step.output`).
+        reference: String,
+        /// Why the reference does not resolve, with the valid choices.
+        reason: String,
+    },
+
+    /// The step graph has a cycle.
+    #[error("the pipeline has a cycle: {}; a step cannot depend on its own output, remove one of these edges", path.join(" -> "))]
+    Cycle {
+        /// The steps on the cycle, first step repeated at the end.
+        path: Vec<String>,
+    },
+
+    /// A step's input does not have the columns or types the step needs.
+    #[error("step '{step}', column '{column}': {message}")]
+    Schema {
+        /// The step that rejected its input.
+        step: String,
+        /// The offending column.
+        column: String,
+        /// What was expected and what was found.
+        message: String,
+    },
+
+    /// An expression does not type-check.
+    #[error("expression `{expr}`: {message}")]
+    Type {
+        /// The expression (or sub-expression) at fault, as text.
+        expr: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// An expression written as text could not be parsed.
+    #[error("cannot parse expression `{text}` at character {position}: {message}")]
+    Parse {
+        /// The full expression text.
+        text: String,
+        /// 0-based character offset of the problem.
+        position: usize,
+        /// What was expected.
+        message: String,
+    },
+
+    /// A step parameter is out of range or inconsistent.
+    #[error("step '{step}': {message}")]
+    InvalidParameter {
+        /// The step (or step kind, before it is named).
+        step: String,
+        /// Which parameter and what values are accepted.
+        message: String,
+    },
+
+    /// A file could not be read or written.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What failed, including the operating system's reason.
+        message: String,
+    },
+
+    /// A step failed while running.
+    #[error("step '{step}' failed: {message}")]
+    Execution {
+        /// The failing step.
+        step: String,
+        /// The cause.
+        message: String,
+    },
+
+    /// An Arrow compute or layout error outside any single step.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+
+    /// A bug in fuseflow: an invariant did not hold. Please report it.
+    #[error("internal error (please report this): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Attach a file path to an I/O failure.
+    pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+        Error::Io {
+            path: path.into(),
+            message: err.to_string(),
+        }
+    }
+
+    /// Attribute an error raised inside a step to that step, unless it already names one.
+    pub(crate) fn in_step(self, step: &str) -> Self {
+        match self {
+            Error::Arrow(e) => Error::Execution {
+                step: step.to_string(),
+                message: e.to_string(),
+            },
+            Error::Internal(m) => Error::Execution {
+                step: step.to_string(),
+                message: format!("internal error (please report this): {m}"),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Return early with an error built from a format string.
+macro_rules! bail {
+    ($err:expr) => {
+        return Err($err.into())
+    };
+}
+
+/// Return early with an error unless a condition holds.
+macro_rules! ensure {
+    ($cond:expr, $err:expr) => {
+        if !$cond {
+            return Err($err.into());
+        }
+    };
+}
+
+pub(crate) use {bail, ensure};

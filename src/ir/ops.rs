@@ -1,0 +1,560 @@
+//! The elementwise operators: one definition per op.
+//!
+//! Each operator's meaning lives here exactly once, as a scalar function over the
+//! numeric traits below. Backends build their loops around these functions
+//! (the CPU backend specializes one tight loop per op with [`specialize_unary!`]
+//! and [`specialize_binary!`]), so a fused kernel and the op-by-op reference
+//! cannot drift apart. Later backends add their kernel-language spelling beside
+//! each op here.
+//!
+//! # NaN and nulls
+//! NaN is a value, never a null. Arithmetic and float functions follow IEEE 754
+//! (NaN in, NaN out; `log(-1)` is NaN, `log(0)` is `-inf`). Comparisons with NaN are
+//! false except `!=`. `minimum`/`maximum` return NaN if either side is NaN; `clip`
+//! keeps NaN as NaN. Nulls are handled by the evaluator, not here: every op except
+//! `is_null`, `fill_null`, Kleene `and`/`or` and the `if_else` condition propagates
+//! nulls.
+
+use std::fmt;
+
+use super::dtype::DType;
+
+/// A primitive value type the kernels compute on.
+pub trait Native: Copy + Default + PartialOrd + Send + Sync + fmt::Debug + 'static {
+    /// The dtype this Rust type represents.
+    const DTYPE: DType;
+    /// Conversion from f64 (used for literals); saturating for integers, NaN to 0.
+    fn from_f64(v: f64) -> Self;
+    /// Conversion to f64.
+    fn to_f64(self) -> f64;
+}
+
+/// Arithmetic on integers (wrapping) and floats (IEEE).
+pub trait Num: Native {
+    /// `a + b`.
+    fn add(a: Self, b: Self) -> Self;
+    /// `a - b`.
+    fn sub(a: Self, b: Self) -> Self;
+    /// `a * b`.
+    fn mul(a: Self, b: Self) -> Self;
+    /// `-a`.
+    fn neg(a: Self) -> Self;
+    /// `|a|`.
+    fn abs(a: Self) -> Self;
+    /// Whether the value is NaN (always false for integers).
+    fn is_nan(a: Self) -> bool;
+}
+
+/// Float-only functions.
+pub trait Float: Num {
+    /// `a / b`.
+    fn div(a: Self, b: Self) -> Self;
+    /// `a ** b`.
+    fn pow(a: Self, b: Self) -> Self;
+    /// Square root.
+    fn sqrt(a: Self) -> Self;
+    /// `e ** a`.
+    fn exp(a: Self) -> Self;
+    /// Natural logarithm.
+    fn ln(a: Self) -> Self;
+    /// `ln(1 + a)`, accurate near zero.
+    fn ln_1p(a: Self) -> Self;
+    /// The constant one.
+    const ONE: Self;
+}
+
+macro_rules! impl_int {
+    ($t:ty, $dt:expr) => {
+        impl Native for $t {
+            const DTYPE: DType = $dt;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+        impl Num for $t {
+            #[inline(always)]
+            fn add(a: Self, b: Self) -> Self {
+                a.wrapping_add(b)
+            }
+            #[inline(always)]
+            fn sub(a: Self, b: Self) -> Self {
+                a.wrapping_sub(b)
+            }
+            #[inline(always)]
+            fn mul(a: Self, b: Self) -> Self {
+                a.wrapping_mul(b)
+            }
+            #[inline(always)]
+            fn neg(a: Self) -> Self {
+                a.wrapping_neg()
+            }
+            #[inline(always)]
+            fn abs(a: Self) -> Self {
+                a.wrapping_abs()
+            }
+            #[inline(always)]
+            fn is_nan(_: Self) -> bool {
+                false
+            }
+        }
+    };
+}
+impl_int!(i32, DType::Int32);
+impl_int!(i64, DType::Int64);
+
+macro_rules! impl_float {
+    ($t:ty, $dt:expr) => {
+        impl Native for $t {
+            const DTYPE: DType = $dt;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+        }
+        impl Num for $t {
+            #[inline(always)]
+            fn add(a: Self, b: Self) -> Self {
+                a + b
+            }
+            #[inline(always)]
+            fn sub(a: Self, b: Self) -> Self {
+                a - b
+            }
+            #[inline(always)]
+            fn mul(a: Self, b: Self) -> Self {
+                a * b
+            }
+            #[inline(always)]
+            fn neg(a: Self) -> Self {
+                -a
+            }
+            #[inline(always)]
+            fn abs(a: Self) -> Self {
+                a.abs()
+            }
+            #[inline(always)]
+            fn is_nan(a: Self) -> bool {
+                a.is_nan()
+            }
+        }
+        impl Float for $t {
+            const ONE: Self = 1.0;
+            #[inline(always)]
+            fn div(a: Self, b: Self) -> Self {
+                a / b
+            }
+            #[inline(always)]
+            fn pow(a: Self, b: Self) -> Self {
+                a.powf(b)
+            }
+            #[inline(always)]
+            fn sqrt(a: Self) -> Self {
+                a.sqrt()
+            }
+            #[inline(always)]
+            fn exp(a: Self) -> Self {
+                a.exp()
+            }
+            #[inline(always)]
+            fn ln(a: Self) -> Self {
+                a.ln()
+            }
+            #[inline(always)]
+            fn ln_1p(a: Self) -> Self {
+                a.ln_1p()
+            }
+        }
+    };
+}
+impl_float!(f32, DType::Float32);
+impl_float!(f64, DType::Float64);
+
+/// An operator with one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// Arithmetic negation (numeric).
+    Neg,
+    /// Absolute value (numeric).
+    Abs,
+    /// Square root (float; integers are promoted to f64).
+    Sqrt,
+    /// Exponential (float).
+    Exp,
+    /// Natural logarithm (float).
+    Log,
+    /// `ln(1 + x)` (float).
+    Log1p,
+    /// Logistic function `1 / (1 + exp(-x))` (float).
+    Sigmoid,
+    /// Boolean negation.
+    Not,
+}
+
+/// What an operator accepts and returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpClass {
+    /// Numeric in, same numeric type out.
+    Numeric,
+    /// Float in (integers promoted to f64), same float type out.
+    Float,
+    /// Operands of one common type in, bool out.
+    Comparison,
+    /// Bool in, bool out.
+    Logical,
+}
+
+impl UnaryOp {
+    /// Every unary operator.
+    pub const ALL: [UnaryOp; 8] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Sqrt,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Log1p,
+        UnaryOp::Sigmoid,
+        UnaryOp::Not,
+    ];
+
+    /// The function name used in expression text (`-` for negation, `!` for not).
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "-",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Log1p => "log1p",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Not => "!",
+        }
+    }
+
+    /// The operator's type class.
+    pub fn class(self) -> OpClass {
+        match self {
+            UnaryOp::Neg | UnaryOp::Abs => OpClass::Numeric,
+            UnaryOp::Sqrt | UnaryOp::Exp | UnaryOp::Log | UnaryOp::Log1p | UnaryOp::Sigmoid => {
+                OpClass::Float
+            }
+            UnaryOp::Not => OpClass::Logical,
+        }
+    }
+
+    /// The CPU definition for numeric operators.
+    ///
+    /// # Panics
+    /// When called for a float-only or logical operator; the type checker
+    /// routes those to [`UnaryOp::float`] and [`UnaryOp::logical`].
+    #[inline(always)]
+    pub fn numeric<T: Num>(self, x: T) -> T {
+        match self {
+            UnaryOp::Neg => T::neg(x),
+            UnaryOp::Abs => T::abs(x),
+            _ => unreachable!("{self:?} is not a numeric operator"),
+        }
+    }
+
+    /// The CPU definition for float operators (numeric ones included).
+    #[inline(always)]
+    pub fn float<T: Float>(self, x: T) -> T {
+        match self {
+            UnaryOp::Neg | UnaryOp::Abs => self.numeric(x),
+            UnaryOp::Sqrt => T::sqrt(x),
+            UnaryOp::Exp => T::exp(x),
+            UnaryOp::Log => T::ln(x),
+            UnaryOp::Log1p => T::ln_1p(x),
+            UnaryOp::Sigmoid => T::div(T::ONE, T::add(T::ONE, T::exp(T::neg(x)))),
+            UnaryOp::Not => unreachable!("not is a logical operator"),
+        }
+    }
+
+    /// The CPU definition for logical operators.
+    #[inline(always)]
+    pub fn logical(self, x: bool) -> bool {
+        match self {
+            UnaryOp::Not => !x,
+            _ => unreachable!("{self:?} is not a logical operator"),
+        }
+    }
+}
+
+/// An operator with two operands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b` (numeric).
+    Add,
+    /// `a - b` (numeric).
+    Sub,
+    /// `a * b` (numeric).
+    Mul,
+    /// `a / b`: true division, always float (integers promoted to f64).
+    Div,
+    /// `a ** b` (float).
+    Pow,
+    /// Elementwise minimum (numeric; NaN if either is NaN).
+    Min,
+    /// Elementwise maximum (numeric; NaN if either is NaN).
+    Max,
+    /// `a == b`.
+    Eq,
+    /// `a != b`.
+    NotEq,
+    /// `a < b`.
+    Lt,
+    /// `a <= b`.
+    LtEq,
+    /// `a > b`.
+    Gt,
+    /// `a >= b`.
+    GtEq,
+    /// Kleene `and`: `false and null` is false.
+    And,
+    /// Kleene `or`: `true or null` is true.
+    Or,
+}
+
+impl BinaryOp {
+    /// Every binary operator.
+    pub const ALL: [BinaryOp; 15] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Min,
+        BinaryOp::Max,
+        BinaryOp::Eq,
+        BinaryOp::NotEq,
+        BinaryOp::Lt,
+        BinaryOp::LtEq,
+        BinaryOp::Gt,
+        BinaryOp::GtEq,
+        BinaryOp::And,
+        BinaryOp::Or,
+    ];
+
+    /// The symbol or function name used in expression text.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Pow => "**",
+            BinaryOp::Min => "minimum",
+            BinaryOp::Max => "maximum",
+            BinaryOp::Eq => "==",
+            BinaryOp::NotEq => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::LtEq => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::GtEq => ">=",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+        }
+    }
+
+    /// Whether the operator is written infix (`a + b`) rather than as a call.
+    pub fn is_infix(self) -> bool {
+        !matches!(self, BinaryOp::Min | BinaryOp::Max)
+    }
+
+    /// The operator's type class.
+    pub fn class(self) -> OpClass {
+        match self {
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Min | BinaryOp::Max => {
+                OpClass::Numeric
+            }
+            BinaryOp::Div | BinaryOp::Pow => OpClass::Float,
+            BinaryOp::Eq
+            | BinaryOp::NotEq
+            | BinaryOp::Lt
+            | BinaryOp::LtEq
+            | BinaryOp::Gt
+            | BinaryOp::GtEq => OpClass::Comparison,
+            BinaryOp::And | BinaryOp::Or => OpClass::Logical,
+        }
+    }
+
+    /// The CPU definition for numeric operators.
+    #[inline(always)]
+    pub fn numeric<T: Num>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Add => T::add(a, b),
+            BinaryOp::Sub => T::sub(a, b),
+            BinaryOp::Mul => T::mul(a, b),
+            // `a + b` is NaN exactly when either side is NaN, so both stay branch-free.
+            BinaryOp::Min => select(a < b, a, select(b <= a, b, T::add(a, b))),
+            BinaryOp::Max => select(a > b, a, select(b >= a, b, T::add(a, b))),
+            _ => unreachable!("{self:?} is not a numeric operator"),
+        }
+    }
+
+    /// The CPU definition for float operators (numeric ones included).
+    #[inline(always)]
+    pub fn float<T: Float>(self, a: T, b: T) -> T {
+        match self {
+            BinaryOp::Div => T::div(a, b),
+            BinaryOp::Pow => T::pow(a, b),
+            _ => self.numeric(a, b),
+        }
+    }
+
+    /// The CPU definition for comparisons.
+    #[inline(always)]
+    pub fn compare<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            BinaryOp::Eq => a == b,
+            BinaryOp::NotEq => a != b,
+            BinaryOp::Lt => a < b,
+            BinaryOp::LtEq => a <= b,
+            BinaryOp::Gt => a > b,
+            BinaryOp::GtEq => a >= b,
+            _ => unreachable!("{self:?} is not a comparison"),
+        }
+    }
+
+    /// The CPU definition for logical operators on valid values.
+    #[inline(always)]
+    pub fn logical(self, a: bool, b: bool) -> bool {
+        match self {
+            BinaryOp::And => a & b,
+            BinaryOp::Or => a | b,
+            _ => unreachable!("{self:?} is not a logical operator"),
+        }
+    }
+}
+
+/// `clip(x, lo, hi)`: `lo` below, `hi` above, NaN stays NaN.
+#[inline(always)]
+pub fn clip<T: Native>(x: T, lo: T, hi: T) -> T {
+    select(x < lo, lo, select(x > hi, hi, x))
+}
+
+/// A branch-free select the vectorizer turns into a blend.
+#[inline(always)]
+pub fn select<T: Copy>(cond: bool, a: T, b: T) -> T {
+    if cond { a } else { b }
+}
+
+/// Expands `$body` once per unary operator with `$op` bound to that operator as a
+/// constant, so a loop written around `$op.float(x)` is specialized per operator
+/// instead of dispatching inside the loop.
+macro_rules! specialize_unary {
+    ($value:expr, |$op:ident| $body:expr) => {
+        match $value {
+            $crate::ir::UnaryOp::Neg => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Neg;
+                $body
+            }
+            $crate::ir::UnaryOp::Abs => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Abs;
+                $body
+            }
+            $crate::ir::UnaryOp::Sqrt => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Sqrt;
+                $body
+            }
+            $crate::ir::UnaryOp::Exp => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Exp;
+                $body
+            }
+            $crate::ir::UnaryOp::Log => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Log;
+                $body
+            }
+            $crate::ir::UnaryOp::Log1p => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Log1p;
+                $body
+            }
+            $crate::ir::UnaryOp::Sigmoid => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Sigmoid;
+                $body
+            }
+            $crate::ir::UnaryOp::Not => {
+                const $op: $crate::ir::UnaryOp = $crate::ir::UnaryOp::Not;
+                $body
+            }
+        }
+    };
+}
+
+/// The binary counterpart of [`specialize_unary!`].
+macro_rules! specialize_binary {
+    ($value:expr, |$op:ident| $body:expr) => {
+        match $value {
+            $crate::ir::BinaryOp::Add => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Add;
+                $body
+            }
+            $crate::ir::BinaryOp::Sub => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Sub;
+                $body
+            }
+            $crate::ir::BinaryOp::Mul => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Mul;
+                $body
+            }
+            $crate::ir::BinaryOp::Div => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Div;
+                $body
+            }
+            $crate::ir::BinaryOp::Pow => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Pow;
+                $body
+            }
+            $crate::ir::BinaryOp::Min => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Min;
+                $body
+            }
+            $crate::ir::BinaryOp::Max => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Max;
+                $body
+            }
+            $crate::ir::BinaryOp::Eq => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Eq;
+                $body
+            }
+            $crate::ir::BinaryOp::NotEq => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::NotEq;
+                $body
+            }
+            $crate::ir::BinaryOp::Lt => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Lt;
+                $body
+            }
+            $crate::ir::BinaryOp::LtEq => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::LtEq;
+                $body
+            }
+            $crate::ir::BinaryOp::Gt => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Gt;
+                $body
+            }
+            $crate::ir::BinaryOp::GtEq => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::GtEq;
+                $body
+            }
+            $crate::ir::BinaryOp::And => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::And;
+                $body
+            }
+            $crate::ir::BinaryOp::Or => {
+                const $op: $crate::ir::BinaryOp = $crate::ir::BinaryOp::Or;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {specialize_binary, specialize_unary};

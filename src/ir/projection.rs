@@ -1,0 +1,73 @@
+//! A set of named expressions over one input schema: the unit of fused evaluation.
+
+use std::sync::Arc;
+
+use arrow_schema::{Field, Schema, SchemaRef};
+
+use super::arena::{ExprArena, ExprId};
+use super::expr::Expr;
+use crate::error::{Error, Result, ensure};
+
+/// Named, type-checked expressions over one input schema, sharing one arena.
+///
+/// A backend evaluates a whole projection as one fused kernel: one read of the
+/// input columns it uses, one write of each output, and no intermediate array.
+#[derive(Clone, Debug)]
+pub struct Projection {
+    input: SchemaRef,
+    arena: ExprArena,
+    outputs: Vec<(String, ExprId)>,
+}
+
+impl Projection {
+    /// Type-check `exprs` against `input`.
+    ///
+    /// # Errors
+    /// [`Error::Type`] for an expression that does not type-check, and
+    /// [`Error::Type`] naming the output when two outputs share a name.
+    pub fn try_new(input: SchemaRef, exprs: &[(String, Expr)]) -> Result<Self> {
+        let mut arena = ExprArena::new();
+        let mut outputs: Vec<(String, ExprId)> = Vec::with_capacity(exprs.len());
+        for (name, expr) in exprs {
+            ensure!(
+                !outputs.iter().any(|(n, _)| n == name),
+                Error::Type {
+                    expr: expr.to_string(),
+                    message: format!("output column '{name}' is defined twice")
+                }
+            );
+            let id = arena.add_expr(expr, &input)?;
+            outputs.push((name.clone(), id));
+        }
+        Ok(Projection {
+            input,
+            arena,
+            outputs,
+        })
+    }
+
+    /// The schema the expressions read.
+    pub fn input_schema(&self) -> &SchemaRef {
+        &self.input
+    }
+
+    /// The typed nodes.
+    pub fn arena(&self) -> &ExprArena {
+        &self.arena
+    }
+
+    /// The named roots, in output order.
+    pub fn outputs(&self) -> &[(String, ExprId)] {
+        &self.outputs
+    }
+
+    /// The schema of the evaluated result (every column nullable).
+    pub fn output_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .outputs
+            .iter()
+            .map(|(name, id)| Field::new(name, self.arena.dtype(*id).to_arrow(), true))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}

@@ -1,0 +1,3 @@
+pub mod error;
+pub mod ir;
+pub use error::{Error, Result};
