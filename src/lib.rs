@@ -1,3 +1,13 @@
+//! fuseflow: a GPU-native, in-process dataflow engine for machine-learning
+//! pipelines over Apache Arrow.
+#![warn(missing_docs)]
+
+pub mod backend;
 pub mod error;
+pub mod exec;
 pub mod ir;
+pub mod pipeline;
+
 pub use error::{Error, Result};
+pub use exec::{RunOptions, RunOutput, StepReport};
+pub use pipeline::{Pipeline, Step, StepContext, Table};

@@ -280,7 +280,10 @@ pub(crate) fn is_plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !matches!(name, "true" | "false" | "and" | "or" | "not" | "col")
+        && !matches!(
+            name,
+            "true" | "false" | "and" | "or" | "not" | "col" | "inf" | "nan" | "NaN"
+        )
 }
 
 /// Expressions print in the same syntax [`crate::ir::parse`] reads, fully

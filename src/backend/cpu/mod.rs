@@ -1,0 +1,9 @@
+//! The CPU backend: fused block kernels and parallel reductions with rayon.
+//!
+//! - [`CpuKernel`]: a compiled [`Projection`](crate::ir::Projection), evaluated in one pass.
+//! - [`stats`]: one-pass column statistics with f64 accumulation.
+
+pub mod kernel;
+pub mod stats;
+
+pub use kernel::{BLOCK, CpuKernel};

@@ -1,0 +1,3 @@
+//! Compute backends. The CPU backend (rayon) is always available.
+
+pub mod cpu;

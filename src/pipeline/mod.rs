@@ -1,0 +1,17 @@
+//! Pipelines: steps, their wiring, and the built-in step kinds.
+//!
+//! - [`Pipeline`]: the builder; [`Pipeline::validate`] turns it into a [`Graph`].
+//! - [`Step`]: the trait every step implements; add your own.
+//! - [`Table`]: the chunked Arrow data that flows between steps.
+//! - [`io`]: read and write files; [`prep`]: data preparation.
+//! - [`spec`]: pipelines described in TOML files.
+
+pub mod graph;
+pub mod io;
+pub mod prep;
+pub mod step;
+pub mod table;
+
+pub use graph::{Graph, Pipeline, StepRef};
+pub use step::{Step, StepContext};
+pub use table::Table;

@@ -1,0 +1,78 @@
+//! The [`Step`] trait: what every step, built-in or user-written, implements.
+
+use std::fmt;
+
+use arrow_schema::SchemaRef;
+
+use super::table::Table;
+use crate::error::Result;
+
+/// Everything a step learns about the run it is part of.
+#[derive(Clone, Copy, Debug)]
+pub struct StepContext<'a> {
+    /// The step's name in the pipeline; errors should name it.
+    pub name: &'a str,
+}
+
+/// A unit of work in a pipeline: named inputs in, named outputs out.
+///
+/// Implement this trait to add your own step; it then validates, schedules and
+/// reports like the built-in ones.
+///
+/// ```
+/// use fuseflow::pipeline::{Step, StepContext, Table};
+/// use fuseflow::Result;
+/// use arrow_schema::SchemaRef;
+///
+/// /// Keeps the first `n` rows.
+/// #[derive(Debug)]
+/// struct Head(usize);
+///
+/// impl Step for Head {
+///     fn kind(&self) -> &str { "head" }
+///     fn inputs(&self) -> &[&str] { &["data"] }
+///     fn outputs(&self) -> &[&str] { &["out"] }
+///     fn params(&self) -> String { format!("n={}", self.0) }
+///     fn output_schemas(&self, _: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
+///         Ok(vec![inputs[0].clone()])
+///     }
+///     fn run(&self, _: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+///         let batch = inputs[0].concat()?;
+///         Ok(vec![Table::from_batch(batch.slice(0, self.0.min(batch.num_rows())))])
+///     }
+/// }
+/// ```
+pub trait Step: Send + Sync + fmt::Debug {
+    /// The step kind, e.g. `"scale"`; the same for every instance of a type.
+    fn kind(&self) -> &str;
+
+    /// Names of the input ports, in the order `run` receives them.
+    fn inputs(&self) -> &[&str];
+
+    /// Names of the output ports, in the order `run` returns them.
+    fn outputs(&self) -> &[&str];
+
+    /// The parameters as one line of text, shown by `explain`.
+    fn params(&self) -> String;
+
+    /// The schema of each output given the schema of each input, checked before
+    /// anything runs.
+    ///
+    /// # Errors
+    /// [`Error::Schema`](crate::Error::Schema) naming the step and column when
+    /// an input lacks a column or has the wrong type.
+    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>>;
+
+    /// Whether the output schemas are only known after running (e.g. one-hot
+    /// columns named after fitted categories). Steps downstream of such a step
+    /// are schema-checked when their inputs exist rather than before the run.
+    fn schema_depends_on_data(&self) -> bool {
+        false
+    }
+
+    /// Compute the outputs.
+    ///
+    /// # Errors
+    /// Any [`Error`](crate::Error); the executor attributes it to the step.
+    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>>;
+}
