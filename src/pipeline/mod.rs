@@ -9,6 +9,7 @@
 pub mod graph;
 pub mod io;
 pub mod prep;
+pub mod spec;
 pub mod step;
 pub mod table;
 

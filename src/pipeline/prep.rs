@@ -254,7 +254,13 @@ impl Step for Filter {
             .iter()
             .map(|b| {
                 let keep = kernel.evaluate(b)?;
-                let keep = arrow_select::filter::prep_null_mask_filter(keep.column(0).as_boolean());
+                let keep = keep.column(0).as_boolean();
+                // A null predicate drops the row.
+                let keep = if keep.null_count() > 0 {
+                    arrow_select::filter::prep_null_mask_filter(keep)
+                } else {
+                    keep.clone()
+                };
                 Ok(arrow_select::filter::filter_record_batch(b, &keep)?)
             })
             .collect::<Result<Vec<_>>>()?;

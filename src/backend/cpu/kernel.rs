@@ -98,7 +98,16 @@ impl CpuKernel {
                     Slot::Column(columns.len() - 1)
                 }
                 _ => {
-                    // Free registers whose last reader is this node, then allocate.
+                    // Allocate before freeing the operands' registers: an instruction
+                    // never writes a register it reads.
+                    let reuse = free.iter().position(|&r| reg_dtypes[r] == dtype);
+                    let dst = match reuse {
+                        Some(p) => free.swap_remove(p),
+                        None => {
+                            reg_dtypes.push(dtype);
+                            reg_dtypes.len() - 1
+                        }
+                    };
                     for c in node.children() {
                         if last_use[c.index()] == id.index() {
                             if let Slot::Reg(r) = slots[c.index()] {
@@ -108,14 +117,6 @@ impl CpuKernel {
                             }
                         }
                     }
-                    let reuse = free.iter().position(|&r| reg_dtypes[r] == dtype);
-                    let dst = match reuse {
-                        Some(p) => free.swap_remove(p),
-                        None => {
-                            reg_dtypes.push(dtype);
-                            reg_dtypes.len() - 1
-                        }
-                    };
                     let operand_dtype = node.children().first().map_or(dtype, |c| arena.dtype(*c));
                     instrs.push(Instr {
                         node: node.clone(),

@@ -1,0 +1,85 @@
+//! Deterministic synthetic data sets for examples, tests and benchmarks.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+
+use crate::pipeline::prep::splitmix64;
+
+/// A seeded stream of uniform and normal variates (SplitMix64 based).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(1);
+        splitmix64(self.0)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u = self.uniform().max(f64::MIN_POSITIVE);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// A customer-churn-like table: `age` (f64, 2% null), `income` (f64, 5% null,
+/// log-normal), `visits` (i64), `tenure` (f32, 1% null), `region` (utf8, 4
+/// categories, 1% null), `premium` (bool) and a binary label `churned`
+/// that depends on the features through a logistic model.
+pub fn customers(rows: usize, seed: u64) -> RecordBatch {
+    let mut rng = Rng::new(seed);
+    const REGIONS: [&str; 4] = ["north", "south", "east", "west"];
+    let mut age = Vec::with_capacity(rows);
+    let mut income = Vec::with_capacity(rows);
+    let mut visits = Vec::with_capacity(rows);
+    let mut tenure = Vec::with_capacity(rows);
+    let mut region = Vec::with_capacity(rows);
+    let mut premium = Vec::with_capacity(rows);
+    let mut churned = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let a = (40.0 + 12.0 * rng.normal()).clamp(18.0, 90.0);
+        let inc = (10.5 + 0.6 * rng.normal()).exp();
+        let v = (rng.uniform() * 30.0) as i64;
+        let t = (rng.uniform() * 10.0) as f32;
+        let r = (rng.next_u64() % 4) as usize;
+        let p = rng.uniform() < 0.3;
+        let logit = -0.03 * (a - 40.0)
+            - 0.4 * (inc.ln() - 10.5)
+            - 0.08 * (v as f64 - 15.0)
+            - 0.2 * f64::from(t)
+            + if p { -0.8 } else { 0.3 }
+            + [0.2, -0.1, 0.0, 0.4][r];
+        churned.push(rng.uniform() < 1.0 / (1.0 + (-logit).exp()));
+        age.push((rng.uniform() >= 0.02).then_some(a));
+        income.push((rng.uniform() >= 0.05).then_some(inc));
+        visits.push(v);
+        tenure.push((rng.uniform() >= 0.01).then_some(t));
+        region.push((rng.uniform() >= 0.01).then_some(REGIONS[r]));
+        premium.push(p);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("age", Arc::new(Float64Array::from(age))),
+        ("income", Arc::new(Float64Array::from(income))),
+        ("visits", Arc::new(Int64Array::from(visits))),
+        ("tenure", Arc::new(Float32Array::from(tenure))),
+        ("region", Arc::new(StringArray::from(region))),
+        ("premium", Arc::new(BooleanArray::from(premium))),
+        ("churned", Arc::new(BooleanArray::from(churned))),
+    ];
+    RecordBatch::try_from_iter(columns).expect("columns have equal length")
+}
