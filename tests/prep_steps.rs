@@ -417,7 +417,7 @@ fn fit_stats_on_many_chunks_match_a_naive_two_pass_computation() {
         .collect();
     // Null for the first blocks (more than 2 kernel blocks), values after.
     let sparse: Vec<Option<f64>> = (0..n)
-        .map(|r| (r >= 5000 && r % 3 != 0).then(|| (r % 17) as f64 - 8.0))
+        .map(|r| (r >= 5000 && r % 3 != 0).then_some((r % 17) as f64 - 8.0))
         .collect();
     let b = batch(vec![
         ("x", f64_array(&x)),
