@@ -297,7 +297,6 @@ fn parquet_and_csv_are_read_in_chunks() {
 }
 
 #[test]
-#[ignore = "bug: Read::batch_rows is ignored for Arrow IPC files and streams: a file written as one 10 007-row batch is read back as one batch, not chunks of at most batch_rows"]
 fn arrow_ipc_is_read_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let n = 10_007;

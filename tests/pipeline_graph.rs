@@ -508,7 +508,6 @@ fn a_panicking_step_becomes_an_error_naming_it() {
 }
 
 #[test]
-#[ignore = "bug: a panic in a step's output_schemas (called by validate and by the scheduler for data-dependent schemas) is not caught and unwinds out of Pipeline::validate / run instead of becoming an error naming the step"]
 fn a_step_panicking_while_planning_becomes_an_error_naming_it() {
     let mut p = Pipeline::new("panic");
     p.add("src", MemorySource::new(data()));

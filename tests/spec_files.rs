@@ -15,12 +15,20 @@ fn shipped_example_spec_runs_end_to_end() {
     let pipeline = spec::load(Path::new("examples/prep.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Same pipeline, but written into a temporary directory.
-    let text = std::fs::read_to_string("examples/prep.toml").unwrap().replace("../target/customers-prepared.parquet", &dir.path().join("out.parquet").display().to_string());
+    let text = std::fs::read_to_string("examples/prep.toml")
+        .unwrap()
+        .replace(
+            "../target/customers-prepared.parquet",
+            &dir.path().join("out.parquet").display().to_string(),
+        );
     let copy = spec::parse(&text, Path::new("examples/prep.toml")).unwrap();
     assert_eq!(pipeline.step_names().count(), copy.step_names().count());
     let run = copy.run().unwrap();
     let model_input = run.output("model_input").unwrap();
-    assert!(model_input.num_rows() > 50, "about a quarter of 400 rows is the test split");
+    assert!(
+        model_input.num_rows() > 50,
+        "about a quarter of 400 rows is the test split"
+    );
     assert_eq!(model_input.schema().fields().len(), 10);
     assert!(dir.path().join("out.parquet").exists());
 }
@@ -28,34 +36,51 @@ fn shipped_example_spec_runs_end_to_end() {
 #[test]
 fn malformed_toml_names_the_line() {
     let err = parse_err("name = \"x\"\n\n[[steps]]\nname = \"a\"\nkind = = \"read\"\n");
-    let Error::Spec { line, .. } = &err else { panic!("{err:?}") };
+    let Error::Spec { line, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert_eq!(*line, Some(5), "{err}");
     assert!(err.to_string().starts_with("bad.toml line 5"), "{err}");
 }
 
 #[test]
 fn unknown_key_names_the_key_and_the_step_line() {
-    let err = parse_err("name = \"x\"\n[[steps]]\nname = \"s\"\nkind = \"select\"\ncolums = [\"a\"]\ncolumns = [\"a\"]\ninput = \"raw\"\n");
+    let err = parse_err(
+        "name = \"x\"\n[[steps]]\nname = \"s\"\nkind = \"select\"\ncolums = [\"a\"]\ncolumns = [\"a\"]\ninput = \"raw\"\n",
+    );
     let text = err.to_string();
-    assert!(text.contains("line 2") && text.contains("'colums'") && text.contains("'s'"), "{text}");
+    assert!(
+        text.contains("line 2") && text.contains("'colums'") && text.contains("'s'"),
+        "{text}"
+    );
 }
 
 #[test]
 fn unknown_kind_lists_the_known_kinds() {
-    let text = parse_err("name = \"x\"\n[[steps]]\nname = \"s\"\nkind = \"normalise\"\n").to_string();
-    assert!(text.contains("unknown kind 'normalise'") && text.contains("fit_stats"), "{text}");
+    let text =
+        parse_err("name = \"x\"\n[[steps]]\nname = \"s\"\nkind = \"normalise\"\n").to_string();
+    assert!(
+        text.contains("unknown kind 'normalise'") && text.contains("fit_stats"),
+        "{text}"
+    );
 }
 
 #[test]
 fn wrong_value_type_names_the_key() {
     let text = parse_err("name = \"x\"\n[[steps]]\nname = \"s\"\nkind = \"split\"\ninput = \"r\"\ntest_fraction = \"big\"\n").to_string();
-    assert!(text.contains("'test_fraction'") && text.contains("a number"), "{text}");
+    assert!(
+        text.contains("'test_fraction'") && text.contains("a number"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_expression_names_the_key_and_position() {
     let text = parse_err("name = \"x\"\n[[steps]]\nname = \"d\"\nkind = \"derive\"\ninput = \"r\"\ncolumns = { y = \"log1p(x\" }\n").to_string();
-    assert!(text.contains("columns.y") && text.contains("log1p(x"), "{text}");
+    assert!(
+        text.contains("columns.y") && text.contains("log1p(x"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -65,15 +90,25 @@ fn missing_required_key_is_reported() {
 }
 
 fn fuseflow(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_fuseflow")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn cli_explain_and_run() {
     let explain = fuseflow(&["explain", "examples/prep.toml"]);
-    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
     let text = String::from_utf8_lossy(&explain.stdout);
-    let (split, stats) = (text.find(". split [split]").unwrap(), text.find(". stats [fit_stats]").unwrap());
+    let (split, stats) = (
+        text.find(". split [split]").unwrap(),
+        text.find(". stats [fit_stats]").unwrap(),
+    );
     assert!(split < stats, "dependency order: {text}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -85,7 +120,11 @@ fn cli_explain_and_run() {
     )
     .unwrap();
     let run = fuseflow(&["run", spec_path.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(String::from_utf8_lossy(&run.stdout).contains("raw"));
     assert!(dir.path().join("o.arrow").exists());
 }
@@ -94,9 +133,16 @@ fn cli_explain_and_run() {
 fn cli_reports_errors_with_exit_status() {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("p.toml");
-    std::fs::write(&spec_path, "name = \"t\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"missing.csv\"\n").unwrap();
+    std::fs::write(
+        &spec_path,
+        "name = \"t\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"missing.csv\"\n",
+    )
+    .unwrap();
     let out = fuseflow(&["run", spec_path.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("missing.csv") && err.contains("cannot open"), "{err}");
+    assert!(
+        err.contains("missing.csv") && err.contains("cannot open"),
+        "{err}"
+    );
 }

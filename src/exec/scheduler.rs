@@ -118,6 +118,9 @@ impl Pipeline {
     }
 }
 
+/// Stack size of step worker threads.
+const WORKER_STACK: usize = 32 << 20;
+
 struct Job {
     step: usize,
     inputs: Vec<Table>,
@@ -161,34 +164,44 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let (job_rx, done_tx, steps) = (job_rx.clone(), done_tx.clone(), &steps);
-            scope.spawn(move || {
-                for job in job_rx {
-                    let (name, step) = &steps[job.step];
-                    let started = start.elapsed();
-                    let result = catch_unwind(AssertUnwindSafe(|| {
-                        step.run(StepContext { name }, &job.inputs)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        Err(Error::Execution {
-                            step: name.clone(),
-                            message: format!("panicked: {}", panic_message(&panic)),
+            // Deep expression trees recurse while being type-checked and planned; give
+            // workers the room a main thread has.
+            let spawned = std::thread::Builder::new()
+                .name("fuseflow-step".into())
+                .stack_size(WORKER_STACK)
+                .spawn_scoped(scope, move || {
+                    for job in job_rx {
+                        let (name, step) = &steps[job.step];
+                        let started = start.elapsed();
+                        let result = catch_unwind(AssertUnwindSafe(|| {
+                            step.run(StepContext { name }, &job.inputs)
+                        }))
+                        .unwrap_or_else(|panic| {
+                            Err(Error::Execution {
+                                step: name.clone(),
+                                message: format!("panicked: {}", panic_message(&panic)),
+                            })
                         })
-                    })
-                    .map_err(|e| e.in_step(name));
-                    let duration = start.elapsed() - started;
-                    if done_tx
-                        .send(Done {
-                            step: job.step,
-                            started,
-                            duration,
-                            result,
-                        })
-                        .is_err()
-                    {
-                        return;
+                        .map_err(|e| e.in_step(name));
+                        let duration = start.elapsed() - started;
+                        if done_tx
+                            .send(Done {
+                                step: job.step,
+                                started,
+                                duration,
+                                result,
+                            })
+                            .is_err()
+                        {
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            if let Err(e) = spawned {
+                return Err(Error::Internal(format!(
+                    "cannot start a worker thread: {e}"
+                )));
+            }
         }
         drop(done_tx);
 
@@ -287,7 +300,7 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     })
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

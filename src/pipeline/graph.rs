@@ -43,9 +43,20 @@ pub(crate) struct StepNode {
 impl StepNode {
     /// The step's output schemas for these input schemas, errors attributed to the step.
     pub(crate) fn planned_schemas(&self, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        let out = self
-            .step
-            .output_schemas(StepContext { name: &self.name }, inputs)
+        let plan = || {
+            self.step
+                .output_schemas(StepContext { name: &self.name }, inputs)
+        };
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(plan))
+            .unwrap_or_else(|panic| {
+                Err(Error::Execution {
+                    step: self.name.clone(),
+                    message: format!(
+                        "panicked while planning: {}",
+                        crate::exec::scheduler::panic_message(&panic)
+                    ),
+                })
+            })
             .map_err(|e| e.in_step(&self.name))?;
         ensure!(
             out.len() == self.step.outputs().len(),

@@ -210,6 +210,16 @@ impl Read {
                     .and_then(normalize_batch)
             })
             .collect::<Result<Vec<_>>>()?;
+        // IPC files keep the writer's batch sizes; cut them to the chunk size (zero-copy).
+        let batches = batches
+            .into_iter()
+            .flat_map(|b| {
+                let rows = b.num_rows();
+                (0..rows.max(1))
+                    .step_by(self.batch_rows)
+                    .map(move |s| b.slice(s.min(rows), self.batch_rows.min(rows - s.min(rows))))
+            })
+            .collect();
         Table::try_new(schema, batches)
     }
 }

@@ -192,8 +192,8 @@ impl CpuKernel {
             .zip(valid)
             .enumerate()
             .map(|(i, (buf, valid))| {
-                let nulls = NullBuffer::from(BooleanBuffer::from(valid));
-                let nulls = (nulls.null_count() > 0).then_some(nulls);
+                let nulls = (!valid.iter().all(|&v| v))
+                    .then(|| NullBuffer::from(BooleanBuffer::from(valid)));
                 buf.finish(nulls, strings.iter().map(|block| &block[i]))
             })
             .collect();
@@ -338,7 +338,11 @@ impl CpuKernel {
                     Some(xv) => {
                         let keep = Values::Bool(Src::Slice(xv));
                         dst.values.select(&keep, &x.values, &fill.values);
-                        dst.select_valid(xv, Some(xv), fill.valid);
+                        match fill.valid {
+                            // A valid fill value leaves no null behind.
+                            None => dst.valid_from(&[]),
+                            Some(fv) => dst.select_valid(xv, Some(xv), Some(fv)),
+                        }
                     }
                 }
             }
@@ -427,15 +431,11 @@ impl<'a> Input<'a> {
             let bits = nulls.inner().slice(start, len);
             if bits.count_set_bits() != len {
                 scratch.has_nulls = true;
-                scratch.valid.clear();
-                scratch.valid.extend(bits.iter());
+                unpack_bits(&bits, &mut scratch.valid);
             }
         }
         match self {
-            Input::Bool(a) => {
-                scratch.bools.clear();
-                scratch.bools.extend(a.values().slice(start, len).iter());
-            }
+            Input::Bool(a) => unpack_bits(&a.values().slice(start, len), &mut scratch.bools),
             Input::Str(a) => {
                 scratch.strs.clear();
                 scratch
@@ -656,15 +656,33 @@ impl<'a> Buf<'a> {
         macro_rules! go {
             ($($buf:ident),*) => {
                 match (self, a, b) {
-                    $((Buf::$buf(out), Values::$buf(a), Values::$buf(b)) => {
-                        out.iter_mut().enumerate().for_each(|(i, o)| *o = select(c.at(i), a.at(i), b.at(i)))
-                    })*
+                    $((Buf::$buf(out), Values::$buf(a), Values::$buf(b)) => match (c, a, b) {
+                        // The fill_null shape: a mask, a column and a constant.
+                        (Src::Slice(c), Src::Slice(a), Src::Splat(b)) => {
+                            out.iter_mut().zip(c.iter().zip(a.iter())).for_each(|(o, (&c, &a))| *o = select(c, a, *b))
+                        }
+                        (Src::Slice(c), Src::Slice(a), Src::Slice(b)) => {
+                            out.iter_mut().zip(c.iter().zip(a.iter().zip(b.iter()))).for_each(|(o, (&c, (&a, &b)))| *o = select(c, a, b))
+                        }
+                        _ => out.iter_mut().enumerate().for_each(|(i, o)| *o = select(c.at(i), a.at(i), b.at(i))),
+                    },)*
                     _ => unreachable!("select operands share the output dtype"),
                 }
             };
         }
         go!(Bool, I32, I64, F32, F64, Str)
     }
+}
+
+/// Expand a bitmap into one bool per bit, 64 bits at a time.
+fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
+    out.clear();
+    let chunks = bits.inner().bit_chunks(bits.offset(), bits.len());
+    for word in chunks.iter() {
+        out.extend((0..64).map(|j| (word >> j) & 1 == 1));
+    }
+    let rest = chunks.remainder_bits();
+    out.extend((0..chunks.remainder_len()).map(|j| (rest >> j) & 1 == 1));
 }
 
 /// Dispatch on a numeric output buffer, binding `$out` to its `&mut Vec<T>`.
@@ -830,15 +848,17 @@ fn cast<'a>(a: &Values<'_, 'a>, out: &mut Buf<'a>, from: DType, to: DType) -> Op
         let a = T::pick(a);
         map1(a, out, |x| O::from_f64(x.to_f64()));
         if T::DTYPE.is_float() && O::DTYPE.is_integer() {
-            let (lo, hi) = if O::DTYPE == DType::Int32 {
-                (i32::MIN as f64, i32::MAX as f64)
+            // Truncate first, then require the integer to be representable:
+            // [-2^31, 2^31) or [-2^63, 2^63), both exact in f64. NaN fails both tests.
+            let bound = if O::DTYPE == DType::Int32 {
+                2f64.powi(31)
             } else {
-                (i64::MIN as f64, i64::MAX as f64)
+                2f64.powi(63)
             };
             let mut valid = vec![false; out.len()];
             map1(a, &mut valid, |x| {
-                let x = x.to_f64();
-                x >= lo && x <= hi
+                let t = x.to_f64().trunc();
+                t >= -bound && t < bound
             });
             return Some(valid);
         }
