@@ -1506,7 +1506,6 @@ fn a_chain_of_200_ops_compiles_and_evaluates() {
 }
 
 #[test]
-#[ignore = "bug: type-checking a 200-op expression overflows a default 2 MiB thread stack in unoptimized builds (~13 KiB per nesting level in ExprArena::lower) and aborts the process"]
 fn a_200_op_chain_fits_in_a_default_thread_stack() {
     // A stack overflow aborts the whole process, so the work runs in a child
     // process (this test binary, re-run with only this test) and the parent

@@ -36,7 +36,20 @@ impl ExprArena {
         Ok(self.lower(expr, schema)?.id)
     }
 
+    /// Lower the children, then type this node. Only this small function
+    /// recurses, so deep trees need little stack per level.
     fn lower(&mut self, expr: &Expr, schema: &Schema) -> Result<Typed> {
+        let parts = expr
+            .children()
+            .into_iter()
+            .map(|child| self.lower(child, schema))
+            .collect::<Result<Vec<_>>>()?;
+        self.type_node(expr, &parts, schema)
+    }
+
+    /// Type one node whose operands are already lowered into `parts`.
+    #[inline(never)]
+    fn type_node(&mut self, expr: &Expr, parts: &[Typed], schema: &Schema) -> Result<Typed> {
         let type_error = |message: String| Error::Type {
             expr: expr.to_string(),
             message,
@@ -74,7 +87,7 @@ impl ExprArena {
                 }
             }
             Expr::Unary { op, input } => {
-                let a = self.lower(input, schema)?;
+                let a = parts[0];
                 let dtype = result_class_type(op.class(), &[a], expr)?;
                 let id = self.coerce(a, input, dtype)?;
                 Typed {
@@ -84,7 +97,7 @@ impl ExprArena {
                 }
             }
             Expr::Binary { op, left, right } => {
-                let (a, b) = (self.lower(left, schema)?, self.lower(right, schema)?);
+                let (a, b) = (parts[0], parts[1]);
                 let dtype = result_class_type(op.class(), &[a, b], expr)?;
                 let operand = match op.class() {
                     OpClass::Comparison => {
@@ -106,12 +119,7 @@ impl ExprArena {
                 }
             }
             Expr::Clip { input, min, max } => {
-                let parts = [
-                    self.lower(input, schema)?,
-                    self.lower(min, schema)?,
-                    self.lower(max, schema)?,
-                ];
-                let dtype = result_class_type(OpClass::Numeric, &parts, expr)?;
+                let dtype = result_class_type(OpClass::Numeric, parts, expr)?;
                 let ids = [
                     self.coerce(parts[0], input, dtype)?,
                     self.coerce(parts[1], min, dtype)?,
@@ -123,8 +131,8 @@ impl ExprArena {
                     weak: parts[0].weak,
                 }
             }
-            Expr::IsNull(input) => {
-                let a = self.lower(input, schema)?;
+            Expr::IsNull(_) => {
+                let a = parts[0];
                 Typed {
                     id: self.push(Node::IsNull(a.id), DType::Bool),
                     dtype: DType::Bool,
@@ -132,8 +140,7 @@ impl ExprArena {
                 }
             }
             Expr::FillNull { input, value } => {
-                let parts = [self.lower(input, schema)?, self.lower(value, schema)?];
-                let (dtype, weak) = common_type(&parts).ok_or_else(|| mismatch(expr, &parts))?;
+                let (dtype, weak) = common_type(parts).ok_or_else(|| mismatch(expr, parts))?;
                 let (a, b) = (
                     self.coerce(parts[0], input, dtype)?,
                     self.coerce(parts[1], value, dtype)?,
@@ -149,15 +156,15 @@ impl ExprArena {
                 then,
                 otherwise,
             } => {
-                let c = self.lower(condition, schema)?;
+                let c = parts[0];
                 if c.dtype != DType::Bool {
                     bail!(type_error(format!(
                         "the condition `{condition}` is {}, it must be bool",
                         c.dtype
                     )));
                 }
-                let parts = [self.lower(then, schema)?, self.lower(otherwise, schema)?];
-                let (dtype, weak) = common_type(&parts).ok_or_else(|| mismatch(expr, &parts))?;
+                let parts = &parts[1..];
+                let (dtype, weak) = common_type(parts).ok_or_else(|| mismatch(expr, parts))?;
                 let (t, f) = (
                     self.coerce(parts[0], then, dtype)?,
                     self.coerce(parts[1], otherwise, dtype)?,
@@ -169,7 +176,7 @@ impl ExprArena {
                 }
             }
             Expr::Cast { input, dtype } => {
-                let a = self.lower(input, schema)?;
+                let a = parts[0];
                 if (a.dtype == DType::Utf8) != (*dtype == DType::Utf8) {
                     bail!(type_error(format!(
                         "cannot cast {} to {dtype}: strings convert only to strings; encode categoricals with an index or one-hot encoding step",
