@@ -7,6 +7,7 @@ pub mod datasets;
 pub mod error;
 pub mod exec;
 pub mod ir;
+pub mod ml;
 pub mod pipeline;
 
 pub use error::{Error, Result};

@@ -1,0 +1,14 @@
+//! Model algorithms, written once over dense f64 data: each training iteration
+//! is a few parallel passes over the rows (gradient, Hessian, or minibatch
+//! forward/backward) plus a small dense solve on the host.
+//!
+//! - [`design`]: training tables as checked, column-major matrices.
+//! - [`linalg`]: small dense solves (Cholesky).
+//! - [`linear`], [`logistic`], [`mlp`]: the trainers.
+//! - [`metrics`]: evaluation metrics.
+//! - [`model`]: the trained model as Arrow data, and its scoring expressions.
+
+pub mod design;
+pub mod linalg;
+pub mod metrics;
+pub mod mlp;
