@@ -224,6 +224,22 @@ impl Expr {
         }
     }
 
+    /// The expression with every column reference replaced by `f(name)`.
+    pub fn map_columns(&self, f: &impl Fn(&str) -> Expr) -> Expr {
+        let map = |e: &Expr| Box::new(e.map_columns(f));
+        match self {
+            Expr::Column(name) => f(name),
+            Expr::Literal(_) => self.clone(),
+            Expr::Unary { op, input } => Expr::Unary { op: *op, input: map(input) },
+            Expr::Binary { op, left, right } => Expr::Binary { op: *op, left: map(left), right: map(right) },
+            Expr::Clip { input, min, max } => Expr::Clip { input: map(input), min: map(min), max: map(max) },
+            Expr::IsNull(input) => Expr::IsNull(map(input)),
+            Expr::FillNull { input, value } => Expr::FillNull { input: map(input), value: map(value) },
+            Expr::IfElse { condition, then, otherwise } => Expr::IfElse { condition: map(condition), then: map(then), otherwise: map(otherwise) },
+            Expr::Cast { input, dtype } => Expr::Cast { input: map(input), dtype: *dtype },
+        }
+    }
+
     /// Names of the columns the expression reads, in first-use order, without repeats.
     pub fn columns(&self) -> Vec<String> {
         fn walk(e: &Expr, out: &mut Vec<String>) {

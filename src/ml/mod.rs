@@ -10,5 +10,8 @@
 
 pub mod design;
 pub mod linalg;
+pub mod linear;
+pub mod logistic;
 pub mod metrics;
 pub mod mlp;
+pub mod pass;

@@ -8,6 +8,7 @@
 
 pub mod graph;
 pub mod io;
+pub mod lineage;
 pub mod prep;
 pub mod spec;
 pub mod step;

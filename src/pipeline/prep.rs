@@ -15,6 +15,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use super::lineage;
 use super::step::{Step, StepContext};
 use super::table::{Table, column_dtype, column_index, numeric_column};
 use crate::backend::cpu::CpuKernel;
@@ -42,10 +43,11 @@ fn with_columns_schema(
     let projection = Projection::try_new(Arc::clone(input), exprs).map_err(in_step(step))?;
     let computed = projection.output_schema();
     let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
-    for field in computed.fields() {
+    for (field, (_, expr)) in computed.fields().iter().zip(exprs) {
+        let field = lineage::annotate(field.as_ref().clone(), &lineage::compose(expr, input)?);
         match fields.iter().position(|f| f.name() == field.name()) {
-            Some(i) => fields[i] = field.as_ref().clone(),
-            None => fields.push(field.as_ref().clone()),
+            Some(i) => fields[i] = field,
+            None => fields.push(field),
         }
     }
     Ok((
@@ -160,7 +162,9 @@ impl Rename {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         for (from, to) in &self.mapping {
             let i = column_index(step, input, from)?;
-            fields[i] = fields[i].clone().with_name(to);
+            // The renamed column still computes from the same sources.
+            let lineage = lineage::of_field(&fields[i])?;
+            fields[i] = lineage::annotate(fields[i].clone().with_name(to), &lineage);
         }
         let mut seen = BTreeSet::new();
         for f in &fields {
@@ -818,14 +822,37 @@ impl Encode {
         Encode { method, unknown }
     }
 
-    fn encode_column(
-        &self,
-        step: &str,
-        name: &str,
-        array: &ArrayRef,
-        lookup: &HashMap<&str, i32>,
-        n: usize,
-    ) -> Result<Vec<(String, ArrayRef)>> {
+    /// The output fields for one encoded column, with their lineage: one-hot
+    /// indicators are `fill_null(cast(col == "category", f32), 0.0)`; index codes
+    /// a chain of `if_else` (recorded up to [`MAX_INDEX_LINEAGE`] categories).
+    fn encoded_fields(&self, input: &Field, categories: &[(&str, i32)]) -> Result<Vec<Field>> {
+        let source = lineage::of_field(input)?;
+        let with = |expr: Expr| lineage::Lineage { expr, sources: source.sources.clone() };
+        Ok(match self.method {
+            EncodeMethod::OneHot => categories
+                .iter()
+                .map(|(category, _)| {
+                    let indicator = source.expr.clone().eq(lit(*category)).cast(DType::Float32).fill_null(lit(0.0));
+                    lineage::annotate(Field::new(format!("{}={category}", input.name()), DataType::Float32, false), &with(indicator))
+                })
+                .collect(),
+            EncodeMethod::Index => {
+                let field = Field::new(input.name(), DataType::Int32, true);
+                if categories.len() > MAX_INDEX_LINEAGE {
+                    vec![field]
+                } else {
+                    // An unseen category is null: `cast(nan, i32)` is the null the chain ends in.
+                    let code = categories.iter().rev().fold(lit(f64::NAN).cast(DType::Int32), |otherwise, (category, i)| {
+                        crate::ir::if_else(source.expr.clone().eq(lit(*category)), lit(*i), otherwise)
+                    });
+                    vec![lineage::annotate(field, &with(code))]
+                }
+            }
+        })
+    }
+
+    fn encode_column(&self, step: &str, name: &str, array: &ArrayRef, categories: &[(&str, i32)]) -> Result<Vec<ArrayRef>> {
+        let lookup: HashMap<&str, i32> = categories.iter().copied().collect();
         let strings = array.as_string::<i32>();
         let mut codes: Vec<Option<i32>> = Vec::with_capacity(strings.len());
         for value in strings.iter() {
@@ -843,28 +870,21 @@ impl Encode {
             });
         }
         Ok(match self.method {
-            EncodeMethod::Index => vec![(
-                name.to_string(),
-                Arc::new(Int32Array::from(codes)) as ArrayRef,
-            )],
-            EncodeMethod::OneHot => {
-                let mut sorted: Vec<(&str, i32)> = lookup.iter().map(|(k, v)| (*k, *v)).collect();
-                sorted.sort_by_key(|(_, i)| *i);
-                debug_assert_eq!(sorted.len(), n);
-                sorted
-                    .into_iter()
-                    .map(|(category, i)| {
-                        let values: Float32Array = codes
-                            .iter()
-                            .map(|c| Some(f32::from(u8::from(*c == Some(i)))))
-                            .collect();
-                        (format!("{name}={category}"), Arc::new(values) as ArrayRef)
-                    })
-                    .collect()
-            }
+            EncodeMethod::Index => vec![Arc::new(Int32Array::from(codes)) as ArrayRef],
+            EncodeMethod::OneHot => categories
+                .iter()
+                .map(|(_, i)| {
+                    let values: Float32Array = codes.iter().map(|c| Some(f32::from(u8::from(*c == Some(*i))))).collect();
+                    Arc::new(values) as ArrayRef
+                })
+                .collect(),
         })
     }
 }
+
+/// Index encodings with more categories than this carry no lineage: a model
+/// trained on them cannot re-apply the encoding by itself (use one-hot).
+pub const MAX_INDEX_LINEAGE: usize = 256;
 
 impl Step for Encode {
     step_io!("encode", ["data", "categories"], ["out"]);
@@ -916,84 +936,41 @@ impl Step for Encode {
         let (names, categories, indices) = (
             fitted.column(0).as_string::<i32>(),
             fitted.column(1).as_string::<i32>(),
-            fitted
-                .column(2)
-                .as_primitive::<arrow_array::types::Int32Type>(),
+            fitted.column(2).as_primitive::<arrow_array::types::Int32Type>(),
         );
         let columns = stats_columns(ctx.name, inputs[1].schema())?;
-        let mut lookups: HashMap<&str, HashMap<&str, i32>> = columns
-            .iter()
-            .map(|c| (c.as_str(), HashMap::new()))
-            .collect();
+        let mut lookups: HashMap<&str, Vec<(&str, i32)>> = columns.iter().map(|c| (c.as_str(), Vec::new())).collect();
         for i in 0..fitted.num_rows() {
             if let Some(l) = lookups.get_mut(names.value(i)) {
-                l.insert(categories.value(i), indices.value(i));
+                l.push((categories.value(i), indices.value(i)));
             }
         }
+        lookups.values_mut().for_each(|l| l.sort_by_key(|(_, i)| *i));
+        // The output schema depends only on the input schema and the categories.
         let data = &inputs[0];
-        let mut out_batches = Vec::with_capacity(data.batches().len());
-        let mut out_schema: Option<SchemaRef> = None;
-        for batch in data.batches() {
-            let mut fields = Vec::new();
-            let mut arrays = Vec::new();
-            for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
-                match lookups.get(field.name().as_str()) {
-                    Some(lookup) => {
-                        for (name, encoded) in
-                            self.encode_column(ctx.name, field.name(), array, lookup, lookup.len())?
-                        {
-                            fields.push(Field::new(
-                                name,
-                                encoded.data_type().clone(),
-                                self.method == EncodeMethod::Index,
-                            ));
-                            arrays.push(encoded);
-                        }
-                    }
-                    None => {
-                        fields.push(field.as_ref().clone());
-                        arrays.push(Arc::clone(array));
-                    }
-                }
+        let mut fields = Vec::new();
+        for field in data.schema().fields() {
+            match lookups.get(field.name().as_str()) {
+                Some(categories) => fields.extend(self.encoded_fields(field, categories)?),
+                None => fields.push(field.as_ref().clone()),
             }
-            let schema = out_schema.get_or_insert_with(|| {
-                Arc::new(Schema::new_with_metadata(
-                    fields,
-                    data.schema().metadata().clone(),
-                ))
-            });
-            out_batches.push(RecordBatch::try_new(Arc::clone(schema), arrays)?);
         }
-        let schema = match out_schema {
-            Some(s) => s,
-            None => {
-                // No rows: derive the schema from the categories alone.
-                let mut fields = Vec::new();
-                for field in data.schema().fields() {
+        let schema = Arc::new(Schema::new_with_metadata(fields, data.schema().metadata().clone()));
+        let batches = data
+            .batches()
+            .iter()
+            .map(|batch| {
+                let mut arrays = Vec::with_capacity(schema.fields().len());
+                for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
                     match lookups.get(field.name().as_str()) {
-                        Some(lookup) if self.method == EncodeMethod::OneHot => {
-                            let mut sorted: Vec<(&str, i32)> =
-                                lookup.iter().map(|(k, v)| (*k, *v)).collect();
-                            sorted.sort_by_key(|(_, i)| *i);
-                            fields.extend(sorted.into_iter().map(|(cat, _)| {
-                                Field::new(
-                                    format!("{}={cat}", field.name()),
-                                    DataType::Float32,
-                                    false,
-                                )
-                            }));
-                        }
-                        Some(_) => fields.push(Field::new(field.name(), DataType::Int32, true)),
-                        None => fields.push(field.as_ref().clone()),
+                        Some(categories) => arrays.extend(self.encode_column(ctx.name, field.name(), array, categories)?),
+                        None => arrays.push(Arc::clone(array)),
                     }
                 }
-                Arc::new(Schema::new_with_metadata(
-                    fields,
-                    data.schema().metadata().clone(),
-                ))
-            }
-        };
-        Ok(vec![Table::try_new(schema, out_batches)?])
+                Ok(RecordBatch::try_new(Arc::clone(&schema), arrays)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vec![Table::try_new(schema, batches)?])
     }
 }
 

@@ -1,0 +1,271 @@
+//! Logistic regression, binary and multinomial, with L2, trained by Newton's
+//! method with a backtracking line search.
+//!
+//! Minimizes `sum_i loss_i + (l2 / 2) * |W|^2`, the objective of
+//! scikit-learn's `LogisticRegression` with `C = 1 / l2` (intercepts are not
+//! penalized). Binary problems use one sigmoid output; problems with more
+//! classes a softmax over one output per class. Each iteration makes one
+//! parallel pass for the loss, gradient and Hessian (accumulated in f64, in a
+//! fixed block order, so results repeat bit for bit), solves the Newton system
+//! by Cholesky, and one cheap loss pass per line-search trial. Training stops
+//! when the largest gradient component of the mean objective is below
+//! `tolerance`.
+
+use super::design::Design;
+use super::linalg::cholesky_solve;
+use super::pass::{add_into, fold_blocks, symmetrize, weighted_gram};
+use crate::error::{Error, Result};
+
+/// Training settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogisticConfig {
+    /// L2 penalty on the weights (`1 / C` in scikit-learn terms).
+    pub l2: f64,
+    /// Stop when `max |gradient| / rows` falls below this.
+    pub tolerance: f64,
+    /// Most Newton iterations.
+    pub max_iterations: usize,
+}
+
+impl Default for LogisticConfig {
+    fn default() -> Self {
+        LogisticConfig { l2: 1.0, tolerance: 1e-10, max_iterations: 100 }
+    }
+}
+
+/// A fitted model: one output (binary, probability of class 1) or one per class.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogisticFit {
+    /// Number of classes (2 for binary).
+    pub classes: usize,
+    /// Row-major `outputs x features` weights (`outputs` = 1 for binary, else `classes`).
+    pub weights: Vec<f64>,
+    /// One intercept per output.
+    pub intercepts: Vec<f64>,
+    /// Newton iterations run.
+    pub iterations: usize,
+    /// Mean log-loss on the training rows (without the penalty).
+    pub log_loss: f64,
+    /// `max |gradient| / rows` at the end.
+    pub gradient_norm: f64,
+    /// Whether the tolerance was reached within `max_iterations`.
+    pub converged: bool,
+}
+
+impl LogisticFit {
+    /// Number of outputs: 1 for binary, the number of classes otherwise.
+    pub fn outputs(&self) -> usize {
+        self.intercepts.len()
+    }
+}
+
+/// Train on features `x` and class indices `y` (`0..classes`).
+///
+/// # Errors
+/// [`Error::InvalidParameter`] for a negative or non-finite `l2` or
+/// `tolerance`, fewer than two classes, or a Newton system that cannot be
+/// solved (collinear features with `l2 = 0`; the message says to set `l2 > 0`).
+pub fn fit(step: &str, x: &Design, y: &[u32], classes: usize, config: &LogisticConfig) -> Result<LogisticFit> {
+    let invalid = |message: String| Error::InvalidParameter { step: step.into(), message };
+    if !(config.l2 >= 0.0 && config.l2.is_finite()) {
+        return Err(invalid(format!("l2 must be a finite number >= 0, got {}", config.l2)));
+    }
+    if !(config.tolerance > 0.0 && config.tolerance.is_finite()) {
+        return Err(invalid(format!("tolerance must be a positive number, got {}", config.tolerance)));
+    }
+    if classes < 2 {
+        return Err(invalid(format!("logistic regression needs at least two classes, got {classes}")));
+    }
+    let problem = Problem::new(x, y, classes, config.l2);
+    let m = problem.parameters();
+    let mut theta = vec![0.0; m];
+    let mut state = problem.evaluate(&theta, true);
+    let mut iterations = 0;
+    let n = x.rows as f64;
+    let norm = |g: &[f64]| g.iter().fold(0.0f64, |a, v| a.max(v.abs())) / n;
+    while norm(&state.gradient) > config.tolerance && iterations < config.max_iterations {
+        iterations += 1;
+        let mut hessian = state.hessian.clone();
+        // A tiny damping keeps the system definite along directions the loss
+        // ignores (softmax intercepts shifted together); it does not move the optimum.
+        let scale = (0..m).map(|i| hessian[i * m + i]).fold(0.0f64, f64::max).max(1.0);
+        for i in 0..m {
+            hessian[i * m + i] += 1e-12 * scale;
+        }
+        let step_dir = cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
+            invalid("the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
+        })?;
+        let slope: f64 = state.gradient.iter().zip(&step_dir).map(|(g, d)| g * d).sum();
+        let mut t = 1.0;
+        let accepted = loop {
+            let candidate: Vec<f64> = theta.iter().zip(&step_dir).map(|(p, d)| p - t * d).collect();
+            let objective = problem.evaluate(&candidate, false).objective;
+            if objective <= state.objective - 1e-4 * t * slope || t < 1e-10 {
+                break candidate;
+            }
+            t *= 0.5;
+        };
+        let previous = state.objective;
+        theta = accepted;
+        state = problem.evaluate(&theta, true);
+        if (previous - state.objective).abs() <= f64::EPSILON * previous.abs() && t < 1e-10 {
+            break; // No further progress is possible in f64.
+        }
+    }
+    let (mut weights, mut intercepts) = problem.unpack(&theta);
+    if classes > 2 {
+        // Softmax is unchanged by a common shift of the intercepts: report them centred.
+        let mean = intercepts.iter().sum::<f64>() / intercepts.len() as f64;
+        intercepts.iter_mut().for_each(|b| *b -= mean);
+    }
+    weights.shrink_to_fit();
+    Ok(LogisticFit {
+        classes,
+        weights,
+        intercepts,
+        iterations,
+        log_loss: state.loss / n,
+        gradient_norm: norm(&state.gradient),
+        converged: norm(&state.gradient) <= config.tolerance,
+    })
+}
+
+/// The optimization problem: data, target and penalty; parameters are
+/// `outputs x (features + 1)`, each output's weights followed by its intercept.
+struct Problem<'a> {
+    x: &'a Design,
+    y: &'a [u32],
+    outputs: usize,
+    l2: f64,
+    ones: Vec<f64>,
+}
+
+struct State {
+    /// Sum of log-losses.
+    loss: f64,
+    /// Loss plus penalty.
+    objective: f64,
+    gradient: Vec<f64>,
+    hessian: Vec<f64>,
+}
+
+impl<'a> Problem<'a> {
+    fn new(x: &'a Design, y: &'a [u32], classes: usize, l2: f64) -> Self {
+        let outputs = if classes == 2 { 1 } else { classes };
+        Problem { x, y, outputs, l2, ones: vec![1.0; x.rows] }
+    }
+
+    fn width(&self) -> usize {
+        self.x.width() + 1
+    }
+
+    fn parameters(&self) -> usize {
+        self.outputs * self.width()
+    }
+
+    fn unpack(&self, theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        let w = self.width();
+        let weights = (0..self.outputs).flat_map(|a| theta[a * w..a * w + w - 1].to_vec()).collect();
+        let intercepts = (0..self.outputs).map(|a| theta[a * w + w - 1]).collect();
+        (weights, intercepts)
+    }
+
+    /// Loss (and, with `second_order`, gradient and Hessian) at `theta`.
+    fn evaluate(&self, theta: &[f64], second_order: bool) -> State {
+        let (k, w, d) = (self.outputs, self.width(), self.x.width());
+        let m = k * w;
+        let mut cols: Vec<&[f64]> = (0..d).map(|j| self.x.column(j)).collect();
+        cols.push(&self.ones);
+        let sums = fold_blocks(
+            self.x.rows,
+            |range| {
+                let len = range.len();
+                // Linear predictors, one block per output.
+                let mut z = vec![0.0; k * len];
+                for a in 0..k {
+                    let za = &mut z[a * len..(a + 1) * len];
+                    za.fill(theta[a * w + d]);
+                    for (j, col) in cols[..d].iter().enumerate() {
+                        let wj = theta[a * w + j];
+                        za.iter_mut().zip(&col[range.clone()]).for_each(|(z, x)| *z += wj * x);
+                    }
+                }
+                let y = &self.y[range.clone()];
+                let mut loss = 0.0;
+                // Residuals r = p - onehot(y) per output; p kept for the Hessian.
+                let mut p = z.clone();
+                if k == 1 {
+                    for (i, z) in z.iter().enumerate() {
+                        let yi = f64::from(y[i]);
+                        loss += z.max(0.0) - yi * z + (-z.abs()).exp().ln_1p();
+                        p[i] = 1.0 / (1.0 + (-z).exp());
+                    }
+                } else {
+                    for i in 0..len {
+                        let zmax = (0..k).map(|a| z[a * len + i]).fold(f64::NEG_INFINITY, f64::max);
+                        let sum: f64 = (0..k).map(|a| (z[a * len + i] - zmax).exp()).sum();
+                        loss += zmax + sum.ln() - z[y[i] as usize * len + i];
+                        for a in 0..k {
+                            p[a * len + i] = (z[a * len + i] - zmax).exp() / sum;
+                        }
+                    }
+                }
+                let mut out = vec![loss];
+                if !second_order {
+                    return out;
+                }
+                let mut r = p.clone();
+                for (i, &yi) in y.iter().enumerate() {
+                    let target = if k == 1 { 0 } else { yi as usize };
+                    if k > 1 || yi == 1 {
+                        r[target * len + i] -= 1.0;
+                    }
+                }
+                for a in 0..k {
+                    let ra = &r[a * len..(a + 1) * len];
+                    out.extend(cols.iter().map(|c| super::pass::dot(ra, &c[range.clone()])));
+                }
+                // Hessian blocks (a, b), b <= a: weights p_a (delta_ab - p_b).
+                let mut hessian = vec![0.0; m * m];
+                let mut weight = vec![0.0; len];
+                let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
+                for a in 0..k {
+                    for b in 0..=a {
+                        for i in 0..len {
+                            let (pa, pb) = (p[a * len + i], p[b * len + i]);
+                            weight[i] = if a == b { pa * (1.0 - pa) } else { -pa * pb };
+                        }
+                        let gram = weighted_gram(&local, Some(&weight), 0..len);
+                        for j in 0..w {
+                            for l in 0..w {
+                                // weighted_gram fills only l <= j; mirror within the block.
+                                let v = if l <= j { gram[j * w + l] } else { gram[l * w + j] };
+                                if a * w + j >= b * w + l {
+                                    hessian[(a * w + j) * m + b * w + l] = v;
+                                }
+                            }
+                        }
+                    }
+                }
+                out.extend(hessian);
+                out
+            },
+            add_into,
+            Vec::new(),
+        );
+        let penalty_weights = |i: usize| i % w != d; // intercepts are not penalized
+        let penalty: f64 = (0..m).filter(|&i| penalty_weights(i)).map(|i| theta[i] * theta[i]).sum::<f64>() * self.l2 / 2.0;
+        let loss = sums[0];
+        if !second_order {
+            return State { loss, objective: loss + penalty, gradient: Vec::new(), hessian: Vec::new() };
+        }
+        let mut gradient = sums[1..1 + m].to_vec();
+        let mut hessian = sums[1 + m..].to_vec();
+        symmetrize(&mut hessian, m);
+        for i in (0..m).filter(|&i| penalty_weights(i)) {
+            gradient[i] += self.l2 * theta[i];
+            hessian[i * m + i] += self.l2;
+        }
+        State { loss, objective: loss + penalty, gradient, hessian }
+    }
+}

@@ -1,0 +1,77 @@
+//! Deterministic parallel passes over rows.
+//!
+//! Rows are cut into fixed blocks of [`ROWS_PER_BLOCK`]; each block's partial
+//! result is computed on any thread, and partials are combined in block order.
+//! The result therefore depends on neither the thread count nor scheduling.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+/// Rows per block of a pass.
+pub const ROWS_PER_BLOCK: usize = 4096;
+
+/// Map every row block to a partial result in parallel, then fold the partials in block order.
+pub fn fold_blocks<T: Send>(rows: usize, map: impl Fn(Range<usize>) -> T + Sync, mut combine: impl FnMut(&mut T, T), empty: T) -> T {
+    let partials: Vec<T> = (0..rows.div_ceil(ROWS_PER_BLOCK))
+        .into_par_iter()
+        .map(|b| map(b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(rows)))
+        .collect();
+    let mut acc = empty;
+    for p in partials {
+        combine(&mut acc, p);
+    }
+    acc
+}
+
+/// Element-wise `acc += part`.
+pub fn add_into(acc: &mut Vec<f64>, part: Vec<f64>) {
+    if acc.is_empty() {
+        *acc = part;
+    } else {
+        acc.iter_mut().zip(part).for_each(|(a, p)| *a += p);
+    }
+}
+
+/// The lower triangle of `sum_i w_i x_i x_i^T` over `range` (with `w = 1`
+/// when `weights` is `None`), for the columns `cols` (each the full column);
+/// row-major `n x n`, upper triangle left zero.
+pub fn weighted_gram(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usize>) -> Vec<f64> {
+    let n = cols.len();
+    let mut out = vec![0.0; n * n];
+    let mut scaled = vec![0.0; range.len()];
+    for j in 0..n {
+        let cj = &cols[j][range.clone()];
+        match weights {
+            Some(w) => scaled.iter_mut().zip(cj.iter().zip(&w[range.clone()])).for_each(|(s, (x, w))| *s = x * w),
+            None => scaled.copy_from_slice(cj),
+        }
+        for k in 0..=j {
+            out[j * n + k] = dot(&scaled, &cols[k][range.clone()]);
+        }
+    }
+    out
+}
+
+/// A dot product with four independent accumulators, so the loop vectorizes.
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Mirror the lower triangle of a row-major `n x n` matrix into the upper.
+pub fn symmetrize(m: &mut [f64], n: usize) {
+    for j in 0..n {
+        for k in 0..j {
+            m[k * n + j] = m[j * n + k];
+        }
+    }
+}
