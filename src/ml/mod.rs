@@ -14,4 +14,6 @@ pub mod linear;
 pub mod logistic;
 pub mod metrics;
 pub mod mlp;
+pub mod model;
 pub mod pass;
+pub mod score;

@@ -9,6 +9,8 @@
 pub mod graph;
 pub mod io;
 pub mod lineage;
+pub mod metrics;
+pub mod models;
 pub mod prep;
 pub mod spec;
 pub mod step;
