@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
+use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
+use fuseflow::ml::model::Model;
 use fuseflow::pipeline::spec;
 use fuseflow::{RunOptions, RunOutput};
 
@@ -33,6 +36,25 @@ enum Command {
         /// The spec file.
         spec: PathBuf,
     },
+    /// Score a Parquet, Arrow IPC or CSV file with a trained model, streaming
+    /// it in bounded chunks, and write the scores.
+    Score {
+        /// The model (an Arrow IPC file written by a training step).
+        model: PathBuf,
+        /// The input file.
+        input: PathBuf,
+        /// The output file (format from the extension).
+        output: PathBuf,
+        /// Input columns to copy to the output, comma-separated (e.g. ids).
+        #[arg(long, value_delimiter = ',')]
+        keep: Vec<String>,
+        /// Rows per chunk; memory stays near a few chunks.
+        #[arg(long, default_value_t = 256 * 1024)]
+        chunk_rows: usize,
+        /// Print nothing but errors.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +78,38 @@ fn main() -> ExitCode {
         Command::Explain { spec } => spec::load(&spec)
             .and_then(|p| p.explain())
             .map(|text| print!("{text}")),
+        Command::Score {
+            model,
+            input,
+            output,
+            keep,
+            chunk_rows,
+            quiet,
+        } => Model::load(&model).and_then(|model| {
+            let mut progress = Progress::new(ProgressMode::detect(quiet), "scoring", None);
+            let options = ScoreOptions {
+                keep,
+                chunk_rows: chunk_rows.max(1),
+            };
+            let summary = score_file(model, &input, &output, &options, &mut progress)?;
+            if !quiet {
+                let secs = summary.duration.as_secs_f64().max(1e-9);
+                println!(
+                    "scored {} rows in {} chunks in {secs:.3} s ({:.1}M rows/s) -> {}",
+                    summary.rows,
+                    summary.chunks,
+                    summary.rows as f64 / secs / 1e6,
+                    output.display()
+                );
+                if let Some(rss) = summary.peak_rss_bytes {
+                    println!(
+                        "peak resident memory: {:.1} MiB",
+                        rss as f64 / (1024.0 * 1024.0)
+                    );
+                }
+            }
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,5 +143,21 @@ fn print_run(name: &str, run: &RunOutput) {
             },
             step.bytes as f64 / 1e6
         );
+    }
+    // Metrics of evaluation steps, in the order the steps finished.
+    for step in run.steps.iter().filter(|s| s.kind == "evaluate") {
+        let Ok(metrics) = run.output(&format!("{}.metrics", step.name)) else {
+            continue;
+        };
+        println!("\nmetrics of '{}':", step.name);
+        for batch in metrics.batches() {
+            let names = batch.column(0).as_string::<i32>();
+            let values = batch
+                .column(1)
+                .as_primitive::<arrow_array::types::Float64Type>();
+            for i in 0..batch.num_rows() {
+                println!("  {:<16} {:.6}", names.value(i), values.value(i));
+            }
+        }
     }
 }

@@ -230,13 +230,38 @@ impl Expr {
         match self {
             Expr::Column(name) => f(name),
             Expr::Literal(_) => self.clone(),
-            Expr::Unary { op, input } => Expr::Unary { op: *op, input: map(input) },
-            Expr::Binary { op, left, right } => Expr::Binary { op: *op, left: map(left), right: map(right) },
-            Expr::Clip { input, min, max } => Expr::Clip { input: map(input), min: map(min), max: map(max) },
+            Expr::Unary { op, input } => Expr::Unary {
+                op: *op,
+                input: map(input),
+            },
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: map(left),
+                right: map(right),
+            },
+            Expr::Clip { input, min, max } => Expr::Clip {
+                input: map(input),
+                min: map(min),
+                max: map(max),
+            },
             Expr::IsNull(input) => Expr::IsNull(map(input)),
-            Expr::FillNull { input, value } => Expr::FillNull { input: map(input), value: map(value) },
-            Expr::IfElse { condition, then, otherwise } => Expr::IfElse { condition: map(condition), then: map(then), otherwise: map(otherwise) },
-            Expr::Cast { input, dtype } => Expr::Cast { input: map(input), dtype: *dtype },
+            Expr::FillNull { input, value } => Expr::FillNull {
+                input: map(input),
+                value: map(value),
+            },
+            Expr::IfElse {
+                condition,
+                then,
+                otherwise,
+            } => Expr::IfElse {
+                condition: map(condition),
+                then: map(then),
+                otherwise: map(otherwise),
+            },
+            Expr::Cast { input, dtype } => Expr::Cast {
+                input: map(input),
+                dtype: *dtype,
+            },
         }
     }
 

@@ -33,10 +33,16 @@ impl Design {
     pub fn from_table(step: &str, table: &Table, features: &[String]) -> Result<Design> {
         let rows = table.num_rows();
         if features.is_empty() {
-            return Err(Error::InvalidParameter { step: step.into(), message: "no feature columns given; list at least one".into() });
+            return Err(Error::InvalidParameter {
+                step: step.into(),
+                message: "no feature columns given; list at least one".into(),
+            });
         }
         if rows == 0 {
-            return Err(Error::InvalidParameter { step: step.into(), message: "the training data has no rows".into() });
+            return Err(Error::InvalidParameter {
+                step: step.into(),
+                message: "the training data has no rows".into(),
+            });
         }
         let mut x = Vec::with_capacity(rows * features.len());
         for name in features {
@@ -48,17 +54,29 @@ impl Design {
             let nulls: usize = chunks.iter().map(|c| c.null_count()).sum();
             let bad = x[start..].iter().filter(|v| !v.is_finite()).count();
             let problem = if nulls > 0 {
-                Some(format!("{nulls} of {rows} rows are null; fill or filter them before training"))
+                Some(format!(
+                    "{nulls} of {rows} rows are null; fill or filter them before training"
+                ))
             } else if bad > 0 {
-                Some(format!("{bad} of {rows} rows are NaN or infinite; replace or filter them before training"))
+                Some(format!(
+                    "{bad} of {rows} rows are NaN or infinite; replace or filter them before training"
+                ))
             } else {
                 None
             };
             if let Some(message) = problem {
-                return Err(Error::Schema { step: step.into(), column: name.clone(), message });
+                return Err(Error::Schema {
+                    step: step.into(),
+                    column: name.clone(),
+                    message,
+                });
             }
         }
-        Ok(Design { rows, features: features.to_vec(), x })
+        Ok(Design {
+            rows,
+            features: features.to_vec(),
+            x,
+        })
     }
 
     /// Number of feature columns.
@@ -86,12 +104,19 @@ fn extend_f64(step: &str, name: &str, array: &ArrayRef, out: &mut Vec<f64>) -> R
         DataType::Float64 => prim::<types::Float64Type>(array, out),
         DataType::Int32 => prim::<types::Int32Type>(array, out),
         DataType::Int64 => prim::<types::Int64Type>(array, out),
-        DataType::Boolean => out.extend(array.as_boolean().iter().map(|v| v.map_or(f64::NAN, |b| f64::from(u8::from(b))))),
+        DataType::Boolean => out.extend(
+            array
+                .as_boolean()
+                .iter()
+                .map(|v| v.map_or(f64::NAN, |b| f64::from(u8::from(b)))),
+        ),
         other => {
             return Err(Error::Schema {
                 step: step.into(),
                 column: name.into(),
-                message: format!("features must be numeric or bool, found {other}; encode categoricals first"),
+                message: format!(
+                    "features must be numeric or bool, found {other}; encode categoricals first"
+                ),
             });
         }
     }
@@ -104,7 +129,8 @@ fn extend_f64(step: &str, name: &str, array: &ArrayRef, out: &mut Vec<f64>) -> R
 /// [`Error::Schema`] when the label column is missing, not numeric, or has
 /// nulls or non-finite values (with how many).
 pub fn regression_target(step: &str, table: &Table, label: &str) -> Result<Vec<f64>> {
-    let design = Design::from_table(step, table, &[label.to_string()]).map_err(|e| relabel(e, "label"))?;
+    let design =
+        Design::from_table(step, table, &[label.to_string()]).map_err(|e| relabel(e, "label"))?;
     Ok(design.x)
 }
 
@@ -124,36 +150,89 @@ pub struct Classes {
 /// type, or holds fewer than two classes.
 pub fn class_target(step: &str, table: &Table, label: &str) -> Result<Classes> {
     let chunks = table.column(step, label)?;
-    let schema_error = |message: String| Error::Schema { step: step.into(), column: label.into(), message };
+    let schema_error = |message: String| Error::Schema {
+        step: step.into(),
+        column: label.into(),
+        message,
+    };
     let nulls: usize = chunks.iter().map(|c| c.null_count()).sum();
     if nulls > 0 {
-        return Err(schema_error(format!("{nulls} of {} labels are null; filter those rows before training", table.num_rows())));
+        return Err(schema_error(format!(
+            "{nulls} of {} labels are null; filter those rows before training",
+            table.num_rows()
+        )));
     }
     // Keys sort in the class order: integers numerically, strings lexically.
     let mut keys: Vec<(i128, String)> = Vec::with_capacity(table.num_rows());
     for chunk in &chunks {
         match chunk.data_type() {
-            DataType::Boolean => keys.extend(chunk.as_boolean().iter().flatten().map(|b| (i128::from(b), b.to_string()))),
-            DataType::Int32 => keys.extend(chunk.as_primitive::<types::Int32Type>().values().iter().map(|&v| (i128::from(v), v.to_string()))),
-            DataType::Int64 => keys.extend(chunk.as_primitive::<types::Int64Type>().values().iter().map(|&v| (i128::from(v), v.to_string()))),
-            DataType::Utf8 => keys.extend(chunk.as_string::<i32>().iter().flatten().map(|s| (0, s.to_string()))),
-            other => return Err(schema_error(format!("class labels must be bool, integer or utf8, found {other}"))),
+            DataType::Boolean => keys.extend(
+                chunk
+                    .as_boolean()
+                    .iter()
+                    .flatten()
+                    .map(|b| (i128::from(b), b.to_string())),
+            ),
+            DataType::Int32 => keys.extend(
+                chunk
+                    .as_primitive::<types::Int32Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| (i128::from(v), v.to_string())),
+            ),
+            DataType::Int64 => keys.extend(
+                chunk
+                    .as_primitive::<types::Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| (i128::from(v), v.to_string())),
+            ),
+            DataType::Utf8 => keys.extend(
+                chunk
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(|s| (0, s.to_string())),
+            ),
+            other => {
+                return Err(schema_error(format!(
+                    "class labels must be bool, integer or utf8, found {other}"
+                )));
+            }
         }
     }
     let mut names: Vec<(i128, String)> = keys.clone();
     names.sort();
     names.dedup();
     if names.len() < 2 {
-        let only = names.first().map_or_else(|| "none".to_string(), |(_, n)| format!("'{n}'"));
-        return Err(schema_error(format!("needs at least two classes to train a classifier, found one: {only}")));
+        let only = names
+            .first()
+            .map_or_else(|| "none".to_string(), |(_, n)| format!("'{n}'"));
+        return Err(schema_error(format!(
+            "needs at least two classes to train a classifier, found one: {only}"
+        )));
     }
-    let index = keys.iter().map(|k| names.binary_search(k).expect("every key is a class") as u32).collect();
-    Ok(Classes { names: names.into_iter().map(|(_, n)| n).collect(), index })
+    let index = keys
+        .iter()
+        .map(|k| names.binary_search(k).expect("every key is a class") as u32)
+        .collect();
+    Ok(Classes {
+        names: names.into_iter().map(|(_, n)| n).collect(),
+        index,
+    })
 }
 
 fn relabel(e: Error, what: &str) -> Error {
     match e {
-        Error::Schema { step, column, message } => Error::Schema { step, column, message: format!("as the {what}: {message}") },
+        Error::Schema {
+            step,
+            column,
+            message,
+        } => Error::Schema {
+            step,
+            column,
+            message: format!("as the {what}: {message}"),
+        },
         other => other,
     }
 }

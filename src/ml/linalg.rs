@@ -42,7 +42,10 @@ mod tests {
     fn solves_a_known_system() {
         // a = [[4, 2], [2, 3]], x = [1, -2] -> b = [0, -4]
         let x = cholesky_solve(&[4.0, 2.0, 2.0, 3.0], &[0.0, -4.0], 2).unwrap();
-        assert!((x[0] - 1.0).abs() < 1e-12 && (x[1] + 2.0).abs() < 1e-12, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-12 && (x[1] + 2.0).abs() < 1e-12,
+            "{x:?}"
+        );
     }
 
     #[test]

@@ -28,12 +28,19 @@ pub struct LinearFit {
 /// features are collinear and `l2` is zero (with what to do).
 pub fn fit(step: &str, x: &Design, y: &[f64], l2: f64) -> Result<LinearFit> {
     if !(l2 >= 0.0 && l2.is_finite()) {
-        return Err(Error::InvalidParameter { step: step.into(), message: format!("l2 must be a finite number >= 0, got {l2}") });
+        return Err(Error::InvalidParameter {
+            step: step.into(),
+            message: format!("l2 must be a finite number >= 0, got {l2}"),
+        });
     }
     let (n, d) = (x.rows, x.width());
-    let x_mean: Vec<f64> = (0..d).map(|j| x.column(j).iter().sum::<f64>() / n as f64).collect();
+    let x_mean: Vec<f64> = (0..d)
+        .map(|j| x.column(j).iter().sum::<f64>() / n as f64)
+        .collect();
     let y_mean = y.iter().sum::<f64>() / n as f64;
-    let centred: Vec<Vec<f64>> = (0..d).map(|j| x.column(j).iter().map(|v| v - x_mean[j]).collect()).collect();
+    let centred: Vec<Vec<f64>> = (0..d)
+        .map(|j| x.column(j).iter().map(|v| v - x_mean[j]).collect())
+        .collect();
     let yc: Vec<f64> = y.iter().map(|v| v - y_mean).collect();
     let cols: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
 
@@ -42,7 +49,10 @@ pub fn fit(step: &str, x: &Design, y: &[f64], l2: f64) -> Result<LinearFit> {
         n,
         |range| {
             let mut part = weighted_gram(&cols, None, range.clone());
-            part.extend(cols.iter().map(|c| dot(&c[range.clone()], &yc[range.clone()])));
+            part.extend(
+                cols.iter()
+                    .map(|c| dot(&c[range.clone()], &yc[range.clone()])),
+            );
             part
         },
         add_into,
@@ -63,7 +73,8 @@ pub fn fit(step: &str, x: &Design, y: &[f64], l2: f64) -> Result<LinearFit> {
         |range| {
             range
                 .map(|i| {
-                    let pred: f64 = intercept + (0..d).map(|j| weights[j] * x.column(j)[i]).sum::<f64>();
+                    let pred: f64 =
+                        intercept + (0..d).map(|j| weights[j] * x.column(j)[i]).sum::<f64>();
                     (y[i] - pred).powi(2)
                 })
                 .sum::<f64>()
@@ -71,5 +82,9 @@ pub fn fit(step: &str, x: &Design, y: &[f64], l2: f64) -> Result<LinearFit> {
         |a, b| *a += b,
         0.0,
     ) / n as f64;
-    Ok(LinearFit { weights, intercept, mse })
+    Ok(LinearFit {
+        weights,
+        intercept,
+        mse,
+    })
 }

@@ -29,7 +29,11 @@ pub struct LogisticConfig {
 
 impl Default for LogisticConfig {
     fn default() -> Self {
-        LogisticConfig { l2: 1.0, tolerance: 1e-10, max_iterations: 100 }
+        LogisticConfig {
+            l2: 1.0,
+            tolerance: 1e-10,
+            max_iterations: 100,
+        }
     }
 }
 
@@ -65,16 +69,33 @@ impl LogisticFit {
 /// [`Error::InvalidParameter`] for a negative or non-finite `l2` or
 /// `tolerance`, fewer than two classes, or a Newton system that cannot be
 /// solved (collinear features with `l2 = 0`; the message says to set `l2 > 0`).
-pub fn fit(step: &str, x: &Design, y: &[u32], classes: usize, config: &LogisticConfig) -> Result<LogisticFit> {
-    let invalid = |message: String| Error::InvalidParameter { step: step.into(), message };
+pub fn fit(
+    step: &str,
+    x: &Design,
+    y: &[u32],
+    classes: usize,
+    config: &LogisticConfig,
+) -> Result<LogisticFit> {
+    let invalid = |message: String| Error::InvalidParameter {
+        step: step.into(),
+        message,
+    };
     if !(config.l2 >= 0.0 && config.l2.is_finite()) {
-        return Err(invalid(format!("l2 must be a finite number >= 0, got {}", config.l2)));
+        return Err(invalid(format!(
+            "l2 must be a finite number >= 0, got {}",
+            config.l2
+        )));
     }
     if !(config.tolerance > 0.0 && config.tolerance.is_finite()) {
-        return Err(invalid(format!("tolerance must be a positive number, got {}", config.tolerance)));
+        return Err(invalid(format!(
+            "tolerance must be a positive number, got {}",
+            config.tolerance
+        )));
     }
     if classes < 2 {
-        return Err(invalid(format!("logistic regression needs at least two classes, got {classes}")));
+        return Err(invalid(format!(
+            "logistic regression needs at least two classes, got {classes}"
+        )));
     }
     let problem = Problem::new(x, y, classes, config.l2);
     let m = problem.parameters();
@@ -88,17 +109,29 @@ pub fn fit(step: &str, x: &Design, y: &[u32], classes: usize, config: &LogisticC
         let mut hessian = state.hessian.clone();
         // A tiny damping keeps the system definite along directions the loss
         // ignores (softmax intercepts shifted together); it does not move the optimum.
-        let scale = (0..m).map(|i| hessian[i * m + i]).fold(0.0f64, f64::max).max(1.0);
+        let scale = (0..m)
+            .map(|i| hessian[i * m + i])
+            .fold(0.0f64, f64::max)
+            .max(1.0);
         for i in 0..m {
             hessian[i * m + i] += 1e-12 * scale;
         }
         let step_dir = cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
             invalid("the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
         })?;
-        let slope: f64 = state.gradient.iter().zip(&step_dir).map(|(g, d)| g * d).sum();
+        let slope: f64 = state
+            .gradient
+            .iter()
+            .zip(&step_dir)
+            .map(|(g, d)| g * d)
+            .sum();
         let mut t = 1.0;
         let accepted = loop {
-            let candidate: Vec<f64> = theta.iter().zip(&step_dir).map(|(p, d)| p - t * d).collect();
+            let candidate: Vec<f64> = theta
+                .iter()
+                .zip(&step_dir)
+                .map(|(p, d)| p - t * d)
+                .collect();
             let objective = problem.evaluate(&candidate, false).objective;
             if objective <= state.objective - 1e-4 * t * slope || t < 1e-10 {
                 break candidate;
@@ -152,7 +185,13 @@ struct State {
 impl<'a> Problem<'a> {
     fn new(x: &'a Design, y: &'a [u32], classes: usize, l2: f64) -> Self {
         let outputs = if classes == 2 { 1 } else { classes };
-        Problem { x, y, outputs, l2, ones: vec![1.0; x.rows] }
+        Problem {
+            x,
+            y,
+            outputs,
+            l2,
+            ones: vec![1.0; x.rows],
+        }
     }
 
     fn width(&self) -> usize {
@@ -165,7 +204,9 @@ impl<'a> Problem<'a> {
 
     fn unpack(&self, theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let w = self.width();
-        let weights = (0..self.outputs).flat_map(|a| theta[a * w..a * w + w - 1].to_vec()).collect();
+        let weights = (0..self.outputs)
+            .flat_map(|a| theta[a * w..a * w + w - 1].to_vec())
+            .collect();
         let intercepts = (0..self.outputs).map(|a| theta[a * w + w - 1]).collect();
         (weights, intercepts)
     }
@@ -187,7 +228,9 @@ impl<'a> Problem<'a> {
                     za.fill(theta[a * w + d]);
                     for (j, col) in cols[..d].iter().enumerate() {
                         let wj = theta[a * w + j];
-                        za.iter_mut().zip(&col[range.clone()]).for_each(|(z, x)| *z += wj * x);
+                        za.iter_mut()
+                            .zip(&col[range.clone()])
+                            .for_each(|(z, x)| *z += wj * x);
                     }
                 }
                 let y = &self.y[range.clone()];
@@ -202,7 +245,9 @@ impl<'a> Problem<'a> {
                     }
                 } else {
                     for i in 0..len {
-                        let zmax = (0..k).map(|a| z[a * len + i]).fold(f64::NEG_INFINITY, f64::max);
+                        let zmax = (0..k)
+                            .map(|a| z[a * len + i])
+                            .fold(f64::NEG_INFINITY, f64::max);
                         let sum: f64 = (0..k).map(|a| (z[a * len + i] - zmax).exp()).sum();
                         loss += zmax + sum.ln() - z[y[i] as usize * len + i];
                         for a in 0..k {
@@ -239,7 +284,11 @@ impl<'a> Problem<'a> {
                         for j in 0..w {
                             for l in 0..w {
                                 // weighted_gram fills only l <= j; mirror within the block.
-                                let v = if l <= j { gram[j * w + l] } else { gram[l * w + j] };
+                                let v = if l <= j {
+                                    gram[j * w + l]
+                                } else {
+                                    gram[l * w + j]
+                                };
                                 if a * w + j >= b * w + l {
                                     hessian[(a * w + j) * m + b * w + l] = v;
                                 }
@@ -254,10 +303,20 @@ impl<'a> Problem<'a> {
             Vec::new(),
         );
         let penalty_weights = |i: usize| i % w != d; // intercepts are not penalized
-        let penalty: f64 = (0..m).filter(|&i| penalty_weights(i)).map(|i| theta[i] * theta[i]).sum::<f64>() * self.l2 / 2.0;
+        let penalty: f64 = (0..m)
+            .filter(|&i| penalty_weights(i))
+            .map(|i| theta[i] * theta[i])
+            .sum::<f64>()
+            * self.l2
+            / 2.0;
         let loss = sums[0];
         if !second_order {
-            return State { loss, objective: loss + penalty, gradient: Vec::new(), hessian: Vec::new() };
+            return State {
+                loss,
+                objective: loss + penalty,
+                gradient: Vec::new(),
+                hessian: Vec::new(),
+            };
         }
         let mut gradient = sums[1..1 + m].to_vec();
         let mut hessian = sums[1 + m..].to_vec();
@@ -266,6 +325,11 @@ impl<'a> Problem<'a> {
             gradient[i] += self.l2 * theta[i];
             hessian[i * m + i] += self.l2;
         }
-        State { loss, objective: loss + penalty, gradient, hessian }
+        State {
+            loss,
+            objective: loss + penalty,
+            gradient,
+            hessian,
+        }
     }
 }

@@ -160,7 +160,15 @@ impl Default for MlpConfig {
     /// One hidden layer of 32 ReLU units, 20 epochs, batches of 256,
     /// learning rate `1e-3`, `l2 = 1e-4`, seed 0.
     fn default() -> Self {
-        MlpConfig { hidden: vec![32], activation: Activation::Relu, epochs: 20, batch_size: 256, learning_rate: 1e-3, l2: 1e-4, seed: 0 }
+        MlpConfig {
+            hidden: vec![32],
+            activation: Activation::Relu,
+            epochs: 20,
+            batch_size: 256,
+            learning_rate: 1e-3,
+            l2: 1e-4,
+            seed: 0,
+        }
     }
 }
 
@@ -197,7 +205,12 @@ pub struct DenseLayer {
 impl DenseLayer {
     /// A layer of zeros with the given shape.
     fn zeros(inputs: usize, outputs: usize) -> Self {
-        DenseLayer { inputs, outputs, weights: vec![0.0; inputs * outputs], bias: vec![0.0; outputs] }
+        DenseLayer {
+            inputs,
+            outputs,
+            weights: vec![0.0; inputs * outputs],
+            bias: vec![0.0; outputs],
+        }
     }
 
     /// Add `other` (same shape) into `self`.
@@ -256,9 +269,15 @@ struct Workspace {
 
 impl Workspace {
     fn new(mlp: &Mlp) -> Self {
-        let widths: Vec<usize> = std::iter::once(mlp.inputs()).chain(mlp.layers.iter().map(|l| l.outputs)).collect();
+        let widths: Vec<usize> = std::iter::once(mlp.inputs())
+            .chain(mlp.layers.iter().map(|l| l.outputs))
+            .collect();
         let widest = widths.iter().copied().max().unwrap_or(0);
-        Workspace { acts: widths.iter().map(|&w| vec![0.0; w]).collect(), delta: vec![0.0; widest], prev: vec![0.0; widest] }
+        Workspace {
+            acts: widths.iter().map(|&w| vec![0.0; w]).collect(),
+            delta: vec![0.0; widest],
+            prev: vec![0.0; widest],
+        }
     }
 
     fn logits(&self) -> &[f64] {
@@ -281,11 +300,23 @@ impl Workspace {
 /// out of range or `classes < 2`. [`Error::Schema`] naming the feature when a
 /// feature value is NaN or infinite. [`Error::Execution`] when training
 /// diverges (the loss becomes non-finite).
-pub fn train(step: &str, x: &Design, y: &MlpTarget, config: &MlpConfig) -> Result<(Mlp, TrainReport)> {
+pub fn train(
+    step: &str,
+    x: &Design,
+    y: &MlpTarget,
+    config: &MlpConfig,
+) -> Result<(Mlp, TrainReport)> {
     validate_config(step, config)?;
     let (labels, head, outputs) = validate_data(step, x, y)?;
     let mut rng = Rng::new(config.seed);
-    let mut model = Mlp::init(x.width(), &config.hidden, outputs, config.activation, head, &mut rng);
+    let mut model = Mlp::init(
+        x.width(),
+        &config.hidden,
+        outputs,
+        config.activation,
+        head,
+        &mut rng,
+    );
     let mut adam = Adam::new(&model);
     let mut order: Vec<usize> = (0..x.rows).collect();
     let mut history = Vec::with_capacity(config.epochs);
@@ -309,16 +340,31 @@ pub fn train(step: &str, x: &Design, y: &MlpTarget, config: &MlpConfig) -> Resul
         history.push(loss);
     }
     let loss = *history.last().expect("epochs >= 1 was checked");
-    Ok((model, TrainReport { epochs: config.epochs, loss, loss_history: history }))
+    Ok((
+        model,
+        TrainReport {
+            epochs: config.epochs,
+            loss,
+            loss_history: history,
+        },
+    ))
 }
 
 fn invalid(step: &str, message: String) -> Error {
-    Error::InvalidParameter { step: step.into(), message }
+    Error::InvalidParameter {
+        step: step.into(),
+        message,
+    }
 }
 
 fn validate_config(step: &str, config: &MlpConfig) -> Result<()> {
     if let Some(i) = config.hidden.iter().position(|&h| h == 0) {
-        return Err(invalid(step, format!("hidden[{i}] is 0: every hidden layer needs at least one unit (use an empty `hidden` list for a linear model)")));
+        return Err(invalid(
+            step,
+            format!(
+                "hidden[{i}] is 0: every hidden layer needs at least one unit (use an empty `hidden` list for a linear model)"
+            ),
+        ));
     }
     if config.epochs == 0 {
         return Err(invalid(step, "epochs must be at least 1, got 0".into()));
@@ -328,28 +374,46 @@ fn validate_config(step: &str, config: &MlpConfig) -> Result<()> {
     }
     let lr = config.learning_rate;
     if !(lr.is_finite() && lr > 0.0) {
-        return Err(invalid(step, format!("learning_rate must be a finite number > 0, got {lr}; try 1e-3")));
+        return Err(invalid(
+            step,
+            format!("learning_rate must be a finite number > 0, got {lr}; try 1e-3"),
+        ));
     }
     let l2 = config.l2;
     if !(l2.is_finite() && l2 >= 0.0) {
-        return Err(invalid(step, format!("l2 must be a finite number >= 0, got {l2}")));
+        return Err(invalid(
+            step,
+            format!("l2 must be a finite number >= 0, got {l2}"),
+        ));
     }
     Ok(())
 }
 
 /// Check the design and target; returns the labels, head and output width.
-fn validate_data<'a>(step: &str, x: &Design, y: &MlpTarget<'a>) -> Result<(Labels<'a>, Head, usize)> {
+fn validate_data<'a>(
+    step: &str,
+    x: &Design,
+    y: &MlpTarget<'a>,
+) -> Result<(Labels<'a>, Head, usize)> {
     let rows = x.rows;
     if rows == 0 {
         return Err(invalid(step, "the training data has no rows".into()));
     }
     if x.width() == 0 {
-        return Err(invalid(step, "no feature columns given; list at least one".into()));
+        return Err(invalid(
+            step,
+            "no feature columns given; list at least one".into(),
+        ));
     }
     if x.x.len() != rows * x.width() {
         return Err(invalid(
             step,
-            format!("the design holds {} values, but {rows} rows x {} features need {}", x.x.len(), x.width(), rows * x.width()),
+            format!(
+                "the design holds {} values, but {rows} rows x {} features need {}",
+                x.x.len(),
+                x.width(),
+                rows * x.width()
+            ),
         ));
     }
     for (j, name) in x.features.iter().enumerate() {
@@ -358,7 +422,9 @@ fn validate_data<'a>(step: &str, x: &Design, y: &MlpTarget<'a>) -> Result<(Label
             return Err(Error::Schema {
                 step: step.into(),
                 column: name.clone(),
-                message: format!("{bad} of {rows} rows are NaN or infinite; replace or filter them before training"),
+                message: format!(
+                    "{bad} of {rows} rows are NaN or infinite; replace or filter them before training"
+                ),
             });
         }
     }
@@ -367,24 +433,46 @@ fn validate_data<'a>(step: &str, x: &Design, y: &MlpTarget<'a>) -> Result<(Label
         MlpTarget::Classes { index, .. } => index.len(),
     };
     if target_len != rows {
-        return Err(invalid(step, format!("the target has {target_len} values but the features have {rows} rows")));
+        return Err(invalid(
+            step,
+            format!("the target has {target_len} values but the features have {rows} rows"),
+        ));
     }
     match *y {
         MlpTarget::Regression(values) => {
             let bad = values.iter().filter(|v| !v.is_finite()).count();
             if bad > 0 {
-                return Err(invalid(step, format!("the regression target has {bad} NaN or infinite values of {rows}; filter those rows before training")));
+                return Err(invalid(
+                    step,
+                    format!(
+                        "the regression target has {bad} NaN or infinite values of {rows}; filter those rows before training"
+                    ),
+                ));
             }
             Ok((Labels::Values(values), Head::Identity, 1))
         }
         MlpTarget::Classes { index, classes } => {
             if classes < 2 {
-                return Err(invalid(step, format!("classes must be at least 2 to train a classifier, got {classes}")));
+                return Err(invalid(
+                    step,
+                    format!("classes must be at least 2 to train a classifier, got {classes}"),
+                ));
             }
-            if let Some((row, &c)) = index.iter().enumerate().find(|&(_, &c)| c as usize >= classes) {
-                return Err(invalid(step, format!("class index {c} at row {row} is out of range for {classes} classes")));
+            if let Some((row, &c)) = index
+                .iter()
+                .enumerate()
+                .find(|&(_, &c)| c as usize >= classes)
+            {
+                return Err(invalid(
+                    step,
+                    format!("class index {c} at row {row} is out of range for {classes} classes"),
+                ));
             }
-            if classes == 2 { Ok((Labels::Binary(index), Head::Sigmoid, 1)) } else { Ok((Labels::Multi(index), Head::Softmax, classes)) }
+            if classes == 2 {
+                Ok((Labels::Binary(index), Head::Sigmoid, 1))
+            } else {
+                Ok((Labels::Multi(index), Head::Softmax, classes))
+            }
         }
     }
 }
@@ -448,8 +536,18 @@ fn row_loss(labels: Labels, r: usize, logits: &[f64], delta: &mut [f64]) -> f64 
 
 impl Mlp {
     /// Seeded initialization (see the module docs).
-    fn init(inputs: usize, hidden: &[usize], outputs: usize, activation: Activation, head: Head, rng: &mut Rng) -> Mlp {
-        let sizes: Vec<usize> = std::iter::once(inputs).chain(hidden.iter().copied()).chain(std::iter::once(outputs)).collect();
+    fn init(
+        inputs: usize,
+        hidden: &[usize],
+        outputs: usize,
+        activation: Activation,
+        head: Head,
+        rng: &mut Rng,
+    ) -> Mlp {
+        let sizes: Vec<usize> = std::iter::once(inputs)
+            .chain(hidden.iter().copied())
+            .chain(std::iter::once(outputs))
+            .collect();
         let layers = sizes
             .windows(2)
             .enumerate()
@@ -460,11 +558,22 @@ impl Mlp {
                 } else {
                     (2.0 / (fan_in + fan_out) as f64).sqrt()
                 };
-                let weights = (0..fan_in * fan_out).map(|_| rng.normal() * scale).collect();
-                DenseLayer { inputs: fan_in, outputs: fan_out, weights, bias: vec![0.0; fan_out] }
+                let weights = (0..fan_in * fan_out)
+                    .map(|_| rng.normal() * scale)
+                    .collect();
+                DenseLayer {
+                    inputs: fan_in,
+                    outputs: fan_out,
+                    weights,
+                    bias: vec![0.0; fan_out],
+                }
             })
             .collect();
-        Mlp { layers, activation, head }
+        Mlp {
+            layers,
+            activation,
+            head,
+        }
     }
 
     /// Number of input features.
@@ -484,7 +593,13 @@ impl Mlp {
     /// # Panics
     /// When `row.len()` differs from [`Mlp::inputs`].
     pub fn forward(&self, row: &[f64]) -> Vec<f64> {
-        assert_eq!(row.len(), self.inputs(), "Mlp::forward: the row has {} features, the network takes {}", row.len(), self.inputs());
+        assert_eq!(
+            row.len(),
+            self.inputs(),
+            "Mlp::forward: the row has {} features, the network takes {}",
+            row.len(),
+            self.inputs()
+        );
         let mut ws = Workspace::new(self);
         ws.acts[0].copy_from_slice(row);
         self.forward_logits(&mut ws);
@@ -500,18 +615,26 @@ impl Mlp {
     /// # Panics
     /// When `x` has a different number of features than [`Mlp::inputs`].
     pub fn predict(&self, x: &Design) -> Vec<f64> {
-        assert_eq!(x.width(), self.inputs(), "Mlp::predict: the design has {} features, the network takes {}", x.width(), self.inputs());
+        assert_eq!(
+            x.width(),
+            self.inputs(),
+            "Mlp::predict: the design has {} features, the network takes {}",
+            x.width(),
+            self.inputs()
+        );
         let k = self.outputs();
         let mut out = vec![0.0; x.rows * k];
-        out.par_chunks_mut(PREDICT_BLOCK_ROWS * k).enumerate().for_each(|(block, dst)| {
-            let mut ws = Workspace::new(self);
-            let start = block * PREDICT_BLOCK_ROWS;
-            for (i, row_out) in dst.chunks_mut(k).enumerate() {
-                gather_row(x, start + i, &mut ws.acts[0]);
-                self.forward_logits(&mut ws);
-                self.head.apply(ws.logits(), row_out);
-            }
-        });
+        out.par_chunks_mut(PREDICT_BLOCK_ROWS * k)
+            .enumerate()
+            .for_each(|(block, dst)| {
+                let mut ws = Workspace::new(self);
+                let start = block * PREDICT_BLOCK_ROWS;
+                for (i, row_out) in dst.chunks_mut(k).enumerate() {
+                    gather_row(x, start + i, &mut ws.acts[0]);
+                    self.forward_logits(&mut ws);
+                    self.head.apply(ws.logits(), row_out);
+                }
+            });
         out
     }
 
@@ -527,8 +650,20 @@ impl Mlp {
     /// When the target does not fit the head (a regression target for a
     /// classifier or the reverse, or a softmax head whose output count is not
     /// `classes`), or when a row index or class index is out of range.
-    pub fn loss_and_gradient(&self, x: &Design, y: &MlpTarget, rows: &[usize], l2: f64) -> (f64, Vec<DenseLayer>) {
-        assert_eq!(x.width(), self.inputs(), "Mlp::loss_and_gradient: the design has {} features, the network takes {}", x.width(), self.inputs());
+    pub fn loss_and_gradient(
+        &self,
+        x: &Design,
+        y: &MlpTarget,
+        rows: &[usize],
+        l2: f64,
+    ) -> (f64, Vec<DenseLayer>) {
+        assert_eq!(
+            x.width(),
+            self.inputs(),
+            "Mlp::loss_and_gradient: the design has {} features, the network takes {}",
+            x.width(),
+            self.inputs()
+        );
         self.gradient(x, self.labels(y), rows, l2)
     }
 
@@ -537,14 +672,22 @@ impl Mlp {
         match (self.head, *y) {
             (Head::Identity, MlpTarget::Regression(v)) => Labels::Values(v),
             (Head::Sigmoid, MlpTarget::Classes { index, classes: 2 }) => Labels::Binary(index),
-            (Head::Softmax, MlpTarget::Classes { index, classes }) if classes == self.outputs() => Labels::Multi(index),
-            (head, target) => panic!("a {head:?} head with {} outputs cannot be trained on {target:?}", self.outputs()),
+            (Head::Softmax, MlpTarget::Classes { index, classes }) if classes == self.outputs() => {
+                Labels::Multi(index)
+            }
+            (head, target) => panic!(
+                "a {head:?} head with {} outputs cannot be trained on {target:?}",
+                self.outputs()
+            ),
         }
     }
 
     /// Shapes of the layers, filled with zeros.
     fn zeros_like(&self) -> Vec<DenseLayer> {
-        self.layers.iter().map(|l| DenseLayer::zeros(l.inputs, l.outputs)).collect()
+        self.layers
+            .iter()
+            .map(|l| DenseLayer::zeros(l.inputs, l.outputs))
+            .collect()
     }
 
     /// `(l2 / 2) * sum w^2` over all weights (no biases).
@@ -552,7 +695,12 @@ impl Mlp {
         if l2 == 0.0 {
             return 0.0;
         }
-        0.5 * l2 * self.layers.iter().map(|l| dot(&l.weights, &l.weights)).sum::<f64>()
+        0.5 * l2
+            * self
+                .layers
+                .iter()
+                .map(|l| dot(&l.weights, &l.weights))
+                .sum::<f64>()
     }
 
     /// Forward pass for the row already in `ws.acts[0]`.
@@ -563,15 +711,30 @@ impl Mlp {
             let input = &done[l];
             let output = &mut rest[0];
             for (o, out) in output.iter_mut().enumerate() {
-                let z = layer.bias[o] + dot(&layer.weights[o * layer.inputs..(o + 1) * layer.inputs], input);
-                *out = if l < last { self.activation.apply(z) } else { z };
+                let z = layer.bias[o]
+                    + dot(
+                        &layer.weights[o * layer.inputs..(o + 1) * layer.inputs],
+                        input,
+                    );
+                *out = if l < last {
+                    self.activation.apply(z)
+                } else {
+                    z
+                };
             }
         }
     }
 
     /// Forward and backward pass for row `r`; adds the row's (unscaled)
     /// gradient into `grad` and returns its loss.
-    fn backprop_row(&self, x: &Design, labels: Labels, r: usize, ws: &mut Workspace, grad: &mut [DenseLayer]) -> f64 {
+    fn backprop_row(
+        &self,
+        x: &Design,
+        labels: Labels,
+        r: usize,
+        ws: &mut Workspace,
+        grad: &mut [DenseLayer],
+    ) -> f64 {
         gather_row(x, r, &mut ws.acts[0]);
         self.forward_logits(ws);
         let Workspace { acts, delta, prev } = ws;
@@ -584,7 +747,10 @@ impl Mlp {
             let d = &delta[..layer.outputs];
             for (o, &dv) in d.iter().enumerate() {
                 g.bias[o] += dv;
-                for (gw, a) in g.weights[o * layer.inputs..(o + 1) * layer.inputs].iter_mut().zip(input) {
+                for (gw, a) in g.weights[o * layer.inputs..(o + 1) * layer.inputs]
+                    .iter_mut()
+                    .zip(input)
+                {
                     *gw += dv * a;
                 }
             }
@@ -592,7 +758,10 @@ impl Mlp {
                 let p = &mut prev[..layer.inputs];
                 p.fill(0.0);
                 for (o, &dv) in d.iter().enumerate() {
-                    for (pv, w) in p.iter_mut().zip(&layer.weights[o * layer.inputs..(o + 1) * layer.inputs]) {
+                    for (pv, w) in p
+                        .iter_mut()
+                        .zip(&layer.weights[o * layer.inputs..(o + 1) * layer.inputs])
+                    {
                         *pv += w * dv;
                     }
                 }
@@ -617,11 +786,20 @@ impl Mlp {
     }
 
     /// Mean loss plus penalty over `rows`, and its gradient.
-    fn gradient(&self, x: &Design, labels: Labels, rows: &[usize], l2: f64) -> (f64, Vec<DenseLayer>) {
+    fn gradient(
+        &self,
+        x: &Design,
+        labels: Labels,
+        rows: &[usize],
+        l2: f64,
+    ) -> (f64, Vec<DenseLayer>) {
         let (mut loss, mut grad) = if rows.len() <= GRAD_CHUNK_ROWS {
             self.chunk_gradient(x, labels, rows)
         } else {
-            let parts: Vec<(f64, Vec<DenseLayer>)> = rows.par_chunks(GRAD_CHUNK_ROWS).map(|chunk| self.chunk_gradient(x, labels, chunk)).collect();
+            let parts: Vec<(f64, Vec<DenseLayer>)> = rows
+                .par_chunks(GRAD_CHUNK_ROWS)
+                .map(|chunk| self.chunk_gradient(x, labels, chunk))
+                .collect();
             let mut parts = parts.into_iter();
             let (mut loss, mut grad) = parts.next().expect("at least one chunk");
             for (part_loss, part_grad) in parts {
@@ -632,7 +810,11 @@ impl Mlp {
             }
             (loss, grad)
         };
-        let scale = if rows.is_empty() { 0.0 } else { 1.0 / rows.len() as f64 };
+        let scale = if rows.is_empty() {
+            0.0
+        } else {
+            1.0 / rows.len() as f64
+        };
         loss *= scale;
         for (g, layer) in grad.iter_mut().zip(&self.layers) {
             for (gw, w) in g.weights.iter_mut().zip(&layer.weights) {
@@ -678,22 +860,62 @@ struct Adam {
 
 impl Adam {
     fn new(model: &Mlp) -> Self {
-        Adam { m: model.zeros_like(), v: model.zeros_like(), beta1_t: 1.0, beta2_t: 1.0 }
+        Adam {
+            m: model.zeros_like(),
+            v: model.zeros_like(),
+            beta1_t: 1.0,
+            beta2_t: 1.0,
+        }
     }
 
     fn step(&mut self, model: &mut Mlp, grad: &[DenseLayer], lr: f64) {
         self.beta1_t *= BETA1;
         self.beta2_t *= BETA2;
         let (c1, c2) = (1.0 - self.beta1_t, 1.0 - self.beta2_t);
-        for (((layer, g), m), v) in model.layers.iter_mut().zip(grad).zip(&mut self.m).zip(&mut self.v) {
-            adam_update(&mut layer.weights, &g.weights, &mut m.weights, &mut v.weights, lr, c1, c2);
-            adam_update(&mut layer.bias, &g.bias, &mut m.bias, &mut v.bias, lr, c1, c2);
+        for (((layer, g), m), v) in model
+            .layers
+            .iter_mut()
+            .zip(grad)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
+            adam_update(
+                &mut layer.weights,
+                &g.weights,
+                &mut m.weights,
+                &mut v.weights,
+                lr,
+                c1,
+                c2,
+            );
+            adam_update(
+                &mut layer.bias,
+                &g.bias,
+                &mut m.bias,
+                &mut v.bias,
+                lr,
+                c1,
+                c2,
+            );
         }
     }
 }
 
-fn adam_update(params: &mut [f64], grads: &[f64], m: &mut [f64], v: &mut [f64], lr: f64, c1: f64, c2: f64) {
-    for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
+fn adam_update(
+    params: &mut [f64],
+    grads: &[f64],
+    m: &mut [f64],
+    v: &mut [f64],
+    lr: f64,
+    c1: f64,
+    c2: f64,
+) {
+    for (((p, &g), m), v) in params
+        .iter_mut()
+        .zip(grads)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
         *m = BETA1 * *m + (1.0 - BETA1) * g;
         *v = BETA2 * *v + (1.0 - BETA2) * g * g;
         *p -= lr * (*m / c1) / ((*v / c2).sqrt() + ADAM_EPS);

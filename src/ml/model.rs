@@ -102,13 +102,17 @@ fn head_name(h: Head) -> &'static str {
 }
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
-    Error::InvalidParameter { step: "<model>".into(), message: format!("not a valid fuseflow model: {what}") }
+    Error::InvalidParameter {
+        step: "<model>".into(),
+        message: format!("not a valid fuseflow model: {what}"),
+    }
 }
 
 impl Model {
     /// The schema of the Arrow form.
     fn arrow_schema(&self) -> Result<SchemaRef> {
-        let info = toml::to_string(&self.info).map_err(|e| Error::Internal(format!("cannot serialize the model description: {e}")))?;
+        let info = toml::to_string(&self.info)
+            .map_err(|e| Error::Internal(format!("cannot serialize the model description: {e}")))?;
         let list = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
         Ok(Arc::new(Schema::new_with_metadata(
             vec![
@@ -138,8 +142,12 @@ impl Model {
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from_iter_values(0..layers.len() as i32)),
-            Arc::new(Int64Array::from_iter_values(layers.iter().map(|l| l.inputs as i64))),
-            Arc::new(Int64Array::from_iter_values(layers.iter().map(|l| l.outputs as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                layers.iter().map(|l| l.inputs as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                layers.iter().map(|l| l.outputs as i64),
+            )),
             list(&|l| &l.weights),
             list(&|l| &l.bias),
         ];
@@ -153,39 +161,79 @@ impl Model {
     /// fuseflow model (missing metadata, wrong columns, inconsistent shapes).
     pub fn from_batch(batch: &RecordBatch) -> Result<Model> {
         let schema = batch.schema();
-        let text = schema.metadata().get(MODEL_KEY).ok_or_else(|| corrupt(format!("no '{MODEL_KEY}' metadata")))?;
+        let text = schema
+            .metadata()
+            .get(MODEL_KEY)
+            .ok_or_else(|| corrupt(format!("no '{MODEL_KEY}' metadata")))?;
         let info: ModelInfo = toml::from_str(text).map_err(|e| corrupt(e.message().to_string()))?;
         if info.format_version != FORMAT_VERSION {
-            return Err(corrupt(format!("format version {} is not supported (this fuseflow reads version {FORMAT_VERSION})", info.format_version)));
+            return Err(corrupt(format!(
+                "format version {} is not supported (this fuseflow reads version {FORMAT_VERSION})",
+                info.format_version
+            )));
         }
-        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| corrupt(format!("no '{name}' column")));
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| corrupt(format!("no '{name}' column")))
+        };
         let int64 = |name: &str| -> Result<Vec<usize>> {
             let c = column(name)?;
-            let a = c.as_primitive_opt::<types::Int64Type>().ok_or_else(|| corrupt(format!("'{name}' is not i64")))?;
+            let a = c
+                .as_primitive_opt::<types::Int64Type>()
+                .ok_or_else(|| corrupt(format!("'{name}' is not i64")))?;
             Ok(a.values().iter().map(|&v| v.max(0) as usize).collect())
         };
         let lists = |name: &str| -> Result<Vec<Vec<f64>>> {
             let c = column(name)?;
-            let a = c.as_list_opt::<i32>().ok_or_else(|| corrupt(format!("'{name}' is not a list")))?;
+            let a = c
+                .as_list_opt::<i32>()
+                .ok_or_else(|| corrupt(format!("'{name}' is not a list")))?;
             (0..a.len())
                 .map(|i| {
                     let v = a.value(i);
-                    let f = v.as_primitive_opt::<types::Float64Type>().ok_or_else(|| corrupt(format!("'{name}' values are not f64")))?;
+                    let f = v
+                        .as_primitive_opt::<types::Float64Type>()
+                        .ok_or_else(|| corrupt(format!("'{name}' values are not f64")))?;
                     Ok(f.values().to_vec())
                 })
                 .collect()
         };
-        let (inputs, outputs, weights, bias) = (int64("inputs")?, int64("outputs")?, lists("weights")?, lists("bias")?);
+        let (inputs, outputs, weights, bias) = (
+            int64("inputs")?,
+            int64("outputs")?,
+            lists("weights")?,
+            lists("bias")?,
+        );
         let mut layers = Vec::with_capacity(inputs.len());
-        for (i, (((inputs, outputs), weights), bias)) in inputs.into_iter().zip(outputs).zip(weights).zip(bias).enumerate() {
+        for (i, (((inputs, outputs), weights), bias)) in inputs
+            .into_iter()
+            .zip(outputs)
+            .zip(weights)
+            .zip(bias)
+            .enumerate()
+        {
             if weights.len() != inputs * outputs || bias.len() != outputs {
-                return Err(corrupt(format!("layer {i} has {} weights and {} biases for {inputs} inputs and {outputs} outputs", weights.len(), bias.len())));
+                return Err(corrupt(format!(
+                    "layer {i} has {} weights and {} biases for {inputs} inputs and {outputs} outputs",
+                    weights.len(),
+                    bias.len()
+                )));
             }
-            layers.push(DenseLayer { inputs, outputs, weights, bias });
+            layers.push(DenseLayer {
+                inputs,
+                outputs,
+                weights,
+                bias,
+            });
         }
         let first = layers.first().ok_or_else(|| corrupt("no layers"))?;
         if first.inputs != info.features.len() {
-            return Err(corrupt(format!("{} features but the first layer has {} inputs", info.features.len(), first.inputs)));
+            return Err(corrupt(format!(
+                "{} features but the first layer has {} inputs",
+                info.features.len(),
+                first.inputs
+            )));
         }
         let activation = match info.activation.as_str() {
             "relu" => Activation::Relu,
@@ -198,7 +246,14 @@ impl Model {
             "softmax" => Head::Softmax,
             other => return Err(corrupt(format!("unknown head '{other}'"))),
         };
-        Ok(Model { info, network: Mlp { layers, activation, head } })
+        Ok(Model {
+            info,
+            network: Mlp {
+                layers,
+                activation,
+                head,
+            },
+        })
     }
 
     /// Describe a network trained on `table`'s `features` to predict `label`.
@@ -207,22 +262,37 @@ impl Model {
     ///
     /// # Errors
     /// [`Error::Schema`] when a feature column is missing.
-    pub fn describe(kind: &str, table_schema: &Schema, features: &[String], label: &str, classes: Vec<String>, network: Mlp) -> Result<Model> {
+    pub fn describe(
+        kind: &str,
+        table_schema: &Schema,
+        features: &[String],
+        label: &str,
+        classes: Vec<String>,
+        network: Mlp,
+    ) -> Result<Model> {
         let mut sources: Vec<Source> = Vec::new();
         let mut described = Vec::with_capacity(features.len());
         for name in features {
-            let field = table_schema.field_with_name(name).map_err(|_| Error::Schema {
-                step: kind.into(),
-                column: name.clone(),
-                message: "no such column".into(),
-            })?;
+            let field = table_schema
+                .field_with_name(name)
+                .map_err(|_| Error::Schema {
+                    step: kind.into(),
+                    column: name.clone(),
+                    message: "no such column".into(),
+                })?;
             let lineage = crate::pipeline::lineage::of_field(field)?;
             for (source, dtype) in lineage.sources {
                 if !sources.iter().any(|s| s.name == source) {
-                    sources.push(Source { name: source, dtype: dtype.name().into() });
+                    sources.push(Source {
+                        name: source,
+                        dtype: dtype.name().into(),
+                    });
                 }
             }
-            described.push(Feature { name: name.clone(), expr: lineage.expr.to_string() });
+            described.push(Feature {
+                name: name.clone(),
+                expr: lineage.expr.to_string(),
+            });
         }
         Ok(Model {
             info: ModelInfo {
@@ -246,7 +316,11 @@ impl Model {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::pipeline::io::write_table(&Table::from_batch(self.to_batch()?), path, crate::pipeline::io::FileFormat::ArrowFile)
+        crate::pipeline::io::write_table(
+            &Table::from_batch(self.to_batch()?),
+            path,
+            crate::pipeline::io::FileFormat::ArrowFile,
+        )
     }
 
     /// Load from an Arrow IPC file.
@@ -255,9 +329,14 @@ impl Model {
     /// [`Error::Io`] naming the file when it cannot be read, and
     /// [`Error::InvalidParameter`] when it is not a fuseflow model.
     pub fn load(path: &Path) -> Result<Model> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, format!("cannot open the model: {e}")))?;
-        let mut reader = arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| Error::io(path, format!("not an Arrow IPC model file: {e}")))?;
-        let batch = reader.next().ok_or_else(|| Error::io(path, "the model file holds no data"))?.map_err(|e| Error::io(path, format!("cannot read the model: {e}")))?;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(path, format!("cannot open the model: {e}")))?;
+        let mut reader = arrow_ipc::reader::FileReader::try_new(file, None)
+            .map_err(|e| Error::io(path, format!("not an Arrow IPC model file: {e}")))?;
+        let batch = reader
+            .next()
+            .ok_or_else(|| Error::io(path, "the model file holds no data"))?
+            .map_err(|e| Error::io(path, format!("cannot read the model: {e}")))?;
         Model::from_batch(&batch).map_err(|e| Error::io(path, e))
     }
 
@@ -268,7 +347,13 @@ impl Model {
         match self.network.head {
             Head::Identity => vec!["prediction".into()],
             Head::Sigmoid => vec!["probability".into(), "prediction".into()],
-            Head::Softmax => self.info.classes.iter().map(|c| format!("probability_{c}")).chain(["prediction".to_string()]).collect(),
+            Head::Softmax => self
+                .info
+                .classes
+                .iter()
+                .map(|c| format!("probability_{c}"))
+                .chain(["prediction".to_string()])
+                .collect(),
         }
     }
 
@@ -278,17 +363,26 @@ impl Model {
     /// [`Error::Schema`] naming the column that is missing or has another type.
     pub fn check_input(&self, step: &str, schema: &Schema) -> Result<()> {
         for source in &self.info.sources {
-            let field = schema.field_with_name(&source.name).map_err(|_| Error::Schema {
-                step: step.into(),
-                column: source.name.clone(),
-                message: format!("the model reads this column ({}), but the input does not have it", source.dtype),
-            })?;
-            let found = DType::from_arrow(field.data_type()).map_or_else(|| field.data_type().to_string(), |d| d.name().to_string());
+            let field = schema
+                .field_with_name(&source.name)
+                .map_err(|_| Error::Schema {
+                    step: step.into(),
+                    column: source.name.clone(),
+                    message: format!(
+                        "the model reads this column ({}), but the input does not have it",
+                        source.dtype
+                    ),
+                })?;
+            let found = DType::from_arrow(field.data_type())
+                .map_or_else(|| field.data_type().to_string(), |d| d.name().to_string());
             if found != source.dtype {
                 return Err(Error::Schema {
                     step: step.into(),
                     column: source.name.clone(),
-                    message: format!("the model was trained with {} here, the input has {found}; cast it first", source.dtype),
+                    message: format!(
+                        "the model was trained with {} here, the input has {found}; cast it first",
+                        source.dtype
+                    ),
                 });
             }
         }
@@ -300,19 +394,36 @@ impl Model {
     /// # Errors
     /// [`Error::InvalidParameter`] when a stored expression does not parse.
     pub fn feature_exprs(&self) -> Result<Vec<(String, Expr)>> {
-        self.info.features.iter().map(|f| Ok((f.name.clone(), parse_expr(&f.expr).map_err(|e| corrupt(format!("feature '{}': {e}", f.name)))?))).collect()
+        self.info
+            .features
+            .iter()
+            .map(|f| {
+                Ok((
+                    f.name.clone(),
+                    parse_expr(&f.expr)
+                        .map_err(|e| corrupt(format!("feature '{}': {e}", f.name)))?,
+                ))
+            })
+            .collect()
     }
 
     /// Score expressions over source columns, for single-layer models: the
     /// preparation and the model as one fused projection. `None` for deeper
     /// networks, which score prepared features with [`Mlp::predict`].
     pub fn fused_score_exprs(&self) -> Result<Option<Vec<(String, Expr)>>> {
-        let [layer] = self.network.layers.as_slice() else { return Ok(None) };
+        let [layer] = self.network.layers.as_slice() else {
+            return Ok(None);
+        };
         let features = self.feature_exprs()?;
         let logits: Vec<Expr> = (0..layer.outputs)
             .map(|o| {
                 let row = &layer.weights[o * layer.inputs..(o + 1) * layer.inputs];
-                features.iter().zip(row).fold(lit(layer.bias[o]), |acc, ((_, f), &w)| acc + lit(w) * f.clone())
+                features
+                    .iter()
+                    .zip(row)
+                    .fold(lit(layer.bias[o]), |acc, ((_, f), &w)| {
+                        acc + lit(w) * f.clone()
+                    })
             })
             .collect();
         let classes = &self.info.classes;
@@ -321,16 +432,42 @@ impl Model {
             Head::Identity => vec![("prediction".into(), logits[0].clone())],
             Head::Sigmoid => {
                 let p = logits[0].clone().sigmoid();
-                vec![("probability".into(), p.clone()), ("prediction".into(), if_else(p.gt_eq(lit(0.5)), class(1), class(0)))]
+                vec![
+                    ("probability".into(), p.clone()),
+                    (
+                        "prediction".into(),
+                        if_else(p.gt_eq(lit(0.5)), class(1), class(0)),
+                    ),
+                ]
             }
             Head::Softmax => {
-                let max = logits.iter().skip(1).fold(logits[0].clone(), |m, z| m.maximum(z.clone()));
-                let exps: Vec<Expr> = logits.iter().map(|z| (z.clone() - max.clone()).exp()).collect();
-                let total = exps.iter().skip(1).fold(exps[0].clone(), |s, e| s + e.clone());
+                let max = logits
+                    .iter()
+                    .skip(1)
+                    .fold(logits[0].clone(), |m, z| m.maximum(z.clone()));
+                let exps: Vec<Expr> = logits
+                    .iter()
+                    .map(|z| (z.clone() - max.clone()).exp())
+                    .collect();
+                let total = exps
+                    .iter()
+                    .skip(1)
+                    .fold(exps[0].clone(), |s, e| s + e.clone());
                 let probs: Vec<Expr> = exps.iter().map(|e| e.clone() / total.clone()).collect();
-                let best = probs.iter().skip(1).fold(probs[0].clone(), |m, p| m.maximum(p.clone()));
-                let prediction = (0..probs.len()).rev().fold(class(probs.len() - 1), |otherwise, i| if_else(probs[i].clone().eq(best.clone()), class(i), otherwise));
-                let mut out: Vec<(String, Expr)> = classes.iter().zip(probs).map(|(c, p)| (format!("probability_{c}"), p)).collect();
+                let best = probs
+                    .iter()
+                    .skip(1)
+                    .fold(probs[0].clone(), |m, p| m.maximum(p.clone()));
+                let prediction = (0..probs.len())
+                    .rev()
+                    .fold(class(probs.len() - 1), |otherwise, i| {
+                        if_else(probs[i].clone().eq(best.clone()), class(i), otherwise)
+                    });
+                let mut out: Vec<(String, Expr)> = classes
+                    .iter()
+                    .zip(probs)
+                    .map(|(c, p)| (format!("probability_{c}"), p))
+                    .collect();
                 out.push(("prediction".into(), prediction));
                 out
             }

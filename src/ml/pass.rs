@@ -12,7 +12,12 @@ use rayon::prelude::*;
 pub const ROWS_PER_BLOCK: usize = 4096;
 
 /// Map every row block to a partial result in parallel, then fold the partials in block order.
-pub fn fold_blocks<T: Send>(rows: usize, map: impl Fn(Range<usize>) -> T + Sync, mut combine: impl FnMut(&mut T, T), empty: T) -> T {
+pub fn fold_blocks<T: Send>(
+    rows: usize,
+    map: impl Fn(Range<usize>) -> T + Sync,
+    mut combine: impl FnMut(&mut T, T),
+    empty: T,
+) -> T {
     let partials: Vec<T> = (0..rows.div_ceil(ROWS_PER_BLOCK))
         .into_par_iter()
         .map(|b| map(b * ROWS_PER_BLOCK..((b + 1) * ROWS_PER_BLOCK).min(rows)))
@@ -43,7 +48,10 @@ pub fn weighted_gram(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usiz
     for j in 0..n {
         let cj = &cols[j][range.clone()];
         match weights {
-            Some(w) => scaled.iter_mut().zip(cj.iter().zip(&w[range.clone()])).for_each(|(s, (x, w))| *s = x * w),
+            Some(w) => scaled
+                .iter_mut()
+                .zip(cj.iter().zip(&w[range.clone()]))
+                .for_each(|(s, (x, w))| *s = x * w),
             None => scaled.copy_from_slice(cj),
         }
         for k in 0..=j {

@@ -43,18 +43,36 @@ impl Scorer {
     /// `keep` column.
     pub fn new(step: &str, model: Model, input: &SchemaRef, keep: &[String]) -> Result<Scorer> {
         model.check_input(step, input)?;
-        let keep: Vec<usize> = keep.iter().map(|k| column_index(step, input, k)).collect::<Result<_>>()?;
+        let keep: Vec<usize> = keep
+            .iter()
+            .map(|k| column_index(step, input, k))
+            .collect::<Result<_>>()?;
         let (exprs, fused) = match model.fused_score_exprs()? {
             Some(exprs) => (exprs, true),
-            None => (model.feature_exprs()?.into_iter().map(|(n, e)| (n, e.cast(crate::ir::DType::Float64))).collect(), false),
+            None => (
+                model
+                    .feature_exprs()?
+                    .into_iter()
+                    .map(|(n, e)| (n, e.cast(crate::ir::DType::Float64)))
+                    .collect(),
+                false,
+            ),
         };
         let projection = Projection::try_new(Arc::clone(input), &exprs).map_err(|e| match e {
-            Error::Type { expr, message } => Error::Schema { step: step.into(), column: "<model features>".into(), message: format!("`{expr}`: {message}") },
+            Error::Type { expr, message } => Error::Schema {
+                step: step.into(),
+                column: "<model features>".into(),
+                message: format!("`{expr}`: {message}"),
+            },
             other => other,
         })?;
         let mut fields: Vec<Field> = keep.iter().map(|&i| input.field(i).clone()).collect();
         for name in model.output_names() {
-            let dtype = if name == "prediction" && model.network.head != Head::Identity { DataType::Utf8 } else { DataType::Float64 };
+            let dtype = if name == "prediction" && model.network.head != Head::Identity {
+                DataType::Utf8
+            } else {
+                DataType::Float64
+            };
             fields.push(Field::new(name, dtype, true));
         }
         // A fused single-layer model over f32 features scores in f32.
@@ -65,9 +83,22 @@ impl Scorer {
             }
         }
         // Evaluation reads the classes and label from here.
-        let metadata = [(CLASSES_KEY.to_string(), model.info.classes.join(CLASS_SEPARATOR)), (LABEL_KEY.to_string(), model.info.label.clone())].into();
+        let metadata = [
+            (
+                CLASSES_KEY.to_string(),
+                model.info.classes.join(CLASS_SEPARATOR),
+            ),
+            (LABEL_KEY.to_string(), model.info.label.clone()),
+        ]
+        .into();
         let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
-        Ok(Scorer { model, kernel: CpuKernel::compile(projection), fused, keep, schema })
+        Ok(Scorer {
+            model,
+            kernel: CpuKernel::compile(projection),
+            fused,
+            keep,
+            schema,
+        })
     }
 
     /// The schema of scored batches: kept columns, then the score columns.
@@ -81,7 +112,11 @@ impl Scorer {
     /// [`Error::Schema`] when the batch does not match the bound schema.
     pub fn score(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let computed = self.kernel.evaluate(batch)?;
-        let mut columns: Vec<ArrayRef> = self.keep.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+        let mut columns: Vec<ArrayRef> = self
+            .keep
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
         if self.fused {
             columns.extend(computed.columns().iter().cloned());
         } else {
@@ -97,21 +132,42 @@ impl Scorer {
         let mut x = Vec::with_capacity(rows * prepared.num_columns());
         let mut valid = vec![true; rows];
         for column in prepared.columns() {
-            let values = column.as_any().downcast_ref::<Float64Array>().expect("features are cast to f64");
+            let values = column
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("features are cast to f64");
             for (i, v) in values.iter().enumerate() {
                 valid[i] &= v.is_some();
                 x.push(v.unwrap_or(0.0));
             }
         }
-        let design = Design { rows, features: self.model.info.features.iter().map(|f| f.name.clone()).collect(), x };
+        let design = Design {
+            rows,
+            features: self
+                .model
+                .info
+                .features
+                .iter()
+                .map(|f| f.name.clone())
+                .collect(),
+            x,
+        };
         let out = self.model.network.predict(&design);
         let width = self.model.network.layers.last().map_or(1, |l| l.outputs);
-        let column = |k: usize| -> ArrayRef { Arc::new((0..rows).map(|i| valid[i].then(|| out[i * width + k])).collect::<Float64Array>()) };
+        let column = |k: usize| -> ArrayRef {
+            Arc::new(
+                (0..rows)
+                    .map(|i| valid[i].then(|| out[i * width + k]))
+                    .collect::<Float64Array>(),
+            )
+        };
         let classes = &self.model.info.classes;
         match self.model.network.head {
             Head::Identity => vec![column(0)],
             Head::Sigmoid => {
-                let prediction: StringArray = (0..rows).map(|i| valid[i].then(|| classes[usize::from(out[i] >= 0.5)].clone())).collect();
+                let prediction: StringArray = (0..rows)
+                    .map(|i| valid[i].then(|| classes[usize::from(out[i] >= 0.5)].clone()))
+                    .collect();
                 vec![column(0), Arc::new(prediction)]
             }
             Head::Softmax => {

@@ -11,7 +11,7 @@ use std::io::{BufReader, Read as _, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -111,116 +111,147 @@ impl Read {
         self
     }
 
-    fn resolved_format(&self) -> Result<FileFormat> {
-        let format = match self.format {
+    fn open(&self) -> Result<BatchReader> {
+        BatchReader::open(&self.path, self.format, self.batch_rows)
+    }
+}
+
+/// A file read as a stream of record batches of at most `batch_rows` rows,
+/// with types normalized to fuseflow's dtypes. Only the current chunk (and,
+/// for Parquet, the current row group's pages) is held in memory.
+pub struct BatchReader {
+    path: PathBuf,
+    format: FileFormat,
+    schema: SchemaRef,
+    total_rows: Option<usize>,
+    batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>,
+    batch_rows: usize,
+    pending: Option<(RecordBatch, usize)>,
+}
+
+impl BatchReader {
+    /// Open `path` (format from the extension unless given).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when it is missing, unreadable or not of the format.
+    pub fn open(path: &Path, format: Option<FileFormat>, batch_rows: usize) -> Result<Self> {
+        let format = match format {
             Some(f) => f,
-            None => FileFormat::from_path(&self.path)?,
+            None => FileFormat::from_path(path)?,
+        };
+        let open = || {
+            File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))
+        };
+        let corrupt = |format: FileFormat, e: &dyn std::fmt::Display| {
+            Error::io(path, format!("not a readable {} file: {e}", format.name()))
         };
         // IPC files and streams are told apart by the file's magic bytes.
-        if matches!(format, FileFormat::ArrowFile | FileFormat::ArrowStream) {
+        let format = if matches!(format, FileFormat::ArrowFile | FileFormat::ArrowStream) {
             let mut magic = [0u8; 6];
-            let mut file = self.open()?;
-            let is_file = file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
-            return Ok(if is_file {
+            let is_file = open()?.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
+            if is_file {
                 FileFormat::ArrowFile
             } else {
                 FileFormat::ArrowStream
-            });
-        }
-        Ok(format)
-    }
-
-    fn open(&self) -> Result<File> {
-        File::open(&self.path)
-            .map_err(|e| Error::io(&self.path, format!("cannot open for reading: {e}")))
-    }
-
-    fn corrupt(&self, format: FileFormat, e: impl std::fmt::Display) -> Error {
-        Error::io(
-            &self.path,
-            format!("not a readable {} file: {e}", format.name()),
-        )
-    }
-
-    fn csv_schema(&self) -> Result<SchemaRef> {
-        let mut file = self.open()?;
-        let (schema, _) = arrow_csv::reader::Format::default()
-            .with_header(true)
-            .infer_schema(&mut file, Some(10_000))
-            .map_err(|e| self.corrupt(FileFormat::Csv, e))?;
-        Ok(Arc::new(schema))
-    }
-
-    /// Read the file's schema (normalized to fuseflow's dtypes) without reading its rows.
-    fn schema(&self) -> Result<SchemaRef> {
-        let format = self.resolved_format()?;
-        let raw = match format {
-            FileFormat::Parquet => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(self.open()?)
-                    .map_err(|e| self.corrupt(format, e))?;
-                Arc::clone(builder.schema())
             }
-            FileFormat::ArrowFile => arrow_ipc::reader::FileReader::try_new(self.open()?, None)
-                .map_err(|e| self.corrupt(format, e))?
-                .schema(),
-            FileFormat::ArrowStream => {
-                arrow_ipc::reader::StreamReader::try_new(BufReader::new(self.open()?), None)
-                    .map_err(|e| self.corrupt(format, e))?
-                    .schema()
-            }
-            FileFormat::Csv => self.csv_schema()?,
+        } else {
+            format
         };
-        Ok(normalize_schema(&raw))
-    }
-
-    /// Read all chunks.
-    fn read(&self) -> Result<Table> {
-        let format = self.resolved_format()?;
-        let batches: Vec<std::result::Result<RecordBatch, ArrowError>> = match format {
-            FileFormat::Parquet => ParquetRecordBatchReaderBuilder::try_new(self.open()?)
-                .and_then(|b| b.with_batch_size(self.batch_rows).build())
-                .map_err(|e| self.corrupt(format, e))?
-                .collect(),
-            FileFormat::ArrowFile => arrow_ipc::reader::FileReader::try_new(self.open()?, None)
-                .map_err(|e| self.corrupt(format, e))?
-                .collect(),
+        let batch_rows = batch_rows.max(1);
+        let (schema, total_rows, batches): (
+            SchemaRef,
+            Option<usize>,
+            Box<dyn Iterator<Item = _> + Send>,
+        ) = match format {
+            FileFormat::Parquet => {
+                let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
+                    .map_err(|e| corrupt(format, &e))?;
+                let total = usize::try_from(builder.metadata().file_metadata().num_rows()).ok();
+                // The builder's schema keeps the file's schema metadata.
+                let schema = Arc::clone(builder.schema());
+                let reader = builder
+                    .with_batch_size(batch_rows)
+                    .build()
+                    .map_err(|e| corrupt(format, &e))?;
+                (schema, total, Box::new(reader))
+            }
+            FileFormat::ArrowFile => {
+                let reader = arrow_ipc::reader::FileReader::try_new(open()?, None)
+                    .map_err(|e| corrupt(format, &e))?;
+                (reader.schema(), None, Box::new(reader))
+            }
             FileFormat::ArrowStream => {
-                arrow_ipc::reader::StreamReader::try_new(BufReader::new(self.open()?), None)
-                    .map_err(|e| self.corrupt(format, e))?
-                    .collect()
+                let reader =
+                    arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
+                        .map_err(|e| corrupt(format, &e))?;
+                (reader.schema(), None, Box::new(reader))
             }
             FileFormat::Csv => {
-                let schema = self.csv_schema()?;
-                let mut file = self.open()?;
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io(&self.path, e))?;
-                arrow_csv::ReaderBuilder::new(schema)
+                let mut file = open()?;
+                let (schema, _) = arrow_csv::reader::Format::default()
                     .with_header(true)
-                    .with_batch_size(self.batch_rows)
+                    .infer_schema(&mut file, Some(10_000))
+                    .map_err(|e| corrupt(format, &e))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::io(path, e))?;
+                let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
+                    .with_header(true)
+                    .with_batch_size(batch_rows)
                     .build(BufReader::new(file))
-                    .map_err(|e| self.corrupt(format, e))?
-                    .collect()
+                    .map_err(|e| corrupt(format, &e))?;
+                (reader.schema(), None, Box::new(reader))
             }
         };
-        let schema = self.schema()?;
-        let batches = batches
-            .into_iter()
-            .map(|b| {
-                b.map_err(|e| self.corrupt(format, e))
-                    .and_then(normalize_batch)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // IPC files keep the writer's batch sizes; cut them to the chunk size (zero-copy).
-        let batches = batches
-            .into_iter()
-            .flat_map(|b| {
-                let rows = b.num_rows();
-                (0..rows.max(1))
-                    .step_by(self.batch_rows)
-                    .map(move |s| b.slice(s.min(rows), self.batch_rows.min(rows - s.min(rows))))
-            })
-            .collect();
-        Table::try_new(schema, batches)
+        Ok(BatchReader {
+            path: path.to_path_buf(),
+            format,
+            schema: normalize_schema(&schema),
+            total_rows,
+            batches,
+            batch_rows,
+            pending: None,
+        })
+    }
+
+    /// The (normalized) schema of every batch.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of rows, when the format records it (Parquet).
+    pub fn total_rows(&self) -> Option<usize> {
+        self.total_rows
+    }
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        // Formats that keep the writer's batch sizes are cut to `batch_rows` (zero-copy).
+        if let Some((batch, offset)) = self.pending.take() {
+            let len = self.batch_rows.min(batch.num_rows() - offset);
+            if offset + len < batch.num_rows() {
+                self.pending = Some((batch.clone(), offset + len));
+            }
+            return Some(Ok(batch.slice(offset, len)));
+        }
+        let batch = match self.batches.next()? {
+            Ok(b) => b,
+            Err(e) => {
+                return Some(Err(Error::io(
+                    &self.path,
+                    format!("not a readable {} file: {e}", self.format.name()),
+                )));
+            }
+        };
+        match normalize_batch(batch) {
+            Ok(b) if b.num_rows() > self.batch_rows => {
+                self.pending = Some((b, 0));
+                self.next()
+            }
+            other => Some(other),
+        }
     }
 }
 
@@ -238,10 +269,15 @@ impl Step for Read {
         format!("path={}", self.path.display())
     }
     fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        Ok(vec![self.schema()?])
+        Ok(vec![Arc::clone(self.open()?.schema())])
     }
     fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
-        Ok(vec![self.read()?])
+        let reader = self.open()?;
+        let schema = Arc::clone(reader.schema());
+        Ok(vec![Table::try_new(
+            schema,
+            reader.collect::<Result<Vec<_>>>()?,
+        )?])
     }
 }
 
@@ -268,55 +304,131 @@ impl Write {
     }
 }
 
-/// Write `table` to `path` atomically: a temporary file beside it, then a rename.
+/// A file being written batch by batch, atomically: batches go to a temporary
+/// file beside the target, which is synced and renamed into place by
+/// [`BatchWriter::finish`]. Dropped without `finish`, it removes the temporary
+/// file and leaves any existing target untouched.
+pub struct BatchWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    sink: Option<Sink>,
+}
+
+enum Sink {
+    Parquet(ArrowWriter<File>),
+    ArrowFile(arrow_ipc::writer::FileWriter<File>),
+    ArrowStream(arrow_ipc::writer::StreamWriter<File>),
+    Csv(arrow_csv::Writer<File>),
+}
+
+impl BatchWriter {
+    /// Start writing `path` in `format` with `schema`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when it cannot be created.
+    pub fn create(path: &Path, format: FileFormat, schema: &SchemaRef) -> Result<Self> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let mut writer = BatchWriter {
+            path: path.to_path_buf(),
+            tmp,
+            sink: None,
+        };
+        let sink = (|| -> std::result::Result<Sink, Box<dyn std::error::Error>> {
+            std::fs::create_dir_all(dir)?;
+            let file = File::create(&writer.tmp)?;
+            Ok(match format {
+                FileFormat::Parquet => {
+                    Sink::Parquet(ArrowWriter::try_new(file, Arc::clone(schema), None)?)
+                }
+                FileFormat::ArrowFile => {
+                    Sink::ArrowFile(arrow_ipc::writer::FileWriter::try_new(file, schema)?)
+                }
+                FileFormat::ArrowStream => {
+                    Sink::ArrowStream(arrow_ipc::writer::StreamWriter::try_new(file, schema)?)
+                }
+                FileFormat::Csv => Sink::Csv(
+                    arrow_csv::WriterBuilder::new()
+                        .with_header(true)
+                        .build(file),
+                ),
+            })
+        })()
+        .map_err(|e| writer.error(e))?;
+        writer.sink = Some(sink);
+        Ok(writer)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::io(&self.path, format!("cannot write: {e}"))
+    }
+
+    /// Append one batch.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file (a full disk, for example).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let result = match self.sink.as_mut().expect("writer is open until finish") {
+            Sink::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::ArrowFile(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::ArrowStream(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+        };
+        result.map_err(|e| self.error(e))
+    }
+
+    /// Finish the file, sync it to disk and move it into place.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn finish(mut self) -> Result<()> {
+        let sink = self.sink.take().expect("writer is open until finish");
+        let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let file = match sink {
+                Sink::Parquet(w) => w.into_inner()?,
+                Sink::ArrowFile(mut w) => {
+                    w.finish()?;
+                    w.into_inner()?
+                }
+                Sink::ArrowStream(mut w) => {
+                    w.finish()?;
+                    w.into_inner()?
+                }
+                Sink::Csv(w) => w.into_inner(),
+            };
+            file.sync_all()?;
+            std::fs::rename(&self.tmp, &self.path)?;
+            Ok(())
+        })();
+        result.map_err(|e| self.error(e))
+    }
+}
+
+impl Drop for BatchWriter {
+    fn drop(&mut self) {
+        if self.sink.is_some() || self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write `table` to `path` atomically (see [`BatchWriter`]).
 ///
 /// # Errors
 /// [`Error::Io`] naming the file when it cannot be created or written.
 pub fn write_table(table: &Table, path: &Path, format: FileFormat) -> Result<()> {
-    let io = |e: &dyn std::fmt::Display| Error::io(path, format!("cannot write: {e}"));
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io(&e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let file = File::create(&tmp)?;
-        match format {
-            FileFormat::Parquet => {
-                let mut w = ArrowWriter::try_new(file, Arc::clone(table.schema()), None)?;
-                table.batches().iter().try_for_each(|b| w.write(b))?;
-                w.close()?;
-            }
-            FileFormat::ArrowFile => {
-                let mut w = arrow_ipc::writer::FileWriter::try_new(file, table.schema())?;
-                table.batches().iter().try_for_each(|b| w.write(b))?;
-                w.finish()?;
-            }
-            FileFormat::ArrowStream => {
-                let mut w = arrow_ipc::writer::StreamWriter::try_new(file, table.schema())?;
-                table.batches().iter().try_for_each(|b| w.write(b))?;
-                w.finish()?;
-            }
-            FileFormat::Csv => {
-                let mut w = arrow_csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(file);
-                table.batches().iter().try_for_each(|b| w.write(b))?;
-            }
-        }
-        File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(&e)
-    })
+    let mut writer = BatchWriter::create(path, format, table.schema())?;
+    for batch in table.batches() {
+        writer.write(batch)?;
+    }
+    writer.finish()
 }
 
 impl Step for Write {

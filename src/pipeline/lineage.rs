@@ -36,7 +36,11 @@ pub fn of_field(field: &Field) -> Result<Lineage> {
     let meta = field.metadata();
     match (meta.get(EXPR_KEY), meta.get(SOURCES_KEY)) {
         (Some(expr), Some(sources)) => {
-            let bad = |what: &str| Error::Schema { step: "<lineage>".into(), column: field.name().clone(), message: format!("unreadable lineage metadata: {what}") };
+            let bad = |what: &str| Error::Schema {
+                step: "<lineage>".into(),
+                column: field.name().clone(),
+                message: format!("unreadable lineage metadata: {what}"),
+            };
             let expr = parse_expr(expr).map_err(|e| bad(&e.to_string()))?;
             let sources = sources
                 .split(';')
@@ -48,7 +52,12 @@ pub fn of_field(field: &Field) -> Result<Lineage> {
                 .collect::<Result<_>>()?;
             Ok(Lineage { expr, sources })
         }
-        _ => Ok(Lineage { expr: col(field.name().as_str()), sources: DType::from_arrow(field.data_type()).map(|d| vec![(field.name().clone(), d)]).unwrap_or_default() }),
+        _ => Ok(Lineage {
+            expr: col(field.name().as_str()),
+            sources: DType::from_arrow(field.data_type())
+                .map(|d| vec![(field.name().clone(), d)])
+                .unwrap_or_default(),
+        }),
     }
 }
 
@@ -62,13 +71,21 @@ pub fn compose(expr: &Expr, input: &Schema) -> Result<Lineage> {
     }
     let mut sources: Vec<(String, DType)> = Vec::new();
     for name in expr.columns() {
-        for source in by_name.get(&name).map(|l| l.sources.as_slice()).unwrap_or_default() {
+        for source in by_name
+            .get(&name)
+            .map(|l| l.sources.as_slice())
+            .unwrap_or_default()
+        {
             if !sources.iter().any(|(n, _)| *n == source.0) {
                 sources.push(source.clone());
             }
         }
     }
-    let expr = expr.map_columns(&|name| by_name.get(name).map_or_else(|| col(name), |l| l.expr.clone()));
+    let expr = expr.map_columns(&|name| {
+        by_name
+            .get(name)
+            .map_or_else(|| col(name), |l| l.expr.clone())
+    });
     Ok(Lineage { expr, sources })
 }
 
@@ -76,7 +93,11 @@ pub fn compose(expr: &Expr, input: &Schema) -> Result<Lineage> {
 pub fn annotate(field: Field, lineage: &Lineage) -> Field {
     let mut meta = field.metadata().clone();
     meta.insert(EXPR_KEY.into(), lineage.expr.to_string());
-    let sources: Vec<String> = lineage.sources.iter().map(|(n, d)| format!("{n}:{d}")).collect();
+    let sources: Vec<String> = lineage
+        .sources
+        .iter()
+        .map(|(n, d)| format!("{n}:{d}"))
+        .collect();
     meta.insert(SOURCES_KEY.into(), sources.join(";"));
     field.with_metadata(meta)
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, cast::AsArray};
+use arrow_array::{
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, cast::AsArray,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::step::{Step, StepContext};
@@ -39,7 +41,10 @@ impl Evaluate {
 }
 
 fn metrics_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("metric", DataType::Utf8, false), Field::new("value", DataType::Float64, true)]))
+    Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Float64, true),
+    ]))
 }
 
 fn confusion_schema() -> SchemaRef {
@@ -55,9 +60,17 @@ fn text_column(step: &str, table: &Table, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(table.num_rows());
     for chunk in table.column(step, name)? {
         if chunk.null_count() > 0 {
-            return Err(Error::Schema { step: step.into(), column: name.into(), message: format!("{} rows are null; filter them before evaluating", chunk.null_count()) });
+            return Err(Error::Schema {
+                step: step.into(),
+                column: name.into(),
+                message: format!(
+                    "{} rows are null; filter them before evaluating",
+                    chunk.null_count()
+                ),
+            });
         }
-        let formatter = arrow_cast::display::ArrayFormatter::try_new(chunk.as_ref(), &Default::default())?;
+        let formatter =
+            arrow_cast::display::ArrayFormatter::try_new(chunk.as_ref(), &Default::default())?;
         out.extend((0..chunk.len()).map(|i| formatter.value(i).to_string()));
     }
     Ok(out)
@@ -71,47 +84,99 @@ fn number_column(step: &str, table: &Table, name: &str) -> Result<Vec<f64>> {
             return Err(Error::Schema {
                 step: step.into(),
                 column: name.into(),
-                message: format!("{} rows are null (a feature was null when scoring); fill or filter them", chunk.null_count()),
+                message: format!(
+                    "{} rows are null (a feature was null when scoring); fill or filter them",
+                    chunk.null_count()
+                ),
             });
         }
         let cast = arrow_cast::cast(&chunk, &DataType::Float64)?;
-        out.extend(cast.as_primitive::<arrow_array::types::Float64Type>().values().iter().copied());
+        out.extend(
+            cast.as_primitive::<arrow_array::types::Float64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
     }
     Ok(out)
 }
 
 impl Evaluate {
-    fn class_indices(step: &str, column: &str, values: &[String], classes: &[String]) -> Result<Vec<u32>> {
+    fn class_indices(
+        step: &str,
+        column: &str,
+        values: &[String],
+        classes: &[String],
+    ) -> Result<Vec<u32>> {
         values
             .iter()
             .map(|v| {
-                classes.iter().position(|c| c == v).map(|i| i as u32).ok_or_else(|| Error::Schema {
-                    step: step.into(),
-                    column: column.into(),
-                    message: format!("value '{v}' is not one of the model's classes ({})", classes.join(", ")),
-                })
+                classes
+                    .iter()
+                    .position(|c| c == v)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| Error::Schema {
+                        step: step.into(),
+                        column: column.into(),
+                        message: format!(
+                            "value '{v}' is not one of the model's classes ({})",
+                            classes.join(", ")
+                        ),
+                    })
             })
             .collect()
     }
 
-    fn evaluate(&self, step: &str, data: &Table) -> Result<(Vec<(String, f64)>, Vec<(String, String, i64)>)> {
+    fn evaluate(
+        &self,
+        step: &str,
+        data: &Table,
+    ) -> Result<(Vec<(String, f64)>, Vec<(String, String, i64)>)> {
         let schema = data.schema();
         let label = match (&self.label, schema.metadata().get(LABEL_KEY)) {
             (Some(l), _) => l.clone(),
             (None, Some(l)) => l.clone(),
-            (None, None) => return Err(Error::InvalidParameter { step: step.into(), message: "the input is not a score step's output; name the label column".into() }),
+            (None, None) => {
+                return Err(Error::InvalidParameter {
+                    step: step.into(),
+                    message: "the input is not a score step's output; name the label column".into(),
+                });
+            }
         };
-        let classes: Vec<String> = schema.metadata().get(CLASSES_KEY).filter(|c| !c.is_empty()).map(|c| c.split(CLASS_SEPARATOR).map(str::to_string).collect()).unwrap_or_default();
+        let classes: Vec<String> = schema
+            .metadata()
+            .get(CLASSES_KEY)
+            .filter(|c| !c.is_empty())
+            .map(|c| c.split(CLASS_SEPARATOR).map(str::to_string).collect())
+            .unwrap_or_default();
         let mut out = vec![("rows".to_string(), data.num_rows() as f64)];
         if classes.is_empty() {
-            let (y, pred) = (number_column(step, data, &label)?, number_column(step, data, "prediction")?);
+            let numeric = schema
+                .field_with_name("prediction")
+                .is_ok_and(|f| f.data_type().is_numeric());
+            if !numeric {
+                return Err(Error::Schema {
+                    step: step.into(),
+                    column: "prediction".into(),
+                    message: "needs a numeric prediction (regression) or the class list a score step records in the schema metadata; evaluate the score step's output, or a file that kept its metadata".into(),
+                });
+            }
+            let (y, pred) = (
+                number_column(step, data, &label)?,
+                number_column(step, data, "prediction")?,
+            );
             out.push(("rmse".into(), metrics::rmse(step, &y, &pred)?));
             out.push(("mae".into(), metrics::mae(step, &y, &pred)?));
             out.push(("r2".into(), metrics::r2(step, &y, &pred)?));
             return Ok((out, Vec::new()));
         }
         let y = Self::class_indices(step, &label, &text_column(step, data, &label)?, &classes)?;
-        let pred = Self::class_indices(step, "prediction", &text_column(step, data, "prediction")?, &classes)?;
+        let pred = Self::class_indices(
+            step,
+            "prediction",
+            &text_column(step, data, "prediction")?,
+            &classes,
+        )?;
         let k = classes.len();
         out.push(("accuracy".into(), metrics::accuracy(step, &y, &pred)?));
         let scores = metrics::precision_recall_f1(step, &y, &pred, k)?;
@@ -121,18 +186,32 @@ impl Evaluate {
             out.push(("recall".into(), scores[1].recall));
             out.push(("f1".into(), scores[1].f1));
             out.push(("log_loss".into(), metrics::binary_log_loss(step, &y, &p1)?));
-            out.push(("roc_auc".into(), metrics::roc_auc(step, &y, &p1)?.unwrap_or(f64::NAN)));
+            out.push((
+                "roc_auc".into(),
+                metrics::roc_auc(step, &y, &p1)?.unwrap_or(f64::NAN),
+            ));
         } else {
-            let columns: Vec<Vec<f64>> = classes.iter().map(|c| number_column(step, data, &format!("probability_{c}"))).collect::<Result<_>>()?;
-            let probabilities: Vec<f64> = (0..y.len()).flat_map(|i| columns.iter().map(move |c| c[i])).collect();
+            let columns: Vec<Vec<f64>> = classes
+                .iter()
+                .map(|c| number_column(step, data, &format!("probability_{c}")))
+                .collect::<Result<_>>()?;
+            let probabilities: Vec<f64> = (0..y.len())
+                .flat_map(|i| columns.iter().map(move |c| c[i]))
+                .collect();
             let avg = metrics::macro_average(&scores);
             out.push(("precision_macro".into(), avg.precision));
             out.push(("recall_macro".into(), avg.recall));
             out.push(("f1_macro".into(), avg.f1));
-            out.push(("log_loss".into(), metrics::log_loss(step, &y, &probabilities, k)?));
+            out.push((
+                "log_loss".into(),
+                metrics::log_loss(step, &y, &probabilities, k)?,
+            ));
         }
         let matrix = metrics::confusion_matrix(step, &y, &pred, k)?;
-        let confusion = (0..k).flat_map(|a| (0..k).map(move |p| (a, p))).map(|(a, p)| (classes[a].clone(), classes[p].clone(), matrix[a][p] as i64)).collect();
+        let confusion = (0..k)
+            .flat_map(|a| (0..k).map(move |p| (a, p)))
+            .map(|(a, p)| (classes[a].clone(), classes[p].clone(), matrix[a][p] as i64))
+            .collect();
         Ok((out, confusion))
     }
 }
@@ -148,7 +227,10 @@ impl Step for Evaluate {
         &["metrics", "confusion"]
     }
     fn params(&self) -> String {
-        self.label.as_ref().map(|l| format!("label={l}")).unwrap_or_default()
+        self.label
+            .as_ref()
+            .map(|l| format!("label={l}"))
+            .unwrap_or_default()
     }
     fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         Ok(vec![metrics_schema(), confusion_schema()])
@@ -159,17 +241,29 @@ impl Step for Evaluate {
             metrics_schema(),
             vec![
                 Arc::new(StringArray::from_iter_values(values.iter().map(|(n, _)| n))) as ArrayRef,
-                Arc::new(values.iter().map(|(_, v)| Some(*v)).collect::<Float64Array>()),
+                Arc::new(
+                    values
+                        .iter()
+                        .map(|(_, v)| Some(*v))
+                        .collect::<Float64Array>(),
+                ),
             ],
         )?;
         let confusion = RecordBatch::try_new(
             confusion_schema(),
             vec![
-                Arc::new(StringArray::from_iter_values(confusion.iter().map(|c| &c.0))) as ArrayRef,
-                Arc::new(StringArray::from_iter_values(confusion.iter().map(|c| &c.1))),
+                Arc::new(StringArray::from_iter_values(
+                    confusion.iter().map(|c| &c.0),
+                )) as ArrayRef,
+                Arc::new(StringArray::from_iter_values(
+                    confusion.iter().map(|c| &c.1),
+                )),
                 Arc::new(Int64Array::from_iter_values(confusion.iter().map(|c| c.2))),
             ],
         )?;
-        Ok(vec![Table::from_batch(metrics), Table::from_batch(confusion)])
+        Ok(vec![
+            Table::from_batch(metrics),
+            Table::from_batch(confusion),
+        ])
     }
 }

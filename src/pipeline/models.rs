@@ -21,7 +21,12 @@ use crate::ml::score::Scorer;
 use crate::ml::{linear, logistic, mlp};
 
 /// Which columns a training step uses as features.
-fn feature_columns(step: &str, schema: &arrow_schema::Schema, features: &[String], label: &str) -> Result<Vec<String>> {
+fn feature_columns(
+    step: &str,
+    schema: &arrow_schema::Schema,
+    features: &[String],
+    label: &str,
+) -> Result<Vec<String>> {
     column_index(step, schema, label)?;
     if !features.is_empty() {
         for f in features {
@@ -33,14 +38,22 @@ fn feature_columns(step: &str, schema: &arrow_schema::Schema, features: &[String
     Ok(schema
         .fields()
         .iter()
-        .filter(|f| f.name() != label && DType::from_arrow(f.data_type()).is_some_and(|d| d.is_numeric() || d == DType::Bool))
+        .filter(|f| {
+            f.name() != label
+                && DType::from_arrow(f.data_type())
+                    .is_some_and(|d| d.is_numeric() || d == DType::Bool)
+        })
         .map(|f| f.name().clone())
         .collect())
 }
 
 /// The planned schema of a model output (metadata is added when trained).
 fn model_schema() -> SchemaRef {
-    let list = DataType::List(Arc::new(arrow_schema::Field::new("item", DataType::Float64, true)));
+    let list = DataType::List(Arc::new(arrow_schema::Field::new(
+        "item",
+        DataType::Float64,
+        true,
+    )));
     Arc::new(arrow_schema::Schema::new(vec![
         arrow_schema::Field::new("layer", DataType::Int32, false),
         arrow_schema::Field::new("inputs", DataType::Int64, false),
@@ -83,15 +96,28 @@ pub struct TrainLinear {
 
 impl TrainLinear {
     /// Predict `label` from `features` (all numeric columns but the label when empty).
-    pub fn new<S: Into<String>>(features: impl IntoIterator<Item = S>, label: impl Into<String>, l2: f64) -> Self {
-        TrainLinear { features: features.into_iter().map(Into::into).collect(), label: label.into(), l2 }
+    pub fn new<S: Into<String>>(
+        features: impl IntoIterator<Item = S>,
+        label: impl Into<String>,
+        l2: f64,
+    ) -> Self {
+        TrainLinear {
+            features: features.into_iter().map(Into::into).collect(),
+            label: label.into(),
+            l2,
+        }
     }
 }
 
 impl Step for TrainLinear {
     training_step_io!("train_linear");
     fn params(&self) -> String {
-        format!("label={}, features=[{}], l2={}", self.label, self.features.join(", "), self.l2)
+        format!(
+            "label={}, features=[{}], l2={}",
+            self.label,
+            self.features.join(", "),
+            self.l2
+        )
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let data = &inputs[0];
@@ -99,9 +125,25 @@ impl Step for TrainLinear {
         let x = Design::from_table(ctx.name, data, &features)?;
         let y = regression_target(ctx.name, data, &self.label)?;
         let fit = linear::fit(ctx.name, &x, &y, self.l2)?;
-        let layer = DenseLayer { inputs: features.len(), outputs: 1, weights: fit.weights, bias: vec![fit.intercept] };
-        let network = Mlp { layers: vec![layer], activation: Activation::Relu, head: Head::Identity };
-        let mut model = Model::describe("linear_regression", data.schema(), &features, &self.label, Vec::new(), network)?;
+        let layer = DenseLayer {
+            inputs: features.len(),
+            outputs: 1,
+            weights: fit.weights,
+            bias: vec![fit.intercept],
+        };
+        let network = Mlp {
+            layers: vec![layer],
+            activation: Activation::Relu,
+            head: Head::Identity,
+        };
+        let mut model = Model::describe(
+            "linear_regression",
+            data.schema(),
+            &features,
+            &self.label,
+            Vec::new(),
+            network,
+        )?;
         model.info.params.insert("l2".into(), self.l2.to_string());
         model.info.training.insert("mse".into(), fit.mse);
         model.info.training.insert("rows".into(), x.rows as f64);
@@ -119,8 +161,16 @@ pub struct TrainLogistic {
 
 impl TrainLogistic {
     /// Predict class `label` from `features` (all numeric columns but the label when empty).
-    pub fn new<S: Into<String>>(features: impl IntoIterator<Item = S>, label: impl Into<String>, config: LogisticConfig) -> Self {
-        TrainLogistic { features: features.into_iter().map(Into::into).collect(), label: label.into(), config }
+    pub fn new<S: Into<String>>(
+        features: impl IntoIterator<Item = S>,
+        label: impl Into<String>,
+        config: LogisticConfig,
+    ) -> Self {
+        TrainLogistic {
+            features: features.into_iter().map(Into::into).collect(),
+            label: label.into(),
+            config,
+        }
     }
 }
 
@@ -141,18 +191,59 @@ impl Step for TrainLogistic {
         let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
         let x = Design::from_table(ctx.name, data, &features)?;
         let classes = class_target(ctx.name, data, &self.label)?;
-        let fit = logistic::fit(ctx.name, &x, &classes.index, classes.names.len(), &self.config)?;
+        let fit = logistic::fit(
+            ctx.name,
+            &x,
+            &classes.index,
+            classes.names.len(),
+            &self.config,
+        )?;
         let outputs = fit.outputs();
-        let layer = DenseLayer { inputs: features.len(), outputs, weights: fit.weights.clone(), bias: fit.intercepts.clone() };
-        let head = if outputs == 1 { Head::Sigmoid } else { Head::Softmax };
-        let network = Mlp { layers: vec![layer], activation: Activation::Relu, head };
-        let mut model = Model::describe("logistic_regression", data.schema(), &features, &self.label, classes.names, network)?;
-        model.info.params.insert("l2".into(), self.config.l2.to_string());
-        model.info.params.insert("tolerance".into(), self.config.tolerance.to_string());
-        model.info.training.insert("iterations".into(), fit.iterations as f64);
+        let layer = DenseLayer {
+            inputs: features.len(),
+            outputs,
+            weights: fit.weights.clone(),
+            bias: fit.intercepts.clone(),
+        };
+        let head = if outputs == 1 {
+            Head::Sigmoid
+        } else {
+            Head::Softmax
+        };
+        let network = Mlp {
+            layers: vec![layer],
+            activation: Activation::Relu,
+            head,
+        };
+        let mut model = Model::describe(
+            "logistic_regression",
+            data.schema(),
+            &features,
+            &self.label,
+            classes.names,
+            network,
+        )?;
+        model
+            .info
+            .params
+            .insert("l2".into(), self.config.l2.to_string());
+        model
+            .info
+            .params
+            .insert("tolerance".into(), self.config.tolerance.to_string());
+        model
+            .info
+            .training
+            .insert("iterations".into(), fit.iterations as f64);
         model.info.training.insert("log_loss".into(), fit.log_loss);
-        model.info.training.insert("gradient_norm".into(), fit.gradient_norm);
-        model.info.training.insert("converged".into(), f64::from(u8::from(fit.converged)));
+        model
+            .info
+            .training
+            .insert("gradient_norm".into(), fit.gradient_norm);
+        model
+            .info
+            .training
+            .insert("converged".into(), f64::from(u8::from(fit.converged)));
         model.info.training.insert("rows".into(), x.rows as f64);
         Ok(vec![model_table(&model)?])
     }
@@ -178,8 +269,18 @@ pub struct TrainMlp {
 
 impl TrainMlp {
     /// Predict `label` from `features` (all numeric columns but the label when empty).
-    pub fn new<S: Into<String>>(features: impl IntoIterator<Item = S>, label: impl Into<String>, task: Task, config: MlpConfig) -> Self {
-        TrainMlp { features: features.into_iter().map(Into::into).collect(), label: label.into(), task, config }
+    pub fn new<S: Into<String>>(
+        features: impl IntoIterator<Item = S>,
+        label: impl Into<String>,
+        task: Task,
+        config: MlpConfig,
+    ) -> Self {
+        TrainMlp {
+            features: features.into_iter().map(Into::into).collect(),
+            label: label.into(),
+            task,
+            config,
+        }
     }
 }
 
@@ -189,7 +290,15 @@ impl Step for TrainMlp {
         let c = &self.config;
         format!(
             "label={}, task={:?}, hidden={:?}, activation={:?}, epochs={}, batch_size={}, learning_rate={}, l2={}, seed={}",
-            self.label, self.task, c.hidden, c.activation, c.epochs, c.batch_size, c.learning_rate, c.l2, c.seed
+            self.label,
+            self.task,
+            c.hidden,
+            c.activation,
+            c.epochs,
+            c.batch_size,
+            c.learning_rate,
+            c.l2,
+            c.seed
         )
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
@@ -199,17 +308,28 @@ impl Step for TrainMlp {
         let (network, report, classes) = match self.task {
             Task::Regression => {
                 let y = regression_target(ctx.name, data, &self.label)?;
-                let (network, report) = mlp::train(ctx.name, &x, &MlpTarget::Regression(&y), &self.config)?;
+                let (network, report) =
+                    mlp::train(ctx.name, &x, &MlpTarget::Regression(&y), &self.config)?;
                 (network, report, Vec::new())
             }
             Task::Classification => {
                 let classes = class_target(ctx.name, data, &self.label)?;
-                let target = MlpTarget::Classes { index: &classes.index, classes: classes.names.len() };
+                let target = MlpTarget::Classes {
+                    index: &classes.index,
+                    classes: classes.names.len(),
+                };
                 let (network, report) = mlp::train(ctx.name, &x, &target, &self.config)?;
                 (network, report, classes.names)
             }
         };
-        let mut model = Model::describe("mlp", data.schema(), &features, &self.label, classes, network)?;
+        let mut model = Model::describe(
+            "mlp",
+            data.schema(),
+            &features,
+            &self.label,
+            classes,
+            network,
+        )?;
         let c = &self.config;
         for (k, v) in [
             ("hidden", format!("{:?}", c.hidden)),
@@ -221,7 +341,10 @@ impl Step for TrainMlp {
         ] {
             model.info.params.insert(k.into(), v);
         }
-        model.info.training.insert("epochs".into(), report.epochs as f64);
+        model
+            .info
+            .training
+            .insert("epochs".into(), report.epochs as f64);
         model.info.training.insert("loss".into(), report.loss);
         model.info.training.insert("rows".into(), x.rows as f64);
         Ok(vec![model_table(&model)?])
@@ -238,13 +361,21 @@ pub struct Score {
 impl Score {
     /// Score, passing the `keep` columns (e.g. ids, the label) through.
     pub fn new<S: Into<String>>(keep: impl IntoIterator<Item = S>) -> Self {
-        Score { keep: keep.into_iter().map(Into::into).collect() }
+        Score {
+            keep: keep.into_iter().map(Into::into).collect(),
+        }
     }
 }
 
 /// The model held in a model table.
 pub fn model_from_table(step: &str, table: &Table) -> Result<Model> {
-    let batch = table.batches().first().ok_or_else(|| Error::InvalidParameter { step: step.into(), message: "the model input is empty".into() })?;
+    let batch = table
+        .batches()
+        .first()
+        .ok_or_else(|| Error::InvalidParameter {
+            step: step.into(),
+            message: "the model input is empty".into(),
+        })?;
     Model::from_batch(batch).map_err(|e| e.in_step(step))
 }
 
@@ -274,7 +405,14 @@ impl Step for Score {
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let model = model_from_table(ctx.name, &inputs[0])?;
         let scorer = Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?;
-        let batches = inputs[1].batches().iter().map(|b| scorer.score(b)).collect::<Result<Vec<_>>>()?;
-        Ok(vec![Table::try_new(Arc::clone(scorer.output_schema()), batches)?])
+        let batches = inputs[1]
+            .batches()
+            .iter()
+            .map(|b| scorer.score(b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(vec![Table::try_new(
+            Arc::clone(scorer.output_schema()),
+            batches,
+        )?])
     }
 }

@@ -827,13 +827,28 @@ impl Encode {
     /// a chain of `if_else` (recorded up to [`MAX_INDEX_LINEAGE`] categories).
     fn encoded_fields(&self, input: &Field, categories: &[(&str, i32)]) -> Result<Vec<Field>> {
         let source = lineage::of_field(input)?;
-        let with = |expr: Expr| lineage::Lineage { expr, sources: source.sources.clone() };
+        let with = |expr: Expr| lineage::Lineage {
+            expr,
+            sources: source.sources.clone(),
+        };
         Ok(match self.method {
             EncodeMethod::OneHot => categories
                 .iter()
                 .map(|(category, _)| {
-                    let indicator = source.expr.clone().eq(lit(*category)).cast(DType::Float32).fill_null(lit(0.0));
-                    lineage::annotate(Field::new(format!("{}={category}", input.name()), DataType::Float32, false), &with(indicator))
+                    let indicator = source
+                        .expr
+                        .clone()
+                        .eq(lit(*category))
+                        .cast(DType::Float32)
+                        .fill_null(lit(0.0));
+                    lineage::annotate(
+                        Field::new(
+                            format!("{}={category}", input.name()),
+                            DataType::Float32,
+                            false,
+                        ),
+                        &with(indicator),
+                    )
                 })
                 .collect(),
             EncodeMethod::Index => {
@@ -842,16 +857,29 @@ impl Encode {
                     vec![field]
                 } else {
                     // An unseen category is null: `cast(nan, i32)` is the null the chain ends in.
-                    let code = categories.iter().rev().fold(lit(f64::NAN).cast(DType::Int32), |otherwise, (category, i)| {
-                        crate::ir::if_else(source.expr.clone().eq(lit(*category)), lit(*i), otherwise)
-                    });
+                    let code = categories.iter().rev().fold(
+                        lit(f64::NAN).cast(DType::Int32),
+                        |otherwise, (category, i)| {
+                            crate::ir::if_else(
+                                source.expr.clone().eq(lit(*category)),
+                                lit(*i),
+                                otherwise,
+                            )
+                        },
+                    );
                     vec![lineage::annotate(field, &with(code))]
                 }
             }
         })
     }
 
-    fn encode_column(&self, step: &str, name: &str, array: &ArrayRef, categories: &[(&str, i32)]) -> Result<Vec<ArrayRef>> {
+    fn encode_column(
+        &self,
+        step: &str,
+        name: &str,
+        array: &ArrayRef,
+        categories: &[(&str, i32)],
+    ) -> Result<Vec<ArrayRef>> {
         let lookup: HashMap<&str, i32> = categories.iter().copied().collect();
         let strings = array.as_string::<i32>();
         let mut codes: Vec<Option<i32>> = Vec::with_capacity(strings.len());
@@ -874,7 +902,10 @@ impl Encode {
             EncodeMethod::OneHot => categories
                 .iter()
                 .map(|(_, i)| {
-                    let values: Float32Array = codes.iter().map(|c| Some(f32::from(u8::from(*c == Some(*i))))).collect();
+                    let values: Float32Array = codes
+                        .iter()
+                        .map(|c| Some(f32::from(u8::from(*c == Some(*i)))))
+                        .collect();
                     Arc::new(values) as ArrayRef
                 })
                 .collect(),
@@ -936,16 +967,21 @@ impl Step for Encode {
         let (names, categories, indices) = (
             fitted.column(0).as_string::<i32>(),
             fitted.column(1).as_string::<i32>(),
-            fitted.column(2).as_primitive::<arrow_array::types::Int32Type>(),
+            fitted
+                .column(2)
+                .as_primitive::<arrow_array::types::Int32Type>(),
         );
         let columns = stats_columns(ctx.name, inputs[1].schema())?;
-        let mut lookups: HashMap<&str, Vec<(&str, i32)>> = columns.iter().map(|c| (c.as_str(), Vec::new())).collect();
+        let mut lookups: HashMap<&str, Vec<(&str, i32)>> =
+            columns.iter().map(|c| (c.as_str(), Vec::new())).collect();
         for i in 0..fitted.num_rows() {
             if let Some(l) = lookups.get_mut(names.value(i)) {
                 l.push((categories.value(i), indices.value(i)));
             }
         }
-        lookups.values_mut().for_each(|l| l.sort_by_key(|(_, i)| *i));
+        lookups
+            .values_mut()
+            .for_each(|l| l.sort_by_key(|(_, i)| *i));
         // The output schema depends only on the input schema and the categories.
         let data = &inputs[0];
         let mut fields = Vec::new();
@@ -955,7 +991,10 @@ impl Step for Encode {
                 None => fields.push(field.as_ref().clone()),
             }
         }
-        let schema = Arc::new(Schema::new_with_metadata(fields, data.schema().metadata().clone()));
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            data.schema().metadata().clone(),
+        ));
         let batches = data
             .batches()
             .iter()
@@ -963,7 +1002,12 @@ impl Step for Encode {
                 let mut arrays = Vec::with_capacity(schema.fields().len());
                 for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
                     match lookups.get(field.name().as_str()) {
-                        Some(categories) => arrays.extend(self.encode_column(ctx.name, field.name(), array, categories)?),
+                        Some(categories) => arrays.extend(self.encode_column(
+                            ctx.name,
+                            field.name(),
+                            array,
+                            categories,
+                        )?),
                         None => arrays.push(Arc::clone(array)),
                     }
                 }

@@ -30,6 +30,8 @@ use toml::{Spanned, Table, Value};
 
 use super::graph::Pipeline;
 use super::io::{FileFormat, Read, Write};
+use super::metrics::Evaluate;
+use super::models::{Score, Task, TrainLinear, TrainLogistic, TrainMlp};
 use super::prep::{
     Derive, Encode, EncodeMethod, FillNull, FillValue, Filter, FitCategories, FitStats, Rename,
     Scale, ScaleMethod, Select, Split, UnknownCategory,
@@ -37,6 +39,8 @@ use super::prep::{
 use super::step::Step;
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Scalar, parse_expr};
+use crate::ml::logistic::LogisticConfig;
+use crate::ml::mlp::{Activation, MlpConfig};
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +51,7 @@ struct SpecFile {
 }
 
 /// The step kinds a spec file may use.
-pub const STEP_KINDS: [&str; 12] = [
+pub const STEP_KINDS: [&str; 17] = [
     "read",
     "write",
     "select",
@@ -60,6 +64,11 @@ pub const STEP_KINDS: [&str; 12] = [
     "fit_categories",
     "encode",
     "split",
+    "train_linear",
+    "train_logistic",
+    "train_mlp",
+    "score",
+    "evaluate",
 ];
 
 /// Load a pipeline from a spec file.
@@ -171,6 +180,23 @@ impl StepTable<'_> {
                 .collect(),
             other => Err(self.wrong(key, "a list of strings", &other)),
         }
+    }
+
+    fn opt_strings(&mut self, key: &str) -> Result<Vec<String>> {
+        if self.table.contains_key(key) {
+            self.strings(key)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
+    fn count(&mut self, key: &str, default: usize) -> Result<usize> {
+        let value = self.integer(key, default as i64)?;
+        usize::try_from(value).map_err(|_| {
+            self.error(format!(
+                "key '{key}' must be a non-negative integer, got {value}"
+            ))
+        })
     }
 
     fn number(&mut self, key: &str, default: Option<f64>) -> Result<f64> {
@@ -379,6 +405,84 @@ impl StepTable<'_> {
                 let fraction = self.number("test_fraction", Some(0.2))?;
                 let seed = self.integer("seed", 0)?;
                 Arc::new(Split::new(fraction, seed as u64))
+            }
+            "train_linear" => {
+                let label = self.string("label")?;
+                let features = self.opt_strings("features")?;
+                Arc::new(TrainLinear::new(
+                    features,
+                    label,
+                    self.number("l2", Some(0.0))?,
+                ))
+            }
+            "train_logistic" => {
+                let label = self.string("label")?;
+                let features = self.opt_strings("features")?;
+                let defaults = LogisticConfig::default();
+                let config = LogisticConfig {
+                    l2: self.number("l2", Some(defaults.l2))?,
+                    tolerance: self.number("tolerance", Some(defaults.tolerance))?,
+                    max_iterations: self.count("max_iterations", defaults.max_iterations)?,
+                };
+                Arc::new(TrainLogistic::new(features, label, config))
+            }
+            "train_mlp" => {
+                let label = self.string("label")?;
+                let features = self.opt_strings("features")?;
+                let task = self.choice(
+                    "task",
+                    Some("classification"),
+                    |t| match t {
+                        "classification" => Some(Task::Classification),
+                        "regression" => Some(Task::Regression),
+                        _ => None,
+                    },
+                    "classification or regression",
+                )?;
+                let d = MlpConfig::default();
+                let hidden = match self.take("hidden") {
+                    None => d.hidden.clone(),
+                    Some(Value::Array(items)) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::Integer(i) if i > 0 => Ok(i as usize),
+                            other => {
+                                Err(self.wrong("hidden", "a list of positive integers", &other))
+                            }
+                        })
+                        .collect::<Result<_>>()?,
+                    Some(other) => {
+                        return Err(self.wrong("hidden", "a list of positive integers", &other));
+                    }
+                };
+                let activation = self.choice(
+                    "activation",
+                    Some("relu"),
+                    |a| match a {
+                        "relu" => Some(Activation::Relu),
+                        "tanh" => Some(Activation::Tanh),
+                        _ => None,
+                    },
+                    "relu or tanh",
+                )?;
+                let config = MlpConfig {
+                    hidden,
+                    activation,
+                    epochs: self.count("epochs", d.epochs)?,
+                    batch_size: self.count("batch_size", d.batch_size)?,
+                    learning_rate: self.number("learning_rate", Some(d.learning_rate))?,
+                    l2: self.number("l2", Some(d.l2))?,
+                    seed: self.integer("seed", d.seed as i64)? as u64,
+                };
+                Arc::new(TrainMlp::new(features, label, task, config))
+            }
+            "score" => Arc::new(Score::new(self.opt_strings("keep")?)),
+            "evaluate" => {
+                let e = Evaluate::new();
+                Arc::new(match self.opt_string("label")? {
+                    Some(l) => e.label(l),
+                    None => e,
+                })
             }
             other => {
                 return Err(self.error(format!(
