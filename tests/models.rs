@@ -408,7 +408,6 @@ fn logistic_l2_optimum_has_zero_objective_gradient() {
 /// arbitrary one of infinitely many optima is returned as converged: with `a`
 /// duplicated the weights come out 0.49 / 0.49 instead of 0.98 for `a`.
 #[test]
-#[ignore = "bug: logistic::fit with collinear features and l2 = 0 returns one arbitrary optimum (converged) instead of the documented 'set l2 > 0' error (src/ml/logistic.rs damping)"]
 fn collinear_logistic_features_without_l2_are_an_error() {
     let (x, y) = logistic_data(5_000, &[1.0, -1.0], 0.2, 50);
     let a = x.column(0).to_vec();
@@ -499,7 +498,6 @@ fn separable() -> (Design, Vec<u32>) {
 /// perfectly; set l2 > 0"); today it reports `converged: true` with an
 /// arbitrary weight (about 173 here) and a training log-loss of ~6e-10.
 #[test]
-#[ignore = "bug: separable data with l2 = 0 is reported converged with an arbitrary huge weight instead of the documented 'separate the classes perfectly; set l2 > 0' error (src/ml/logistic.rs fit)"]
 fn perfectly_separable_data_without_l2_is_an_error() {
     let (x, y) = separable();
     match logistic::fit("t", &x, &y, 2, &unpenalized()) {
@@ -966,7 +964,6 @@ fn model_from_batch_rejects_corrupt_batches() {
 
 /// A two-layer network whose second layer does not take the first one's outputs.
 #[test]
-#[ignore = "bug: Model::from_batch does not check that layer i+1 takes layer i's outputs; such a model then scores silently wrong values (src/ml/model.rs)"]
 fn model_from_batch_rejects_layers_that_do_not_chain() {
     let mut model = small_logistic_model();
     model.info.kind = "mlp".into();
@@ -998,7 +995,6 @@ fn model_from_batch_rejects_layers_that_do_not_chain() {
 
 /// A classifier whose output width does not match its classes.
 #[test]
-#[ignore = "bug: Model::from_batch accepts classes that do not fit the head (1 class, sigmoid); fused scoring then predicts \"\" silently (src/ml/model.rs)"]
 fn model_from_batch_rejects_outputs_that_do_not_match_the_classes() {
     let mut model = small_logistic_model();
     // A sigmoid head needs exactly two classes; give it one.
@@ -1137,32 +1133,24 @@ fn churn_run(rows: usize, trainer: Arc<dyn Step>) -> (Model, fuseflow::RunOutput
     (model, run)
 }
 
-/// Binary probabilities by hand: `sigmoid(b + w . x)` over prepared columns.
-/// With `f32_terms`, the terms of f32 columns are computed as the fused
-/// kernel documents ("f32 features score in f32"): weight rounded to f32,
-/// product in f32.
-fn probabilities_by_hand(model: &Model, prepared: &Table, f32_terms: bool) -> Vec<f64> {
+/// Binary probabilities by hand: `sigmoid(b + w . x)` over prepared columns,
+/// in f64 as the model computes whatever the feature types.
+fn probabilities_by_hand(model: &Model, prepared: &Table) -> Vec<f64> {
     let layer = &model.network.layers[0];
-    let columns: Vec<(Vec<f64>, bool)> = model
+    let columns: Vec<Vec<f64>> = model
         .info
         .features
         .iter()
-        .map(|f| {
-            let is_f32 = common::dtype_of(prepared, &f.name) == DataType::Float32;
-            (as_f64(prepared, &f.name), is_f32 && f32_terms)
-        })
+        .map(|f| as_f64(prepared, &f.name))
         .collect();
     (0..prepared.num_rows())
         .map(|i| {
-            let mut z = layer.bias[0];
-            for ((c, in_f32), &w) in columns.iter().zip(&layer.weights) {
-                z += if *in_f32 {
-                    f64::from(w as f32 * c[i] as f32)
-                } else {
-                    w * c[i]
-                };
-            }
-            sigmoid(z)
+            sigmoid(
+                columns
+                    .iter()
+                    .zip(&layer.weights)
+                    .fold(layer.bias[0], |z, (c, &w)| z + w * c[i]),
+            )
         })
         .collect()
 }
@@ -1202,7 +1190,7 @@ fn score_on_raw_rows_equals_the_model_on_prepared_rows() {
     let prepared = run.output("t_encoded").unwrap();
     assert_eq!(scores.num_rows(), prepared.num_rows());
     assert!(scores.num_rows() > 5_000);
-    let expected = probabilities_by_hand(&model, prepared, false);
+    let expected = probabilities_by_hand(&model, prepared);
     let actual = common::f64_column(scores, "probability");
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
         // Tolerance 1e-9 absolute: f64 inputs, f64 arithmetic both ways.
@@ -1221,10 +1209,9 @@ fn score_on_raw_rows_equals_the_model_on_prepared_rows() {
 }
 
 #[test]
-#[ignore = "bug: fused scoring multiplies f32 one-hot indicators by the weight rounded to f32 (weak literal), ~2e-9 error vs the f64 model (src/ml/model.rs fused_score_exprs)"]
 fn score_with_one_hot_features_matches_the_f64_model() {
     let (model, run) = churn_run(20_000, logistic_trainer());
-    let expected = probabilities_by_hand(&model, run.output("t_encoded").unwrap(), false);
+    let expected = probabilities_by_hand(&model, run.output("t_encoded").unwrap());
     let actual = common::f64_column(run.output("scores").unwrap(), "probability");
     let worst = actual
         .iter()
@@ -1241,17 +1228,11 @@ fn lineage_pipeline_with_one_hot_region_scores_raw_rows() {
     let scores = run.output("scores").unwrap();
     let prepared = run.output("t_encoded").unwrap();
     let actual = common::f64_column(scores, "probability");
-    // Tolerance 1e-9, with the one-hot (f32) terms computed in f32 as the
-    // fused kernel does (see the ignored test above for the f64 model).
-    let expected = probabilities_by_hand(&model, prepared, true);
+    // Tolerance 1e-9: the model computes in f64 from raw rows.
+    let expected = probabilities_by_hand(&model, prepared);
     assert_eq!(actual.len(), expected.len());
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
         assert_close(a.unwrap(), *e, 1e-9, &format!("row {i}"));
-    }
-    // Against the pure f64 model the difference stays below 1e-7.
-    let exact = probabilities_by_hand(&model, prepared, false);
-    for (i, (a, e)) in actual.iter().zip(&exact).enumerate() {
-        assert_close(a.unwrap(), *e, 1e-7, &format!("row {i} (f64 model)"));
     }
 
     // The stored expressions are the fitted preparation over raw columns.
@@ -1485,7 +1466,6 @@ fn scoring_ignores_column_order_and_extra_columns() {
 /// A bool feature is accepted by training (and picked automatically when no
 /// feature list is given), so the trained model must score.
 #[test]
-#[ignore = "bug: fused scoring of a bool feature fails to type-check (lit(w) * bool), though training accepts bool features (src/ml/model.rs fused_score_exprs)"]
 fn a_model_with_a_bool_feature_scores() {
     let raw = datasets::customers(2_000, 7);
     let data = raw.project(&[2, 5, 6]).unwrap(); // visits, premium, churned

@@ -107,14 +107,18 @@ pub fn fit(
     while norm(&state.gradient) > config.tolerance && iterations < config.max_iterations {
         iterations += 1;
         let mut hessian = state.hessian.clone();
-        // A tiny damping keeps the system definite along directions the loss
-        // ignores (softmax intercepts shifted together); it does not move the optimum.
-        let scale = (0..m)
-            .map(|i| hessian[i * m + i])
-            .fold(0.0f64, f64::max)
-            .max(1.0);
-        for i in 0..m {
-            hessian[i * m + i] += 1e-12 * scale;
+        if classes > 2 {
+            // Softmax ignores a common shift of all intercepts, so the Hessian is
+            // singular along it; a tiny damping makes the system definite without
+            // moving the optimum. Binary problems are left undamped, so that
+            // collinear features without a penalty are reported, not hidden.
+            let scale = (0..m)
+                .map(|i| hessian[i * m + i])
+                .fold(0.0f64, f64::max)
+                .max(1.0);
+            for i in 0..m {
+                hessian[i * m + i] += 1e-12 * scale;
+            }
         }
         let step_dir = cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
             invalid("the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
@@ -144,6 +148,11 @@ pub fn fit(
         if (previous - state.objective).abs() <= f64::EPSILON * previous.abs() && t < 1e-10 {
             break; // No further progress is possible in f64.
         }
+    }
+    if config.l2 == 0.0 && state.loss / n < 1e-6 {
+        // Without a penalty the optimum of separable data is at infinity: any
+        // finite answer would be arbitrary.
+        return Err(invalid("the features separate the classes perfectly, so without a penalty the weights grow without bound; set l2 > 0".into()));
     }
     let (mut weights, mut intercepts) = problem.unpack(&theta);
     if classes > 2 {

@@ -227,6 +227,16 @@ impl Model {
                 bias,
             });
         }
+        for (i, pair) in layers.windows(2).enumerate() {
+            if pair[1].inputs != pair[0].outputs {
+                return Err(corrupt(format!(
+                    "layer {} has {} inputs but layer {i} has {} outputs",
+                    i + 1,
+                    pair[1].inputs,
+                    pair[0].outputs
+                )));
+            }
+        }
         let first = layers.first().ok_or_else(|| corrupt("no layers"))?;
         if first.inputs != info.features.len() {
             return Err(corrupt(format!(
@@ -246,6 +256,19 @@ impl Model {
             "softmax" => Head::Softmax,
             other => return Err(corrupt(format!("unknown head '{other}'"))),
         };
+        let outputs = layers.last().map_or(0, |l| l.outputs);
+        let fits = match head {
+            Head::Identity => outputs == 1 && info.classes.is_empty(),
+            Head::Sigmoid => outputs == 1 && info.classes.len() == 2,
+            Head::Softmax => outputs == info.classes.len() && outputs > 2,
+        };
+        if !fits {
+            return Err(corrupt(format!(
+                "a {} head with {outputs} outputs does not fit {} classes",
+                info.head,
+                info.classes.len()
+            )));
+        }
         Ok(Model {
             info,
             network: Mlp {
@@ -326,8 +349,8 @@ impl Model {
     /// Load from an Arrow IPC file.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file when it cannot be read, and
-    /// [`Error::InvalidParameter`] when it is not a fuseflow model.
+    /// [`Error::Io`] naming the file when it cannot be read or is not a
+    /// fuseflow model (the message says which).
     pub fn load(path: &Path) -> Result<Model> {
         let file = std::fs::File::open(path)
             .map_err(|e| Error::io(path, format!("cannot open the model: {e}")))?;
@@ -414,7 +437,12 @@ impl Model {
         let [layer] = self.network.layers.as_slice() else {
             return Ok(None);
         };
-        let features = self.feature_exprs()?;
+        // The model computes in f64 whatever the feature types (bool, f32 one-hot indicators).
+        let features: Vec<(String, Expr)> = self
+            .feature_exprs()?
+            .into_iter()
+            .map(|(n, e)| (n, e.cast(DType::Float64)))
+            .collect();
         let logits: Vec<Expr> = (0..layer.outputs)
             .map(|o| {
                 let row = &layer.weights[o * layer.inputs..(o + 1) * layer.inputs];

@@ -75,7 +75,7 @@ impl Scorer {
             };
             fields.push(Field::new(name, dtype, true));
         }
-        // A fused single-layer model over f32 features scores in f32.
+        // Take the score columns' types from the fused projection itself.
         if fused {
             let computed = projection.output_schema();
             for f in fields.iter_mut().skip(keep.len()) {
