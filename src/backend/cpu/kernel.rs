@@ -282,6 +282,7 @@ impl CpuKernel {
         for instr in &self.instrs {
             let mut dst = std::mem::take(&mut regs.regs[instr.dst]);
             dst.resize(len);
+            dst.forward = None;
             self.exec(instr, inputs, regs, &mut dst, start, len);
             regs.regs[instr.dst] = dst;
         }
@@ -313,7 +314,10 @@ impl CpuKernel {
                 valid: None,
             },
             Slot::Column(i) => inputs[*i].view(start, len, &regs.columns[*i]),
-            Slot::Reg(r) => regs.regs[*r].view(),
+            Slot::Reg(r) => match regs.regs[*r].forward {
+                Some(source) => self.view(source, inputs, regs, start, len),
+                None => regs.regs[*r].view(),
+            },
             Slot::Unused => unreachable!("node {id:?} was not compiled"),
         }
     }
@@ -328,42 +332,59 @@ impl CpuKernel {
         start: usize,
         len: usize,
     ) {
-        let get = |id: ExprId| self.view(id, inputs, regs, start, len);
+        macro_rules! get {
+            ($id:expr) => {
+                self.view($id, inputs, regs, start, len)
+            };
+        }
         match instr.node {
             Node::Unary(op, a) => {
-                let a = get(a);
+                let a = get!(a);
                 dst.valid_from(&[a.valid]);
                 unary(op, &a.values, &mut dst.values);
             }
             Node::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => {
-                kleene(op, get(a), get(b), dst)
+                kleene(op, get!(a), get!(b), dst)
             }
             Node::Binary(op, a, b) => {
-                let (a, b) = (get(a), get(b));
+                let (a, b) = (get!(a), get!(b));
                 dst.valid_from(&[a.valid, b.valid]);
                 binary(op, &a.values, &b.values, &mut dst.values);
             }
             Node::Clip(x, lo, hi) => {
-                let (x, lo, hi) = (get(x), get(lo), get(hi));
+                let (x, lo, hi) = (get!(x), get!(lo), get!(hi));
                 dst.valid_from(&[x.valid, lo.valid, hi.valid]);
                 dispatch_numeric!(&mut dst.values, |out| ternary(
                     &x.values, &lo.values, &hi.values, out, clip
                 ));
             }
             Node::IsNull(x) => {
-                let x = get(x);
+                let x = get!(x);
                 dst.valid_from(&[]);
                 let Buf::Bool(out) = &mut dst.values else {
                     unreachable!("is_null yields bool")
                 };
                 match x.valid {
-                    Some(v) => out.iter_mut().zip(v).for_each(|(o, v)| *o = !v),
+                    Some(v) => {
+                        for (o, v) in out.iter_mut().zip(v) {
+                            *o = !v;
+                        }
+                    }
                     None => out.fill(false),
                 }
             }
-            Node::FillNull(x, fill) => {
-                let (x, fill) = (get(x), get(fill));
+            Node::FillNull(x_id, fill) => {
+                let (x, fill) = (get!(x_id), get!(fill));
                 match x.valid {
+                    // No null in this block: the result is the input. Inputs and
+                    // constants are never overwritten, so read them in place.
+                    None if matches!(
+                        self.slots[x_id.index()],
+                        Slot::Column(_) | Slot::Const(_)
+                    ) =>
+                    {
+                        dst.forward = Some(x_id)
+                    }
                     None => {
                         dst.valid_from(&[]);
                         copy(&x.values, &mut dst.values);
@@ -380,7 +401,7 @@ impl CpuKernel {
                 }
             }
             Node::IfElse(c, t, f) => {
-                let (c, t, f) = (get(c), get(t), get(f));
+                let (c, t, f) = (get!(c), get!(t), get!(f));
                 let Values::Bool(cond) = c.values else {
                     unreachable!("condition is bool")
                 };
@@ -394,7 +415,7 @@ impl CpuKernel {
                 dst.select_valid(&cond, t.valid, f.valid);
             }
             Node::Cast(x) => {
-                let x = get(x);
+                let x = get!(x);
                 let lossy = cast(&x.values, &mut dst.values, instr.operand_dtype, instr.dtype);
                 dst.valid_from(&[x.valid, lossy.as_deref()]);
             }
@@ -526,6 +547,7 @@ impl Registers<'_> {
                     values: Buf::new(d),
                     valid: Vec::new(),
                     has_nulls: false,
+                    forward: None,
                 })
                 .collect(),
             columns: (0..columns).map(|_| ColumnScratch::default()).collect(),
@@ -539,6 +561,9 @@ struct Reg<'a> {
     values: Buf<'a>,
     valid: Vec<bool>,
     has_nulls: bool,
+    /// For this block the register holds exactly the value of an input column
+    /// or constant, which readers then use in place (no copy).
+    forward: Option<ExprId>,
 }
 
 impl<'a> Reg<'a> {
@@ -567,10 +592,9 @@ impl<'a> Reg<'a> {
         self.valid.clear();
         self.valid.extend_from_slice(first);
         for other in present {
-            self.valid
-                .iter_mut()
-                .zip(other.iter())
-                .for_each(|(v, o)| *v &= o);
+            for (v, o) in self.valid.iter_mut().zip(other.iter()) {
+                *v &= o;
+            }
         }
     }
 
@@ -700,12 +724,20 @@ impl<'a> Buf<'a> {
                     $((Buf::$buf(out), Values::$buf(a), Values::$buf(b)) => match (c, a, b) {
                         // The fill_null shape: a mask, a column and a constant.
                         (Src::Slice(c), Src::Slice(a), Src::Splat(b)) => {
-                            out.iter_mut().zip(c.iter().zip(a.iter())).for_each(|(o, (&c, &a))| *o = select(c, a, *b))
+                            for (o, (&c, &a)) in out.iter_mut().zip(c.iter().zip(a.iter())) {
+                                *o = select(c, a, *b);
+                            }
                         }
                         (Src::Slice(c), Src::Slice(a), Src::Slice(b)) => {
-                            out.iter_mut().zip(c.iter().zip(a.iter().zip(b.iter()))).for_each(|(o, (&c, (&a, &b)))| *o = select(c, a, b))
+                            for (o, (&c, (&a, &b))) in out.iter_mut().zip(c.iter().zip(a.iter().zip(b.iter()))) {
+                                *o = select(c, a, b);
+                            }
                         }
-                        _ => out.iter_mut().enumerate().for_each(|(i, o)| *o = select(c.at(i), a.at(i), b.at(i))),
+                        _ => {
+                            for (i, o) in out.iter_mut().enumerate() {
+                                *o = select(c.at(i), a.at(i), b.at(i));
+                            }
+                        }
                     },)*
                     _ => unreachable!("select operands share the output dtype"),
                 }
@@ -769,8 +801,16 @@ impl_pick!(f64, F64);
 #[inline(always)]
 fn map1<A: Copy, O>(a: Src<'_, A>, out: &mut [O], f: impl Fn(A) -> O) {
     match a {
-        Src::Slice(a) => out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a)),
-        Src::Splat(a) => out.iter_mut().for_each(|o| *o = f(a)),
+        Src::Slice(a) => {
+            for (o, &a) in out.iter_mut().zip(a) {
+                *o = f(a);
+            }
+        }
+        Src::Splat(a) => {
+            for o in out.iter_mut() {
+                *o = f(a);
+            }
+        }
     }
 }
 
@@ -778,13 +818,26 @@ fn map1<A: Copy, O>(a: Src<'_, A>, out: &mut [O], f: impl Fn(A) -> O) {
 #[inline(always)]
 fn map2<A: Copy, O>(a: Src<'_, A>, b: Src<'_, A>, out: &mut [O], f: impl Fn(A, A) -> O) {
     match (a, b) {
-        (Src::Slice(a), Src::Slice(b)) => out
-            .iter_mut()
-            .zip(a.iter().zip(b))
-            .for_each(|(o, (&a, &b))| *o = f(a, b)),
-        (Src::Slice(a), Src::Splat(b)) => out.iter_mut().zip(a).for_each(|(o, &a)| *o = f(a, b)),
-        (Src::Splat(a), Src::Slice(b)) => out.iter_mut().zip(b).for_each(|(o, &b)| *o = f(a, b)),
-        (Src::Splat(a), Src::Splat(b)) => out.iter_mut().for_each(|o| *o = f(a, b)),
+        (Src::Slice(a), Src::Slice(b)) => {
+            for (o, (&a, &b)) in out.iter_mut().zip(a.iter().zip(b)) {
+                *o = f(a, b);
+            }
+        }
+        (Src::Slice(a), Src::Splat(b)) => {
+            for (o, &a) in out.iter_mut().zip(a) {
+                *o = f(a, b);
+            }
+        }
+        (Src::Splat(a), Src::Slice(b)) => {
+            for (o, &b) in out.iter_mut().zip(b) {
+                *o = f(a, b);
+            }
+        }
+        (Src::Splat(a), Src::Splat(b)) => {
+            for o in out.iter_mut() {
+                *o = f(a, b);
+            }
+        }
     }
 }
 
@@ -799,10 +852,11 @@ fn ternary<'r, T: Native + Pick<'r>>(
     let (x, lo, hi) = (T::pick(x), T::pick(lo), T::pick(hi));
     match (lo, hi) {
         (Src::Splat(lo), Src::Splat(hi)) => map1(x, out, |x| f(x, lo, hi)),
-        _ => out
-            .iter_mut()
-            .enumerate()
-            .for_each(|(i, o)| *o = f(x.at(i), lo.at(i), hi.at(i))),
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(x.at(i), lo.at(i), hi.at(i));
+            }
+        }
     }
 }
 
@@ -875,10 +929,24 @@ fn kleene(op: BinaryOp, a: Operand<'_, '_>, b: Operand<'_, '_>, dst: &mut Reg<'_
     }
 }
 
+/// `out = a`: a memcpy for slices, a fill for constants.
 #[inline(always)]
 fn copy<'a>(a: &Values<'_, 'a>, out: &mut Buf<'a>) {
-    let keep = Values::Bool(Src::Splat(true));
-    out.select(&keep, a, a);
+    fn put<T: Copy>(src: Src<'_, T>, out: &mut [T]) {
+        match src {
+            Src::Slice(s) => out.copy_from_slice(s),
+            Src::Splat(v) => out.fill(v),
+        }
+    }
+    match (a, out) {
+        (Values::Bool(a), Buf::Bool(o)) => put(*a, o),
+        (Values::I32(a), Buf::I32(o)) => put(*a, o),
+        (Values::I64(a), Buf::I64(o)) => put(*a, o),
+        (Values::F32(a), Buf::F32(o)) => put(*a, o),
+        (Values::F64(a), Buf::F64(o)) => put(*a, o),
+        (Values::Str(a), Buf::Str(o)) => put(*a, o),
+        _ => unreachable!("copy within one dtype"),
+    }
 }
 
 /// Numeric and boolean conversions. Returns validity for conversions that can
