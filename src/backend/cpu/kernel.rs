@@ -15,8 +15,9 @@ use arrow_array::{Array, ArrayRef, BooleanArray, PrimitiveArray, RecordBatch, St
 use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use rayon::prelude::*;
 
+use super::plan::{self, Affine, Step};
 use crate::error::{Error, Result, ensure};
-use crate::ir::ops::{Native, clip, select};
+use crate::ir::ops::{Float, Native, clip, select};
 use crate::ir::{
     BinaryOp, Const, DType, ExprId, Node, Projection, UnaryOp, specialize_binary, specialize_unary,
 };
@@ -47,7 +48,7 @@ enum Slot {
 
 #[derive(Clone, Debug)]
 struct Instr {
-    node: Node,
+    step: Step,
     dtype: DType,
     operand_dtype: DType,
     dst: usize,
@@ -56,24 +57,14 @@ struct Instr {
 impl CpuKernel {
     /// Compile a projection.
     pub fn compile(projection: Projection) -> Self {
+        let steps = plan::plan(&projection);
         let arena = projection.arena();
         let n = arena.len();
-        // Liveness: which nodes are needed, and the last instruction that reads each.
-        let mut needed = vec![false; n];
-        for (_, root) in projection.outputs() {
-            needed[root.index()] = true;
-        }
-        for id in arena.ids().collect::<Vec<_>>().into_iter().rev() {
-            if needed[id.index()] {
-                for c in arena.node(id).children() {
-                    needed[c.index()] = true;
-                }
-            }
-        }
+        // The last instruction that reads each value; outputs live to the end.
         let mut last_use = vec![0usize; n];
         for id in arena.ids() {
-            for c in arena.node(id).children() {
-                last_use[c.index()] = id.index();
+            for input in steps[id.index()].iter().flat_map(Step::inputs) {
+                last_use[input.index()] = id.index();
             }
         }
         for (_, root) in projection.outputs() {
@@ -86,14 +77,13 @@ impl CpuKernel {
         let mut free: Vec<usize> = Vec::new();
         let mut columns = Vec::new();
         for id in arena.ids() {
-            if !needed[id.index()] {
+            let Some(step) = &steps[id.index()] else {
                 continue;
-            }
-            let node = arena.node(id);
+            };
             let dtype = arena.dtype(id);
-            slots[id.index()] = match node {
-                Node::Literal(c) => Slot::Const(c.clone()),
-                Node::Column(index) => {
+            slots[id.index()] = match step {
+                Step::Node(Node::Literal(c)) => Slot::Const(c.clone()),
+                Step::Node(Node::Column(index)) => {
                     columns.push(*index);
                     Slot::Column(columns.len() - 1)
                 }
@@ -108,7 +98,8 @@ impl CpuKernel {
                             reg_dtypes.len() - 1
                         }
                     };
-                    for c in node.children() {
+                    let inputs = step.inputs();
+                    for c in &inputs {
                         if last_use[c.index()] == id.index() {
                             if let Slot::Reg(r) = slots[c.index()] {
                                 if !free.contains(&r) {
@@ -117,9 +108,9 @@ impl CpuKernel {
                             }
                         }
                     }
-                    let operand_dtype = node.children().first().map_or(dtype, |c| arena.dtype(*c));
+                    let operand_dtype = inputs.first().map_or(dtype, |c| arena.dtype(*c));
                     instrs.push(Instr {
-                        node: node.clone(),
+                        step: step.clone(),
                         dtype,
                         operand_dtype,
                         dst,
@@ -337,7 +328,45 @@ impl CpuKernel {
                 self.view($id, inputs, regs, start, len)
             };
         }
-        match instr.node {
+        let node = match &instr.step {
+            Step::Node(node) => node,
+            Step::Affine(affine) => {
+                let x = get!(affine.x);
+                dst.valid_from(&[x.valid]);
+                affine_block(affine, None, &x.values, &mut dst.values);
+                return;
+            }
+            Step::MulAdd { acc, weight, x } => {
+                let (acc, x) = (get!(*acc), get!(*x));
+                dst.valid_from(&[acc.valid, x.valid]);
+                dispatch_float!(&mut dst.values, |out| {
+                    let w = Native::from_f64(*weight);
+                    map2(
+                        Pick::pick(&acc.values),
+                        Pick::pick(&x.values),
+                        out,
+                        |acc, x| BinaryOp::Add.float(acc, BinaryOp::Mul.float(w, x)),
+                    );
+                });
+                return;
+            }
+            Step::AccumAffine {
+                acc,
+                weight,
+                affine,
+            } => {
+                let (acc, x) = (get!(*acc), get!(affine.x));
+                dst.valid_from(&[acc.valid, x.valid]);
+                affine_block(
+                    affine,
+                    Some((*weight, &acc.values)),
+                    &x.values,
+                    &mut dst.values,
+                );
+                return;
+            }
+        };
+        match *node {
             Node::Unary(op, a) => {
                 let a = get!(a);
                 dst.valid_from(&[a.valid]);
@@ -757,6 +786,88 @@ fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
     }
     let rest = chunks.remainder_bits();
     out.extend((0..chunks.remainder_len()).map(|j| (rest >> j) & 1 == 1));
+}
+
+/// Dispatch on a float output buffer, binding `$out` to its `&mut Vec<T>`.
+macro_rules! dispatch_float {
+    ($buf:expr, |$out:ident| $body:expr) => {
+        match $buf {
+            Buf::F32($out) => $body,
+            Buf::F64($out) => $body,
+            _ => unreachable!("superinstructions are planned for float types only"),
+        }
+    };
+}
+use dispatch_float;
+
+/// `y = clip((x ± shift) (*|/) scale, lo, hi)` per element, or with
+/// `accumulate = (w, acc)`, `acc + w * y`: one loop specialized for the
+/// affine's shape, each operation defined in [`crate::ir::ops`].
+#[inline(always)]
+fn affine_block(
+    affine: &Affine,
+    accumulate: Option<(f64, &Values<'_, '_>)>,
+    x: &Values<'_, '_>,
+    out: &mut Buf<'_>,
+) {
+    #[inline(always)]
+    fn run<'r, T: Float + Pick<'r>, const SUB: bool, const DIV: bool, const CLIP: bool>(
+        affine: &Affine,
+        accumulate: Option<(f64, &Values<'r, '_>)>,
+        x: &Values<'r, '_>,
+        out: &mut [T],
+    ) {
+        let (shift, scale) = (T::from_f64(affine.shift), T::from_f64(affine.scale));
+        let (lo, hi) = affine
+            .clip
+            .map_or((T::default(), T::default()), |(lo, hi)| {
+                (T::from_f64(lo), T::from_f64(hi))
+            });
+        let y = |x: T| {
+            let shifted = if SUB {
+                BinaryOp::Sub.float(x, shift)
+            } else {
+                BinaryOp::Add.float(x, shift)
+            };
+            let scaled = if DIV {
+                BinaryOp::Div.float(shifted, scale)
+            } else {
+                BinaryOp::Mul.float(shifted, scale)
+            };
+            if CLIP { clip(scaled, lo, hi) } else { scaled }
+        };
+        let x = T::pick(x);
+        match accumulate {
+            None => map1(x, out, y),
+            Some((w, acc)) => {
+                let w = T::from_f64(w);
+                map2(T::pick(acc), x, out, |acc, x| {
+                    BinaryOp::Add.float(acc, BinaryOp::Mul.float(w, y(x)))
+                });
+            }
+        }
+    }
+    macro_rules! shapes {
+        ($t:ty, $out:expr) => {
+            match (affine.subtract, affine.divide, affine.clip.is_some()) {
+                (false, false, false) => {
+                    run::<$t, false, false, false>(affine, accumulate, x, $out)
+                }
+                (false, false, true) => run::<$t, false, false, true>(affine, accumulate, x, $out),
+                (false, true, false) => run::<$t, false, true, false>(affine, accumulate, x, $out),
+                (false, true, true) => run::<$t, false, true, true>(affine, accumulate, x, $out),
+                (true, false, false) => run::<$t, true, false, false>(affine, accumulate, x, $out),
+                (true, false, true) => run::<$t, true, false, true>(affine, accumulate, x, $out),
+                (true, true, false) => run::<$t, true, true, false>(affine, accumulate, x, $out),
+                (true, true, true) => run::<$t, true, true, true>(affine, accumulate, x, $out),
+            }
+        };
+    }
+    match out {
+        Buf::F32(out) => shapes!(f32, out),
+        Buf::F64(out) => shapes!(f64, out),
+        _ => unreachable!("superinstructions are planned for float types only"),
+    }
 }
 
 /// Dispatch on a numeric output buffer, binding `$out` to its `&mut Vec<T>`.

@@ -4,6 +4,7 @@
 //! - [`stats`]: one-pass column statistics with f64 accumulation.
 
 pub mod kernel;
+mod plan;
 pub mod stats;
 
 pub use kernel::{BLOCK, CpuKernel};

@@ -1,0 +1,198 @@
+//! Which arena nodes become which block instructions.
+//!
+//! Most nodes run as one instruction each. A few shapes that dominate
+//! preparation and linear scoring run as one *superinstruction* instead, so the
+//! block makes one pass through L1 where it would make up to five:
+//!
+//! - [`Affine`]: `clip((x ± a) (*|/) b, lo, hi)` (the clip optional), e.g. a
+//!   z-score with clipping;
+//! - `MulAdd`: `acc + w * x` with a constant weight, the step of a dot product;
+//! - `AccumAffine`: `acc + w * affine(x)`, both at once.
+//!
+//! A node is absorbed into a superinstruction only when nothing else reads it,
+//! and only for float types. Every operation is still computed separately and
+//! in the same order, so results are bit-identical to one instruction per node.
+
+use crate::ir::{BinaryOp, Const, DType, ExprArena, ExprId, Node, Projection};
+
+/// An affine transform of `x` by constants, optionally clipped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Affine {
+    pub x: ExprId,
+    /// `x - shift` rather than `x + shift`.
+    pub subtract: bool,
+    pub shift: f64,
+    /// `/ scale` rather than `* scale`.
+    pub divide: bool,
+    pub scale: f64,
+    pub clip: Option<(f64, f64)>,
+}
+
+/// What one block instruction computes.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// One arena node.
+    Node(Node),
+    /// See [`Affine`].
+    Affine(Affine),
+    /// `acc + weight * x`.
+    MulAdd { acc: ExprId, weight: f64, x: ExprId },
+    /// `acc + weight * affine(x)`.
+    AccumAffine {
+        acc: ExprId,
+        weight: f64,
+        affine: Affine,
+    },
+}
+
+impl Step {
+    /// The values the instruction reads.
+    pub fn inputs(&self) -> Vec<ExprId> {
+        match self {
+            Step::Node(node) => node.children(),
+            Step::Affine(a) => vec![a.x],
+            Step::MulAdd { acc, x, .. } => vec![*acc, *x],
+            Step::AccumAffine { acc, affine, .. } => vec![*acc, affine.x],
+        }
+    }
+}
+
+/// The step of every node the projection needs (`None`: not needed, or
+/// absorbed into another node's superinstruction). Columns and literals get
+/// `Step::Node` too; they become slots, not instructions.
+pub(crate) fn plan(projection: &Projection) -> Vec<Option<Step>> {
+    let arena = projection.arena();
+    let n = arena.len();
+    // How many needed nodes read each node (outputs count as readers).
+    let mut reachable = vec![false; n];
+    let mut uses = vec![0usize; n];
+    for (_, root) in projection.outputs() {
+        reachable[root.index()] = true;
+        uses[root.index()] += 1;
+    }
+    for id in arena.ids().collect::<Vec<_>>().into_iter().rev() {
+        if reachable[id.index()] {
+            for c in arena.node(id).children() {
+                reachable[c.index()] = true;
+                uses[c.index()] += 1;
+            }
+        }
+    }
+    let planner = Planner { arena, uses };
+    // Parents before children: a parent decides what it absorbs first.
+    let mut steps: Vec<Option<Step>> = vec![None; n];
+    let mut needed = vec![false; n];
+    for (_, root) in projection.outputs() {
+        needed[root.index()] = true;
+    }
+    for id in arena.ids().collect::<Vec<_>>().into_iter().rev() {
+        if !needed[id.index()] {
+            continue;
+        }
+        let step = planner.step(id);
+        for input in step.inputs() {
+            needed[input.index()] = true;
+        }
+        steps[id.index()] = Some(step);
+    }
+    steps
+}
+
+struct Planner<'a> {
+    arena: &'a ExprArena,
+    uses: Vec<usize>,
+}
+
+impl Planner<'_> {
+    fn float(&self, id: ExprId) -> bool {
+        matches!(self.arena.dtype(id), DType::Float32 | DType::Float64)
+    }
+
+    fn constant(&self, id: ExprId) -> Option<f64> {
+        match self.arena.node(id) {
+            Node::Literal(c @ Const::Float(_)) => c.as_f64(),
+            _ => None,
+        }
+    }
+
+    /// Read only by its parent, so the parent may absorb it.
+    fn private(&self, id: ExprId) -> bool {
+        self.uses[id.index()] == 1
+    }
+
+    fn step(&self, id: ExprId) -> Step {
+        if self.float(id) {
+            if let Some(step) = self.mul_add(id) {
+                return step;
+            }
+            if let Some(affine) = self.affine(id) {
+                return Step::Affine(affine);
+            }
+        }
+        Step::Node(self.arena.node(id).clone())
+    }
+
+    /// `clip(scaled, lo, hi)` or `scaled`, where `scaled = (x ± a) (*|/) b`.
+    fn affine(&self, id: ExprId) -> Option<Affine> {
+        let (scaled, clip) = match *self.arena.node(id) {
+            Node::Clip(inner, lo, hi) if self.private(inner) => {
+                (inner, Some((self.constant(lo)?, self.constant(hi)?)))
+            }
+            _ => (id, None),
+        };
+        let Node::Binary(op2 @ (BinaryOp::Mul | BinaryOp::Div), shifted, b) =
+            *self.arena.node(scaled)
+        else {
+            return None;
+        };
+        let scale = self.constant(b)?;
+        if !self.private(shifted) {
+            return None;
+        }
+        let Node::Binary(op1 @ (BinaryOp::Add | BinaryOp::Sub), x, a) = *self.arena.node(shifted)
+        else {
+            return None;
+        };
+        let shift = self.constant(a)?;
+        Some(Affine {
+            x,
+            subtract: op1 == BinaryOp::Sub,
+            shift,
+            divide: op2 == BinaryOp::Div,
+            scale,
+            clip,
+        })
+    }
+
+    /// `acc + w * x` (either operand order), the product read only here.
+    fn mul_add(&self, id: ExprId) -> Option<Step> {
+        let Node::Binary(BinaryOp::Add, left, right) = *self.arena.node(id) else {
+            return None;
+        };
+        let product = |p: ExprId| -> Option<(f64, ExprId)> {
+            if !self.private(p) {
+                return None;
+            }
+            match *self.arena.node(p) {
+                Node::Binary(BinaryOp::Mul, a, b) => self
+                    .constant(a)
+                    .map(|w| (w, b))
+                    .or_else(|| self.constant(b).map(|w| (w, a))),
+                _ => None,
+            }
+        };
+        let (acc, (weight, x)) = match (product(right), product(left)) {
+            (Some(p), _) => (left, p),
+            (None, Some(p)) => (right, p),
+            (None, None) => return None,
+        };
+        Some(match self.affine(x).filter(|_| self.private(x)) {
+            Some(affine) => Step::AccumAffine {
+                acc,
+                weight,
+                affine,
+            },
+            None => Step::MulAdd { acc, weight, x },
+        })
+    }
+}
