@@ -1254,9 +1254,10 @@ fn lineage_pipeline_with_one_hot_region_scores_raw_rows() {
         age.contains(&format!("{age_mean}")),
         "{age} lacks mean {age_mean}"
     );
+    // Scaling multiplies by the reciprocal of the fitted std.
     assert!(
-        age.contains(&format!("{age_std}")),
-        "{age} lacks std {age_std}"
+        age.contains(&format!("{:?}", 1.0 / age_std)),
+        "{age} lacks 1/std {age_std}"
     );
     assert!(age.contains("fill_null(age"), "{age}");
     let income = expr("income_log");

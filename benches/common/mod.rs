@@ -11,7 +11,8 @@
 //!
 //! - fit: `column_stats` over the 32 columns (mean, population std).
 //! - apply: one projection with a single output
-//!   `score = sigmoid(b + sum_j w_j * clip((fill_null(f_j, m_j) - m_j) / s_j, -5, 5))`
+//!   `score = sigmoid(b + sum_j w_j * clip((fill_null(f_j, m_j) - m_j) * (1 / s_j), -5, 5))`
+//!   (scaling multiplies by the reciprocal of the spread, as the `scale` step does)
 //!   with `w_j = ((j % 7) - 3) / 10` and `b = 0.1`. The means and stds are f64
 //!   literals; numeric literals are weak, so the computation stays in f32.
 //!
@@ -247,9 +248,9 @@ pub fn fit(columns: &[(String, Vec<ArrayRef>)]) -> Fitted {
     }
 }
 
-/// `clip((fill_null(f_j, m_j) - m_j) / s_j, -5, 5)`.
+/// `clip((fill_null(f_j, m_j) - m_j) * (1 / s_j), -5, 5)`.
 pub fn standardized(j: usize, mean: f64, std: f64) -> Expr {
-    ((col(column_name(j)).fill_null(mean) - mean) / std).clip(-CLIP, CLIP)
+    ((col(column_name(j)).fill_null(mean) - mean) * (1.0 / std)).clip(-CLIP, CLIP)
 }
 
 /// `sigmoid(b + w_0 z_0 + w_1 z_1 + ...)`, summed left to right from the bias
@@ -335,7 +336,7 @@ impl OpByOp {
                 )
             }),
             sub: per_column(&|j| (x.clone(), col("x") - fitted.means[j])),
-            div: per_column(&|j| (x.clone(), col("x") / fitted.stds[j])),
+            div: per_column(&|j| (x.clone(), col("x") * (1.0 / fitted.stds[j]))),
             clip: single(x.clone(), "x", col("x").clip(-CLIP, CLIP)),
             mul: per_column(&|j| (x.clone(), col("x") * weight(j))),
             first: single(x.clone(), "acc", lit(BIAS) + col("x")),

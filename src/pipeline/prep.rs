@@ -585,7 +585,9 @@ impl Scale {
                     }
                 };
                 let s = if s == 0.0 || !s.is_finite() { 1.0 } else { s };
-                Ok((c.clone(), (col(c.as_str()) - lit(m)) / lit(s)))
+                // Multiplying by the reciprocal is as accurate to within one rounding and
+                // several times cheaper than dividing every row.
+                Ok((c.clone(), (col(c.as_str()) - lit(m)) * lit(1.0 / s)))
             })
             .collect()
     }

@@ -332,8 +332,9 @@ impl CpuKernel {
             Step::Node(node) => node,
             Step::Affine(affine) => {
                 let x = get!(affine.x);
-                dst.valid_from(&[x.valid]);
-                affine_block(affine, None, &x.values, &mut dst.values);
+                // A fill removes the input's nulls.
+                dst.valid_from(&[x.valid.filter(|_| affine.fill.is_none())]);
+                affine_block(affine, None, &x, &mut dst.values);
                 return;
             }
             Step::MulAdd { acc, weight, x } => {
@@ -356,13 +357,8 @@ impl CpuKernel {
                 affine,
             } => {
                 let (acc, x) = (get!(*acc), get!(affine.x));
-                dst.valid_from(&[acc.valid, x.valid]);
-                affine_block(
-                    affine,
-                    Some((*weight, &acc.values)),
-                    &x.values,
-                    &mut dst.values,
-                );
+                dst.valid_from(&[acc.valid, x.valid.filter(|_| affine.fill.is_none())]);
+                affine_block(affine, Some((*weight, &acc.values)), &x, &mut dst.values);
                 return;
             }
         };
@@ -800,21 +796,28 @@ macro_rules! dispatch_float {
 }
 use dispatch_float;
 
-/// `y = clip((x ± shift) (*|/) scale, lo, hi)` per element, or with
-/// `accumulate = (w, acc)`, `acc + w * y`: one loop specialized for the
+/// `y = clip((fill_null(x, f) ± shift) (*|/) scale, lo, hi)` per element, or
+/// with `accumulate = (w, acc)`, `acc + w * y`: one loop specialized for the
 /// affine's shape, each operation defined in [`crate::ir::ops`].
 #[inline(always)]
 fn affine_block(
     affine: &Affine,
     accumulate: Option<(f64, &Values<'_, '_>)>,
-    x: &Values<'_, '_>,
+    x: &Operand<'_, '_>,
     out: &mut Buf<'_>,
 ) {
     #[inline(always)]
-    fn run<'r, T: Float + Pick<'r>, const SUB: bool, const DIV: bool, const CLIP: bool>(
+    fn run<
+        'r,
+        T: Float + Pick<'r>,
+        const FILL: bool,
+        const SUB: bool,
+        const DIV: bool,
+        const CLIP: bool,
+    >(
         affine: &Affine,
         accumulate: Option<(f64, &Values<'r, '_>)>,
-        x: &Values<'r, '_>,
+        x: &Operand<'r, '_>,
         out: &mut [T],
     ) {
         let (shift, scale) = (T::from_f64(affine.shift), T::from_f64(affine.scale));
@@ -823,7 +826,10 @@ fn affine_block(
             .map_or((T::default(), T::default()), |(lo, hi)| {
                 (T::from_f64(lo), T::from_f64(hi))
             });
-        let y = |x: T| {
+        let fill = T::from_f64(affine.fill.unwrap_or_default());
+        let valid = x.valid.unwrap_or_default();
+        let y = |i: usize, x: T| {
+            let x = if FILL { select(valid[i], x, fill) } else { x };
             let shifted = if SUB {
                 BinaryOp::Sub.float(x, shift)
             } else {
@@ -836,30 +842,98 @@ fn affine_block(
             };
             if CLIP { clip(scaled, lo, hi) } else { scaled }
         };
-        let x = T::pick(x);
+        let x = T::pick(&x.values);
         match accumulate {
-            None => map1(x, out, y),
+            None => match x {
+                Src::Slice(xs) => {
+                    for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
+                        *o = y(i, x);
+                    }
+                }
+                Src::Splat(x) => out.fill(y(0, x)),
+            },
             Some((w, acc)) => {
                 let w = T::from_f64(w);
-                map2(T::pick(acc), x, out, |acc, x| {
-                    BinaryOp::Add.float(acc, BinaryOp::Mul.float(w, y(x)))
-                });
+                let mul_add = |i: usize, acc: T, x: T| {
+                    BinaryOp::Add.float(acc, BinaryOp::Mul.float(w, y(i, x)))
+                };
+                let acc = T::pick(acc);
+                // Specialized loops for the common operand shapes keep the loop vectorized.
+                match (acc, x) {
+                    (Src::Slice(acc), Src::Slice(xs)) => {
+                        for (i, (o, (&acc, &x))) in
+                            out.iter_mut().zip(acc.iter().zip(xs)).enumerate()
+                        {
+                            *o = mul_add(i, acc, x);
+                        }
+                    }
+                    (Src::Splat(acc), Src::Slice(xs)) => {
+                        for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
+                            *o = mul_add(i, acc, x);
+                        }
+                    }
+                    _ => {
+                        for (i, o) in out.iter_mut().enumerate() {
+                            *o = mul_add(i, acc.at(i), x.at(i));
+                        }
+                    }
+                }
             }
         }
     }
+    // A fill only matters in blocks where `x` has nulls.
+    let fill = affine.fill.is_some() && x.valid.is_some();
     macro_rules! shapes {
         ($t:ty, $out:expr) => {
-            match (affine.subtract, affine.divide, affine.clip.is_some()) {
-                (false, false, false) => {
-                    run::<$t, false, false, false>(affine, accumulate, x, $out)
+            match (fill, affine.subtract, affine.divide, affine.clip.is_some()) {
+                (false, false, false, false) => {
+                    run::<$t, false, false, false, false>(affine, accumulate, x, $out)
                 }
-                (false, false, true) => run::<$t, false, false, true>(affine, accumulate, x, $out),
-                (false, true, false) => run::<$t, false, true, false>(affine, accumulate, x, $out),
-                (false, true, true) => run::<$t, false, true, true>(affine, accumulate, x, $out),
-                (true, false, false) => run::<$t, true, false, false>(affine, accumulate, x, $out),
-                (true, false, true) => run::<$t, true, false, true>(affine, accumulate, x, $out),
-                (true, true, false) => run::<$t, true, true, false>(affine, accumulate, x, $out),
-                (true, true, true) => run::<$t, true, true, true>(affine, accumulate, x, $out),
+                (false, false, false, true) => {
+                    run::<$t, false, false, false, true>(affine, accumulate, x, $out)
+                }
+                (false, false, true, false) => {
+                    run::<$t, false, false, true, false>(affine, accumulate, x, $out)
+                }
+                (false, false, true, true) => {
+                    run::<$t, false, false, true, true>(affine, accumulate, x, $out)
+                }
+                (false, true, false, false) => {
+                    run::<$t, false, true, false, false>(affine, accumulate, x, $out)
+                }
+                (false, true, false, true) => {
+                    run::<$t, false, true, false, true>(affine, accumulate, x, $out)
+                }
+                (false, true, true, false) => {
+                    run::<$t, false, true, true, false>(affine, accumulate, x, $out)
+                }
+                (false, true, true, true) => {
+                    run::<$t, false, true, true, true>(affine, accumulate, x, $out)
+                }
+                (true, false, false, false) => {
+                    run::<$t, true, false, false, false>(affine, accumulate, x, $out)
+                }
+                (true, false, false, true) => {
+                    run::<$t, true, false, false, true>(affine, accumulate, x, $out)
+                }
+                (true, false, true, false) => {
+                    run::<$t, true, false, true, false>(affine, accumulate, x, $out)
+                }
+                (true, false, true, true) => {
+                    run::<$t, true, false, true, true>(affine, accumulate, x, $out)
+                }
+                (true, true, false, false) => {
+                    run::<$t, true, true, false, false>(affine, accumulate, x, $out)
+                }
+                (true, true, false, true) => {
+                    run::<$t, true, true, false, true>(affine, accumulate, x, $out)
+                }
+                (true, true, true, false) => {
+                    run::<$t, true, true, true, false>(affine, accumulate, x, $out)
+                }
+                (true, true, true, true) => {
+                    run::<$t, true, true, true, true>(affine, accumulate, x, $out)
+                }
             }
         };
     }

@@ -4,8 +4,8 @@
 //! preparation and linear scoring run as one *superinstruction* instead, so the
 //! block makes one pass through L1 where it would make up to five:
 //!
-//! - [`Affine`]: `clip((x ± a) (*|/) b, lo, hi)` (the clip optional), e.g. a
-//!   z-score with clipping;
+//! - [`Affine`]: `clip((fill_null(x, f) ± a) (*|/) b, lo, hi)` (the fill and
+//!   the clip optional), e.g. a z-score with mean filling and clipping;
 //! - `MulAdd`: `acc + w * x` with a constant weight, the step of a dot product;
 //! - `AccumAffine`: `acc + w * affine(x)`, both at once.
 //!
@@ -19,6 +19,8 @@ use crate::ir::{BinaryOp, Const, DType, ExprArena, ExprId, Node, Projection};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Affine {
     pub x: ExprId,
+    /// `fill_null(x, fill)` first.
+    pub fill: Option<f64>,
     /// `x - shift` rather than `x + shift`.
     pub subtract: bool,
     pub shift: f64,
@@ -154,8 +156,16 @@ impl Planner<'_> {
             return None;
         };
         let shift = self.constant(a)?;
+        let (x, fill) = match *self.arena.node(x) {
+            Node::FillNull(inner, value) if self.private(x) => match self.constant(value) {
+                Some(v) => (inner, Some(v)),
+                None => (x, None),
+            },
+            _ => (x, None),
+        };
         Some(Affine {
             x,
+            fill,
             subtract: op1 == BinaryOp::Sub,
             shift,
             divide: op2 == BinaryOp::Div,
