@@ -24,7 +24,7 @@ use crate::ir::{
 
 /// Rows per block: large enough to amortize dispatch, small enough that a few
 /// registers per thread stay in L1.
-pub const BLOCK: usize = 2048;
+pub const BLOCK: usize = 8192;
 
 /// A compiled projection, ready to run over any number of record batches.
 #[derive(Debug)]
@@ -774,7 +774,7 @@ impl<'a> Buf<'a> {
 
 /// Expand a bitmap into one bool per bit, 64 bits at a time.
 #[inline(always)]
-fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
+pub(crate) fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
     out.clear();
     let chunks = bits.inner().bit_chunks(bits.offset(), bits.len());
     for word in chunks.iter() {
