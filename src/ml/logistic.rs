@@ -129,22 +129,35 @@ pub fn fit(
             .zip(&step_dir)
             .map(|(g, d)| g * d)
             .sum();
-        let mut t = 1.0;
-        let accepted = loop {
-            let candidate: Vec<f64> = theta
+        // The full Newton step is tried with a full evaluation, which becomes the
+        // next iteration's state when it is accepted (the usual case near the
+        // optimum); shorter steps are tried with cheap loss-only passes.
+        let step = |t: f64| -> Vec<f64> {
+            theta
                 .iter()
                 .zip(&step_dir)
                 .map(|(p, d)| p - t * d)
-                .collect();
-            let objective = problem.evaluate(&candidate, false).objective;
-            if objective <= state.objective - 1e-4 * t * slope || t < 1e-10 {
-                break candidate;
-            }
-            t *= 0.5;
+                .collect()
         };
+        let armijo = |objective: f64, t: f64| objective <= state.objective - 1e-4 * t * slope;
+        let full = step(1.0);
+        let trial = problem.evaluate(&full, true);
         let previous = state.objective;
-        theta = accepted;
-        state = problem.evaluate(&theta, true);
+        let mut t = 1.0;
+        if armijo(trial.objective, t) {
+            theta = full;
+            state = trial;
+        } else {
+            let accepted = loop {
+                t *= 0.5;
+                let candidate = step(t);
+                if armijo(problem.evaluate(&candidate, false).objective, t) || t < 1e-10 {
+                    break candidate;
+                }
+            };
+            theta = accepted;
+            state = problem.evaluate(&theta, true);
+        }
         if (previous - state.objective).abs() <= f64::EPSILON * previous.abs() && t < 1e-10 {
             break; // No further progress is possible in f64.
         }

@@ -42,6 +42,27 @@ pub fn add_into(acc: &mut Vec<f64>, part: Vec<f64>) {
 /// when `weights` is `None`), for the columns `cols` (each the full column);
 /// row-major `n x n`, upper triangle left zero.
 pub fn weighted_gram(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usize>) -> Vec<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the running CPU supports AVX2, checked just above.
+        return unsafe { weighted_gram_avx2(cols, weights, range) };
+    }
+    weighted_gram_body(cols, weights, range)
+}
+
+/// [`weighted_gram_body`] compiled for AVX2 (4 f64 lanes per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn weighted_gram_avx2(
+    cols: &[&[f64]],
+    weights: Option<&[f64]>,
+    range: Range<usize>,
+) -> Vec<f64> {
+    weighted_gram_body(cols, weights, range)
+}
+
+#[inline(always)]
+fn weighted_gram_body(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usize>) -> Vec<f64> {
     let n = cols.len();
     let mut out = vec![0.0; n * n];
     let mut scaled = vec![0.0; range.len()];
@@ -61,18 +82,24 @@ pub fn weighted_gram(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usiz
     out
 }
 
-/// A dot product with four independent accumulators, so the loop vectorizes.
+/// Independent accumulators of [`dot`]: enough to hide the add latency with
+/// four 4-lane vectors.
+const DOT_LANES: usize = 16;
+
+/// A dot product with [`DOT_LANES`] independent accumulators (combined in a
+/// fixed order), so the loop vectorizes and pipelines.
+#[inline(always)]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let mut acc = [0.0f64; DOT_LANES];
+    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..4 {
+        for l in 0..DOT_LANES {
             acc[l] += x[l] * y[l];
         }
     }
     let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Mirror the lower triangle of a row-major `n x n` matrix into the upper.
