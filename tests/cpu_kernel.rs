@@ -19,7 +19,7 @@
 //! NaN equals NaN; an infinity equals only itself; nulls must match exactly.
 //!
 //! Inputs are seeded random columns with ~10% nulls and some NaN / inf values,
-//! of 0, 1, 2047, 2048, 2049 and 10 007 rows (the kernel block is 2048 rows),
+//! of 0, 1, BLOCK - 1, BLOCK, BLOCK + 1 and 10 007 rows (BLOCK is the kernel block),
 //! plain, with every array sliced at a different offset (validity bitmaps start
 //! mid-byte), and as a slice of a larger `RecordBatch`.
 
