@@ -6,9 +6,19 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 
-use crate::pipeline::prep::splitmix64;
+/// The SplitMix64 increment (the golden ratio in 64 bits).
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// A seeded stream of uniform and normal variates (SplitMix64 based).
+/// The SplitMix64 output function of `x`: a fast, well-mixed 64-bit hash
+/// (Steele, Lea and Flood, 2014).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A seeded SplitMix64 stream of bits, uniform and normal variates.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
@@ -20,8 +30,9 @@ impl Rng {
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(1);
-        splitmix64(self.0)
+        let bits = splitmix64(self.0);
+        self.0 = self.0.wrapping_add(GAMMA);
+        bits
     }
 
     /// Uniform in [0, 1).

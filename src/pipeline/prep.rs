@@ -20,6 +20,7 @@ use super::step::{Step, StepContext};
 use super::table::{Table, column_dtype, column_index, numeric_column};
 use crate::backend::cpu::CpuKernel;
 use crate::backend::cpu::stats::{self, ColumnStats};
+use crate::datasets::splitmix64;
 use crate::error::{Error, Result, bail, ensure};
 use crate::ir::{DType, Expr, Projection, col, lit};
 
@@ -1045,14 +1046,6 @@ impl Split {
         let threshold = (self.test_fraction.clamp(0.0, 1.0) * 2f64.powi(64)) as u128;
         u128::from(splitmix64(self.seed ^ splitmix64(position))) < threshold
     }
-}
-
-/// The SplitMix64 finalizer: a fast, well-mixed 64-bit hash.
-pub(crate) fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Step for Split {

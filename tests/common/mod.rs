@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: a seeded PRNG (SplitMix64, no
-//! dependencies), random column generators with nulls and special values,
+//! Helpers shared by the integration tests: a seeded PRNG (the library's
+//! SplitMix64), random column generators with nulls and special values,
 //! Arrow array builders and extractors, and error-message assertions.
 //!
 //! Every test file uses a different subset, hence the `dead_code` allowance.
@@ -17,21 +17,17 @@ use arrow_schema::DataType;
 
 use fuseflow::pipeline::Table;
 
-/// SplitMix64: a tiny, well-mixed, seedable generator.
+/// The library's SplitMix64 stream with the draws the tests use.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(fuseflow::datasets::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(fuseflow::datasets::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
