@@ -86,6 +86,18 @@ pub struct Source {
     pub dtype: String,
 }
 
+/// The columns of a model's Arrow form, one row per dense layer.
+pub fn layer_fields() -> Vec<Field> {
+    let list = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
+    vec![
+        Field::new("layer", DataType::Int32, false),
+        Field::new("inputs", DataType::Int64, false),
+        Field::new("outputs", DataType::Int64, false),
+        Field::new("weights", list.clone(), false),
+        Field::new("bias", list, false),
+    ]
+}
+
 fn activation_name(a: Activation) -> &'static str {
     match a {
         Activation::Relu => "relu",
@@ -113,15 +125,8 @@ impl Model {
     fn arrow_schema(&self) -> Result<SchemaRef> {
         let info = toml::to_string(&self.info)
             .map_err(|e| Error::Internal(format!("cannot serialize the model description: {e}")))?;
-        let list = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
         Ok(Arc::new(Schema::new_with_metadata(
-            vec![
-                Field::new("layer", DataType::Int32, false),
-                Field::new("inputs", DataType::Int64, false),
-                Field::new("outputs", DataType::Int64, false),
-                Field::new("weights", list.clone(), false),
-                Field::new("bias", list, false),
-            ],
+            layer_fields(),
             [(MODEL_KEY.to_string(), info)].into(),
         )))
     }

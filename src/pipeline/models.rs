@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 
 use super::step::{Step, StepContext};
 use super::table::{Table, column_index};
@@ -47,25 +47,14 @@ fn feature_columns(
         .collect())
 }
 
-/// The planned schema of a model output (metadata is added when trained).
+/// The planned schema of a model output (the description is added to its
+/// metadata when trained).
 fn model_schema() -> SchemaRef {
-    let list = DataType::List(Arc::new(arrow_schema::Field::new(
-        "item",
-        DataType::Float64,
-        true,
-    )));
-    Arc::new(arrow_schema::Schema::new(vec![
-        arrow_schema::Field::new("layer", DataType::Int32, false),
-        arrow_schema::Field::new("inputs", DataType::Int64, false),
-        arrow_schema::Field::new("outputs", DataType::Int64, false),
-        arrow_schema::Field::new("weights", list.clone(), false),
-        arrow_schema::Field::new("bias", list, false),
-    ]))
+    Arc::new(arrow_schema::Schema::new(crate::ml::model::layer_fields()))
 }
 
 fn model_table(model: &Model) -> Result<Table> {
-    let batch = model.to_batch()?;
-    Table::try_new(batch.schema(), vec![batch])
+    Ok(Table::from_batch(model.to_batch()?))
 }
 
 macro_rules! training_step_io {
