@@ -6,5 +6,7 @@
 pub mod kernel;
 mod plan;
 pub mod stats;
+#[cfg(target_arch = "x86_64")]
+mod stats_avx2;
 
 pub use kernel::{BLOCK, CpuKernel};
