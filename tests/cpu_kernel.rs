@@ -32,6 +32,7 @@ use arrow_schema::DataType;
 use common::*;
 use fuseflow::Error;
 use fuseflow::backend::cpu::{BLOCK, CpuKernel};
+use fuseflow::ir::math::exp_f32;
 use fuseflow::ir::{
     BinaryOp, DType, Expr, Projection, Scalar, UnaryOp, col, if_else, lit, parse_expr,
 };
@@ -292,15 +293,18 @@ fn float_unary_f64(op: UnaryOp, x: f64) -> f64 {
     }
 }
 
+/// f32 `exp` is fuseflow's vectorizable [`exp_f32`] (within 2 ulp of the C
+/// library's, tested in `ir::math`): results downstream of it, cast to f64 or
+/// compared, must agree exactly.
 fn float_unary_f32(op: UnaryOp, x: f32) -> f32 {
     match op {
         UnaryOp::Neg => -x,
         UnaryOp::Abs => x.abs(),
         UnaryOp::Sqrt => x.sqrt(),
-        UnaryOp::Exp => x.exp(),
+        UnaryOp::Exp => exp_f32(x),
         UnaryOp::Log => x.ln(),
         UnaryOp::Log1p => x.ln_1p(),
-        UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Sigmoid => 1.0 / (1.0 + exp_f32(-x)),
         UnaryOp::Not => unreachable!(),
     }
 }

@@ -2,13 +2,15 @@
 //!
 //! - [`Expr`]: the tree users build (`col("x").log1p()`) or write as text ([`parse`]).
 //! - [`ExprArena`]: type-checked nodes with typed [`ExprId`]s; children before parents.
-//! - [`ops`]: one definition per elementwise operator, shared by every backend.
+//! - [`ops`]: one definition per elementwise operator, shared by every backend;
+//!   [`math`]: the elementary functions they use that the C library would keep scalar.
 //! - [`Projection`]: named expressions over one input schema, the unit a backend
 //!   evaluates as one fused kernel.
 
 pub mod arena;
 pub mod dtype;
 pub mod expr;
+pub mod math;
 pub mod ops;
 pub mod parse;
 pub mod projection;

@@ -108,7 +108,7 @@ impl_int!(i32, DType::Int32);
 impl_int!(i64, DType::Int64);
 
 macro_rules! impl_float {
-    ($t:ty, $dt:expr) => {
+    ($t:ty, $dt:expr, $exp:path) => {
         impl Native for $t {
             const DTYPE: DType = $dt;
             #[inline(always)]
@@ -162,7 +162,7 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn exp(a: Self) -> Self {
-                a.exp()
+                $exp(a)
             }
             #[inline(always)]
             fn ln(a: Self) -> Self {
@@ -175,8 +175,8 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f32, DType::Float32);
-impl_float!(f64, DType::Float64);
+impl_float!(f32, DType::Float32, super::math::exp_f32);
+impl_float!(f64, DType::Float64, f64::exp);
 
 /// An operator with one operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
