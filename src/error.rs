@@ -1,7 +1,7 @@
 //! The crate's one error type.
 //!
 //! Variants are grouped by the phase that raises them (spec parsing, pipeline
-//! validation, expression typing, I/O, execution). Every message names the step,
+//! validation, expression typing, I/O, run store, execution). Every message names the step,
 //! column, expression or file involved and says what to do about it.
 
 use std::path::PathBuf;
@@ -102,6 +102,17 @@ pub enum Error {
         message: String,
     },
 
+    /// The run store (the workspace's SQLite database of runs) could not be
+    /// opened, read or written, or a query named a run, step or output that it
+    /// does not hold.
+    #[error("run store {path}: {message}")]
+    RunStore {
+        /// The database file.
+        path: PathBuf,
+        /// What failed and what to do about it.
+        message: String,
+    },
+
     /// A step failed while running.
     #[error("step '{step}' failed: {message}")]
     Execution {
@@ -126,6 +137,14 @@ impl Error {
         Error::Io {
             path: path.into(),
             message: err.to_string(),
+        }
+    }
+
+    /// A run store failure on the database at `path`.
+    pub(crate) fn run_store(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::RunStore {
+            path: path.into(),
+            message: message.into(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod ir;
 pub mod ml;
 pub mod pipeline;
+pub mod track;
 
 pub use error::{Error, Result};
 pub use exec::{RunOptions, RunOutput, StepReport};

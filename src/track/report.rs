@@ -1,0 +1,254 @@
+//! Plain-text renderings of runs for the command line: `fuseflow runs` and
+//! `fuseflow show`. Times are shown in UTC and nothing depends on the
+//! terminal or the locale, so the text is the same everywhere and tests can
+//! compare it exactly.
+
+use std::time::{Duration, SystemTime};
+
+use super::clock::Utc;
+use super::record::{RunDetail, RunSummary};
+
+/// A table of runs, one per line, in the order given: id, pipeline, status,
+/// start, duration, steps, cache hits, error.
+pub fn render_runs(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "no runs recorded\n".to_string();
+    }
+    let rows = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.pipeline.clone(),
+                r.status.to_string(),
+                time(r.started),
+                r.duration.map_or_else(|| "-".to_string(), duration),
+                r.steps.to_string(),
+                r.hits.to_string(),
+                r.error.as_deref().map_or_else(String::new, one_line),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("RUN", Left),
+            ("PIPELINE", Left),
+            ("STATUS", Left),
+            ("STARTED (UTC)", Left),
+            ("DURATION", Right),
+            ("STEPS", Right),
+            ("HITS", Right),
+            ("ERROR", Left),
+        ],
+        rows,
+    )
+}
+
+/// One run: its header, a table of its steps in recorded order (kind, device,
+/// cache hit or miss, the run a hit reused, duration in milliseconds, rows,
+/// bytes), the steps' errors and notes, then its metrics.
+pub fn render_run(detail: &RunDetail) -> String {
+    let s = &detail.summary;
+    let mut out = String::new();
+    let mut field = |label: &str, value: &str| {
+        let mut lines = value.lines();
+        out.push_str(&format!("{label:<10}{}\n", lines.next().unwrap_or("")));
+        for line in lines {
+            out.push_str(&format!("{:<10}{line}\n", ""));
+        }
+    };
+    field("run", s.id.as_str());
+    field(
+        "pipeline",
+        &format!("{} (spec {})", s.pipeline, s.spec_hash),
+    );
+    field(
+        "status",
+        &match &s.error {
+            Some(e) => format!("{}: {e}", s.status),
+            None => s.status.to_string(),
+        },
+    );
+    field("started", &format!("{} UTC", time(s.started)));
+    if let (Some(ended), Some(d)) = (s.ended, s.duration) {
+        field("ended", &format!("{} UTC ({})", time(ended), duration(d)));
+    }
+    field("host", &format!("{} (pid {})", s.host, s.pid));
+    field("params", if s.params.is_empty() { "-" } else { &s.params });
+    field(
+        "steps",
+        &format!(
+            "{} ({} cache hits, {} failed)",
+            s.steps, s.hits, s.failed_steps
+        ),
+    );
+
+    if !detail.steps.is_empty() {
+        let rows = detail
+            .steps
+            .iter()
+            .map(|row| {
+                let r = &row.record;
+                vec![
+                    r.step.clone(),
+                    r.kind.clone(),
+                    r.device.clone(),
+                    if r.error.is_some() {
+                        "failed"
+                    } else if r.cache_hit {
+                        "hit"
+                    } else {
+                        "miss"
+                    }
+                    .to_string(),
+                    r.reused_from
+                        .as_ref()
+                        .map_or_else(|| "-".to_string(), |id| id.to_string()),
+                    format!("{:.1}", r.duration.as_secs_f64() * 1000.0),
+                    r.rows.to_string(),
+                    bytes(r.bytes),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                ("STEP", Left),
+                ("KIND", Left),
+                ("DEVICE", Left),
+                ("CACHE", Left),
+                ("REUSED FROM", Left),
+                ("MS", Right),
+                ("ROWS", Right),
+                ("BYTES", Right),
+            ],
+            rows,
+        ));
+        let mut remarks = String::new();
+        for row in &detail.steps {
+            let r = &row.record;
+            if let Some(e) = &r.error {
+                remarks.push_str(&format!("  {}: error: {}\n", r.step, one_line(e)));
+            }
+            if let Some(n) = &r.notes {
+                remarks.push_str(&format!("  {}: note: {}\n", r.step, one_line(n)));
+            }
+        }
+        if !remarks.is_empty() {
+            out.push('\n');
+            out.push_str(&remarks);
+        }
+    }
+
+    if !detail.metrics.is_empty() {
+        let rows = detail
+            .metrics
+            .iter()
+            .map(|m| vec![m.step.clone(), m.name.clone(), m.value.to_string()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[("STEP", Left), ("METRIC", Left), ("VALUE", Right)],
+            rows,
+        ));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+use Align::{Left, Right};
+
+/// Columns padded to their widest cell, two spaces apart, no trailing spaces.
+fn table(columns: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    let all: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &all {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let pad = " ".repeat(widths[c] - cell.chars().count());
+            match columns[c].1 {
+                Left => {
+                    line.push_str(cell);
+                    line.push_str(&pad);
+                }
+                Right => {
+                    line.push_str(&pad);
+                    line.push_str(cell);
+                }
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn time(t: SystemTime) -> String {
+    Utc::of(t).readable()
+}
+
+/// `850 ms`, `12.34 s`, `3m05s`, `2h07m`.
+fn duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 1 {
+        format!("{} ms", d.as_millis())
+    } else if secs < 60 {
+        format!("{:.2} s", d.as_secs_f64())
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs / 60 % 60)
+    }
+}
+
+/// `512 B`, `1.5 KiB`, `20.0 MiB`, ...
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Multi-line text folded onto one line, for table cells and remarks.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(20 * 1024 * 1024), "20.0 MiB");
+        assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_millis(12_345)), "12.35 s");
+        assert_eq!(duration(Duration::from_secs(185)), "3m05s");
+        assert_eq!(duration(Duration::from_secs(7620)), "2h07m");
+    }
+}
