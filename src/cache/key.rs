@@ -200,8 +200,11 @@ mod tests {
         }
     }
 
+    /// A change to one field.
+    type Edit = fn(&mut KeyFields);
+
     /// One edit per field, named as `diff` names it.
-    fn edits() -> Vec<(&'static str, fn(&mut KeyFields))> {
+    fn edits() -> Vec<(&'static str, Edit)> {
         vec![
             ("format_version", |f| f.format_version += 1),
             ("step_kind", |f| f.step_kind.push('x')),

@@ -35,6 +35,8 @@
 
 mod hash;
 mod key;
+mod store;
 
 pub use hash::{ContentHash, hash_file, hash_table, hashable_type_name};
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
+pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
