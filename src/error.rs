@@ -113,6 +113,27 @@ pub enum Error {
         message: String,
     },
 
+    /// A column's type has no canonical encoding, so its table cannot be
+    /// content-hashed (and the step producing it cannot be cached).
+    #[error(
+        "column '{column}': type {data_type} cannot be content-hashed; cast it to bool, an integer, f32, f64 or utf8, or turn caching off for the step"
+    )]
+    Unhashable {
+        /// The offending column.
+        column: String,
+        /// Its Arrow data type.
+        data_type: String,
+    },
+
+    /// A content hash, cache key or stored cache-key record could not be parsed.
+    #[error("cannot parse {what}: {message}")]
+    CacheParse {
+        /// What was being parsed, with the text when it is short.
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// A step failed while running.
     #[error("step '{step}' failed: {message}")]
     Execution {

@@ -1,0 +1,500 @@
+//! The object store: tables as Arrow IPC files named by their content hash,
+//! and [`MemoryTier`], the in-process tier in front of it.
+//!
+//! Layout under the store's directory:
+//!
+//! ```text
+//! objects/ab/ab12…ef.arrow   one table, named by its ContentHash
+//! tmp/                       objects being written, renamed into objects/ when complete
+//! ```
+//!
+//! Objects are written to `tmp/`, synced and renamed into place, so a reader
+//! sees a complete file or none, and several processes can share a store:
+//! two writers of the same object write the same bytes and the last rename
+//! wins. Every read re-hashes the decoded table; a file that does not decode
+//! or does not match its name is removed and reported as [`Lookup::Corrupt`].
+//! The modification time records last use, for least-recently-used eviction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use super::hash::{ContentHash, hash_table};
+use crate::error::{Error, Result};
+use crate::pipeline::Table;
+
+/// Temporary files older than this belong to a writer that died; [`ObjectStore::gc`] removes them.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
+
+/// File extension of stored objects.
+const OBJECT_EXT: &str = "arrow";
+
+/// Advice appended to write failures.
+const WRITE_ADVICE: &str = "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`";
+
+/// A directory of tables stored as Arrow IPC files addressed by content hash.
+#[derive(Debug)]
+pub struct ObjectStore {
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+}
+
+/// The outcome of [`ObjectStore::get`].
+#[derive(Debug)]
+pub enum Lookup {
+    /// The object was present and its content matches its hash.
+    Hit(Table),
+    /// No such object (never stored, evicted, or removed concurrently).
+    Missing,
+    /// The object was present but unreadable or not matching its hash; it has
+    /// been removed. Recompute it, and tell the user.
+    Corrupt {
+        /// The removed file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// One stored object, as listed by [`ObjectStore::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The content hash the object is stored under.
+    pub hash: ContentHash,
+    /// Size of the file.
+    pub bytes: u64,
+    /// When it was last stored or read.
+    pub last_used: SystemTime,
+    /// The file.
+    pub path: PathBuf,
+}
+
+/// What [`ObjectStore::gc`] or [`ObjectStore::clear`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Objects removed.
+    pub removed: usize,
+    /// Bytes freed by removing objects and stale temporary files.
+    pub freed_bytes: u64,
+    /// Bytes of objects left in the store.
+    pub remaining_bytes: u64,
+    /// Temporary files of dead writers removed.
+    pub stale_temp_files: usize,
+}
+
+impl ObjectStore {
+    /// Open (creating if needed) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the directory when it cannot be created.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let root = dir.into();
+        let store = ObjectStore {
+            objects: root.join("objects"),
+            tmp: root.join("tmp"),
+            root,
+        };
+        for dir in [&store.objects, &store.tmp] {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(
+                    dir,
+                    format!(
+                        "cannot create the cache directory: {e}; choose a writable workspace directory"
+                    ),
+                )
+            })?;
+        }
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the object with `hash` lives (whether or not it exists).
+    pub fn object_path(&self, hash: &ContentHash) -> PathBuf {
+        let hex = hash.to_string();
+        self.objects
+            .join(&hex[..2])
+            .join(format!("{hex}.{OBJECT_EXT}"))
+    }
+
+    /// Store `table` and return its content hash. An object already present
+    /// is only marked as used.
+    ///
+    /// # Errors
+    /// [`Error::Unhashable`] when a column type cannot be hashed;
+    /// [`Error::Io`] naming the object when it cannot be written (its
+    /// temporary file is removed and existing objects are untouched).
+    pub fn put(&self, table: &Table) -> Result<ContentHash> {
+        let hash = hash_table(table)?;
+        let path = self.object_path(&hash);
+        // Fails (and so rewrites) when gc removed the object meanwhile.
+        if touch(&path).is_ok() {
+            return Ok(hash);
+        }
+        let tmp = TempFile(self.tmp.join(temp_name(&hash)));
+        let written = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+            let file = File::options().write(true).create_new(true).open(&tmp.0)?;
+            let mut writer =
+                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), table.schema())?;
+            for batch in table.batches() {
+                writer.write(batch)?;
+            }
+            writer.finish()?;
+            let file = writer.into_inner()?.into_inner()?;
+            file.sync_all()?;
+            drop(file);
+            let shard = path.parent().unwrap_or(&self.objects);
+            std::fs::create_dir_all(shard)?;
+            if let Err(e) = std::fs::rename(&tmp.0, &path) {
+                // Where rename does not replace (Windows), a concurrent writer
+                // of the same object may have won; its bytes are ours.
+                if !path.is_file() {
+                    return Err(e.into());
+                }
+            }
+            sync_dir(shard);
+            Ok(())
+        })();
+        written.map_err(|e| {
+            Error::io(
+                &path,
+                format!("cannot store cache object: {e}; {WRITE_ADVICE}"),
+            )
+        })?;
+        Ok(hash)
+    }
+
+    /// Read the object with `hash`, verifying that its content still hashes
+    /// to `hash`. A corrupt object is removed before this returns.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the object when it exists but cannot be opened
+    /// (permissions); decode failures are reported as [`Lookup::Corrupt`].
+    pub fn get(&self, hash: &ContentHash) -> Result<Lookup> {
+        let path = self.object_path(hash);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Missing),
+            Err(e) => {
+                return Err(Error::io(
+                    &path,
+                    format!("cannot open cache object: {e}; check the workspace's permissions"),
+                ));
+            }
+        };
+        // Holding the open file, the read succeeds even if gc unlinks the
+        // path meanwhile.
+        let verdict = read_ipc(&file).and_then(|table| match hash_table(&table) {
+            Ok(h) if h == *hash => Ok(table),
+            Ok(h) => Err(format!("content hashes to {}, not to its name", h.short())),
+            Err(e) => Err(e.to_string()),
+        });
+        match verdict {
+            Ok(table) => {
+                // Recency is advisory: a read-only shared workspace still serves hits.
+                let _ = file.set_modified(SystemTime::now());
+                Ok(Lookup::Hit(table))
+            }
+            Err(reason) => {
+                drop(file);
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            &path,
+                            format!(
+                                "cache object is corrupt ({reason}) and cannot be removed: {e}; delete it by hand"
+                            ),
+                        ));
+                    }
+                }
+                Ok(Lookup::Corrupt { path, reason })
+            }
+        }
+    }
+
+    /// Every stored object. Objects removed while listing are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the directory when it cannot be read.
+    pub fn list(&self) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        for shard in read_dir(&self.objects)? {
+            if !shard.is_dir() {
+                continue;
+            }
+            for path in read_dir(&shard)? {
+                let Some(hash) = object_hash(&path) else {
+                    continue;
+                };
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                out.push(ObjectInfo {
+                    hash,
+                    bytes: meta.len(),
+                    last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    path,
+                });
+            }
+        }
+        out.sort_by_key(|o| o.hash);
+        Ok(out)
+    }
+
+    /// Total bytes of stored objects.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::list`].
+    pub fn total_size(&self) -> Result<u64> {
+        Ok(self.list()?.iter().map(|o| o.bytes).sum())
+    }
+
+    /// Remove least-recently-used objects until at most `max_bytes` remain,
+    /// and temporary files older than [`STALE_TEMP_AGE`].
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file or directory that cannot be read or removed.
+    pub fn gc(&self, max_bytes: u64) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let now = SystemTime::now();
+        for path in read_dir(&self.tmp)? {
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok());
+            if meta.is_file() && age.is_some_and(|a| a >= STALE_TEMP_AGE) && remove(&path)? {
+                report.stale_temp_files += 1;
+                report.freed_bytes += meta.len();
+            }
+        }
+
+        let mut objects = self.list()?;
+        objects.sort_by_key(|o| (o.last_used, o.hash));
+        let mut remaining: u64 = objects.iter().map(|o| o.bytes).sum();
+        for object in &objects {
+            if remaining <= max_bytes {
+                break;
+            }
+            remaining -= object.bytes;
+            if remove(&object.path)? {
+                report.removed += 1;
+                report.freed_bytes += object.bytes;
+            }
+        }
+        report.remaining_bytes = remaining;
+        Ok(report)
+    }
+
+    /// Remove every object (and stale temporary files; files being written
+    /// by live writers are left alone).
+    ///
+    /// # Errors
+    /// As [`ObjectStore::gc`].
+    pub fn clear(&self) -> Result<GcReport> {
+        self.gc(0)
+    }
+}
+
+/// Decode an IPC file into a table; the error says why it is unreadable.
+fn read_ipc(file: &File) -> std::result::Result<Table, String> {
+    let reader = arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)
+        .map_err(|e| format!("not a readable Arrow IPC file: {e}"))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a readable Arrow IPC file: {e}"))?;
+    Table::try_new(schema, batches).map_err(|e| e.to_string())
+}
+
+/// Mark an existing file as used now.
+fn touch(path: &Path) -> std::io::Result<()> {
+    File::open(path)?.set_modified(SystemTime::now())
+}
+
+/// Make a completed rename durable. Not every platform can open a
+/// directory to sync it; there the rename is as durable as the OS makes it.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// A name no other writer uses: the object, the process, and a counter shared by
+/// the process's threads. `create_new` rejects a clash with a dead process's leftovers.
+fn temp_name(hash: &ContentHash) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}.{}.{n}.{nanos}.tmp", hash.short(), std::process::id())
+}
+
+/// A temporary file removed when dropped, whether or not it was renamed away.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // After a successful rename there is nothing left to remove.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The entries of a directory (none if it does not exist).
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, format!("cannot list cache directory: {e}"))),
+    };
+    entries
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(|e| Error::io(dir, format!("cannot list cache directory: {e}")))
+        })
+        .collect()
+}
+
+/// Remove a file; `false` if another process removed it first.
+fn remove(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(
+            path,
+            format!("cannot remove cache file: {e}; check the workspace's permissions"),
+        )),
+    }
+}
+
+/// The hash an object file is named by, if it is named like an object.
+fn object_hash(path: &Path) -> Option<ContentHash> {
+    if path.extension()? != OBJECT_EXT {
+        return None;
+    }
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// An in-process cache of tables by content hash, bounded by bytes, evicting
+/// the least recently used. Thread-safe; share one per process (in an `Arc`).
+#[derive(Debug)]
+pub struct MemoryTier {
+    max_bytes: usize,
+    inner: Mutex<Lru>,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    /// Table, its size, and its last-use tick.
+    entries: HashMap<ContentHash, (Table, usize, u64)>,
+    /// Last-use tick to hash: the first entry is the least recently used.
+    order: BTreeMap<u64, ContentHash>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl Lru {
+    fn bump(&mut self, hash: ContentHash) {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(entry) = self.entries.get_mut(&hash) {
+            self.order.remove(&entry.2);
+            entry.2 = tick;
+            self.order.insert(tick, hash);
+        }
+    }
+
+    fn remove(&mut self, hash: &ContentHash) {
+        if let Some((_, size, tick)) = self.entries.remove(hash) {
+            self.order.remove(&tick);
+            self.bytes -= size;
+        }
+    }
+}
+
+impl MemoryTier {
+    /// An empty tier holding at most `max_bytes` of tables ([`Table::memory_size`]).
+    pub fn new(max_bytes: usize) -> Self {
+        MemoryTier {
+            max_bytes,
+            inner: Mutex::new(Lru::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        // Every update leaves the map consistent before anything can panic,
+        // so a poisoned lock still guards valid state.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The table stored under `hash` (a cheap clone sharing its buffers),
+    /// marking it as recently used.
+    pub fn get(&self, hash: &ContentHash) -> Option<Table> {
+        let mut lru = self.lock();
+        let table = lru.entries.get(hash)?.0.clone();
+        lru.bump(*hash);
+        Some(table)
+    }
+
+    /// Keep `table` under `hash`, evicting least-recently-used tables to make
+    /// room. Returns `false` (and keeps nothing) when the table alone is
+    /// larger than the tier.
+    pub fn insert(&self, hash: ContentHash, table: Table) -> bool {
+        let size = table.memory_size();
+        let mut lru = self.lock();
+        lru.remove(&hash);
+        if size > self.max_bytes {
+            return false;
+        }
+        while lru.bytes + size > self.max_bytes {
+            let Some(oldest) = lru.order.values().next().copied() else {
+                break;
+            };
+            lru.remove(&oldest);
+        }
+        lru.tick += 1;
+        let tick = lru.tick;
+        lru.entries.insert(hash, (table, size, tick));
+        lru.order.insert(tick, hash);
+        lru.bytes += size;
+        true
+    }
+
+    /// Forget every table.
+    pub fn clear(&self) {
+        *self.lock() = Lru::default();
+    }
+
+    /// Number of tables held.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no table is held.
+    pub fn is_empty(&self) -> bool {
+        self.lock().entries.is_empty()
+    }
+
+    /// Bytes of tables held.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// The bound given to [`MemoryTier::new`].
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+}
