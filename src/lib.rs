@@ -11,7 +11,9 @@ pub mod ir;
 pub mod ml;
 pub mod pipeline;
 pub mod track;
+pub mod workspace;
 
 pub use error::{Error, Result};
-pub use exec::{RunOptions, RunOutput, StepReport};
+pub use exec::{CacheUse, Rerun, RunOptions, RunOutput, StepReport};
 pub use pipeline::{Pipeline, Step, StepContext, Table};
+pub use workspace::Workspace;

@@ -233,9 +233,9 @@ fn write_and_read_steps_in_pipelines() {
         p.add("write", Write::new(&path)).input("data", "src");
         let run = p.run().unwrap();
         assert!(
-            run.outputs().keys().all(|k| k.starts_with("src.")),
+            run.output_names().iter().all(|k| k.starts_with("src.")),
             "a write step has no outputs: {:?}",
-            run.outputs().keys()
+            run.output_names()
         );
         assert!(path.exists(), "{file} written (parent directories created)");
 

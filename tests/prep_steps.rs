@@ -1263,6 +1263,7 @@ fn split_is_deterministic_across_runs_chunkings_and_threads() {
     }
     let one_step_at_a_time = RunOptions {
         max_concurrent_steps: 1,
+        ..RunOptions::default()
     };
     assert_eq!(
         split_pipeline(chunked(&b, 7), 0.25, 7, &one_step_at_a_time),

@@ -137,11 +137,13 @@ fn independent_steps_run_at_the_same_time() {
     fan_out(2, Duration::from_secs(10))
         .run_with(&RunOptions {
             max_concurrent_steps: 2,
+            ..RunOptions::default()
         })
         .unwrap();
     fan_out(3, Duration::from_secs(10))
         .run_with(&RunOptions {
             max_concurrent_steps: 3,
+            ..RunOptions::default()
         })
         .unwrap();
 }
@@ -153,6 +155,7 @@ fn the_rendezvous_detects_sequential_execution() {
     let err = expect_err(
         fan_out(2, Duration::from_millis(300)).run_with(&RunOptions {
             max_concurrent_steps: 1,
+            ..RunOptions::default()
         }),
         "one step at a time",
     );
@@ -370,7 +373,7 @@ fn every_output_is_fetchable_by_reference() {
         .input("data", "split.train");
     let run = p.run().unwrap();
 
-    let keys: BTreeSet<&str> = run.outputs().keys().map(String::as_str).collect();
+    let keys: BTreeSet<&str> = run.output_names().into_iter().collect();
     assert_eq!(
         keys,
         BTreeSet::from([
@@ -428,6 +431,7 @@ fn many_independent_branches_all_complete_with_few_workers() {
         let run = p
             .run_with(&RunOptions {
                 max_concurrent_steps: workers,
+                ..RunOptions::default()
             })
             .unwrap();
         for i in 0..12 {
@@ -438,5 +442,5 @@ fn many_independent_branches_all_complete_with_few_workers() {
     }
     // An empty pipeline runs and produces nothing.
     let run = Pipeline::new("empty").run().unwrap();
-    assert!(run.outputs().is_empty() && run.steps.is_empty());
+    assert!(run.output_names().is_empty() && run.steps.is_empty());
 }

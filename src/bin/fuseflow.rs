@@ -2,31 +2,49 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
+use fuseflow::cache::ObjectInfo;
 use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
+use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
-use fuseflow::{RunOptions, RunOutput};
+use fuseflow::track::{render_run, render_runs};
+use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
 #[derive(Parser)]
 #[command(name = "fuseflow", version, about)]
 struct Cli {
+    /// The workspace directory holding cached outputs and run history
+    /// (default: $FUSEFLOW_WORKSPACE, else .fuseflow in the current directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    workspace: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a pipeline spec file.
+    /// Run a pipeline spec file, reusing every step output cached in the
+    /// workspace whose inputs, parameters and code did not change.
     Run {
         /// The spec file (TOML; see docs/spec-format.md).
         spec: PathBuf,
         /// Most steps to run at once (default: the number of cores, at least 4).
         #[arg(long)]
         concurrent_steps: Option<usize>,
+        /// Run every step, reusing nothing (outputs are still cached).
+        #[arg(long, conflicts_with = "rerun")]
+        rerun_all: bool,
+        /// Run this step even if its outputs are cached (repeatable).
+        #[arg(long, value_name = "STEP")]
+        rerun: Vec<String>,
+        /// Run in memory only: no workspace, no cache, no run record.
+        #[arg(long)]
+        no_workspace: bool,
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
@@ -55,20 +73,87 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// List recorded runs, newest first.
+    Runs {
+        /// Only runs of this pipeline.
+        pipeline: Option<String>,
+    },
+    /// Show one run: its steps with timings, device, cache hit or miss and the
+    /// run a hit reused, then its metrics.
+    Show {
+        /// A run id, a unique prefix of one, or `latest`.
+        run: String,
+    },
+    /// Write an output of a step of a past run to a file.
+    Output {
+        /// A run id, a unique prefix of one, or `latest`.
+        run: String,
+        /// The step.
+        step: String,
+        /// The output port (needed when the step has several).
+        port: Option<String>,
+        /// The file to write: Parquet, Arrow IPC or CSV, by extension.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Explain why a step of a run missed the cache: which fields of its key
+    /// differ from the most recent earlier run of that step.
+    Why {
+        /// A run id, a unique prefix of one, or `latest`.
+        run: String,
+        /// The step.
+        step: String,
+    },
+    /// Inspect and trim the cache of step outputs.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// List cached objects, least recently used first.
+    Ls,
+    /// Evict least recently used objects until the cache fits a size.
+    Gc {
+        /// The size to fit in: bytes, or with a unit (500MB, 2GiB).
+        #[arg(long, value_parser = parse_size)]
+        max_size: u64,
+    },
+    /// Remove every cached object (the run history stays).
+    Clear,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ws_dir = Workspace::locate(cli.workspace.as_deref());
+    let open = || Workspace::open(&ws_dir);
     let result = match cli.command {
         Command::Run {
             spec,
             concurrent_steps,
+            rerun_all,
+            rerun,
+            no_workspace,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
             let mut options = RunOptions::default();
             if let Some(n) = concurrent_steps {
                 options.max_concurrent_steps = n.max(1);
             }
+            if !no_workspace {
+                options.workspace = Some(Arc::new(open()?));
+                options.spec = Some(std::fs::read_to_string(&spec).map_err(|e| Error::Io {
+                    path: spec.clone(),
+                    message: e.to_string(),
+                })?);
+            }
+            options.rerun = match (rerun_all, rerun.is_empty()) {
+                (true, _) => Rerun::All,
+                (false, false) => Rerun::Steps(rerun),
+                (false, true) => Rerun::Nothing,
+            };
             let run = pipeline.run_with(&options)?;
             if !quiet {
                 print_run(pipeline.name(), &run);
@@ -110,6 +195,59 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Runs { pipeline } => open().and_then(|ws| {
+            let runs = ws.runs().runs(pipeline.as_deref())?;
+            print!("{}", render_runs(&runs));
+            Ok(())
+        }),
+        Command::Show { run } => open().and_then(|ws| {
+            let detail = ws.runs().run(&run)?;
+            print!("{}", render_run(&detail));
+            Ok(())
+        }),
+        Command::Output {
+            run,
+            step,
+            port,
+            output,
+        } => open().and_then(|ws| {
+            let table = ws.fetch_output(&run, &step, port.as_deref())?;
+            write_table(&table, &output, FileFormat::from_path(&output)?)?;
+            println!(
+                "wrote {} rows of '{step}' to {}",
+                table.num_rows(),
+                output.display()
+            );
+            Ok(())
+        }),
+        Command::Why { run, step } => open().and_then(|ws| {
+            print!("{}", ws.why(&run, &step)?);
+            Ok(())
+        }),
+        Command::Cache { action } => open().and_then(|ws| {
+            let objects = ws.objects();
+            match action {
+                CacheAction::Ls => print!("{}", render_objects(&objects.list()?)),
+                CacheAction::Gc { max_size } => {
+                    let report = objects.gc(max_size)?;
+                    println!(
+                        "removed {} objects ({}); {} remain",
+                        report.removed,
+                        human_bytes(report.freed_bytes),
+                        human_bytes(report.remaining_bytes)
+                    );
+                }
+                CacheAction::Clear => {
+                    let report = objects.clear()?;
+                    println!(
+                        "removed {} objects ({})",
+                        report.removed,
+                        human_bytes(report.freed_bytes)
+                    );
+                }
+            }
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -120,19 +258,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// A size in bytes: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write e.g. 500MB or 2GiB"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}'; use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
+    };
+    Ok((number * scale as f64) as u64)
+}
+
 fn print_run(name: &str, run: &RunOutput) {
+    let id = run
+        .run_id
+        .as_ref()
+        .map(|id| format!(" (run {id})"))
+        .unwrap_or_default();
     println!(
-        "pipeline '{name}' finished in {:.3} s",
+        "pipeline '{name}' finished in {:.3} s{id}",
         run.duration.as_secs_f64()
     );
     println!(
-        "{:<20} {:<15} {:>10} {:>12} {:>10}",
+        "{:<20} {:<15} {:>10} {:>12} {:>10}  cache",
         "step", "kind", "ms", "rows", "MB"
     );
     for step in &run.steps {
         let rows: Vec<String> = step.rows.iter().map(usize::to_string).collect();
+        let cache = match &step.cache {
+            CacheUse::Off => "-".to_string(),
+            CacheUse::Miss => "miss".to_string(),
+            CacheUse::Hit { from } => format!("hit ({from})"),
+        };
         println!(
-            "{:<20} {:<15} {:>10.1} {:>12} {:>10.1}",
+            "{:<20} {:<15} {:>10.1} {:>12} {:>10.1}  {cache}",
             step.name,
             step.kind,
             step.duration.as_secs_f64() * 1e3,
@@ -143,6 +318,11 @@ fn print_run(name: &str, run: &RunOutput) {
             },
             step.bytes as f64 / 1e6
         );
+        if step.cache != CacheUse::Off {
+            for note in &step.notes {
+                println!("  note: {note}");
+            }
+        }
     }
     // Metrics of evaluation steps, in the order the steps finished.
     for step in run.steps.iter().filter(|s| s.kind == "evaluate") {
@@ -159,5 +339,46 @@ fn print_run(name: &str, run: &RunOutput) {
                 println!("  {:<16} {:.6}", names.value(i), values.value(i));
             }
         }
+    }
+}
+
+/// `fuseflow cache ls`: one line per object, least recently used first.
+fn render_objects(objects: &[ObjectInfo]) -> String {
+    let mut objects: Vec<&ObjectInfo> = objects.iter().collect();
+    objects.sort_by_key(|o| o.last_used);
+    let mut out = String::new();
+    for o in &objects {
+        let age = o.last_used.elapsed().unwrap_or_default().as_secs();
+        out.push_str(&format!(
+            "{}  {:>10}  used {} ago\n",
+            o.hash,
+            human_bytes(o.bytes),
+            human_age(age)
+        ));
+    }
+    let total: u64 = objects.iter().map(|o| o.bytes).sum();
+    out.push_str(&format!(
+        "{} objects, {}\n",
+        objects.len(),
+        human_bytes(total)
+    ));
+    out
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1u64 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }

@@ -1,10 +1,12 @@
-//! Execution: the scheduler that runs a validated pipeline, batch scoring of
-//! large files, and progress reporting.
+//! Execution: the scheduler that runs a validated pipeline (reusing cached
+//! step outputs from a workspace), batch scoring of large files, and progress
+//! reporting.
 
 pub mod batch_score;
 pub mod progress;
+mod reuse;
 pub mod scheduler;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, score_file};
 pub use progress::{Progress, ProgressMode};
-pub use scheduler::{RunOptions, RunOutput, StepReport};
+pub use scheduler::{CacheUse, Rerun, RunOptions, RunOutput, StepReport};

@@ -8,21 +8,34 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
-use crate::error::{Error, Result};
-use crate::pipeline::graph::{Graph, Pipeline};
-use crate::pipeline::step::{Step, StepContext};
+use super::reuse::{self, StepKey};
+use crate::cache::{ContentHash, Lookup};
+use crate::error::{Error, Result, ensure};
+use crate::pipeline::graph::{Graph, Pipeline, StepNode};
+use crate::pipeline::step::StepContext;
 use crate::pipeline::table::Table;
+use crate::track::{PipelineRecord, RunId, RunStatus, StepRunRow};
+use crate::workspace::Workspace;
 
 /// Knobs for one run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     /// Most steps running at once (each may use all cores through rayon).
     pub max_concurrent_steps: usize,
+    /// Where step outputs are cached and the run is recorded; `None` runs
+    /// everything in memory and records nothing.
+    pub workspace: Option<Arc<Workspace>>,
+    /// Steps to run even when their cached outputs could be reused.
+    pub rerun: Rerun,
+    /// The pipeline's definition as recorded in the run store (the CLI passes
+    /// the spec file's text); by default, the pipeline's `explain` output.
+    pub spec: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -30,8 +43,57 @@ impl Default for RunOptions {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         RunOptions {
             max_concurrent_steps: cores.max(4),
+            workspace: None,
+            rerun: Rerun::Nothing,
+            spec: None,
         }
     }
+}
+
+impl RunOptions {
+    /// Cache outputs in and record the run to `workspace`.
+    pub fn with_workspace(mut self, workspace: Arc<Workspace>) -> Self {
+        self.workspace = Some(workspace);
+        self
+    }
+}
+
+/// Which steps to run even when their cached outputs could be reused. Their
+/// dependents then key on the new outputs: when those are identical, the
+/// dependents still hit the cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Rerun {
+    /// Reuse whatever can be reused.
+    #[default]
+    Nothing,
+    /// Run every step.
+    All,
+    /// Run these steps (by name).
+    Steps(Vec<String>),
+}
+
+impl Rerun {
+    fn includes(&self, step: &str) -> bool {
+        match self {
+            Rerun::Nothing => false,
+            Rerun::All => true,
+            Rerun::Steps(names) => names.iter().any(|n| n == step),
+        }
+    }
+}
+
+/// Whether a step's outputs came from the cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CacheUse {
+    /// No workspace, or reuse is off for the step (or it has side effects).
+    Off,
+    /// The step ran: nothing reusable was cached, or a re-run was asked for.
+    Miss,
+    /// The outputs of an earlier run were reused.
+    Hit {
+        /// The run that computed them.
+        from: RunId,
+    },
 }
 
 /// What happened to one step in a run.
@@ -43,22 +105,39 @@ pub struct StepReport {
     pub kind: String,
     /// When the step started, from the start of the run.
     pub started: Duration,
-    /// How long the step ran.
+    /// How long the step ran (for a cache hit: how long finding it took).
     pub duration: Duration,
     /// Rows in each output.
     pub rows: Vec<usize>,
     /// Bytes held by all outputs.
     pub bytes: usize,
+    /// Whether the outputs were reused.
+    pub cache: CacheUse,
+    /// Things the user should know, e.g. a corrupt cached object that was
+    /// removed and recomputed.
+    pub notes: Vec<String>,
 }
 
 /// The result of running a pipeline: every output of every step, and a report per step.
+///
+/// With a workspace, outputs reused from the cache are loaded when first asked for.
 #[derive(Debug)]
 pub struct RunOutput {
-    outputs: HashMap<String, Table>,
+    outputs: HashMap<String, OutputSlot>,
+    workspace: Option<Arc<Workspace>>,
+    /// The run's id in the workspace's run store (`None` without a workspace).
+    pub run_id: Option<RunId>,
     /// One report per step, in the order the steps finished.
     pub steps: Vec<StepReport>,
     /// Wall time of the whole run.
     pub duration: Duration,
+}
+
+/// One output of a run: in memory, or a content hash to load it by.
+#[derive(Debug)]
+struct OutputSlot {
+    table: OnceLock<Table>,
+    hash: Option<ContentHash>,
 }
 
 impl RunOutput {
@@ -67,8 +146,58 @@ impl RunOutput {
     /// # Errors
     /// [`Error::InvalidParameter`] listing the available outputs when there is no such output.
     pub fn output(&self, reference: &str) -> Result<&Table> {
-        if let Some(t) = self.outputs.get(reference) {
-            return Ok(t);
+        let key = self.resolve(reference)?;
+        let slot = &self.outputs[key];
+        if let Some(table) = slot.table.get() {
+            return Ok(table);
+        }
+        let (Some(ws), Some(hash)) = (&self.workspace, slot.hash) else {
+            return Err(Error::Internal(format!(
+                "output '{key}' has neither data nor a hash"
+            )));
+        };
+        let table = match ws.load(&hash)? {
+            Lookup::Hit(table) => table,
+            Lookup::Missing => {
+                return Err(Error::Execution {
+                    step: key.to_string(),
+                    message: format!(
+                        "the cached output {} is no longer in the workspace (evicted?); run the pipeline again to recompute it",
+                        hash.short()
+                    ),
+                });
+            }
+            Lookup::Corrupt { path, reason } => {
+                return Err(Error::Execution {
+                    step: key.to_string(),
+                    message: format!(
+                        "the cached output {} was corrupt ({reason}) and has been removed; run the pipeline again to recompute it",
+                        path.display()
+                    ),
+                });
+            }
+        };
+        Ok(slot.table.get_or_init(|| table))
+    }
+
+    /// The content hash of an output, when the run had a workspace.
+    ///
+    /// # Errors
+    /// As [`RunOutput::output`] for an unknown output.
+    pub fn output_hash(&self, reference: &str) -> Result<Option<ContentHash>> {
+        Ok(self.outputs[self.resolve(reference)?].hash)
+    }
+
+    /// Every output's reference (`"step.output"`), sorted.
+    pub fn output_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.outputs.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn resolve<'a>(&'a self, reference: &'a str) -> Result<&'a str> {
+        if self.outputs.contains_key(reference) {
+            return Ok(reference);
         }
         let matches: Vec<&String> = self
             .outputs
@@ -76,26 +205,15 @@ impl RunOutput {
             .filter(|k| k.split_once('.').is_some_and(|(s, _)| s == reference))
             .collect();
         if let [only] = matches.as_slice() {
-            return Ok(&self.outputs[*only]);
+            return Ok(only);
         }
-        let mut names: Vec<&String> = self.outputs.keys().collect();
-        names.sort();
         Err(Error::InvalidParameter {
             step: reference.to_string(),
             message: format!(
                 "no output '{reference}' in this run; outputs are: {}",
-                names
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                self.output_names().join(", ")
             ),
         })
-    }
-
-    /// Every output, keyed by `"step.output"`.
-    pub fn outputs(&self) -> &HashMap<String, Table> {
-        &self.outputs
     }
 }
 
@@ -121,21 +239,209 @@ impl Pipeline {
 /// Stack size of step worker threads.
 const WORKER_STACK: usize = 32 << 20;
 
+/// An input handed to a step: its data when in memory, and with a workspace
+/// its content hash (to key the step, and to load the data if the step runs).
+struct Input {
+    producer: usize,
+    table: Option<Table>,
+    hash: Option<ContentHash>,
+}
+
 struct Job {
     step: usize,
-    inputs: Vec<Table>,
+    inputs: Vec<Input>,
+    /// With a workspace: whether a cached result may stand in for running.
+    reuse: bool,
+    /// Whether the input schemas are checked only now (see
+    /// [`Step::schema_depends_on_data`](crate::Step::schema_depends_on_data)).
+    check_schemas: bool,
 }
 
 struct Done {
     step: usize,
     started: Duration,
     duration: Duration,
-    result: Result<Vec<Table>>,
+    key: Option<StepKey>,
+    result: Result<Outcome>,
+}
+
+enum Outcome {
+    /// The step ran; with a workspace, its outputs were stored under `hashes`.
+    Ran {
+        tables: Vec<Table>,
+        hashes: Option<Vec<ContentHash>>,
+    },
+    /// An earlier run's outputs stand in.
+    Reused(Box<StepRunRow>),
+    /// A cached input could not be loaded: its producer must run again.
+    InputLost { producer: usize, note: String },
+}
+
+/// What the coordinator knows of a finished step's outputs.
+#[derive(Default)]
+struct Produced {
+    tables: Option<Vec<Table>>,
+    hashes: Option<Vec<ContentHash>>,
+}
+
+/// Run one job on a worker: key it, reuse a cached result when allowed, else
+/// load its inputs, run it and store its outputs.
+fn run_job(
+    node: &StepNode,
+    ws: Option<&Workspace>,
+    job: Job,
+    key: &mut Option<StepKey>,
+) -> Result<Outcome> {
+    if let Some(ws) = ws {
+        let hashes: Vec<ContentHash> = job
+            .inputs
+            .iter()
+            .map(|i| {
+                i.hash.ok_or_else(|| {
+                    Error::Internal("an input without a hash in a cached run".into())
+                })
+            })
+            .collect::<Result<_>>()?;
+        let k = key.insert(StepKey::new(node, &hashes)?);
+        if job.reuse
+            && let Some(row) = reuse::find_reusable(ws, &k.key)?
+        {
+            return Ok(Outcome::Reused(Box::new(row)));
+        }
+    }
+    let mut inputs = Vec::with_capacity(job.inputs.len());
+    for input in job.inputs {
+        let lookup = match (input.table, input.hash, ws) {
+            (Some(t), _, _) => Lookup::Hit(t),
+            (None, Some(hash), Some(ws)) => ws.load(&hash)?,
+            _ => {
+                return Err(Error::Internal(
+                    "an input with neither data nor a workspace".into(),
+                ));
+            }
+        };
+        let note = match lookup {
+            Lookup::Hit(t) => {
+                inputs.push(t);
+                continue;
+            }
+            Lookup::Missing => "a cached input was evicted".to_string(),
+            Lookup::Corrupt { path, reason } => {
+                format!(
+                    "cached object {} was corrupt ({reason}) and was removed",
+                    path.display()
+                )
+            }
+        };
+        return Ok(Outcome::InputLost {
+            producer: input.producer,
+            note,
+        });
+    }
+    if job.check_schemas {
+        let schemas: Vec<SchemaRef> = inputs.iter().map(|t| Arc::clone(t.schema())).collect();
+        node.planned_schemas(&schemas)?;
+    }
+    let name = &node.name;
+    let tables = catch_unwind(AssertUnwindSafe(|| {
+        node.step.run(StepContext { name }, &inputs)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(Error::Execution {
+            step: name.clone(),
+            message: format!("panicked: {}", panic_message(&panic)),
+        })
+    })
+    .map_err(|e| e.in_step(name))?;
+    ensure!(
+        tables.len() == node.step.outputs().len(),
+        Error::Internal(format!(
+            "step '{name}' returned {} outputs, it declares {}",
+            tables.len(),
+            node.step.outputs().len()
+        ))
+    );
+    let hashes = match ws {
+        Some(ws) => Some(reuse::store_outputs(ws, &tables).map_err(|e| e.in_step(name))?),
+        None => None,
+    };
+    Ok(Outcome::Ran { tables, hashes })
 }
 
 fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<RunOutput> {
     let nodes = &pipeline.nodes;
     let n = nodes.len();
+    let ws = options.workspace.as_deref();
+    let run_id = match ws {
+        Some(ws) => Some(begin_run(pipeline, ws, options)?),
+        None => None,
+    };
+    let result = schedule(pipeline, graph, options, run_id.as_ref());
+    if let (Some(ws), Some(id)) = (ws, &run_id) {
+        let (status, error) = match &result {
+            Ok(_) => (RunStatus::Succeeded, None),
+            Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        };
+        ws.runs().finish_run(id, status, error.as_deref())?;
+    }
+    let (produced, steps, duration) = result?;
+    let mut outputs = HashMap::new();
+    for (i, produced) in produced.into_iter().enumerate().take(n) {
+        let ports = nodes[i].step.outputs();
+        for (o, port) in ports.iter().enumerate() {
+            let table = OnceLock::new();
+            if let Some(t) = produced.tables.as_ref().map(|t| t[o].clone()) {
+                let _ = table.set(t);
+            }
+            outputs.insert(
+                format!("{}.{port}", nodes[i].name),
+                OutputSlot {
+                    table,
+                    hash: produced.hashes.as_ref().map(|h| h[o]),
+                },
+            );
+        }
+    }
+    Ok(RunOutput {
+        outputs,
+        workspace: options.workspace.clone(),
+        run_id,
+        steps,
+        duration,
+    })
+}
+
+fn begin_run(pipeline: &Pipeline, ws: &Workspace, options: &RunOptions) -> Result<RunId> {
+    let spec = match &options.spec {
+        Some(spec) => spec.clone(),
+        None => pipeline.explain()?,
+    };
+    let params = match &options.rerun {
+        Rerun::Nothing => String::new(),
+        Rerun::All => "rerun = \"all\"".to_string(),
+        Rerun::Steps(steps) => format!("rerun = {steps:?}"),
+    };
+    ws.runs().begin_run(
+        &PipelineRecord {
+            name: pipeline.name().to_string(),
+            spec_hash: blake3::hash(spec.as_bytes()).to_hex().to_string(),
+            spec,
+        },
+        &params,
+    )
+}
+
+type Scheduled = (Vec<Produced>, Vec<StepReport>, Duration);
+
+fn schedule(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    options: &RunOptions,
+    run: Option<&RunId>,
+) -> Result<Scheduled> {
+    let nodes = &pipeline.nodes;
+    let n = nodes.len();
+    let ws = options.workspace.as_deref();
     let position: Vec<usize> = {
         let mut p = vec![0; n];
         graph
@@ -152,18 +458,30 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
             consumers[p].push(i);
         }
     }
+    // Steps that must run rather than reuse: asked for, or whose cached
+    // outputs turned out to be lost; and the steps waiting on such a re-run.
+    let mut notes: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|node| match () {
+            _ if ws.is_none() => vec![],
+            _ if node.step.has_side_effects() => {
+                vec!["runs every time: it has effects outside the workspace".to_string()]
+            }
+            _ if !node.reuse => vec!["runs every time: reuse is off for this step".to_string()],
+            _ if options.rerun.includes(&node.name) => vec!["re-run on request".to_string()],
+            _ => vec![],
+        })
+        .collect();
+    let mut must_run: Vec<bool> = notes.iter().map(|n| !n.is_empty()).collect();
+    let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Done>();
-    let steps: Vec<(String, Arc<dyn Step>)> = nodes
-        .iter()
-        .map(|n| (n.name.clone(), Arc::clone(&n.step)))
-        .collect();
     let workers = options.max_concurrent_steps.clamp(1, n.max(1));
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (job_rx, done_tx, steps) = (job_rx.clone(), done_tx.clone(), &steps);
+            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             // Deep expression trees recurse while being type-checked and planned; give
             // workers the room a main thread has.
             let spawned = std::thread::Builder::new()
@@ -171,28 +489,19 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
                 .stack_size(WORKER_STACK)
                 .spawn_scoped(scope, move || {
                     for job in job_rx {
-                        let (name, step) = &steps[job.step];
+                        let step = job.step;
                         let started = start.elapsed();
-                        let result = catch_unwind(AssertUnwindSafe(|| {
-                            step.run(StepContext { name }, &job.inputs)
-                        }))
-                        .unwrap_or_else(|panic| {
-                            Err(Error::Execution {
-                                step: name.clone(),
-                                message: format!("panicked: {}", panic_message(&panic)),
-                            })
-                        })
-                        .map_err(|e| e.in_step(name));
+                        let mut key = None;
+                        let result = run_job(&nodes[step], ws, job, &mut key);
                         let duration = start.elapsed() - started;
-                        if done_tx
-                            .send(Done {
-                                step: job.step,
-                                started,
-                                duration,
-                                result,
-                            })
-                            .is_err()
-                        {
+                        let done = Done {
+                            step,
+                            started,
+                            duration,
+                            key,
+                            result,
+                        };
+                        if done_tx.send(done).is_err() {
                             return;
                         }
                     }
@@ -205,7 +514,7 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         }
         drop(done_tx);
 
-        let mut results: Vec<Option<Vec<Table>>> = vec![None; n];
+        let mut produced: Vec<Produced> = (0..n).map(|_| Produced::default()).collect();
         let mut ready: BTreeSet<(usize, usize)> = (0..n)
             .filter(|&i| waiting[i] == 0)
             .map(|i| (position[i], i))
@@ -218,26 +527,25 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
                 let Some((_, i)) = ready.pop_first() else {
                     break;
                 };
-                let inputs: Vec<Table> = graph.edges[i]
+                let inputs: Vec<Input> = graph.edges[i]
                     .iter()
-                    .map(|&(p, o)| results[p].as_ref().expect("producer finished")[o].clone())
+                    .map(|&(p, o)| Input {
+                        producer: p,
+                        table: produced[p].tables.as_ref().map(|t| t[o].clone()),
+                        hash: produced[p].hashes.as_ref().map(|h| h[o]),
+                    })
                     .collect();
-                // Steps whose input schemas were unknown at planning are checked now.
-                if graph.edges[i]
+                let check_schemas = graph.edges[i]
                     .iter()
-                    .any(|&(p, o)| graph.schemas[p][o].is_none())
-                {
-                    let schemas: Vec<_> = inputs
-                        .iter()
-                        .map(|t| std::sync::Arc::clone(t.schema()))
-                        .collect();
-                    if let Err(e) = nodes[i].planned_schemas(&schemas) {
-                        failure = Some(e);
-                        break;
-                    }
-                }
+                    .any(|&(p, o)| graph.schemas[p][o].is_none());
+                let job = Job {
+                    step: i,
+                    inputs,
+                    reuse: !must_run[i],
+                    check_schemas,
+                };
                 job_tx
-                    .send(Job { step: i, inputs })
+                    .send(job)
                     .map_err(|_| Error::Internal("worker pool stopped".into()))?;
                 running += 1;
             }
@@ -248,55 +556,114 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
                 .recv()
                 .map_err(|_| Error::Internal("worker pool stopped".into()))?;
             running -= 1;
-            match done.result {
-                Ok(tables) => {
-                    let node = &nodes[done.step];
-                    if tables.len() != node.step.outputs().len() {
-                        failure.get_or_insert(Error::Internal(format!(
-                            "step '{}' returned {} outputs, it declares {}",
-                            node.name,
-                            tables.len(),
-                            node.step.outputs().len()
-                        )));
-                        continue;
-                    }
-                    reports.push(StepReport {
-                        name: node.name.clone(),
-                        kind: node.step.kind().to_string(),
-                        started: done.started,
-                        duration: done.duration,
-                        rows: tables.iter().map(Table::num_rows).collect(),
-                        bytes: tables.iter().map(Table::memory_size).sum(),
-                    });
-                    results[done.step] = Some(tables);
-                    for &c in &consumers[done.step] {
-                        waiting[c] -= 1;
-                        if waiting[c] == 0 {
-                            ready.insert((position[c], c));
-                        }
-                    }
-                }
+            let i = done.step;
+            let node = &nodes[i];
+            let outcome = match done.result {
+                Ok(outcome) => outcome,
                 Err(e) => {
+                    if let (Some(ws), Some(run)) = (ws, run) {
+                        reuse::record_failure(ws, run, node, done.key.as_ref(), done.duration, &e)?;
+                    }
                     failure.get_or_insert(e);
+                    continue;
+                }
+            };
+            let cache = match &outcome {
+                Outcome::Reused(row) => CacheUse::Hit {
+                    from: row
+                        .record
+                        .reused_from
+                        .clone()
+                        .unwrap_or_else(|| row.run.clone()),
+                },
+                _ if ws.is_none() || !node.reuse || node.step.has_side_effects() => CacheUse::Off,
+                _ => CacheUse::Miss,
+            };
+            let (rows, bytes) = match outcome {
+                Outcome::InputLost { producer, note } => {
+                    // Run the producer again, then this step.
+                    notes[producer].push(format!("recomputed: {note}"));
+                    must_run[producer] = true;
+                    produced[producer] = Produced::default();
+                    blocked_on[producer].push(i);
+                    waiting[i] += 1;
+                    ready.insert((position[producer], producer));
+                    continue;
+                }
+                Outcome::Ran { tables, hashes } => {
+                    if let (Some(ws), Some(run), Some(key), Some(h)) = (ws, run, &done.key, &hashes)
+                    {
+                        let provenance = reuse::Provenance::Ran {
+                            tables: &tables,
+                            hashes: h,
+                        };
+                        reuse::record_step(
+                            ws,
+                            run,
+                            node,
+                            key,
+                            provenance,
+                            done.duration,
+                            notes[i].clone(),
+                        )?;
+                    }
+                    let rows = tables.iter().map(Table::num_rows).collect();
+                    let bytes = tables.iter().map(Table::memory_size).sum();
+                    produced[i] = Produced {
+                        tables: Some(tables),
+                        hashes,
+                    };
+                    (rows, bytes)
+                }
+                Outcome::Reused(row) => {
+                    let (Some(ws), Some(run), Some(key)) = (ws, run, &done.key) else {
+                        return Err(Error::Internal("a cache hit without a workspace".into()));
+                    };
+                    reuse::record_step(
+                        ws,
+                        run,
+                        node,
+                        key,
+                        reuse::Provenance::Reused(&row),
+                        done.duration,
+                        notes[i].clone(),
+                    )?;
+                    produced[i] = Produced {
+                        tables: None,
+                        hashes: Some(reuse::output_hashes(&row)?),
+                    };
+                    (vec![row.record.rows as usize], row.record.bytes as usize)
+                }
+            };
+            reports.push(StepReport {
+                name: node.name.clone(),
+                kind: node.step.kind().to_string(),
+                started: done.started,
+                duration: done.duration,
+                rows,
+                bytes,
+                cache,
+                notes: std::mem::take(&mut notes[i]),
+            });
+            // A step re-run because its output was lost releases only the
+            // steps that were waiting for it; the others already have it.
+            let released = if blocked_on[i].is_empty() {
+                consumers[i].clone()
+            } else {
+                std::mem::take(&mut blocked_on[i])
+            };
+            for c in released {
+                waiting[c] -= 1;
+                if waiting[c] == 0 {
+                    ready.insert((position[c], c));
                 }
             }
         }
         drop(job_tx);
-        if let Some(e) = failure {
-            return Err(e);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((produced, reports, start.elapsed())),
         }
-        let mut outputs = HashMap::new();
-        for (i, tables) in results.into_iter().enumerate() {
-            let Some(tables) = tables else { continue };
-            for (port, table) in nodes[i].step.outputs().iter().zip(tables) {
-                outputs.insert(format!("{}.{port}", nodes[i].name), table);
-            }
-        }
-        Ok(RunOutput {
-            outputs,
-            steps: reports,
-            duration: start.elapsed(),
-        })
     })
 }
 

@@ -38,6 +38,8 @@ pub(crate) struct StepNode {
     pub(crate) step: Arc<dyn Step>,
     /// `(input port, reference)` pairs, reference = `step` or `step.output`.
     pub(crate) bindings: Vec<(String, String)>,
+    /// Whether a workspace may reuse the step's cached outputs.
+    pub(crate) reuse: bool,
 }
 
 impl StepNode {
@@ -77,6 +79,14 @@ pub struct StepRef<'p> {
 }
 
 impl StepRef<'_> {
+    /// Whether a run with a workspace may reuse this step's cached outputs
+    /// (default `true`). With `false` the step runs every time, and its
+    /// outputs are still stored so that they can be fetched later.
+    pub fn reuse(self, reuse: bool) -> Self {
+        self.node.reuse = reuse;
+        self
+    }
+
     /// Connect input `port` to `reference` (`"step"` or `"step.output"`).
     pub fn input(self, port: &str, reference: &str) -> Self {
         self.node
@@ -147,6 +157,7 @@ impl Pipeline {
             name: name.into(),
             step,
             bindings: Vec::new(),
+            reuse: true,
         });
         let node = self.nodes.last_mut().expect("just pushed");
         StepRef { node }

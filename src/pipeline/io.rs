@@ -16,8 +16,9 @@ use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::step::{Step, StepContext};
+use super::step::{Source, Step, StepContext};
 use super::table::{Table, normalize_batch, normalize_schema};
+use crate::cache::{hash_file, hash_table};
 use crate::error::{Error, Result};
 
 /// Rows per chunk when reading files.
@@ -87,6 +88,7 @@ pub struct Read {
     path: PathBuf,
     format: Option<FileFormat>,
     batch_rows: usize,
+    version: Option<String>,
 }
 
 impl Read {
@@ -96,7 +98,15 @@ impl Read {
             path: path.into(),
             format: None,
             batch_rows: DEFAULT_BATCH_ROWS,
+            version: None,
         }
+    }
+
+    /// Label this version of the data (`"2026-q3"`); recorded in the run store
+    /// beside the file's content hash. Reuse depends on the content alone.
+    pub fn version(mut self, label: impl Into<String>) -> Self {
+        self.version = Some(label.into());
+        self
     }
 
     /// Name the format instead of inferring it from the extension.
@@ -270,6 +280,13 @@ impl Step for Read {
     }
     fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         Ok(vec![Arc::clone(self.open()?.schema())])
+    }
+    fn sources(&self) -> Result<Vec<Source>> {
+        Ok(vec![Source {
+            name: self.path.display().to_string(),
+            hash: hash_file(&self.path)?,
+            version: self.version.clone(),
+        }])
     }
     fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
         let reader = self.open()?;
@@ -458,6 +475,9 @@ impl Step for Write {
         write_table(&inputs[0], &self.path, format)?;
         Ok(vec![])
     }
+    fn has_side_effects(&self) -> bool {
+        true
+    }
 }
 
 /// A table given in memory (`kind` is `"memory"`; not available in spec files).
@@ -485,6 +505,13 @@ impl Step for MemorySource {
     }
     fn params(&self) -> String {
         format!("rows={}", self.table.num_rows())
+    }
+    fn sources(&self) -> Result<Vec<Source>> {
+        Ok(vec![Source {
+            name: "memory".into(),
+            hash: hash_table(&self.table)?,
+            version: None,
+        }])
     }
     fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         Ok(vec![normalize_schema(self.table.schema())])

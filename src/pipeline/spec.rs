@@ -104,8 +104,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         };
         let name = reader.string("name")?;
         let kind = reader.string("kind")?;
+        let reuse = reader.boolean("reuse", true)?;
         let (step, bindings) = reader.build(&name, &kind)?;
-        let mut handle = pipeline.add_shared(name, step);
+        let mut handle = pipeline.add_shared(name, step).reuse(reuse);
         for (port, reference) in bindings {
             handle = handle.input(&port, &reference);
         }
@@ -309,6 +310,9 @@ impl StepTable<'_> {
                 let mut r = Read::new(self.path("path")?);
                 if let Some(f) = self.format()? {
                     r = r.format(f);
+                }
+                if let Some(label) = self.opt_string("version")? {
+                    r = r.version(label);
                 }
                 let rows = self.integer("batch_rows", super::io::DEFAULT_BATCH_ROWS as i64)?;
                 Arc::new(

@@ -5,6 +5,7 @@ use std::fmt;
 use arrow_schema::SchemaRef;
 
 use super::table::Table;
+use crate::cache::ContentHash;
 use crate::error::Result;
 
 /// Everything a step learns about the run it is part of.
@@ -75,4 +76,40 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any [`Error`](crate::Error); the executor attributes it to the step.
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>>;
+
+    /// The version of the step's code, part of its cache key: bump it when the
+    /// step computes something different from the same inputs and parameters,
+    /// so that outputs cached by the old code are not reused.
+    fn code_version(&self) -> u32 {
+        1
+    }
+
+    /// The data this step reads from outside the pipeline (files, in-memory
+    /// tables), identified by content; part of the cache key, so that a step
+    /// re-runs when its source changes even if its parameters did not.
+    ///
+    /// # Errors
+    /// [`Error::Io`](crate::Error::Io) naming a source that cannot be read.
+    fn sources(&self) -> Result<Vec<Source>> {
+        Ok(Vec::new())
+    }
+
+    /// Whether running the step does something besides computing its outputs
+    /// (writing a file). Such steps run every time: a cached result would skip
+    /// the effect.
+    fn has_side_effects(&self) -> bool {
+        false
+    }
+}
+
+/// External data a step reads: what it is, its content hash, and an optional
+/// human version label recorded beside the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The file path, or a description of an in-memory source.
+    pub name: String,
+    /// BLAKE3 hash of the content.
+    pub hash: ContentHash,
+    /// A label the user gave this version of the data (`"2026-q3"`).
+    pub version: Option<String>,
 }

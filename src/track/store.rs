@@ -369,6 +369,29 @@ impl RunStore {
         self.step_run_in(&conn, &id, step)
     }
 
+    /// The most recent successful step run with this cache key, in any run
+    /// of any pipeline: its outputs can stand in for running the step again.
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the database cannot be read.
+    pub fn reusable(&self, cache_key: &str) -> Result<Option<StepRunRow>> {
+        let conn = self.conn();
+        let read = || -> rusqlite::Result<Option<StepRunRow>> {
+            let row = conn
+                .query_row(
+                    &format!(
+                        "{STEP_SELECT} WHERE s.cache_key = ?1 AND s.error IS NULL
+                         ORDER BY s.recorded_ms DESC LIMIT 1"
+                    ),
+                    [cache_key],
+                    step_of,
+                )
+                .optional()?;
+            row.map(|row| with_outputs(&conn, row)).transpose()
+        };
+        read().map_err(|e| self.sql(e))
+    }
+
     /// The most recent earlier record of `step` in the same pipeline: from the
     /// latest run begun before the run named by `run` (by start time, then by
     /// the order runs were begun) that recorded a step of that name. `None`

@@ -1,0 +1,261 @@
+//! Reuse: how the scheduler keys, finds, stores and records step outputs in a
+//! [`Workspace`].
+//!
+//! A step's key covers its kind, parameters, code version, numeric mode and
+//! the content hashes of its inputs and sources (see [`crate::cache::key`]).
+//! Downstream keys use output content hashes, never run ids, so a step that
+//! re-runs and produces the same output lets its dependents hit the cache
+//! (early cutoff).
+
+use std::time::Duration;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_schema::{DataType, Schema};
+use rayon::prelude::*;
+
+use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
+use crate::error::{Error, Result};
+use crate::pipeline::graph::StepNode;
+use crate::pipeline::{Source, Table};
+use crate::track::{RunId, StepRecord, StepRunRow};
+use crate::workspace::Workspace;
+
+/// The numeric mode of steps run by the CPU backend: native dtypes, f64
+/// accumulation in reductions.
+pub(crate) const CPU_MODE: &str = "cpu";
+
+/// Input ports carrying a source's content hash are named `source:<name>`.
+const SOURCE_PREFIX: &str = "source:";
+
+/// A step's cache identity in one run.
+#[derive(Debug)]
+pub(crate) struct StepKey {
+    pub(crate) fields: KeyFields,
+    pub(crate) key: CacheKey,
+    pub(crate) sources: Vec<Source>,
+}
+
+impl StepKey {
+    /// Key `node` given the content hashes of its inputs, in port order.
+    pub(crate) fn new(node: &StepNode, inputs: &[ContentHash]) -> Result<StepKey> {
+        let step = &node.step;
+        let sources = step.sources().map_err(|e| e.in_step(&node.name))?;
+        let mut ports: Vec<(String, ContentHash)> = step
+            .inputs()
+            .iter()
+            .map(|p| p.to_string())
+            .chain((step.inputs().len()..inputs.len()).map(|i| format!("#{i}")))
+            .zip(inputs.iter().copied())
+            .collect();
+        ports.extend(
+            sources
+                .iter()
+                .map(|s| (format!("{SOURCE_PREFIX}{}", s.name), s.hash)),
+        );
+        let fields = KeyFields {
+            format_version: FORMAT_VERSION,
+            step_kind: step.kind().to_string(),
+            params: step.params(),
+            code_version: format!(
+                "fuseflow {} / {} v{}",
+                env!("CARGO_PKG_VERSION"),
+                step.kind(),
+                step.code_version()
+            ),
+            numeric_mode: CPU_MODE.to_string(),
+            inputs: ports,
+        };
+        Ok(StepKey {
+            key: fields.key(),
+            fields,
+            sources,
+        })
+    }
+
+    /// Notes recorded with the step run: its sources' versions.
+    fn notes(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .map(|s| match &s.version {
+                Some(v) => format!("source {} version '{v}' ({})", s.name, s.hash.short()),
+                None => format!("source {} ({})", s.name, s.hash.short()),
+            })
+            .collect()
+    }
+}
+
+/// A earlier step run whose outputs can stand in for running the step, when
+/// every output is still in the workspace.
+pub(crate) fn find_reusable(ws: &Workspace, key: &CacheKey) -> Result<Option<StepRunRow>> {
+    let Some(row) = ws.runs().reusable(&key.to_string())? else {
+        return Ok(None);
+    };
+    let hashes = output_hashes(&row)?;
+    Ok(hashes.iter().all(|h| ws.has(h)).then_some(row))
+}
+
+/// The content hashes of a recorded step run's outputs, in port order.
+pub(crate) fn output_hashes(row: &StepRunRow) -> Result<Vec<ContentHash>> {
+    row.record
+        .outputs
+        .iter()
+        .map(|(_, hex)| hex.parse())
+        .collect()
+}
+
+/// Hash and store every output (in parallel); their hashes in port order.
+pub(crate) fn store_outputs(ws: &Workspace, tables: &[Table]) -> Result<Vec<ContentHash>> {
+    tables.par_iter().map(|t| ws.store(t)).collect()
+}
+
+/// How a step's outputs came to be, for the run store.
+pub(crate) enum Provenance<'a> {
+    /// The step ran.
+    Ran {
+        tables: &'a [Table],
+        hashes: &'a [ContentHash],
+    },
+    /// The outputs of an earlier step run were reused.
+    Reused(&'a StepRunRow),
+}
+
+/// Record a finished step in the run store, with the metrics among its outputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_step(
+    ws: &Workspace,
+    run: &RunId,
+    node: &StepNode,
+    key: &StepKey,
+    provenance: Provenance,
+    duration: Duration,
+    mut notes: Vec<String>,
+) -> Result<()> {
+    notes.extend(key.notes());
+    let ports = node.step.outputs();
+    let (outputs, cache_hit, reused_from, rows, bytes, metrics) = match provenance {
+        Provenance::Ran { tables, hashes } => (
+            ports
+                .iter()
+                .zip(hashes)
+                .map(|(p, h)| (p.to_string(), h.to_string()))
+                .collect(),
+            false,
+            None,
+            tables.iter().map(|t| t.num_rows() as u64).sum(),
+            tables.iter().map(|t| t.memory_size() as u64).sum(),
+            tables.iter().flat_map(metric_rows).collect::<Vec<_>>(),
+        ),
+        Provenance::Reused(row) => {
+            let mut metrics = Vec::new();
+            for (hash, _) in output_hashes(row)?.iter().zip(ports) {
+                if let crate::cache::Lookup::Hit(t) = ws.load(hash)? {
+                    metrics.extend(metric_rows(&t));
+                }
+            }
+            (
+                row.record.outputs.clone(),
+                true,
+                Some(
+                    row.record
+                        .reused_from
+                        .clone()
+                        .unwrap_or_else(|| row.run.clone()),
+                ),
+                row.record.rows,
+                row.record.bytes,
+                metrics,
+            )
+        }
+    };
+    let runs = ws.runs();
+    runs.record_step(
+        run,
+        &StepRecord {
+            step: node.name.clone(),
+            kind: node.step.kind().to_string(),
+            cache_key: key.key.to_string(),
+            key_fields: key.fields.to_text()?,
+            outputs,
+            device: CPU_MODE.to_string(),
+            cache_hit,
+            reused_from,
+            duration,
+            rows,
+            bytes,
+            error: None,
+            notes: (!notes.is_empty()).then(|| notes.join("; ")),
+        },
+    )?;
+    for (name, value) in metrics {
+        runs.record_metric(run, &node.name, &name, value)?;
+    }
+    Ok(())
+}
+
+/// Record a step that failed.
+pub(crate) fn record_failure(
+    ws: &Workspace,
+    run: &RunId,
+    node: &StepNode,
+    key: Option<&StepKey>,
+    duration: Duration,
+    error: &Error,
+) -> Result<()> {
+    let key_fields = match key {
+        Some(k) => k.fields.to_text()?,
+        None => String::new(),
+    };
+    ws.runs().record_step(
+        run,
+        &StepRecord {
+            step: node.name.clone(),
+            kind: node.step.kind().to_string(),
+            cache_key: key.map(|k| k.key.to_string()).unwrap_or_default(),
+            key_fields,
+            outputs: Vec::new(),
+            device: CPU_MODE.to_string(),
+            cache_hit: false,
+            reused_from: None,
+            duration,
+            rows: 0,
+            bytes: 0,
+            error: Some(error.to_string()),
+            notes: None,
+        },
+    )
+}
+
+/// `(name, value)` pairs of a metrics table: one with exactly the columns
+/// `metric` (utf8) and `value` (f64), as evaluation steps produce.
+fn metric_rows(table: &Table) -> Vec<(String, f64)> {
+    if !is_metrics_schema(table.schema()) {
+        return Vec::new();
+    }
+    let mut rows = Vec::new();
+    for batch in table.batches() {
+        let names = batch.column(0).as_string::<i32>();
+        let values = batch.column(1).as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            if names.is_valid(i) {
+                let value = if values.is_valid(i) {
+                    values.value(i)
+                } else {
+                    f64::NAN
+                };
+                rows.push((names.value(i).to_string(), value));
+            }
+        }
+    }
+    rows
+}
+
+fn is_metrics_schema(schema: &Schema) -> bool {
+    let fields = schema.fields();
+    fields.len() == 2
+        && fields[0].name() == "metric"
+        && fields[0].data_type() == &DataType::Utf8
+        && fields[1].name() == "value"
+        && fields[1].data_type() == &DataType::Float64
+}

@@ -1,0 +1,246 @@
+//! The workspace: one directory holding the cache objects and the run store.
+//!
+//! ```text
+//! .fuseflow/
+//!   objects/ab/ab12….arrow   step outputs, Arrow IPC, named by content hash
+//!   tmp/                      objects being written (renamed into place when whole)
+//!   runs.sqlite               runs, step runs, metrics (SQLite, WAL)
+//! ```
+//!
+//! Several processes may use one workspace at once: objects appear by atomic
+//! rename and the run store is a SQLite database in WAL mode. Within a process
+//! a [`MemoryTier`] keeps recently used outputs, so a re-run or a sweep does
+//! not read them back from disk.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore};
+use crate::error::{Error, Result};
+use crate::pipeline::Table;
+use crate::track::{RunId, RunStore};
+
+/// The workspace directory used when none is named.
+pub const DEFAULT_DIR: &str = ".fuseflow";
+/// Environment variable naming the workspace directory.
+pub const ENV_VAR: &str = "FUSEFLOW_WORKSPACE";
+/// Default bytes of step outputs kept in memory within a process.
+pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
+
+/// A workspace directory, open: its object store, its run store and the
+/// in-process memory tier.
+#[derive(Debug)]
+pub struct Workspace {
+    root: PathBuf,
+    objects: ObjectStore,
+    memory: MemoryTier,
+    runs: RunStore,
+}
+
+impl Workspace {
+    /// The directory to use: `explicit` (a `--workspace` flag or API argument)
+    /// if given, else `$FUSEFLOW_WORKSPACE`, else `.fuseflow` in the current
+    /// directory.
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(ENV_VAR).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+    }
+
+    /// Open the workspace in `dir`, creating it if needed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the directory cannot be created or written (the
+    /// message names it), or the run store's error when its database is
+    /// unusable.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let root = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&root).map_err(|e| {
+            Error::io(
+                &root,
+                format!("cannot create the workspace directory ({e}); choose another with --workspace or FUSEFLOW_WORKSPACE"),
+            )
+        })?;
+        Ok(Workspace {
+            objects: ObjectStore::open(&root)?,
+            runs: RunStore::open(&root.join("runs.sqlite"))?,
+            memory: MemoryTier::new(DEFAULT_MEMORY_BUDGET),
+            root,
+        })
+    }
+
+    /// Keep at most `bytes` of step outputs in memory (default 1 GiB).
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory = MemoryTier::new(bytes);
+        self
+    }
+
+    /// The workspace directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The on-disk cache objects.
+    pub fn objects(&self) -> &ObjectStore {
+        &self.objects
+    }
+
+    /// The run store.
+    pub fn runs(&self) -> &RunStore {
+        &self.runs
+    }
+
+    /// Store a step output: on disk, and in memory for this process.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the object when it cannot be written (full disk,
+    /// unwritable workspace); objects already stored are untouched.
+    pub fn store(&self, table: &Table) -> Result<ContentHash> {
+        let hash = self.objects.put(table)?;
+        self.memory.insert(hash, table.clone());
+        Ok(hash)
+    }
+
+    /// Whether an output can be loaded without recomputing it (a cheap check:
+    /// the object exists; [`Workspace::load`] verifies its content).
+    pub fn has(&self, hash: &ContentHash) -> bool {
+        self.memory.get(hash).is_some() || self.objects.object_path(hash).is_file()
+    }
+
+    /// Load a step output by content hash: from memory, else from disk,
+    /// verified. A corrupt object is removed and reported as
+    /// [`Lookup::Corrupt`], never returned.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the object store cannot be read at all.
+    pub fn load(&self, hash: &ContentHash) -> Result<Lookup> {
+        if let Some(table) = self.memory.get(hash) {
+            return Ok(Lookup::Hit(table));
+        }
+        let found = self.objects.get(hash)?;
+        if let Lookup::Hit(table) = &found {
+            self.memory.insert(*hash, table.clone());
+        }
+        Ok(found)
+    }
+}
+
+impl Workspace {
+    /// An output of a step of a past run: `run` is an id, a unique prefix of
+    /// one, or `latest`; `port` may be left out when the step has one output.
+    ///
+    /// # Errors
+    /// The run store's error naming an unknown run, step or port; or
+    /// [`Error::Execution`] when the output is no longer cached (evicted, or
+    /// corrupt and removed), saying to re-run the pipeline.
+    pub fn fetch_output(&self, run: &str, step: &str, port: Option<&str>) -> Result<Table> {
+        let (port, hex) = self.runs().find_output(run, step, port)?;
+        let hash: ContentHash = hex.parse()?;
+        let gone = |why: String| Error::Execution {
+            step: step.to_string(),
+            message: format!(
+                "output '{port}' ({}) of run {run} {why}; run the pipeline again to recompute it",
+                hash.short()
+            ),
+        };
+        match self.load(&hash)? {
+            Lookup::Hit(table) => Ok(table),
+            Lookup::Missing => Err(gone(
+                "is no longer in the cache (evicted or cleared)".into(),
+            )),
+            Lookup::Corrupt { path, reason } => Err(gone(format!(
+                "was corrupt ({reason}); {} has been removed",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Why a step of a run hit or missed the cache, compared field by field
+    /// with the most recent earlier run of that step in the same pipeline.
+    ///
+    /// # Errors
+    /// The run store's error naming an unknown run or step.
+    pub fn why(&self, run: &str, step: &str) -> Result<Why> {
+        let runs = self.runs();
+        let this = runs.step_run(run, step)?;
+        let earlier = runs.previous_step_run(run, step)?;
+        let changes = match &earlier {
+            Some(before) if !this.record.cache_hit => {
+                let after = KeyFields::from_text(&this.record.key_fields)?;
+                after.diff(&KeyFields::from_text(&before.record.key_fields)?)
+            }
+            _ => Vec::new(),
+        };
+        Ok(Why {
+            step: step.to_string(),
+            run: this.run.clone(),
+            reused_from: this
+                .record
+                .cache_hit
+                .then(|| this.record.reused_from.clone())
+                .flatten(),
+            earlier_run: earlier.map(|e| e.run),
+            changes,
+            notes: this.record.notes.clone(),
+            error: this.record.error.clone(),
+        })
+    }
+}
+
+/// The answer of [`Workspace::why`]; `Display` renders it for the terminal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Why {
+    /// The step asked about.
+    pub step: String,
+    /// The run asked about.
+    pub run: RunId,
+    /// For a hit, the run whose outputs were reused.
+    pub reused_from: Option<RunId>,
+    /// The most recent earlier run of the step, compared with.
+    pub earlier_run: Option<RunId>,
+    /// For a miss, the key fields that differ from that earlier run.
+    pub changes: Vec<FieldChange>,
+    /// Notes recorded with the step run (re-run requested, sources, ...).
+    pub notes: Option<String>,
+    /// The step's error, if it failed.
+    pub error: Option<String>,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (step, run) = (&self.step, &self.run);
+        if let Some(from) = &self.reused_from {
+            writeln!(
+                f,
+                "step '{step}' of run {run}: cache hit, reused the outputs of run {from}"
+            )?;
+        } else {
+            writeln!(f, "step '{step}' of run {run}: ran (cache miss)")?;
+            match &self.earlier_run {
+                None => writeln!(
+                    f,
+                    "  no earlier run of this step in this pipeline: nothing to reuse"
+                )?,
+                Some(earlier) if self.changes.is_empty() => writeln!(
+                    f,
+                    "  its key equals that of run {earlier}, so the step ran for another reason \
+                     (see the notes), or the earlier outputs were no longer cached"
+                )?,
+                Some(earlier) => {
+                    writeln!(f, "  its key differs from run {earlier} in:")?;
+                    for c in &self.changes {
+                        writeln!(f, "    {}: {} -> {}", c.field, c.before, c.after)?;
+                    }
+                }
+            }
+        }
+        if let Some(notes) = &self.notes {
+            writeln!(f, "  notes: {notes}")?;
+        }
+        if let Some(error) = &self.error {
+            writeln!(f, "  error: {error}")?;
+        }
+        Ok(())
+    }
+}
