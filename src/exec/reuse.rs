@@ -12,7 +12,7 @@ use std::time::Duration;
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use rayon::prelude::*;
 
 use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
@@ -117,12 +117,17 @@ pub(crate) enum Provenance<'a> {
         tables: &'a [Table],
         hashes: &'a [ContentHash],
     },
-    /// The outputs of an earlier step run were reused.
-    Reused(&'a StepRunRow),
+    /// The outputs of an earlier step run were reused; `schemas` are the
+    /// outputs' planned schemas, where known.
+    Reused {
+        row: &'a StepRunRow,
+        schemas: &'a [Option<SchemaRef>],
+    },
 }
 
-/// Record a finished step in the run store, with the metrics among its outputs.
-#[allow(clippy::too_many_arguments)]
+/// Record a finished step in the run store, with the metrics among its
+/// outputs. A step recorded earlier in the same run (a hit whose outputs were
+/// then lost, so it ran again) has its record replaced.
 pub(crate) fn record_step(
     ws: &Workspace,
     run: &RunId,
@@ -147,10 +152,13 @@ pub(crate) fn record_step(
             tables.iter().map(|t| t.memory_size() as u64).sum(),
             tables.iter().flat_map(metric_rows).collect::<Vec<_>>(),
         ),
-        Provenance::Reused(row) => {
+        Provenance::Reused { row, schemas } => {
+            // Load only the (small) metrics tables, to record their values.
             let mut metrics = Vec::new();
-            for (hash, _) in output_hashes(row)?.iter().zip(ports) {
-                if let crate::cache::Lookup::Hit(t) = ws.load(hash)? {
+            for (hash, schema) in output_hashes(row)?.iter().zip(schemas) {
+                if schema.as_deref().is_some_and(is_metrics_schema)
+                    && let crate::cache::Lookup::Hit(t) = ws.load(hash)?
+                {
                     metrics.extend(metric_rows(&t));
                 }
             }
@@ -170,24 +178,22 @@ pub(crate) fn record_step(
         }
     };
     let runs = ws.runs();
-    runs.record_step(
-        run,
-        &StepRecord {
-            step: node.name.clone(),
-            kind: node.step.kind().to_string(),
-            cache_key: key.key.to_string(),
-            key_fields: key.fields.to_text()?,
-            outputs,
-            device: CPU_MODE.to_string(),
-            cache_hit,
-            reused_from,
-            duration,
-            rows,
-            bytes,
-            error: None,
-            notes: (!notes.is_empty()).then(|| notes.join("; ")),
-        },
-    )?;
+    let record = StepRecord {
+        step: node.name.clone(),
+        kind: node.step.kind().to_string(),
+        cache_key: key.key.to_string(),
+        key_fields: key.fields.to_text()?,
+        outputs,
+        device: CPU_MODE.to_string(),
+        cache_hit,
+        reused_from,
+        duration,
+        rows,
+        bytes,
+        error: None,
+        notes: (!notes.is_empty()).then(|| notes.join("; ")),
+    };
+    runs.replace_step(run, &record)?;
     for (name, value) in metrics {
         runs.record_metric(run, &node.name, &name, value)?;
     }
@@ -207,7 +213,7 @@ pub(crate) fn record_failure(
         Some(k) => k.fields.to_text()?,
         None => String::new(),
     };
-    ws.runs().record_step(
+    ws.runs().replace_step(
         run,
         &StepRecord {
             step: node.name.clone(),

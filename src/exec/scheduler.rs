@@ -624,7 +624,10 @@ fn schedule(
                         run,
                         node,
                         key,
-                        reuse::Provenance::Reused(&row),
+                        reuse::Provenance::Reused {
+                            row: &row,
+                            schemas: &graph.schemas[i],
+                        },
                         done.duration,
                         notes[i].clone(),
                     )?;
@@ -635,6 +638,9 @@ fn schedule(
                     (vec![row.record.rows as usize], row.record.bytes as usize)
                 }
             };
+            // A step run again after its cached outputs were lost replaces
+            // its earlier report.
+            reports.retain(|r: &StepReport| r.name != node.name);
             reports.push(StepReport {
                 name: node.name.clone(),
                 kind: node.step.kind().to_string(),

@@ -152,12 +152,32 @@ impl RunStore {
     /// [`Error::RunStore`] when the run is unknown or already finished, the
     /// step is already recorded in it, or the database cannot be written.
     pub fn record_step(&self, run: &RunId, step: &StepRecord) -> Result<()> {
+        self.write_step(run, step, false)
+    }
+
+    /// Record a step of a running run again, replacing what was recorded for
+    /// it: the executor re-runs a step whose cached outputs turned out to be
+    /// lost after it was recorded as a cache hit.
+    ///
+    /// # Errors
+    /// As [`RunStore::record_step`], except that an earlier record is replaced.
+    pub fn replace_step(&self, run: &RunId, step: &StepRecord) -> Result<()> {
+        self.write_step(run, step, true)
+    }
+
+    fn write_step(&self, run: &RunId, step: &StepRecord, replace: bool) -> Result<()> {
         let duration_us =
             saturating_i64(u64::try_from(step.duration.as_micros()).unwrap_or(u64::MAX));
         let now = to_ms(SystemTime::now());
         self.write(|tx| {
             if let Err(e) = self.require_running(tx, run)? {
                 return Ok(Err(e));
+            }
+            if replace {
+                tx.execute(
+                    "DELETE FROM step_runs WHERE run = ?1 AND step = ?2",
+                    params![run.as_str(), step.step],
+                )?;
             }
             let inserted = tx.execute(
                 "INSERT INTO step_runs (run, step, seq, kind, cache_key, key_fields, device,

@@ -1,0 +1,425 @@
+//! Reuse and history through the Rust API: a run with a workspace caches every
+//! step output by content, re-runs skip what did not change (with early
+//! cutoff), lost or corrupt objects are recomputed and reported, and every run
+//! can be inspected afterwards.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_schema::SchemaRef;
+use fuseflow::cache::{FieldChange, Lookup};
+use fuseflow::ir::{col, lit};
+use fuseflow::pipeline::io::{MemorySource, Read};
+use fuseflow::pipeline::prep::{Derive, Filter, FitStats, Scale, ScaleMethod};
+use fuseflow::track::RunStatus;
+use fuseflow::{
+    CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Step, StepContext, Table, Workspace,
+};
+
+use fuseflow::datasets::Rng;
+
+/// Normal values with 5% nulls (no NaN: fitting statistics refuses NaN).
+fn data(rows: usize, seed: u64) -> Table {
+    let mut rng = Rng::new(seed);
+    let mut column = || -> ArrayRef {
+        let values: Vec<Option<f64>> = (0..rows)
+            .map(|_| {
+                let x = rng.normal();
+                (rng.uniform() >= 0.05).then_some(x)
+            })
+            .collect();
+        Arc::new(Float64Array::from(values))
+    };
+    let batch = RecordBatch::try_from_iter([("x", column()), ("y", column())]).unwrap();
+    Table::from_batch(batch)
+}
+
+/// raw -> keep (filter) -> wide (derive) -> stats (fit) -> scaled (scale).
+fn pipeline(table: &Table, threshold: f64, method: ScaleMethod) -> Pipeline {
+    let mut p = Pipeline::new("reuse");
+    p.add("raw", MemorySource::new(table.clone()));
+    p.add(
+        "keep",
+        Filter::new(col("x").gt(lit(threshold)).or(col("x").is_null())),
+    )
+    .input("data", "raw");
+    p.add("wide", Derive::new([("z", col("x") * lit(2.0) + col("y"))]))
+        .input("data", "keep");
+    p.add("stats", FitStats::new(["x", "z"]))
+        .input("data", "wide");
+    p.add("scaled", Scale::new(method))
+        .input("data", "wide")
+        .input("stats", "stats");
+    p
+}
+
+fn open(dir: &Path) -> Arc<Workspace> {
+    Arc::new(Workspace::open(dir.join("ws")).unwrap())
+}
+
+fn run(p: &Pipeline, ws: &Arc<Workspace>, rerun: Rerun) -> RunOutput {
+    let options = RunOptions {
+        rerun,
+        ..RunOptions::default().with_workspace(Arc::clone(ws))
+    };
+    p.run_with(&options).unwrap()
+}
+
+/// Each step's cache use, by step name, in pipeline order.
+fn cache_of(run: &RunOutput, steps: &[&str]) -> Vec<CacheUse> {
+    steps
+        .iter()
+        .map(|s| {
+            run.steps
+                .iter()
+                .find(|r| r.name == *s)
+                .unwrap_or_else(|| panic!("no report for step {s}"))
+                .cache
+                .clone()
+        })
+        .collect()
+}
+
+fn batches(run: &RunOutput, output: &str) -> RecordBatch {
+    run.output(output).unwrap().concat().unwrap()
+}
+
+const STEPS: [&str; 5] = ["raw", "keep", "wide", "stats", "scaled"];
+
+#[test]
+fn an_unchanged_pipeline_reuses_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(5_000, 1);
+    let p = pipeline(&table, -1.0, ScaleMethod::ZScore);
+
+    let cold = run(&p, &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&cold, &STEPS), vec![CacheUse::Miss; 5]);
+    let first = cold.run_id.clone().unwrap();
+
+    let warm = run(&p, &ws, Rerun::Nothing);
+    let hit = CacheUse::Hit {
+        from: first.clone(),
+    };
+    assert_eq!(cache_of(&warm, &STEPS), vec![hit; 5]);
+    // Cached outputs load when asked for, and equal what was computed.
+    assert_eq!(batches(&warm, "scaled"), batches(&cold, "scaled"));
+    assert_eq!(
+        warm.output_hash("scaled").unwrap(),
+        cold.output_hash("scaled").unwrap()
+    );
+
+    let detail = ws
+        .runs()
+        .run(warm.run_id.as_ref().unwrap().as_str())
+        .unwrap();
+    assert_eq!(detail.summary.status, RunStatus::Succeeded);
+    assert_eq!(detail.summary.hits, 5);
+    assert!(
+        detail
+            .steps
+            .iter()
+            .all(|s| s.record.reused_from.as_ref() == Some(&first)),
+        "every hit names the run that computed it"
+    );
+}
+
+#[test]
+fn a_step_whose_new_output_is_identical_lets_its_dependents_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(3_000, 2);
+    // Both thresholds are below every generated value: the filter's parameters
+    // change, its output does not.
+    run(
+        &pipeline(&table, -1e9, ScaleMethod::ZScore),
+        &ws,
+        Rerun::Nothing,
+    );
+    let second = run(
+        &pipeline(&table, -2e9, ScaleMethod::ZScore),
+        &ws,
+        Rerun::Nothing,
+    );
+    let cache = cache_of(&second, &STEPS);
+    assert!(
+        matches!(cache[0], CacheUse::Hit { .. }),
+        "raw: {:?}",
+        cache[0]
+    );
+    assert_eq!(cache[1], CacheUse::Miss, "keep has new parameters");
+    for (step, use_) in STEPS[2..].iter().zip(&cache[2..]) {
+        assert!(
+            matches!(use_, CacheUse::Hit { .. }),
+            "{step} keys on keep's output, which is unchanged: {use_:?}"
+        );
+    }
+}
+
+#[test]
+fn a_changed_parameter_reruns_the_step_and_what_depends_on_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(3_000, 3);
+    run(
+        &pipeline(&table, 0.0, ScaleMethod::ZScore),
+        &ws,
+        Rerun::Nothing,
+    );
+    let second = run(
+        &pipeline(&table, 0.5, ScaleMethod::ZScore),
+        &ws,
+        Rerun::Nothing,
+    );
+    let cache = cache_of(&second, &STEPS);
+    assert!(matches!(cache[0], CacheUse::Hit { .. }));
+    assert_eq!(&cache[1..], vec![CacheUse::Miss; 4]);
+
+    // `why` names the differing key fields.
+    let id = second.run_id.as_ref().unwrap().as_str();
+    let why = ws.why(id, "keep").unwrap();
+    assert_eq!(why.changes.len(), 1, "{why}");
+    let FieldChange {
+        field,
+        before,
+        after,
+    } = &why.changes[0];
+    assert_eq!(field, "params");
+    assert!(
+        before.contains("0.0") && after.contains("0.5"),
+        "{before} -> {after}"
+    );
+    let why = ws.why(id, "wide").unwrap();
+    assert_eq!(why.changes.len(), 1, "{why}");
+    assert!(why.changes[0].field.contains("data"), "{why}");
+    let why = ws.why(id, "raw").unwrap();
+    assert!(why.reused_from.is_some() && why.to_string().contains("cache hit"));
+}
+
+#[test]
+fn a_changed_source_file_reruns_its_reader_and_records_the_version_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let csv = dir.path().join("data.csv");
+    let build = |label: &str| {
+        let mut p = Pipeline::new("files");
+        p.add("raw", Read::new(&csv).version(label));
+        p.add("wide", Derive::new([("z", col("x") + lit(1.0))]))
+            .input("data", "raw");
+        p
+    };
+    std::fs::write(&csv, "x\n1.0\n2.0\n").unwrap();
+    let first = run(&build("v1"), &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&first, &["raw", "wide"]), vec![CacheUse::Miss; 2]);
+    let same = run(&build("v1"), &ws, Rerun::Nothing);
+    assert!(
+        cache_of(&same, &["raw", "wide"])
+            .iter()
+            .all(|c| matches!(c, CacheUse::Hit { .. }))
+    );
+
+    std::fs::write(&csv, "x\n1.0\n3.0\n").unwrap();
+    let changed = run(&build("v2"), &ws, Rerun::Nothing);
+    assert_eq!(
+        cache_of(&changed, &["raw", "wide"]),
+        vec![CacheUse::Miss; 2]
+    );
+    let row = ws
+        .runs()
+        .step_run(changed.run_id.as_ref().unwrap().as_str(), "raw")
+        .unwrap();
+    let notes = row.record.notes.unwrap_or_default();
+    assert!(notes.contains("version 'v2'"), "{notes}");
+    let why = ws
+        .why(changed.run_id.as_ref().unwrap().as_str(), "raw")
+        .unwrap();
+    assert!(
+        why.changes.iter().any(|c| c.field.contains("source:")),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_corrupt_cached_input_is_removed_recomputed_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(4_000, 4);
+    let p = pipeline(&table, 0.0, ScaleMethod::ZScore);
+    let first = run(&p, &ws, Rerun::Nothing);
+    let expected = batches(&first, "scaled");
+
+    // Damage the stored output of `wide` in the middle of the file, and drop
+    // it from this process's memory tier by opening the workspace afresh.
+    let hash = first.output_hash("wide").unwrap().unwrap();
+    let path = ws.objects().object_path(&hash);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    drop(ws);
+    let ws = open(dir.path());
+
+    // `scaled` must run, so it loads `wide`: the damage is found, `wide` runs
+    // again, and the result is what it was.
+    let second = run(&p, &ws, Rerun::Steps(vec!["scaled".into()]));
+    assert_eq!(batches(&second, "scaled"), expected);
+    let wide = second.steps.iter().rfind(|s| s.name == "wide").unwrap();
+    assert_eq!(wide.cache, CacheUse::Miss, "wide was recomputed");
+    assert!(
+        wide.notes.iter().any(|n| n.contains("corrupt")),
+        "the recomputation says why: {:?}",
+        wide.notes
+    );
+    assert!(
+        matches!(ws.objects().get(&hash).unwrap(), Lookup::Hit(_)),
+        "the object was written again, whole"
+    );
+}
+
+#[test]
+fn rerun_and_reuse_off_run_steps_that_could_be_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(2_000, 5);
+    let p = pipeline(&table, 0.0, ScaleMethod::MinMax);
+    run(&p, &ws, Rerun::Nothing);
+
+    let again = run(&p, &ws, Rerun::Steps(vec!["wide".into()]));
+    let cache = cache_of(&again, &STEPS);
+    assert_eq!(cache[2], CacheUse::Miss);
+    assert!(
+        cache[3..].iter().all(|c| matches!(c, CacheUse::Hit { .. })),
+        "wide's output is unchanged, so its dependents hit: {cache:?}"
+    );
+
+    let all = run(&p, &ws, Rerun::All);
+    assert_eq!(cache_of(&all, &STEPS), vec![CacheUse::Miss; 5]);
+
+    let mut q = Pipeline::new("off");
+    q.add("raw", MemorySource::new(table.clone()));
+    q.add("wide", Derive::new([("z", col("x") - lit(1.0))]))
+        .input("data", "raw")
+        .reuse(false);
+    run(&q, &ws, Rerun::Nothing);
+    let second = run(&q, &ws, Rerun::Nothing);
+    assert!(matches!(
+        cache_of(&second, &["raw"])[0],
+        CacheUse::Hit { .. }
+    ));
+    let wide = second.steps.iter().find(|s| s.name == "wide").unwrap();
+    assert_eq!(wide.cache, CacheUse::Off);
+    assert!(wide.notes.iter().any(|n| n.contains("reuse is off")));
+}
+
+#[test]
+fn past_outputs_and_metrics_can_be_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let metrics = RecordBatch::try_from_iter([
+        (
+            "metric",
+            Arc::new(StringArray::from(vec!["accuracy", "log_loss"])) as ArrayRef,
+        ),
+        (
+            "value",
+            Arc::new(Float64Array::from(vec![Some(0.75), None])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let mut p = pipeline(&data(1_000, 6), 0.0, ScaleMethod::ZScore);
+    p.add("evaluate", MemorySource::new(Table::from_batch(metrics)));
+    let first = run(&p, &ws, Rerun::Nothing);
+    let id = first.run_id.clone().unwrap();
+
+    // A later run changes nothing about the first one's record.
+    run(
+        &pipeline(&data(1_000, 7), 0.0, ScaleMethod::ZScore),
+        &ws,
+        Rerun::Nothing,
+    );
+    let fetched = ws.fetch_output(id.as_str(), "scaled", None).unwrap();
+    assert_eq!(fetched.concat().unwrap(), batches(&first, "scaled"));
+    let err = ws.fetch_output(id.as_str(), "nope", None).unwrap_err();
+    assert!(err.to_string().contains("scaled"), "lists the steps: {err}");
+
+    let detail = ws.runs().run(id.as_str()).unwrap();
+    let recorded: Vec<(&str, &str, f64)> = detail
+        .metrics
+        .iter()
+        .map(|m| (m.step.as_str(), m.name.as_str(), m.value))
+        .collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded[0], ("evaluate", "accuracy", 0.75));
+    assert!(recorded[1].2.is_nan(), "a null metric reads as NaN");
+
+    // Evicting the objects makes a fetch fail with advice, not wrong data.
+    ws.objects().clear().unwrap();
+    let ws = open(dir.path());
+    let err = ws.fetch_output(id.as_str(), "scaled", None).unwrap_err();
+    assert!(err.to_string().contains("run the pipeline again"), "{err}");
+}
+
+/// A step that always fails, naming itself.
+#[derive(Debug)]
+struct Fails;
+
+impl Step for Fails {
+    fn kind(&self) -> &str {
+        "fails"
+    }
+    fn inputs(&self) -> &[&str] {
+        &["data"]
+    }
+    fn outputs(&self) -> &[&str] {
+        &["out"]
+    }
+    fn params(&self) -> String {
+        String::new()
+    }
+    fn output_schemas(
+        &self,
+        _: StepContext,
+        inputs: &[SchemaRef],
+    ) -> fuseflow::Result<Vec<SchemaRef>> {
+        Ok(vec![inputs[0].clone()])
+    }
+    fn run(&self, ctx: StepContext, _: &[Table]) -> fuseflow::Result<Vec<Table>> {
+        Err(fuseflow::Error::Execution {
+            step: ctx.name.to_string(),
+            message: "deliberate failure".into(),
+        })
+    }
+}
+
+#[test]
+fn a_failed_step_is_recorded_and_the_run_marked_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let mut p = Pipeline::new("failing");
+    p.add("raw", MemorySource::new(data(100, 8)));
+    p.add("boom", Fails).input("data", "raw");
+    let options = RunOptions::default().with_workspace(Arc::clone(&ws));
+    let err = p.run_with(&options).unwrap_err();
+    assert!(err.to_string().contains("deliberate failure"), "{err}");
+
+    let runs = ws.runs().runs(Some("failing")).unwrap();
+    assert_eq!(runs[0].status, RunStatus::Failed);
+    assert!(runs[0].error.as_deref().unwrap_or("").contains("boom"));
+    let boom = ws.runs().step_run(runs[0].id.as_str(), "boom").unwrap();
+    assert!(boom.record.error.unwrap().contains("deliberate failure"));
+    // The step that succeeded is reusable by the next run.
+    let again = p.run_with(&options).unwrap_err();
+    assert!(again.to_string().contains("boom"));
+    let raw = ws.runs().step_run("latest", "raw").unwrap();
+    assert!(raw.record.cache_hit);
+}
+
+#[test]
+fn without_a_workspace_nothing_is_cached_or_recorded() {
+    let p = pipeline(&data(500, 9), 0.0, ScaleMethod::ZScore);
+    let out = p.run().unwrap();
+    assert!(out.run_id.is_none());
+    assert!(out.steps.iter().all(|s| s.cache == CacheUse::Off));
+    assert!(out.output_hash("scaled").unwrap().is_none());
+}
