@@ -362,7 +362,12 @@ fn run_job(
         ))
     );
     let hashes = match ws {
-        Some(ws) => Some(reuse::store_outputs(ws, &tables).map_err(|e| e.in_step(name))?),
+        Some(ws) => Some(
+            reuse::store_outputs(ws, &tables).map_err(|e| Error::Execution {
+                step: name.clone(),
+                message: format!("its output could not be cached: {e}"),
+            })?,
+        ),
         None => None,
     };
     Ok(Outcome::Ran { tables, hashes })

@@ -808,6 +808,11 @@ fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
             format!("cannot write ({err}); check the permissions of the file and its directory")
         }
         Some(ErrorCode::DiskFull) => "the disk is full; free some space and retry".to_string(),
+        // A write that hits a full disk or a file-size limit often surfaces
+        // as a plain I/O error rather than SQLITE_FULL.
+        Some(ErrorCode::SystemIoFailure) => format!(
+            "{err}; check that the disk has free space and the workspace is writable, then retry"
+        ),
         _ => err.to_string(),
     };
     Error::run_store(path, message)
