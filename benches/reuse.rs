@@ -35,7 +35,7 @@ use fuseflow::{CacheUse, Pipeline, RunOptions, Table, Workspace};
 fn pipeline(source: &std::path::Path) -> Pipeline {
     let columns: Vec<String> = (0..N_COLUMNS).map(column_name).collect();
     let linear = (0..N_COLUMNS).fold(lit(0.1), |acc: Expr, j| {
-        acc + lit(weight(j)) * col(&column_name(j)).clip(-5.0, 5.0)
+        acc + lit(weight(j)) * col(column_name(j)).clip(-5.0, 5.0)
     });
     let mut p = Pipeline::new("prep-score");
     p.add("raw", Read::new(source));

@@ -136,24 +136,28 @@ impl Workspace {
     /// corrupt and removed), saying to re-run the pipeline.
     pub fn fetch_output(&self, run: &str, step: &str, port: Option<&str>) -> Result<Table> {
         let (port, hex) = self.runs().find_output(run, step, port)?;
-        let hash: ContentHash = hex.parse()?;
-        let gone = |why: String| Error::Execution {
+        self.load_output(
+            &hex.parse()?,
+            step,
+            &format!("output '{port}' of run {run}"),
+        )
+    }
+
+    /// A stored output of `step` that must be there: loaded and verified, or
+    /// an error saying it is gone (`what` names it) and to re-run.
+    ///
+    /// # Errors
+    /// [`Error::Execution`] naming the step when the output is no longer
+    /// cached (evicted, or corrupt and removed); [`Error::Io`] when the
+    /// object store cannot be read.
+    pub(crate) fn load_output(&self, hash: &ContentHash, step: &str, what: &str) -> Result<Table> {
+        self.load(hash)?.found().map_err(|why| Error::Execution {
             step: step.to_string(),
             message: format!(
-                "output '{port}' ({}) of run {run} {why}; run the pipeline again to recompute it",
+                "{what} ({}) {why}; run the pipeline again to recompute it",
                 hash.short()
             ),
-        };
-        match self.load(&hash)? {
-            Lookup::Hit(table) => Ok(table),
-            Lookup::Missing => Err(gone(
-                "is no longer in the cache (evicted or cleared)".into(),
-            )),
-            Lookup::Corrupt { path, reason } => Err(gone(format!(
-                "was corrupt ({reason}); {} has been removed",
-                path.display()
-            ))),
-        }
+        })
     }
 
     /// Why a step of a run hit or missed the cache, compared field by field

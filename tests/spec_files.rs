@@ -75,6 +75,37 @@ fn wrong_value_type_names_the_key() {
 }
 
 #[test]
+fn reuse_and_version_keys_reach_the_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("d.csv"), "x\n1.0\n2.0\n").unwrap();
+    let text = "name = \"keys\"\n\
+                [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"d.csv\"\nversion = \"2026-q4\"\n\
+                [[steps]]\nname = \"sel\"\nkind = \"select\"\ninput = \"raw\"\ncolumns = [\"x\"]\nreuse = false\n";
+    let pipeline = spec::parse(text, &dir.path().join("keys.toml")).unwrap();
+    let ws = std::sync::Arc::new(fuseflow::Workspace::open(dir.path().join("ws")).unwrap());
+    let options = fuseflow::RunOptions::default().with_workspace(ws.clone());
+    pipeline.run_with(&options).unwrap();
+    let run = pipeline.run_with(&options).unwrap();
+    let cache = |step: &str| {
+        run.steps
+            .iter()
+            .find(|s| s.name == step)
+            .unwrap()
+            .cache
+            .clone()
+    };
+    assert!(matches!(cache("raw"), fuseflow::CacheUse::Hit { .. }));
+    assert_eq!(cache("sel"), fuseflow::CacheUse::Off, "reuse = false");
+    let raw = ws.runs().step_run("latest", "raw").unwrap();
+    assert!(raw.record.notes.unwrap().contains("version '2026-q4'"));
+
+    let err = parse_err(
+        "name = \"x\"\n[[steps]]\nname = \"a\"\nkind = \"read\"\npath = \"d.csv\"\nreuse = \"no\"\n",
+    );
+    assert!(err.to_string().contains("reuse"), "{err}");
+}
+
+#[test]
 fn bad_expression_names_the_key_and_position() {
     let text = parse_err("name = \"x\"\n[[steps]]\nname = \"d\"\nkind = \"derive\"\ninput = \"r\"\ncolumns = { y = \"log1p(x\" }\n").to_string();
     assert!(

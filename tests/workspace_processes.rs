@@ -32,6 +32,13 @@ fn fuseflow_in(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `fuseflow --workspace WS ARGS...` in `cwd`.
+fn fuseflow_ws(cwd: &Path, ws: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["--workspace", ws.to_str().unwrap()];
+    all.extend_from_slice(args);
+    fuseflow_in(cwd, &all)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -167,11 +174,7 @@ fn cli_history_outputs_why_and_cache_trimming() {
     let spec = example_in(dir.path());
     let ws = dir.path().join("W");
     let (cwd, spec_s, ws_s) = (dir.path(), spec.to_str().unwrap(), ws.to_str().unwrap());
-    let ff = |args: &[&str]| {
-        let mut all = vec!["--workspace", ws_s];
-        all.extend_from_slice(args);
-        fuseflow_in(cwd, &all)
-    };
+    let ff = |args: &[&str]| fuseflow_ws(cwd, &ws, args);
 
     // Two runs: the second reuses every step but the write.
     ok(ff(&["run", spec_s]));
@@ -706,15 +709,10 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
     )
     .unwrap();
 
-    ok(fuseflow_in(
+    ok(fuseflow_ws(
         dir.path(),
-        &[
-            "--workspace",
-            ws.to_str().unwrap(),
-            "run",
-            "-q",
-            small.to_str().unwrap(),
-        ],
+        &ws,
+        &["run", "-q", small.to_str().unwrap()],
     ));
     let before = verify_all_objects(&ws);
     assert_eq!(before.len(), 2, "raw and picked");
@@ -758,35 +756,26 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
     drop(workspace);
 
     // With room again, the same run succeeds and reuses the small run's objects.
-    ok(fuseflow_in(
+    ok(fuseflow_ws(
         dir.path(),
-        &[
-            "--workspace",
-            ws.to_str().unwrap(),
-            "run",
-            "-q",
-            big.to_str().unwrap(),
-        ],
+        &ws,
+        &["run", "-q", big.to_str().unwrap()],
     ));
     let after = verify_all_objects(&ws);
     assert!(before.iter().all(|h| after.contains(h)));
     assert_eq!(after.len(), 4);
-    let stdout = ok(fuseflow_in(
+    let stdout = ok(fuseflow_ws(
         dir.path(),
-        &[
-            "--workspace",
-            ws.to_str().unwrap(),
-            "run",
-            small.to_str().unwrap(),
-        ],
+        &ws,
+        &["run", small.to_str().unwrap()],
     ));
     assert_eq!(stdout.matches("hit (").count(), 2, "{stdout}");
 }
 
 /// When the disk fills while the run store is written (here: creating a new
 /// workspace), SQLite reports a generic I/O error (`SQLITE_IOERR_WRITE`, not
-/// `SQLITE_FULL`, for EFBIG and also on a full tmpfs), which `sql_error` in
-/// src/track/store.rs passes through as a bare "disk I/O error".
+/// `SQLITE_FULL`, for EFBIG and also on a full tmpfs); `sql_error` in
+/// src/track/store.rs adds the advice to check free space.
 #[test]
 fn a_full_disk_while_creating_the_run_store_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();

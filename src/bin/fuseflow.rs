@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
-use fuseflow::cache::ObjectInfo;
 use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
-use fuseflow::track::{render_run, render_runs};
+use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
@@ -226,26 +226,12 @@ fn main() -> ExitCode {
         }),
         Command::Cache { action } => open().and_then(|ws| {
             let objects = ws.objects();
-            match action {
-                CacheAction::Ls => print!("{}", render_objects(&objects.list()?)),
-                CacheAction::Gc { max_size } => {
-                    let report = objects.gc(max_size)?;
-                    println!(
-                        "removed {} objects ({}); {} remain",
-                        report.removed,
-                        human_bytes(report.freed_bytes),
-                        human_bytes(report.remaining_bytes)
-                    );
-                }
-                CacheAction::Clear => {
-                    let report = objects.clear()?;
-                    println!(
-                        "removed {} objects ({})",
-                        report.removed,
-                        human_bytes(report.freed_bytes)
-                    );
-                }
-            }
+            let text = match action {
+                CacheAction::Ls => render_objects(&objects.list()?, SystemTime::now()),
+                CacheAction::Gc { max_size } => render_gc(&objects.gc(max_size)?),
+                CacheAction::Clear => render_gc(&objects.clear()?),
+            };
+            print!("{text}");
             Ok(())
         }),
     };
@@ -339,46 +325,5 @@ fn print_run(name: &str, run: &RunOutput) {
                 println!("  {:<16} {:.6}", names.value(i), values.value(i));
             }
         }
-    }
-}
-
-/// `fuseflow cache ls`: one line per object, least recently used first.
-fn render_objects(objects: &[ObjectInfo]) -> String {
-    let mut objects: Vec<&ObjectInfo> = objects.iter().collect();
-    objects.sort_by_key(|o| o.last_used);
-    let mut out = String::new();
-    for o in &objects {
-        let age = o.last_used.elapsed().unwrap_or_default().as_secs();
-        out.push_str(&format!(
-            "{}  {:>10}  used {} ago\n",
-            o.hash,
-            human_bytes(o.bytes),
-            human_age(age)
-        ));
-    }
-    let total: u64 = objects.iter().map(|o| o.bytes).sum();
-    out.push_str(&format!(
-        "{} objects, {}\n",
-        objects.len(),
-        human_bytes(total)
-    ));
-    out
-}
-
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / (1u64 << 10) as f64),
-        b => format!("{b} B"),
-    }
-}
-
-fn human_age(secs: u64) -> String {
-    match secs {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }

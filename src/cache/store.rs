@@ -61,6 +61,22 @@ pub enum Lookup {
     },
 }
 
+impl Lookup {
+    /// The table, or why there is none as a phrase that follows the object's
+    /// name: "is no longer in the cache (evicted or cleared)", "was corrupt
+    /// (...) and has been removed".
+    pub fn found(self) -> std::result::Result<Table, String> {
+        match self {
+            Lookup::Hit(table) => Ok(table),
+            Lookup::Missing => Err("is no longer in the cache (evicted or cleared)".into()),
+            Lookup::Corrupt { path, reason } => Err(format!(
+                "was corrupt ({reason}) and has been removed ({})",
+                path.display()
+            )),
+        }
+    }
+}
+
 /// One stored object, as listed by [`ObjectStore::list`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {

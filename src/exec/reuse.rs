@@ -96,6 +96,15 @@ pub(crate) fn find_reusable(ws: &Workspace, key: &CacheKey) -> Result<Option<Ste
     Ok(hashes.iter().all(|h| ws.has(h)).then_some(row))
 }
 
+/// The run that computed a recorded step run's outputs: itself, or for a
+/// cache hit the run it reused them from.
+pub(crate) fn producer(row: &StepRunRow) -> RunId {
+    row.record
+        .reused_from
+        .clone()
+        .unwrap_or_else(|| row.run.clone())
+}
+
 /// The content hashes of a recorded step run's outputs, in port order.
 pub(crate) fn output_hashes(row: &StepRunRow) -> Result<Vec<ContentHash>> {
     row.record
@@ -157,7 +166,7 @@ pub(crate) fn record_step(
             let mut metrics = Vec::new();
             for (hash, schema) in output_hashes(row)?.iter().zip(schemas) {
                 if schema.as_deref().is_some_and(is_metrics_schema)
-                    && let crate::cache::Lookup::Hit(t) = ws.load(hash)?
+                    && let Ok(t) = ws.load(hash)?.found()
                 {
                     metrics.extend(metric_rows(&t));
                 }
@@ -165,12 +174,7 @@ pub(crate) fn record_step(
             (
                 row.record.outputs.clone(),
                 true,
-                Some(
-                    row.record
-                        .reused_from
-                        .clone()
-                        .unwrap_or_else(|| row.run.clone()),
-                ),
+                Some(producer(row)),
                 row.record.rows,
                 row.record.bytes,
                 metrics,
@@ -179,19 +183,13 @@ pub(crate) fn record_step(
     };
     let runs = ws.runs();
     let record = StepRecord {
-        step: node.name.clone(),
-        kind: node.step.kind().to_string(),
-        cache_key: key.key.to_string(),
-        key_fields: key.fields.to_text()?,
         outputs,
-        device: CPU_MODE.to_string(),
         cache_hit,
         reused_from,
-        duration,
         rows,
         bytes,
-        error: None,
         notes: (!notes.is_empty()).then(|| notes.join("; ")),
+        ..record_of(node, Some(key), duration)?
     };
     runs.replace_step(run, &record)?;
     for (name, value) in metrics {
@@ -209,28 +207,33 @@ pub(crate) fn record_failure(
     duration: Duration,
     error: &Error,
 ) -> Result<()> {
-    let key_fields = match key {
-        Some(k) => k.fields.to_text()?,
-        None => String::new(),
+    let record = StepRecord {
+        error: Some(error.to_string()),
+        ..record_of(node, key, duration)?
     };
-    ws.runs().replace_step(
-        run,
-        &StepRecord {
-            step: node.name.clone(),
-            kind: node.step.kind().to_string(),
-            cache_key: key.map(|k| k.key.to_string()).unwrap_or_default(),
-            key_fields,
-            outputs: Vec::new(),
-            device: CPU_MODE.to_string(),
-            cache_hit: false,
-            reused_from: None,
-            duration,
-            rows: 0,
-            bytes: 0,
-            error: Some(error.to_string()),
-            notes: None,
-        },
-    )
+    ws.runs().replace_step(run, &record)
+}
+
+/// A step run's record with no outputs, no error and no notes yet.
+fn record_of(node: &StepNode, key: Option<&StepKey>, duration: Duration) -> Result<StepRecord> {
+    Ok(StepRecord {
+        step: node.name.clone(),
+        kind: node.step.kind().to_string(),
+        cache_key: key.map(|k| k.key.to_string()).unwrap_or_default(),
+        key_fields: key
+            .map(|k| k.fields.to_text())
+            .transpose()?
+            .unwrap_or_default(),
+        outputs: Vec::new(),
+        device: CPU_MODE.to_string(),
+        cache_hit: false,
+        reused_from: None,
+        duration,
+        rows: 0,
+        bytes: 0,
+        error: None,
+        notes: None,
+    })
 }
 
 /// `(name, value)` pairs of a metrics table: one with exactly the columns

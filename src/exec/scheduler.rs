@@ -15,7 +15,7 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
 use super::reuse::{self, StepKey};
-use crate::cache::{ContentHash, Lookup};
+use crate::cache::ContentHash;
 use crate::error::{Error, Result, ensure};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::pipeline::step::StepContext;
@@ -156,27 +156,7 @@ impl RunOutput {
                 "output '{key}' has neither data nor a hash"
             )));
         };
-        let table = match ws.load(&hash)? {
-            Lookup::Hit(table) => table,
-            Lookup::Missing => {
-                return Err(Error::Execution {
-                    step: key.to_string(),
-                    message: format!(
-                        "the cached output {} is no longer in the workspace (evicted?); run the pipeline again to recompute it",
-                        hash.short()
-                    ),
-                });
-            }
-            Lookup::Corrupt { path, reason } => {
-                return Err(Error::Execution {
-                    step: key.to_string(),
-                    message: format!(
-                        "the cached output {} was corrupt ({reason}) and has been removed; run the pipeline again to recompute it",
-                        path.display()
-                    ),
-                });
-            }
-        };
+        let table = ws.load_output(&hash, key, "the cached output")?;
         Ok(slot.table.get_or_init(|| table))
     }
 
@@ -311,32 +291,24 @@ fn run_job(
     }
     let mut inputs = Vec::with_capacity(job.inputs.len());
     for input in job.inputs {
-        let lookup = match (input.table, input.hash, ws) {
-            (Some(t), _, _) => Lookup::Hit(t),
-            (None, Some(hash), Some(ws)) => ws.load(&hash)?,
+        let found = match (input.table, input.hash, ws) {
+            (Some(t), _, _) => Ok(t),
+            (None, Some(hash), Some(ws)) => ws.load(&hash)?.found(),
             _ => {
                 return Err(Error::Internal(
                     "an input with neither data nor a workspace".into(),
                 ));
             }
         };
-        let note = match lookup {
-            Lookup::Hit(t) => {
-                inputs.push(t);
-                continue;
+        match found {
+            Ok(t) => inputs.push(t),
+            Err(why) => {
+                return Ok(Outcome::InputLost {
+                    producer: input.producer,
+                    note: format!("a cached input {why}"),
+                });
             }
-            Lookup::Missing => "a cached input was evicted".to_string(),
-            Lookup::Corrupt { path, reason } => {
-                format!(
-                    "cached object {} was corrupt ({reason}) and was removed",
-                    path.display()
-                )
-            }
-        };
-        return Ok(Outcome::InputLost {
-            producer: input.producer,
-            note,
-        });
+        }
     }
     if job.check_schemas {
         let schemas: Vec<SchemaRef> = inputs.iter().map(|t| Arc::clone(t.schema())).collect();
@@ -375,7 +347,6 @@ fn run_job(
 
 fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<RunOutput> {
     let nodes = &pipeline.nodes;
-    let n = nodes.len();
     let ws = options.workspace.as_deref();
     let run_id = match ws {
         Some(ws) => Some(begin_run(pipeline, ws, options)?),
@@ -391,20 +362,14 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     }
     let (produced, steps, duration) = result?;
     let mut outputs = HashMap::new();
-    for (i, produced) in produced.into_iter().enumerate().take(n) {
-        let ports = nodes[i].step.outputs();
-        for (o, port) in ports.iter().enumerate() {
-            let table = OnceLock::new();
-            if let Some(t) = produced.tables.as_ref().map(|t| t[o].clone()) {
-                let _ = table.set(t);
-            }
-            outputs.insert(
-                format!("{}.{port}", nodes[i].name),
-                OutputSlot {
-                    table,
-                    hash: produced.hashes.as_ref().map(|h| h[o]),
-                },
-            );
+    for (node, produced) in nodes.iter().zip(produced) {
+        for (o, port) in node.step.outputs().iter().enumerate() {
+            let table = match &produced.tables {
+                Some(tables) => OnceLock::from(tables[o].clone()),
+                None => OnceLock::new(),
+            };
+            let hash = produced.hashes.as_ref().map(|h| h[o]);
+            outputs.insert(format!("{}.{port}", node.name), OutputSlot { table, hash });
         }
     }
     Ok(RunOutput {
@@ -436,6 +401,19 @@ fn begin_run(pipeline: &Pipeline, ws: &Workspace, options: &RunOptions) -> Resul
     )
 }
 
+/// Why a step must run although a cached result could stand in, if it must.
+fn reason_to_run(node: &StepNode, rerun: &Rerun) -> Option<&'static str> {
+    if node.step.has_side_effects() {
+        Some("runs every time: it has effects outside the workspace")
+    } else if !node.reuse {
+        Some("runs every time: reuse is off for this step")
+    } else if rerun.includes(&node.name) {
+        Some("re-run on request")
+    } else {
+        None
+    }
+}
+
 type Scheduled = (Vec<Produced>, Vec<StepReport>, Duration);
 
 fn schedule(
@@ -465,19 +443,15 @@ fn schedule(
     }
     // Steps that must run rather than reuse: asked for, or whose cached
     // outputs turned out to be lost; and the steps waiting on such a re-run.
-    let mut notes: Vec<Vec<String>> = nodes
+    let reasons: Vec<Option<&str>> = nodes
         .iter()
-        .map(|node| match () {
-            _ if ws.is_none() => vec![],
-            _ if node.step.has_side_effects() => {
-                vec!["runs every time: it has effects outside the workspace".to_string()]
-            }
-            _ if !node.reuse => vec!["runs every time: reuse is off for this step".to_string()],
-            _ if options.rerun.includes(&node.name) => vec!["re-run on request".to_string()],
-            _ => vec![],
-        })
+        .map(|node| ws.and(reason_to_run(node, &options.rerun)))
         .collect();
-    let mut must_run: Vec<bool> = notes.iter().map(|n| !n.is_empty()).collect();
+    let mut must_run: Vec<bool> = reasons.iter().map(Option::is_some).collect();
+    let mut notes: Vec<Vec<String>> = reasons
+        .iter()
+        .map(|r| r.iter().map(|s| s.to_string()).collect())
+        .collect();
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();
@@ -575,11 +549,7 @@ fn schedule(
             };
             let cache = match &outcome {
                 Outcome::Reused(row) => CacheUse::Hit {
-                    from: row
-                        .record
-                        .reused_from
-                        .clone()
-                        .unwrap_or_else(|| row.run.clone()),
+                    from: reuse::producer(row),
                 },
                 _ if ws.is_none() || !node.reuse || node.step.has_side_effects() => CacheUse::Off,
                 _ => CacheUse::Miss,

@@ -1,5 +1,5 @@
-//! Plain-text renderings of runs for the command line: `fuseflow runs` and
-//! `fuseflow show`. Times are shown in UTC and nothing depends on the
+//! Plain-text renderings for the command line: `fuseflow runs`, `fuseflow
+//! show` and `fuseflow cache`. Times are shown in UTC and nothing depends on the
 //! terminal or the locale, so the text is the same everywhere and tests can
 //! compare it exactly.
 
@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::clock::Utc;
 use super::record::{RunDetail, RunSummary};
+use crate::cache::{GcReport, ObjectInfo};
 
 /// A table of runs, one per line, in the order given: id, pipeline, status,
 /// start, duration, steps, cache hits, error.
@@ -162,6 +163,45 @@ enum Align {
 }
 use Align::{Left, Right};
 
+/// `fuseflow cache ls`: the objects, least recently used first (hash, size,
+/// time since last use as of `now`), then their count and total size.
+pub fn render_objects(objects: &[ObjectInfo], now: SystemTime) -> String {
+    let mut objects: Vec<&ObjectInfo> = objects.iter().collect();
+    objects.sort_by_key(|o| o.last_used);
+    let total: u64 = objects.iter().map(|o| o.bytes).sum();
+    let rows = objects
+        .iter()
+        .map(|o| {
+            let age = now.duration_since(o.last_used).unwrap_or_default();
+            vec![
+                o.hash.to_string(),
+                bytes(o.bytes),
+                format!("{} ago", duration(age)),
+            ]
+        })
+        .collect();
+    let mut out = if objects.is_empty() {
+        String::new()
+    } else {
+        table(
+            &[("OBJECT", Left), ("SIZE", Right), ("LAST USED", Right)],
+            rows,
+        )
+    };
+    out.push_str(&format!("{} objects, {}\n", objects.len(), bytes(total)));
+    out
+}
+
+/// `fuseflow cache gc` and `clear`: what was removed and what remains.
+pub fn render_gc(report: &GcReport) -> String {
+    format!(
+        "removed {} objects ({}); {} remain\n",
+        report.removed,
+        bytes(report.freed_bytes),
+        bytes(report.remaining_bytes)
+    )
+}
+
 /// Columns padded to their widest cell, two spaces apart, no trailing spaces.
 fn table(columns: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
@@ -239,6 +279,30 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_least_recently_used_first() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let object = |byte: u8, bytes: u64, age: u64| ObjectInfo {
+            hash: crate::cache::ContentHash::from_bytes([byte; 32]),
+            bytes,
+            last_used: now - Duration::from_secs(age),
+            path: std::path::PathBuf::new(),
+        };
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        let text = render_objects(&[object(0xaa, 1536, 5), object(0xbb, 100, 7200)], now);
+        assert_eq!(
+            text,
+            format!(
+                "OBJECT{}     SIZE   LAST USED\n\
+                 {b}    100 B   2h00m ago\n\
+                 {a}  1.5 KiB  5.00 s ago\n\
+                 2 objects, 1.6 KiB\n",
+                " ".repeat(58)
+            )
+        );
+        assert_eq!(render_objects(&[], now), "0 objects, 0 B\n");
+    }
 
     #[test]
     fn units() {

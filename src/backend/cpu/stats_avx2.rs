@@ -98,6 +98,12 @@ fn counted<const NULLS: bool>(x: __m256, word: u64, g: usize) -> __m256 {
     }
 }
 
+/// Validity bits of rows `64 w .. 64 w + 63` (`words` is empty without nulls).
+#[inline(always)]
+fn word_of(words: &[u64], w: usize) -> u64 {
+    words.get(w).copied().unwrap_or(u64::MAX)
+}
+
 /// Whether row `i` counts, for the scalar tail (`words` is empty without nulls).
 #[inline(always)]
 fn counted_scalar(x: f32, words: &[u64], i: usize) -> bool {
@@ -135,16 +141,15 @@ fn reduce_sum(acc: [__m256d; 4]) -> f64 {
 #[target_feature(enable = "avx2,fma")]
 fn first_pass<const NULLS: bool>(values: &[f32], words: &[u64]) -> FirstPass {
     let full = values.len() / WORD;
-    let ptr = values.as_ptr();
     let mut sum = [_mm256_setzero_pd(); 4];
     let mut min = [_mm256_set1_ps(f32::INFINITY); 2];
     let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
     let mut count = 0u64;
-    for w in 0..full {
-        let word = if NULLS { words[w] } else { u64::MAX };
+    for (w, chunk) in values.chunks_exact(WORD).enumerate() {
+        let word = word_of(words, w);
         for g in 0..WORD / 8 {
-            // SAFETY: row w * 64 + 8 g + 7 < full * 64 <= values.len().
-            let x = unsafe { _mm256_loadu_ps(ptr.add(w * WORD + 8 * g)) };
+            // SAFETY: lanes 8 g .. 8 g + 7 lie within the 64-value chunk.
+            let x = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * g)) };
             let m = counted::<NULLS>(x, word, g);
             count += u64::from(_mm256_movemask_ps(m).count_ones());
             let (lo, hi) = widen(_mm256_and_ps(x, m));
@@ -191,15 +196,13 @@ fn first_pass<const NULLS: bool>(values: &[f32], words: &[u64]) -> FirstPass {
 #[target_feature(enable = "avx2,fma")]
 fn second_pass<const MASKED: bool>(values: &[f32], words: &[u64], mean: f64) -> f64 {
     let full = values.len() / WORD;
-    let ptr = values.as_ptr();
     let centre = _mm256_set1_pd(mean);
     let mut m2 = [_mm256_setzero_pd(); 4];
-    let nulls = !words.is_empty();
-    for w in 0..full {
-        let word = if nulls { words[w] } else { u64::MAX };
+    for (w, chunk) in values.chunks_exact(WORD).enumerate() {
+        let word = word_of(words, w);
         for g in 0..WORD / 8 {
-            // SAFETY: as in `first_pass`.
-            let x = unsafe { _mm256_loadu_ps(ptr.add(w * WORD + 8 * g)) };
+            // SAFETY: lanes 8 g .. 8 g + 7 lie within the 64-value chunk.
+            let x = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * g)) };
             let (lo, hi) = widen(x);
             let (mut dlo, mut dhi) = (_mm256_sub_pd(lo, centre), _mm256_sub_pd(hi, centre));
             if MASKED {
