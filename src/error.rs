@@ -143,6 +143,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A compute device (CUDA or wgpu) could not be used: it is missing, ran
+    /// out of memory, rejected a kernel, or cannot compute a data type. The
+    /// planner acts on [`DeviceFailure`] (fall back to the CPU, or retry in
+    /// smaller chunks).
+    #[error("device {device}: {message}")]
+    Device {
+        /// The device as reported (`cuda:0 NVIDIA H100`, `wgpu: llvmpipe [software]`).
+        device: String,
+        /// What kind of failure, for the planner.
+        failure: DeviceFailure,
+        /// What failed and what to do about it.
+        message: String,
+    },
+
     /// An Arrow compute or layout error outside any single step.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
@@ -152,7 +166,35 @@ pub enum Error {
     Internal(String),
 }
 
+/// The kinds of [`Error::Device`], each calling for a different fallback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceFailure {
+    /// No driver, no library or no device: the work runs on the CPU.
+    Unavailable,
+    /// The device ran out of memory: retry in smaller chunks, then on the CPU.
+    OutOfMemory,
+    /// A kernel failed to compile (a bug in fuseflow's code generation).
+    Compile,
+    /// A kernel failed to launch or run, or the device reported an error.
+    Launch,
+    /// The device cannot compute a data type (f64 or i64 on wgpu, strings anywhere).
+    Unsupported,
+}
+
 impl Error {
+    /// A device failure of `failure` kind on `device`.
+    pub(crate) fn device(
+        device: impl Into<String>,
+        failure: DeviceFailure,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Device {
+            device: device.into(),
+            failure,
+            message: message.into(),
+        }
+    }
+
     /// Attach a file path to an I/O failure.
     pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         Error::Io {

@@ -13,7 +13,7 @@ pub mod pipeline;
 pub mod track;
 pub mod workspace;
 
-pub use error::{Error, Result};
+pub use error::{DeviceFailure, Error, Result};
 pub use exec::{CacheUse, Rerun, RunOptions, RunOutput, StepReport};
 pub use pipeline::{Pipeline, Step, StepContext, Table};
 pub use workspace::Workspace;

@@ -19,7 +19,7 @@ mod typecheck;
 pub use arena::{Const, ExprArena, ExprId, Node};
 pub use dtype::{DType, Scalar};
 pub use expr::{Expr, col, if_else, lit};
-pub use ops::{BinaryOp, UnaryOp};
+pub use ops::{BinaryOp, Lang, UnaryOp};
 pub(crate) use ops::{specialize_binary, specialize_unary};
 pub use parse::parse_expr;
 pub use projection::Projection;

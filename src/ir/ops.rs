@@ -4,8 +4,11 @@
 //! numeric traits below. Backends build their loops around these functions
 //! (the CPU backend specializes one tight loop per op with [`specialize_unary!`]
 //! and [`specialize_binary!`]), so a fused kernel and the op-by-op reference
-//! cannot drift apart. Later backends add their kernel-language spelling beside
-//! each op here.
+//! cannot drift apart. Beside each CPU function is the op's spelling in the
+//! GPU kernel languages ([`UnaryOp::spelling`], [`BinaryOp::spelling`]): a
+//! template over `{a}`, `{b}` and `{t}` (the WGSL type, for helpers WGSL cannot
+//! overload) that `backend::codegen` fills in. Helpers named `ff_*` are defined
+//! once per language in `kernels/wgsl/prelude.wgsl` and `kernels/cuda/prelude.cuh`.
 //!
 //! # NaN and nulls
 //! NaN is a value, never a null. Arithmetic and float functions follow IEEE 754
@@ -18,6 +21,15 @@
 use std::fmt;
 
 use super::dtype::DType;
+
+/// A GPU kernel language that fused kernels are generated in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Lang {
+    /// WGSL, for wgpu.
+    Wgsl,
+    /// CUDA C++, compiled by NVRTC.
+    Cuda,
+}
 
 /// A primitive value type the kernels compute on.
 pub trait Native: Copy + Default + PartialOrd + Send + Sync + fmt::Debug + 'static {
@@ -286,6 +298,31 @@ impl UnaryOp {
             _ => unreachable!("{self:?} is not a logical operator"),
         }
     }
+
+    /// The op in a kernel language: a template over the operand `{a}` and the
+    /// WGSL type `{t}`. The `ff_*` helpers keep the CPU's meaning where the
+    /// language leaves it open (WGSL's `log` of a negative number, integer
+    /// overflow in C++).
+    pub fn spelling(self, lang: Lang) -> &'static str {
+        use Lang::{Cuda, Wgsl};
+        match (self, lang) {
+            (UnaryOp::Neg, Wgsl) => "(-{a})",
+            (UnaryOp::Neg, Cuda) => "ff_neg({a})",
+            (UnaryOp::Abs, Wgsl) => "abs({a})",
+            (UnaryOp::Abs, Cuda) => "ff_abs({a})",
+            (UnaryOp::Sqrt, Wgsl) => "ff_sqrt_{t}({a})",
+            (UnaryOp::Sqrt, Cuda) => "ff_sqrt({a})",
+            (UnaryOp::Exp, Wgsl) => "exp({a})",
+            (UnaryOp::Exp, Cuda) => "ff_exp({a})",
+            (UnaryOp::Log, Wgsl) => "ff_log_{t}({a})",
+            (UnaryOp::Log, Cuda) => "ff_log({a})",
+            (UnaryOp::Log1p, Wgsl) => "ff_log1p_{t}({a})",
+            (UnaryOp::Log1p, Cuda) => "ff_log1p({a})",
+            (UnaryOp::Sigmoid, Wgsl) => "(1.0 / (1.0 + exp(-{a})))",
+            (UnaryOp::Sigmoid, Cuda) => "ff_sigmoid({a})",
+            (UnaryOp::Not, _) => "(!{a})",
+        }
+    }
 }
 
 /// An operator with two operands.
@@ -433,12 +470,50 @@ impl BinaryOp {
             _ => unreachable!("{self:?} is not a logical operator"),
         }
     }
+
+    /// The op in a kernel language: a template over the operands `{a}`, `{b}`
+    /// and the WGSL type `{t}`, as [`UnaryOp::spelling`]. Kleene `and`/`or`
+    /// spell the value on valid operands; the generator adds the null rules.
+    pub fn spelling(self, lang: Lang) -> &'static str {
+        use Lang::{Cuda, Wgsl};
+        match (self, lang) {
+            (BinaryOp::Add, Wgsl) => "({a} + {b})",
+            (BinaryOp::Add, Cuda) => "ff_add({a}, {b})",
+            (BinaryOp::Sub, Wgsl) => "({a} - {b})",
+            (BinaryOp::Sub, Cuda) => "ff_sub({a}, {b})",
+            (BinaryOp::Mul, Wgsl) => "({a} * {b})",
+            (BinaryOp::Mul, Cuda) => "ff_mul({a}, {b})",
+            (BinaryOp::Div, _) => "({a} / {b})",
+            (BinaryOp::Pow, Wgsl) => "ff_pow_{t}({a}, {b})",
+            (BinaryOp::Pow, Cuda) => "ff_pow({a}, {b})",
+            (BinaryOp::Min, Wgsl) => "ff_min_{t}({a}, {b})",
+            (BinaryOp::Min, Cuda) => "ff_min({a}, {b})",
+            (BinaryOp::Max, Wgsl) => "ff_max_{t}({a}, {b})",
+            (BinaryOp::Max, Cuda) => "ff_max({a}, {b})",
+            (BinaryOp::Eq, _) => "({a} == {b})",
+            (BinaryOp::NotEq, _) => "({a} != {b})",
+            (BinaryOp::Lt, _) => "({a} < {b})",
+            (BinaryOp::LtEq, _) => "({a} <= {b})",
+            (BinaryOp::Gt, _) => "({a} > {b})",
+            (BinaryOp::GtEq, _) => "({a} >= {b})",
+            (BinaryOp::And, _) => "({a} && {b})",
+            (BinaryOp::Or, _) => "({a} || {b})",
+        }
+    }
 }
 
 /// `clip(x, lo, hi)`: `lo` below, `hi` above, NaN stays NaN.
 #[inline(always)]
 pub fn clip<T: Native>(x: T, lo: T, hi: T) -> T {
     select(x < lo, lo, select(x > hi, hi, x))
+}
+
+/// [`clip`] in a kernel language, a template over `{a}` (x), `{b}` (lo), `{c}` (hi), `{t}`.
+pub fn clip_spelling(lang: Lang) -> &'static str {
+    match lang {
+        Lang::Wgsl => "ff_clip_{t}({a}, {b}, {c})",
+        Lang::Cuda => "ff_clip({a}, {b}, {c})",
+    }
 }
 
 /// A branch-free select the vectorizer turns into a blend.

@@ -1,12 +1,15 @@
 //! The CPU backend: fused block kernels and parallel reductions with rayon.
 //!
 //! - [`CpuKernel`]: a compiled [`Projection`](crate::ir::Projection), evaluated in one pass.
+//! - [`CpuBackend`]: the CPU as a [`Backend`](crate::backend::Backend).
 //! - [`stats`]: one-pass column statistics with f64 accumulation.
 
+mod device;
 pub mod kernel;
 mod plan;
 pub mod stats;
 #[cfg(target_arch = "x86_64")]
 mod stats_avx2;
 
+pub use device::CpuBackend;
 pub use kernel::{BLOCK, CpuKernel};

@@ -1,0 +1,73 @@
+// fuseflow: helpers that generated fused kernels call (see src/ir/ops.rs for
+// each op's spelling). They pin down what WGSL leaves open so that results
+// match the CPU reference: the domain of log and sqrt, NaN in min and max,
+// pow of a negative base. WGSL cannot overload, so helpers carry their type.
+
+const FF_NAN: f32 = bitcast<f32>(0x7fc00000u);
+const FF_INF: f32 = bitcast<f32>(0x7f800000u);
+
+fn ff_isnan_f32(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn ff_sqrt_f32(x: f32) -> f32 {
+    return select(sqrt(x), FF_NAN, x < 0.0);
+}
+
+fn ff_log_f32(x: f32) -> f32 {
+    if (x < 0.0) { return FF_NAN; }
+    if (x == 0.0) { return -FF_INF; }
+    return log(x);
+}
+
+// log(1 + x) accurate near zero: the rounding of u = 1 + x is corrected by x / (u - 1).
+fn ff_log1p_f32(x: f32) -> f32 {
+    if (x < -1.0) { return FF_NAN; }
+    if (x == -1.0) { return -FF_INF; }
+    let u = 1.0 + x;
+    if (u == 1.0 || u == FF_INF || ff_isnan_f32(x)) {
+        return select(x, log(u), u == FF_INF);
+    }
+    return log(u) * (x / (u - 1.0));
+}
+
+// C's pow for the cases the CPU reference defines: pow(x, 0) = 1, pow(1, y) = 1,
+// a negative base only with an integer exponent (the sign from its parity).
+fn ff_pow_f32(a: f32, b: f32) -> f32 {
+    if (b == 0.0 || a == 1.0) { return 1.0; }
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
+    if (a == 0.0) { return select(FF_INF, 0.0, b > 0.0); }
+    let magnitude = exp2(b * log2(abs(a)));
+    if (a > 0.0) { return magnitude; }
+    if (trunc(b) != b) { return FF_NAN; }
+    // Every f32 at or above 2^24 is an even integer.
+    let odd = abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
+    return select(magnitude, -magnitude, odd);
+}
+
+fn ff_min_f32(a: f32, b: f32) -> f32 {
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
+    return select(b, a, a < b);
+}
+
+fn ff_max_f32(a: f32, b: f32) -> f32 {
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
+    return select(b, a, a > b);
+}
+
+fn ff_min_i32(a: i32, b: i32) -> i32 {
+    return min(a, b);
+}
+
+fn ff_max_i32(a: i32, b: i32) -> i32 {
+    return max(a, b);
+}
+
+// clip(x, lo, hi): lo below, hi above, NaN stays NaN.
+fn ff_clip_f32(x: f32, lo: f32, hi: f32) -> f32 {
+    return select(select(x, hi, x > hi), lo, x < lo);
+}
+
+fn ff_clip_i32(x: i32, lo: i32, hi: i32) -> i32 {
+    return select(select(x, hi, x > hi), lo, x < lo);
+}
