@@ -142,9 +142,8 @@ fn unsupported(projection: &Projection, id: ExprId, dtype: DType, device: &str) 
         .map_or("?", |(name, _)| name.as_str());
     let advice = match dtype {
         DType::Utf8 => "string work runs on the CPU; place this step on `cpu`".to_string(),
-        _ => format!(
-            "cast the columns to f32/i32 first (`cast(x, f32)`), or place this step on `cpu` or `cuda`"
-        ),
+        _ => "cast the columns to f32/i32 first (`cast(x, f32)`), or place this step on `cpu` or `cuda`"
+            .to_string(),
     };
     Error::device(
         device,
