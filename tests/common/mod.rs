@@ -343,3 +343,4 @@ pub fn assert_msg(err: &fuseflow::Error, fragments: &[&str]) {
         );
     }
 }
+pub mod devices;

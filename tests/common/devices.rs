@@ -1,0 +1,34 @@
+//! The backends a test machine offers, for suites written once and run on each.
+//!
+//! The CPU is always there. GPU backends join when their device opens; when
+//! one is missing the suite prints that it skipped it, unless the matching
+//! `FUSEFLOW_REQUIRE_*` variable is `1`, in which case the test fails.
+
+use std::sync::Arc;
+
+use fuseflow::backend::{Backend, CpuBackend};
+
+/// Every backend available here, the CPU first.
+pub fn backends() -> Vec<Arc<dyn Backend>> {
+    let all: Vec<Arc<dyn Backend>> = vec![CpuBackend::shared()];
+    all
+}
+
+/// The backend `open` gives, or `None` with a printed notice (a panic when
+/// `require` is set to 1).
+pub fn gpu(
+    require: &str,
+    what: &str,
+    open: impl FnOnce() -> fuseflow::Result<Arc<dyn Backend>>,
+) -> Option<Arc<dyn Backend>> {
+    match open() {
+        Ok(backend) => Some(backend),
+        Err(e) if std::env::var(require).is_ok_and(|v| v == "1") => {
+            panic!("{require}=1 but {what} is not available: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping {what} tests: {e}");
+            None
+        }
+    }
+}
