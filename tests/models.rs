@@ -63,7 +63,7 @@ fn table_of(columns: Vec<(&str, ArrayRef)>) -> Table {
 
 /// Run a step directly (as the scheduler would) under the name "train".
 fn run_step(step: &dyn Step, inputs: &[Table]) -> fuseflow::Result<Vec<Table>> {
-    step.run(StepContext { name: "train" }, inputs)
+    step.run(StepContext::new("train"), inputs)
 }
 
 /// Train with a training step and read the model back from its output table.

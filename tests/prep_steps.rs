@@ -1231,7 +1231,7 @@ fn split_in_pool(data: &Table, fraction: f64, seed: u64, threads: usize) -> (Vec
         .unwrap();
     pool.install(|| {
         let out = Split::new(fraction, seed)
-            .run(StepContext { name: "split" }, std::slice::from_ref(data))
+            .run(StepContext::new("split"), std::slice::from_ref(data))
             .unwrap();
         assert_eq!(out.len(), 2);
         let get = |t: &Table| -> Vec<i64> {

@@ -577,7 +577,7 @@ fn fixed_detail() -> RunDetail {
             ),
             row(
                 StepRecord {
-                    device: "cuda:0".to_string(),
+                    device: "cuda: NVIDIA H100 80GB HBM3 (CUDA 13.0, sm_90)".to_string(),
                     duration: Duration::from_micros(812_300),
                     notes: Some("fell back from wgpu: f64 not supported".to_string()),
                     ..step("standardize", false)
@@ -619,9 +619,10 @@ steps     3 (1 cache hits, 1 failed)
 
 STEP         KIND         DEVICE  CACHE   REUSED FROM              MS     ROWS    BYTES
 load         standardize  cpu     hit     20250101-220000-00fe    2.3  1000000  7.6 MiB
-standardize  standardize  cuda:0  miss    -                     812.3      100    800 B
+standardize  standardize  cuda    miss    -                     812.3      100    800 B
 fit          logistic     cpu     failed  -                       0.4        0      0 B
 
+  device cuda: NVIDIA H100 80GB HBM3 (CUDA 13.0, sm_90)
   standardize: note: fell back from wgpu: f64 not supported
   fit: error: singular matrix
 

@@ -22,8 +22,10 @@ use crate::ir::{DType, Projection};
 
 pub mod codegen;
 pub mod cpu;
+mod device;
 
 pub use cpu::CpuBackend;
+pub use device::{Device, DeviceChoice, Kernel, Notes};
 pub use cpu::stats::ColumnStats;
 
 /// The kinds of compute device.

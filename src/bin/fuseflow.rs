@@ -12,6 +12,7 @@ use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
+use fuseflow::backend::DeviceChoice;
 use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
@@ -45,6 +46,11 @@ enum Command {
         /// Run in memory only: no workspace, no cache, no run record.
         #[arg(long)]
         no_workspace: bool,
+        /// The device for steps that compute and are not pinned in the spec:
+        /// auto, cpu, wgpu or cuda. A device that cannot be opened leaves its
+        /// steps on the CPU, with a note.
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
@@ -136,9 +142,13 @@ fn main() -> ExitCode {
             rerun_all,
             rerun,
             no_workspace,
+            device,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
-            let mut options = RunOptions::default();
+            let mut options = RunOptions {
+                device,
+                ..RunOptions::default()
+            };
             if let Some(n) = concurrent_steps {
                 options.max_concurrent_steps = n.max(1);
             }
@@ -282,8 +292,8 @@ fn print_run(name: &str, run: &RunOutput) {
         run.duration.as_secs_f64()
     );
     println!(
-        "{:<20} {:<15} {:>10} {:>12} {:>10}  cache",
-        "step", "kind", "ms", "rows", "MB"
+        "{:<20} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
+        "step", "kind", "device", "ms", "rows", "MB"
     );
     for step in &run.steps {
         let rows: Vec<String> = step.rows.iter().map(usize::to_string).collect();
@@ -292,8 +302,9 @@ fn print_run(name: &str, run: &RunOutput) {
             CacheUse::Miss => "miss".to_string(),
             CacheUse::Hit { from } => format!("hit ({from})"),
         };
+        let device = step.device.split(':').next().unwrap_or_default();
         println!(
-            "{:<20} {:<15} {:>10.1} {:>12} {:>10.1}  {cache}",
+            "{:<20} {:<15} {device:<6} {:>10.1} {:>12} {:>10.1}  {cache}",
             step.name,
             step.kind,
             step.duration.as_secs_f64() * 1e3,
@@ -304,10 +315,8 @@ fn print_run(name: &str, run: &RunOutput) {
             },
             step.bytes as f64 / 1e6
         );
-        if step.cache != CacheUse::Off {
-            for note in &step.notes {
-                println!("  note: {note}");
-            }
+        for note in &step.notes {
+            println!("  note: {note}");
         }
     }
     // Metrics of evaluation steps, in the order the steps finished.

@@ -17,14 +17,11 @@ use rayon::prelude::*;
 
 use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
 use crate::error::{Error, Result};
+use crate::backend::Device;
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::{Source, Table};
 use crate::track::{RunId, StepRecord, StepRunRow};
 use crate::workspace::Workspace;
-
-/// The numeric mode of steps run by the CPU backend: native dtypes, f64
-/// accumulation in reductions.
-pub(crate) const CPU_MODE: &str = "cpu";
 
 /// Input ports carrying a source's content hash are named `source:<name>`.
 const SOURCE_PREFIX: &str = "source:";
@@ -32,6 +29,8 @@ const SOURCE_PREFIX: &str = "source:";
 /// A step's cache identity in one run.
 #[derive(Debug)]
 pub(crate) struct StepKey {
+    /// The device the step was placed on, as recorded.
+    pub(crate) device: String,
     pub(crate) fields: KeyFields,
     pub(crate) key: CacheKey,
     pub(crate) sources: Vec<Source>,
@@ -39,7 +38,7 @@ pub(crate) struct StepKey {
 
 impl StepKey {
     /// Key `node` given the content hashes of its inputs, in port order.
-    pub(crate) fn new(node: &StepNode, inputs: &[ContentHash]) -> Result<StepKey> {
+    pub(crate) fn new(node: &StepNode, inputs: &[ContentHash], device: &Device) -> Result<StepKey> {
         let step = &node.step;
         let sources = step.sources().map_err(|e| e.in_step(&node.name))?;
         let mut ports: Vec<(String, ContentHash)> = step
@@ -64,10 +63,11 @@ impl StepKey {
                 step.kind(),
                 step.code_version()
             ),
-            numeric_mode: CPU_MODE.to_string(),
+            numeric_mode: device.numeric_mode(),
             inputs: ports,
         };
         Ok(StepKey {
+            device: device.to_string(),
             key: fields.key(),
             fields,
             sources,
@@ -189,7 +189,7 @@ pub(crate) fn record_step(
         rows,
         bytes,
         notes: (!notes.is_empty()).then(|| notes.join("; ")),
-        ..record_of(node, Some(key), duration)?
+        ..record_of(node, &key.device, Some(key), duration)?
     };
     runs.replace_step(run, &record)?;
     for (name, value) in metrics {
@@ -203,19 +203,25 @@ pub(crate) fn record_failure(
     ws: &Workspace,
     run: &RunId,
     node: &StepNode,
+    device: &Device,
     key: Option<&StepKey>,
     duration: Duration,
     error: &Error,
 ) -> Result<()> {
     let record = StepRecord {
         error: Some(error.to_string()),
-        ..record_of(node, key, duration)?
+        ..record_of(node, &device.to_string(), key, duration)?
     };
     ws.runs().replace_step(run, &record)
 }
 
 /// A step run's record with no outputs, no error and no notes yet.
-fn record_of(node: &StepNode, key: Option<&StepKey>, duration: Duration) -> Result<StepRecord> {
+fn record_of(
+    node: &StepNode,
+    device: &str,
+    key: Option<&StepKey>,
+    duration: Duration,
+) -> Result<StepRecord> {
     Ok(StepRecord {
         step: node.name.clone(),
         kind: node.step.kind().to_string(),
@@ -225,7 +231,7 @@ fn record_of(node: &StepNode, key: Option<&StepKey>, duration: Duration) -> Resu
             .transpose()?
             .unwrap_or_default(),
         outputs: Vec::new(),
-        device: CPU_MODE.to_string(),
+        device: device.to_string(),
         cache_hit: false,
         reused_from: None,
         duration,

@@ -16,6 +16,7 @@ use crossbeam_channel::unbounded;
 
 use super::reuse::{self, StepKey};
 use crate::cache::ContentHash;
+use crate::backend::{Device, DeviceChoice, Notes};
 use crate::error::{Error, Result, ensure};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::pipeline::step::StepContext;
@@ -36,6 +37,10 @@ pub struct RunOptions {
     /// The pipeline's definition as recorded in the run store (the CLI passes
     /// the spec file's text); by default, the pipeline's `explain` output.
     pub spec: Option<String>,
+    /// The device for steps that compute ([`Step::uses_device`](crate::Step::uses_device))
+    /// and are not pinned to one. A device that cannot be opened leaves its
+    /// steps on the CPU, with a note.
+    pub device: DeviceChoice,
 }
 
 impl Default for RunOptions {
@@ -46,6 +51,7 @@ impl Default for RunOptions {
             workspace: None,
             rerun: Rerun::Nothing,
             spec: None,
+            device: DeviceChoice::Auto,
         }
     }
 }
@@ -114,8 +120,11 @@ pub struct StepReport {
     /// Whether the outputs were reused.
     pub cache: CacheUse,
     /// Things the user should know, e.g. a corrupt cached object that was
-    /// removed and recomputed.
+    /// removed and recomputed, or a fallback to the CPU.
     pub notes: Vec<String>,
+    /// The device the step was placed on (its kernels may still have fallen
+    /// back to the CPU; the notes say so).
+    pub device: String,
 }
 
 /// The result of running a pipeline: every output of every step, and a report per step.
@@ -250,6 +259,8 @@ enum Outcome {
     Ran {
         tables: Vec<Table>,
         hashes: Option<Vec<ContentHash>>,
+        /// What the step noted while running (a fallback to the CPU).
+        notes: Vec<String>,
     },
     /// An earlier run's outputs stand in.
     Reused(Box<StepRunRow>),
@@ -268,6 +279,7 @@ struct Produced {
 /// load its inputs, run it and store its outputs.
 fn run_job(
     node: &StepNode,
+    device: &Device,
     ws: Option<&Workspace>,
     job: Job,
     key: &mut Option<StepKey>,
@@ -282,7 +294,7 @@ fn run_job(
                 })
             })
             .collect::<Result<_>>()?;
-        let k = key.insert(StepKey::new(node, &hashes)?);
+        let k = key.insert(StepKey::new(node, &hashes, device)?);
         if job.reuse
             && let Some(row) = reuse::find_reusable(ws, &k.key)?
         {
@@ -315,8 +327,10 @@ fn run_job(
         node.planned_schemas(&schemas)?;
     }
     let name = &node.name;
+    let notes = Notes::default();
     let tables = catch_unwind(AssertUnwindSafe(|| {
-        node.step.run(StepContext { name }, &inputs)
+        node.step
+            .run(StepContext::new(name).on(device, &notes), &inputs)
     }))
     .unwrap_or_else(|panic| {
         Err(Error::Execution {
@@ -342,7 +356,11 @@ fn run_job(
         ),
         None => None,
     };
-    Ok(Outcome::Ran { tables, hashes })
+    Ok(Outcome::Ran {
+        tables,
+        hashes,
+        notes: notes.take(),
+    })
 }
 
 fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<RunOutput> {
@@ -401,6 +419,33 @@ fn begin_run(pipeline: &Pipeline, ws: &Workspace, options: &RunOptions) -> Resul
     )
 }
 
+/// The device of each step: its pinned device or the run's for steps that
+/// compute, the CPU for the others. Each device is opened once; one that
+/// cannot be opened leaves its steps on the CPU, with a note on each.
+fn place(nodes: &[StepNode], default: DeviceChoice, notes: &mut [Vec<String>]) -> Vec<Device> {
+    let mut opened: HashMap<DeviceChoice, std::result::Result<Device, String>> = HashMap::new();
+    nodes
+        .iter()
+        .zip(notes)
+        .map(|(node, notes)| {
+            if !node.step.uses_device() {
+                return Device::cpu();
+            }
+            let choice = node.device.unwrap_or(default);
+            let device = opened
+                .entry(choice)
+                .or_insert_with(|| Device::open(choice).map_err(|e| e.to_string()));
+            match device {
+                Ok(device) => device.clone(),
+                Err(why) => {
+                    notes.push(format!("placed on the CPU: {why}"));
+                    Device::cpu()
+                }
+            }
+        })
+        .collect()
+}
+
 /// Why a step must run although a cached result could stand in, if it must.
 fn reason_to_run(node: &StepNode, rerun: &Rerun) -> Option<&'static str> {
     if node.step.has_side_effects() {
@@ -452,6 +497,7 @@ fn schedule(
         .iter()
         .map(|r| r.iter().map(|s| s.to_string()).collect())
         .collect();
+    let devices = place(nodes, options.device, &mut notes);
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();
@@ -460,7 +506,7 @@ fn schedule(
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
+            let (job_rx, done_tx, devices) = (job_rx.clone(), done_tx.clone(), &devices);
             // Deep expression trees recurse while being type-checked and planned; give
             // workers the room a main thread has.
             let spawned = std::thread::Builder::new()
@@ -471,7 +517,7 @@ fn schedule(
                         let step = job.step;
                         let started = start.elapsed();
                         let mut key = None;
-                        let result = run_job(&nodes[step], ws, job, &mut key);
+                        let result = run_job(&nodes[step], &devices[step], ws, job, &mut key);
                         let duration = start.elapsed() - started;
                         let done = Done {
                             step,
@@ -541,7 +587,15 @@ fn schedule(
                 Ok(outcome) => outcome,
                 Err(e) => {
                     if let (Some(ws), Some(run)) = (ws, run) {
-                        reuse::record_failure(ws, run, node, done.key.as_ref(), done.duration, &e)?;
+                        reuse::record_failure(
+                            ws,
+                            run,
+                            node,
+                            &devices[i],
+                            done.key.as_ref(),
+                            done.duration,
+                            &e,
+                        )?;
                     }
                     failure.get_or_insert(e);
                     continue;
@@ -565,7 +619,12 @@ fn schedule(
                     ready.insert((position[producer], producer));
                     continue;
                 }
-                Outcome::Ran { tables, hashes } => {
+                Outcome::Ran {
+                    tables,
+                    hashes,
+                    notes: ran_notes,
+                } => {
+                    notes[i].extend(ran_notes);
                     if let (Some(ws), Some(run), Some(key), Some(h)) = (ws, run, &done.key, &hashes)
                     {
                         let provenance = reuse::Provenance::Ran {
@@ -625,6 +684,7 @@ fn schedule(
                 bytes,
                 cache,
                 notes: std::mem::take(&mut notes[i]),
+                device: devices[i].to_string(),
             });
             // A step re-run because its output was lost releases only the
             // steps that were waiting for it; the others already have it.

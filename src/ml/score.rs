@@ -8,7 +8,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use super::design::Design;
 use super::mlp::Head;
 use super::model::Model;
-use crate::backend::cpu::CpuKernel;
+use crate::backend::{Device, Kernel, Notes};
 use crate::error::{Error, Result};
 use crate::ir::Projection;
 use crate::pipeline::table::column_index;
@@ -28,7 +28,9 @@ pub const LABEL_KEY: &str = "fuseflow.label";
 #[derive(Debug)]
 pub struct Scorer {
     model: Model,
-    kernel: CpuKernel,
+    kernel: Kernel,
+    /// Fallbacks to the CPU while scoring.
+    notes: Notes,
     fused: bool,
     keep: Vec<usize>,
     schema: SchemaRef,
@@ -94,11 +96,25 @@ impl Scorer {
         let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
         Ok(Scorer {
             model,
-            kernel: CpuKernel::compile(projection),
+            kernel: Device::cpu().kernel(projection),
+            notes: Notes::default(),
             fused,
             keep,
             schema,
         })
+    }
+
+    /// The same scorer with its fused kernel on `device`.
+    pub fn on(self, device: &Device) -> Scorer {
+        Scorer {
+            kernel: device.kernel(self.kernel.projection().clone()),
+            ..self
+        }
+    }
+
+    /// Why batches were scored on the CPU rather than the chosen device, if any were.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes.take()
     }
 
     /// The schema of scored batches: kept columns, then the score columns.
@@ -111,7 +127,7 @@ impl Scorer {
     /// # Errors
     /// [`Error::Schema`] when the batch does not match the bound schema.
     pub fn score(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let computed = self.kernel.evaluate(batch)?;
+        let computed = self.kernel.evaluate(batch, &self.notes)?;
         let mut columns: Vec<ArrayRef> = self
             .keep
             .iter()

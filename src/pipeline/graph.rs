@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 
+use crate::backend::DeviceChoice;
 use super::step::{Step, StepContext};
 use crate::error::{Error, Result, bail, ensure};
 
@@ -40,6 +41,8 @@ pub(crate) struct StepNode {
     pub(crate) bindings: Vec<(String, String)>,
     /// Whether a workspace may reuse the step's cached outputs.
     pub(crate) reuse: bool,
+    /// The device the step is pinned to, if any (else the run's).
+    pub(crate) device: Option<DeviceChoice>,
 }
 
 impl StepNode {
@@ -47,7 +50,7 @@ impl StepNode {
     pub(crate) fn planned_schemas(&self, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         let plan = || {
             self.step
-                .output_schemas(StepContext { name: &self.name }, inputs)
+                .output_schemas(StepContext::new(&self.name), inputs)
         };
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(plan))
             .unwrap_or_else(|panic| {
@@ -84,6 +87,14 @@ impl StepRef<'_> {
     /// outputs are still stored so that they can be fetched later.
     pub fn reuse(self, reuse: bool) -> Self {
         self.node.reuse = reuse;
+        self
+    }
+
+    /// Pin the step to a device (`Cpu`, `Cuda`, `Wgpu`, or `Auto` to let the
+    /// planner choose) instead of the run's device. Only steps that compute
+    /// ([`Step::uses_device`]) are placed; the others run on the CPU.
+    pub fn device(self, device: DeviceChoice) -> Self {
+        self.node.device = Some(device);
         self
     }
 
@@ -158,6 +169,7 @@ impl Pipeline {
             step,
             bindings: Vec::new(),
             reuse: true,
+            device: None,
         });
         let node = self.nodes.last_mut().expect("just pushed");
         StepRef { node }

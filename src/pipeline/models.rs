@@ -391,14 +391,19 @@ impl Step for Score {
     fn schema_depends_on_data(&self) -> bool {
         true
     }
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let model = model_from_table(ctx.name, &inputs[0])?;
-        let scorer = Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?;
+        let scorer =
+            Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?.on(ctx.device);
         let batches = inputs[1]
             .batches()
             .iter()
             .map(|b| scorer.score(b))
             .collect::<Result<Vec<_>>>()?;
+        scorer.take_notes().into_iter().for_each(|n| ctx.notes.add(n));
         Ok(vec![Table::try_new(
             Arc::clone(scorer.output_schema()),
             batches,

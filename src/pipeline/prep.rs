@@ -59,14 +59,15 @@ fn with_columns_schema(
 
 /// Evaluate `exprs` over every chunk with one fused kernel and replace or append
 /// the resulting columns; untouched columns are passed through without copying.
-fn with_columns(step: &str, input: &Table, exprs: &[(String, Expr)]) -> Result<Table> {
+fn with_columns(ctx: StepContext, input: &Table, exprs: &[(String, Expr)]) -> Result<Table> {
+    let step = ctx.name;
     let (schema, projection) = with_columns_schema(step, input.schema(), exprs)?;
-    let kernel = CpuKernel::compile(projection);
+    let kernel = ctx.device.kernel(projection);
     let batches = input
         .batches()
         .iter()
         .map(|batch| {
-            let computed = kernel.evaluate(batch).map_err(in_step(step))?;
+            let computed = kernel.evaluate(batch, ctx.notes).map_err(in_step(step))?;
             let columns: Vec<ArrayRef> = schema
                 .fields()
                 .iter()
@@ -307,8 +308,11 @@ impl Step for Derive {
             with_columns_schema(ctx.name, &inputs[0], &self.columns)?.0,
         ])
     }
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        Ok(vec![with_columns(ctx.name, &inputs[0], &self.columns)?])
+        Ok(vec![with_columns(ctx, &inputs[0], &self.columns)?])
     }
 }
 
@@ -387,6 +391,9 @@ impl Step for FitStats {
         }
         Ok(vec![self.schema()])
     }
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let data = &inputs[0];
         let columns: Vec<(String, Vec<ArrayRef>)> = self
@@ -394,7 +401,7 @@ impl Step for FitStats {
             .iter()
             .map(|c| Ok((c.clone(), data.column(ctx.name, c)?)))
             .collect::<Result<_>>()?;
-        let fitted = stats::column_stats(&columns)?;
+        let fitted = ctx.device.column_stats(&columns, ctx.notes)?;
         for ((name, _), s) in columns.iter().zip(&fitted) {
             let problem = if s.nans > 0 {
                 Some(format!(
@@ -608,10 +615,13 @@ impl Step for Scale {
             with_columns_schema(ctx.name, &inputs[0], &self.exprs(ctx.name, &columns, None)?)?.0,
         ])
     }
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let columns = stats_columns(ctx.name, inputs[1].schema())?;
         Ok(vec![with_columns(
-            ctx.name,
+            ctx,
             &inputs[0],
             &self.exprs(ctx.name, &columns, Some(&inputs[1]))?,
         )?])
@@ -701,9 +711,12 @@ impl Step for FillNull {
             with_columns_schema(ctx.name, &inputs[0], &self.exprs(ctx.name, None)?)?.0,
         ])
     }
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         Ok(vec![with_columns(
-            ctx.name,
+            ctx,
             &inputs[0],
             &self.exprs(ctx.name, inputs.get(1))?,
         )?])

@@ -37,6 +37,7 @@ use super::prep::{
     Scale, ScaleMethod, Select, Split, UnknownCategory,
 };
 use super::step::Step;
+use crate::backend::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Scalar, parse_expr};
 use crate::ml::logistic::LogisticConfig;
@@ -105,8 +106,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         let name = reader.string("name")?;
         let kind = reader.string("kind")?;
         let reuse = reader.boolean("reuse", true)?;
+        let device = reader
+            .opt_string("device")?
+            .map(|d| d.parse::<DeviceChoice>().map_err(|e| reader.error(format!("key 'device': {e}"))))
+            .transpose()?;
         let (step, bindings) = reader.build(&name, &kind)?;
         let mut handle = pipeline.add_shared(name, step).reuse(reuse);
+        if let Some(device) = device {
+            handle = handle.device(device);
+        }
         for (port, reference) in bindings {
             handle = handle.input(&port, &reference);
         }

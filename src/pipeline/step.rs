@@ -1,10 +1,12 @@
 //! The [`Step`] trait: what every step, built-in or user-written, implements.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
 
 use super::table::Table;
+use crate::backend::{Device, Notes};
 use crate::cache::ContentHash;
 use crate::error::Result;
 
@@ -13,6 +15,33 @@ use crate::error::Result;
 pub struct StepContext<'a> {
     /// The step's name in the pipeline; errors should name it.
     pub name: &'a str,
+    /// The device placed for the step's compute (fused kernels, statistics,
+    /// scoring); steps that do no numeric work ignore it.
+    pub device: &'a Device,
+    /// Where the step leaves notes for its run record (a fallback to the CPU).
+    pub notes: &'a Notes,
+}
+
+impl<'a> StepContext<'a> {
+    /// A context for running `name` on the CPU, its notes dropped.
+    pub fn new(name: &'a str) -> Self {
+        static CPU: OnceLock<Device> = OnceLock::new();
+        static DROPPED: OnceLock<Notes> = OnceLock::new();
+        StepContext {
+            name,
+            device: CPU.get_or_init(Device::cpu),
+            notes: DROPPED.get_or_init(Notes::default),
+        }
+    }
+
+    /// The same context on `device`, with notes going to `notes`.
+    pub fn on(self, device: &'a Device, notes: &'a Notes) -> Self {
+        StepContext {
+            device,
+            notes,
+            ..self
+        }
+    }
 }
 
 /// A unit of work in a pipeline: named inputs in, named outputs out.
@@ -98,6 +127,13 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// (writing a file). Such steps run every time: a cached result would skip
     /// the effect.
     fn has_side_effects(&self) -> bool {
+        false
+    }
+
+    /// Whether the step computes on [`StepContext::device`]. Such steps are
+    /// placed on the run's (or their pinned) device, and the device's numeric
+    /// mode enters their cache key; the others always run on the CPU.
+    fn uses_device(&self) -> bool {
         false
     }
 }

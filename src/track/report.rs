@@ -93,7 +93,8 @@ pub fn render_run(detail: &RunDetail) -> String {
                 vec![
                     r.step.clone(),
                     r.kind.clone(),
-                    r.device.clone(),
+                    // The device's kind; its full description is listed below.
+                    r.device.split(':').next().unwrap_or_default().to_string(),
                     if r.error.is_some() {
                         "failed"
                     } else if r.cache_hit {
@@ -126,6 +127,17 @@ pub fn render_run(detail: &RunDetail) -> String {
             rows,
         ));
         let mut remarks = String::new();
+        let mut devices: Vec<&str> = detail
+            .steps
+            .iter()
+            .map(|row| row.record.device.as_str())
+            .filter(|d| d.contains(':'))
+            .collect();
+        devices.sort_unstable();
+        devices.dedup();
+        for device in devices {
+            remarks.push_str(&format!("  device {device}\n"));
+        }
         for row in &detail.steps {
             let r = &row.record;
             if let Some(e) = &r.error {
