@@ -72,18 +72,7 @@ pub fn fused_body(
     device: &str,
 ) -> Result<FusedBody> {
     let arena = projection.arena();
-    let mut needed = vec![false; arena.len()];
-    for (_, root) in projection.outputs() {
-        needed[root.index()] = true;
-    }
-    for id in arena.ids().collect::<Vec<_>>().into_iter().rev() {
-        if needed[id.index()] {
-            for child in arena.node(id).children() {
-                needed[child.index()] = true;
-            }
-        }
-    }
-
+    let needed = projection.live_nodes();
     let mut body = Generator {
         lang,
         projection,

@@ -157,9 +157,11 @@ impl Device {
 
     /// Compile `projection` for this device.
     pub fn kernel(&self, projection: Projection) -> Kernel {
+        let live = projection.live_nodes();
         let unsupported = projection
             .arena()
             .ids()
+            .filter(|id| live[id.index()])
             .map(|id| projection.arena().dtype(id))
             .find(|d| !self.info().supports(*d));
         Kernel {
@@ -244,7 +246,9 @@ impl Kernel {
         }
         match self.on_device(batch) {
             Ok(out) => Ok(out),
-            Err(Error::Device { failure, message, .. }) => {
+            Err(Error::Device {
+                failure, message, ..
+            }) => {
                 let what = match failure {
                     DeviceFailure::OutOfMemory => "out of memory even in pieces",
                     DeviceFailure::Compile => "the kernel did not compile",
@@ -276,13 +280,14 @@ impl Kernel {
                 if !reads[i] {
                     return Ok(None);
                 }
-                let array: &ArrayRef = batch.column_by_name(field.name()).ok_or_else(|| {
-                    Error::Schema {
-                        step: "<expression>".into(),
-                        column: field.name().clone(),
-                        message: "the column is missing from this batch".into(),
-                    }
-                })?;
+                let array: &ArrayRef =
+                    batch
+                        .column_by_name(field.name())
+                        .ok_or_else(|| Error::Schema {
+                            step: "<expression>".into(),
+                            column: field.name().clone(),
+                            message: "the column is missing from this batch".into(),
+                        })?;
                 backend.upload(array).map(Some)
             })
             .collect::<Result<Vec<_>>>();
@@ -319,7 +324,8 @@ impl Kernel {
 fn columns_read(projection: &Projection) -> Vec<bool> {
     let mut reads = vec![false; projection.input_schema().fields().len()];
     let arena = projection.arena();
-    for id in arena.ids() {
+    let live = projection.live_nodes();
+    for id in arena.ids().filter(|id| live[id.index()]) {
         if let Node::Column(c) = arena.node(id) {
             reads[*c] = true;
         }

@@ -25,8 +25,8 @@ pub mod cpu;
 mod device;
 
 pub use cpu::CpuBackend;
-pub use device::{Device, DeviceChoice, Kernel, Notes};
 pub use cpu::stats::ColumnStats;
+pub use device::{Device, DeviceChoice, Kernel, Notes};
 
 /// The kinds of compute device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,12 +7,12 @@ use std::time::SystemTime;
 
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
+use fuseflow::backend::DeviceChoice;
 use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
-use fuseflow::backend::DeviceChoice;
 use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.

@@ -15,9 +15,9 @@ use arrow_array::types::Float64Type;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use rayon::prelude::*;
 
+use crate::backend::Device;
 use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
 use crate::error::{Error, Result};
-use crate::backend::Device;
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::{Source, Table};
 use crate::track::{RunId, StepRecord, StepRunRow};

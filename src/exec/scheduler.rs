@@ -15,8 +15,8 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
 use super::reuse::{self, StepKey};
-use crate::cache::ContentHash;
 use crate::backend::{Device, DeviceChoice, Notes};
+use crate::cache::ContentHash;
 use crate::error::{Error, Result, ensure};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::pipeline::step::StepContext;

@@ -61,6 +61,23 @@ impl Projection {
         &self.outputs
     }
 
+    /// Which arena nodes the outputs depend on, by node index (type checking
+    /// can leave nodes no output reads, e.g. a literal before its coercion).
+    pub fn live_nodes(&self) -> Vec<bool> {
+        let mut live = vec![false; self.arena.len()];
+        for (_, root) in &self.outputs {
+            live[root.index()] = true;
+        }
+        for id in self.arena.ids().collect::<Vec<_>>().into_iter().rev() {
+            if live[id.index()] {
+                for child in self.arena.node(id).children() {
+                    live[child.index()] = true;
+                }
+            }
+        }
+        live
+    }
+
     /// The schema of the evaluated result (every column nullable).
     pub fn output_schema(&self) -> SchemaRef {
         let fields: Vec<Field> = self

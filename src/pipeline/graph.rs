@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 
-use crate::backend::DeviceChoice;
 use super::step::{Step, StepContext};
+use crate::backend::DeviceChoice;
 use crate::error::{Error, Result, bail, ensure};
 
 /// A DAG of named steps joined by named data dependencies.

@@ -396,14 +396,16 @@ impl Step for Score {
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let model = model_from_table(ctx.name, &inputs[0])?;
-        let scorer =
-            Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?.on(ctx.device);
+        let scorer = Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?.on(ctx.device);
         let batches = inputs[1]
             .batches()
             .iter()
             .map(|b| scorer.score(b))
             .collect::<Result<Vec<_>>>()?;
-        scorer.take_notes().into_iter().for_each(|n| ctx.notes.add(n));
+        scorer
+            .take_notes()
+            .into_iter()
+            .for_each(|n| ctx.notes.add(n));
         Ok(vec![Table::try_new(
             Arc::clone(scorer.output_schema()),
             batches,

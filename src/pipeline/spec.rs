@@ -108,7 +108,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
         let reuse = reader.boolean("reuse", true)?;
         let device = reader
             .opt_string("device")?
-            .map(|d| d.parse::<DeviceChoice>().map_err(|e| reader.error(format!("key 'device': {e}"))))
+            .map(|d| {
+                d.parse::<DeviceChoice>()
+                    .map_err(|e| reader.error(format!("key 'device': {e}")))
+            })
             .transpose()?;
         let (step, bindings) = reader.build(&name, &kind)?;
         let mut handle = pipeline.add_shared(name, step).reuse(reuse);
