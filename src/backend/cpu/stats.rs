@@ -34,7 +34,7 @@ pub struct ColumnStats {
 }
 
 impl ColumnStats {
-    pub(super) const EMPTY: ColumnStats = ColumnStats {
+    pub(crate) const EMPTY: ColumnStats = ColumnStats {
         count: 0,
         nulls: 0,
         nans: 0,
@@ -55,7 +55,7 @@ impl ColumnStats {
     }
 
     /// Combine two partial results (Chan et al.), `self` first.
-    fn merge(self, other: ColumnStats) -> ColumnStats {
+    pub(crate) fn merge(self, other: ColumnStats) -> ColumnStats {
         let (na, nb) = (self.finite_count() as f64, other.finite_count() as f64);
         let (mean, m2) = if nb == 0.0 {
             (self.mean, self.m2)
