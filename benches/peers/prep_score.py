@@ -15,6 +15,10 @@ and polars on data generated here, optionally runs fuseflow's Rust bench
 agree, and prints a markdown table. See README.md next to this file.
 """
 
+# Annotations stay unevaluated, so that torch_prep_score.py can import this
+# module's data generator where polars and pyarrow are not installed.
+from __future__ import annotations
+
 import os
 
 # The blocked numpy fit calls np.dot on blocks of rows; OpenBLAS' thread

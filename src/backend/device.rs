@@ -91,7 +91,8 @@ impl Device {
     pub fn open(choice: DeviceChoice) -> Result<Device> {
         Ok(match choice {
             DeviceChoice::Auto | DeviceChoice::Cpu => Device::cpu(),
-            DeviceChoice::Wgpu | DeviceChoice::Cuda => todo!("MERGE: gpu backends"),
+            DeviceChoice::Wgpu => todo!("MERGE: wgpu"),
+            DeviceChoice::Cuda => Device(super::cuda::CudaBackend::shared()?),
         })
     }
 

@@ -8,6 +8,7 @@
 //! the backend which made them can read.
 //!
 //! - [`cpu`]: rayon over Arrow buffers in place; always available.
+//! - [`cuda`]: NVIDIA GPUs, with the CUDA libraries loaded at run time.
 //! - [`codegen`]: fused kernels as source text (WGSL, CUDA C), generated from
 //!   the IR with each operator's spelling taken from [`crate::ir::ops`].
 
@@ -22,10 +23,12 @@ use crate::ir::{DType, Projection};
 
 pub mod codegen;
 pub mod cpu;
+pub mod cuda;
 mod device;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;
+pub use cuda::CudaBackend;
 pub use device::{Device, DeviceChoice, Kernel, Notes};
 
 /// The kinds of compute device.

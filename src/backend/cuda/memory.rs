@@ -1,0 +1,259 @@
+//! Columns in device memory, and copies between Arrow buffers and the device
+//! through pinned staging buffers.
+//!
+//! A copy runs in [`CHUNK`]-byte pieces through two page-locked host buffers
+//! used in turn: while the DMA engine copies one buffer, the CPU fills (or
+//! drains) the other. Each buffer has an event recorded after its copy, and
+//! the CPU waits on that event before touching the buffer again, so host to
+//! device runs at the speed of the slower of `memcpy` and PCIe, instead of
+//! the driver's own, synchronous staging of pageable memory. An upload
+//! returns once its last chunk is queued: the staging buffers, not the
+//! caller's Arrow buffers, are what the queued copies read.
+//!
+//! Validity and bool bits are re-aligned to offset 0 on the way in (a sliced
+//! Arrow array may start mid-byte) and padded with zero bits to whole u32
+//! words, the unit kernels read.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, make_array, types};
+use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer};
+use arrow_data::ArrayData;
+use cudarc::driver::{CudaEvent, CudaSlice, PinnedHostSlice};
+
+use super::device::Device;
+use crate::backend::DeviceArray;
+use crate::error::{DeviceFailure, Error, Result};
+use crate::ir::DType;
+
+/// Bytes per staged piece of a transfer: large enough that per-copy overhead
+/// is negligible, small enough that two pieces overlap well.
+pub(super) const CHUNK: usize = 16 << 20;
+
+/// A column in device memory: values (bool columns as bit words) and, when
+/// the column has nulls, its validity words. Both start at row 0.
+#[derive(Debug)]
+pub(super) struct CudaColumn {
+    /// The values, `len * width` bytes (bool: `words(len) * 4`), at least 4.
+    pub(super) values: CudaSlice<u8>,
+    /// The validity bitmap as `words(len)` u32 words, when there are nulls.
+    pub(super) validity: Option<CudaSlice<u8>>,
+}
+
+/// The CUDA column behind a device array.
+pub(super) fn column(array: &DeviceArray) -> Result<&CudaColumn> {
+    array.storage::<CudaColumn>().ok_or_else(|| {
+        Error::Internal("a device array from another backend was given to CUDA".into())
+    })
+}
+
+/// Number of u32 words holding `len` bits.
+pub(super) fn words(len: usize) -> usize {
+    len.div_ceil(32)
+}
+
+/// Bytes of device memory for the values of `len` rows of `dtype`.
+pub(super) fn value_bytes(dtype: DType, len: usize) -> usize {
+    match dtype {
+        DType::Bool => words(len) * 4,
+        DType::Int32 | DType::Float32 => len * 4,
+        DType::Int64 | DType::Float64 => len * 8,
+        DType::Utf8 => 0,
+    }
+}
+
+/// Two pinned host buffers and the events that say when their last copy ended.
+#[derive(Debug)]
+pub(super) struct Staging {
+    buffers: [PinnedHostSlice<u8>; 2],
+    events: [CudaEvent; 2],
+}
+
+impl Staging {
+    /// Allocate the page-locked buffers (not write-combined: downloads read them).
+    pub(super) fn new(device: &Device) -> Result<Staging> {
+        let pinned = || {
+            // SAFETY: the buffer is only read after a copy or the CPU has filled it.
+            unsafe { device.ctx.alloc_pinned_with_flags::<u8>(CHUNK, 0) }.map_err(|e| {
+                device.driver_error(DeviceFailure::OutOfMemory, "allocating pinned staging memory", "cuMemHostAlloc", e)
+            })
+        };
+        let event = || {
+            device.ctx.new_event(None).map_err(|e| {
+                device.driver_error(DeviceFailure::Launch, "creating a staging event", "cuEventCreate", e)
+            })
+        };
+        Ok(Staging {
+            buffers: [pinned()?, pinned()?],
+            events: [event()?, event()?],
+        })
+    }
+
+    /// Wait for the last copy through buffer `b`, then hand it out.
+    fn buffer(&mut self, device: &Device, b: usize, doing: &str) -> Result<&mut [u8]> {
+        self.events[b]
+            .synchronize()
+            .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuEventSynchronize", e))?;
+        self.buffers[b]
+            .as_mut_slice()
+            .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuEventSynchronize", e))
+    }
+
+    fn record(&self, device: &Device, b: usize, doing: &str) -> Result<()> {
+        self.events[b]
+            .record(&device.stream)
+            .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuEventRecord", e))
+    }
+
+    /// Copy `bytes` into new device memory (at least 4 bytes, so that empty
+    /// columns still have an address).
+    pub(super) fn to_device(&mut self, device: &Device, bytes: &[u8]) -> Result<CudaSlice<u8>> {
+        let doing = "uploading a column";
+        let mut dst = alloc(device, bytes.len(), doing)?;
+        for (i, piece) in bytes.chunks(CHUNK).enumerate() {
+            let b = i % 2;
+            let buffer = self.buffer(device, b, doing)?;
+            buffer[..piece.len()].copy_from_slice(piece);
+            let start = i * CHUNK;
+            device
+                .stream
+                .memcpy_htod(&buffer[..piece.len()], &mut dst.slice_mut(start..start + piece.len()))
+                .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyHtoDAsync", e))?;
+            self.record(device, b, doing)?;
+        }
+        Ok(dst)
+    }
+
+    /// Copy the first `out.len()` bytes of `src` into `out`, two pieces in flight.
+    pub(super) fn to_host(&mut self, device: &Device, src: &CudaSlice<u8>, out: &mut [u8]) -> Result<()> {
+        let doing = "downloading a column";
+        let total = out.len();
+        let pieces = total.div_ceil(CHUNK);
+        let range = |i: usize| i * CHUNK..((i + 1) * CHUNK).min(total);
+        let enqueue = |staging: &mut Staging, i: usize| -> Result<()> {
+            let b = i % 2;
+            let r = range(i);
+            let buffer = staging.buffer(device, b, doing)?;
+            device
+                .stream
+                .memcpy_dtoh(&src.slice(r.clone()), &mut buffer[..r.len()])
+                .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyDtoHAsync", e))?;
+            staging.record(device, b, doing)
+        };
+        for i in 0..pieces.min(2) {
+            enqueue(self, i)?;
+        }
+        for i in 0..pieces {
+            let r = range(i);
+            let buffer = self.buffer(device, i % 2, doing)?;
+            out[r.clone()].copy_from_slice(&buffer[..r.len()]);
+            if i + 2 < pieces {
+                enqueue(self, i + 2)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    /// Queued copies may still read or write the pinned buffers: wait for
+    /// them before the memory is unpinned and freed.
+    fn drop(&mut self) {
+        for event in &self.events {
+            // An error here was already reported by the copy that caused it.
+            let _ = event.synchronize();
+        }
+    }
+}
+
+/// Uninitialized device memory of `bytes` bytes (at least 4).
+pub(super) fn alloc(device: &Device, bytes: usize, doing: &str) -> Result<CudaSlice<u8>> {
+    // SAFETY: every byte is written (by a copy or a kernel) before it is read.
+    unsafe { device.stream.alloc::<u8>(bytes.max(4)) }
+        .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemAllocAsync", e))
+}
+
+/// Zeroed device memory of `bytes` bytes (at least 4).
+pub(super) fn alloc_zeros(device: &Device, bytes: usize, doing: &str) -> Result<CudaSlice<u8>> {
+    device
+        .stream
+        .alloc_zeros::<u8>(bytes.max(4))
+        .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemAllocAsync/cuMemsetD8Async", e))
+}
+
+/// Bits as little-endian u32 words from bit 0, with bits past `len` zero.
+fn bit_words(bits: &BooleanBuffer) -> Vec<u8> {
+    let aligned = bits.sliced();
+    let mut out = vec![0u8; words(bits.len()) * 4];
+    let used = bits.len().div_ceil(8);
+    out[..used].copy_from_slice(&aligned.as_slice()[..used]);
+    if bits.len() % 8 != 0 {
+        out[used - 1] &= (1u8 << (bits.len() % 8)) - 1;
+    }
+    out
+}
+
+/// Copy an Arrow array to the device.
+pub(super) fn upload(device: &Device, staging: &mut Staging, array: &ArrayRef) -> Result<DeviceArray> {
+    let dtype = DType::from_arrow(array.data_type())
+        .filter(|d| *d != DType::Utf8)
+        .ok_or_else(|| {
+            device.error(
+                DeviceFailure::Unsupported,
+                format!(
+                    "cannot upload a column of type {}: CUDA holds bool, i32, i64, f32 and f64 \
+                     columns; keep string work on `cpu`",
+                    array.data_type()
+                ),
+            )
+        })?;
+    let bits;
+    let values: &[u8] = match dtype {
+        DType::Bool => {
+            bits = bit_words(array.as_boolean().values());
+            &bits
+        }
+        DType::Int32 => bytemuck::cast_slice(array.as_primitive::<types::Int32Type>().values()),
+        DType::Int64 => bytemuck::cast_slice(array.as_primitive::<types::Int64Type>().values()),
+        DType::Float32 => bytemuck::cast_slice(array.as_primitive::<types::Float32Type>().values()),
+        DType::Float64 => bytemuck::cast_slice(array.as_primitive::<types::Float64Type>().values()),
+        DType::Utf8 => unreachable!("filtered above"),
+    };
+    let values = staging.to_device(device, values)?;
+    let validity = match array.logical_nulls().filter(|n| n.null_count() > 0) {
+        Some(nulls) => Some(staging.to_device(device, &bit_words(nulls.inner()))?),
+        None => None,
+    };
+    Ok(DeviceArray::new(
+        dtype,
+        array.len(),
+        array.logical_null_count(),
+        Arc::new(CudaColumn { values, validity }),
+    ))
+}
+
+/// Copy a device array back into an Arrow array with its validity.
+pub(super) fn download(device: &Device, staging: &mut Staging, array: &DeviceArray) -> Result<ArrayRef> {
+    let col = column(array)?;
+    let len = array.len();
+    let fetch = |staging: &mut Staging, src: &CudaSlice<u8>, bytes: usize| -> Result<Buffer> {
+        let mut host = MutableBuffer::from_len_zeroed(bytes);
+        staging.to_host(device, src, host.as_slice_mut())?;
+        Ok(host.into())
+    };
+    let values = fetch(staging, &col.values, value_bytes(array.dtype(), len))?;
+    let nulls = match (&col.validity, array.null_count()) {
+        (Some(validity), n) if n > 0 => {
+            let bits = fetch(staging, validity, words(len) * 4)?;
+            Some(NullBuffer::new(BooleanBuffer::new(bits, 0, len)))
+        }
+        _ => None,
+    };
+    let data = ArrayData::builder(array.dtype().to_arrow())
+        .len(len)
+        .add_buffer(values)
+        .nulls(nulls)
+        .build()?;
+    Ok(make_array(data))
+}

@@ -1,0 +1,250 @@
+//! The CUDA backend against the CPU reference, on a real GPU.
+//!
+//! Every test starts with [`cuda_or_skip`]: without a device (or driver, or
+//! NVRTC) it prints `skipping CUDA tests: <reason>` and passes, unless
+//! `FUSEFLOW_REQUIRE_CUDA=1`, where it fails.
+//!
+//! Inputs are seeded random columns with ~10% nulls and NaN / inf values,
+//! sliced at offsets that start validity bitmaps mid-byte, of lengths that do
+//! not divide a warp (32), a block (256) or a statistics chunk (8192).
+//!
+//! Tolerances: `+ - * /`, `sqrt`, comparisons, casts, `min`/`max`/`clip` and
+//! every null rule must match the CPU bit for bit (kernels are compiled with
+//! `--fmad=false`); `exp`, `log`, `log1p`, `sigmoid`, `pow` go through
+//! different math libraries and must satisfy `|x-y| <= max(R*|x+y|, A)` with
+//! `R = A = 4e-6` (f32) or `R = A = 1e-13` (f64). Statistics: counts exactly,
+//! mean/m2/min/max with `R = A = 1e-12`. Products: `R = 1e-5`, `A = 1e-4`.
+
+mod common;
+#[path = "common/projections.rs"]
+mod projections;
+
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float32Array};
+use common::*;
+use fuseflow::backend::{Backend, CpuBackend, CudaBackend, DeviceArray, DeviceKind, Matrix};
+use fuseflow::{DeviceFailure, Error};
+
+/// The shared CUDA backend, or `None` (with a printed reason) when this
+/// machine cannot run CUDA; panics instead under `FUSEFLOW_REQUIRE_CUDA=1`.
+fn cuda_or_skip() -> Option<Arc<CudaBackend>> {
+    match CudaBackend::shared() {
+        Ok(cuda) => Some(cuda),
+        Err(e) if std::env::var("FUSEFLOW_REQUIRE_CUDA").as_deref() == Ok("1") => {
+            panic!("FUSEFLOW_REQUIRE_CUDA=1 but CUDA cannot be used: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping CUDA tests: {e}");
+            None
+        }
+    }
+}
+
+const LENGTHS: [usize; 8] = [0, 1, 31, 33, 257, 8191, 8193, 100_003];
+
+/// One random column per input of `projections::schema()` (the string
+/// column empty of meaning, all null), each sliced at its own offset.
+fn inputs(rng: &mut Rng, n: usize) -> Vec<ArrayRef> {
+    let extra = 13;
+    let slice = |a: ArrayRef, offset: usize| a.slice(offset, n);
+    vec![
+        slice(f32_array(&gen_f32(rng, n + extra)), 3),
+        slice(f64_array(&gen_f64(rng, n + extra)), 5),
+        slice(i32_array(&gen_i32(rng, n + extra)), 7),
+        slice(i64_array(&gen_i64(rng, n + extra)), 1),
+        slice(bool_array(&gen_bool(rng, n + extra)), 11),
+        slice(str_array(&gen_str(rng, n + extra)), 2),
+    ]
+}
+
+/// Assert two Arrow arrays agree: nulls exactly, values exactly or within
+/// the transcendental tolerance when `approx`.
+fn assert_same(actual: &ArrayRef, expected: &ArrayRef, approx: bool, what: &str) {
+    assert_eq!(actual.data_type(), expected.data_type(), "{what}: type");
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    assert_eq!(actual.null_count(), expected.null_count(), "{what}: null count");
+    let check = |a: Vec<Option<f64>>, e: Vec<Option<f64>>, rel: f64| {
+        for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+            let ok = match (x, y) {
+                (Some(x), Some(y)) if rel == 0.0 => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                (Some(x), Some(y)) => close(*x, *y, rel, rel),
+                (None, None) => true,
+                _ => false,
+            };
+            assert!(ok, "{what}: row {i}: CUDA {x:?}, CPU {y:?}");
+        }
+    };
+    let widen32 = |v: Vec<Option<f32>>| v.into_iter().map(|x| x.map(f64::from)).collect::<Vec<_>>();
+    match actual.data_type() {
+        arrow_schema::DataType::Float32 => check(
+            widen32(f32_values(actual.as_ref())),
+            widen32(f32_values(expected.as_ref())),
+            if approx { 4e-6 } else { 0.0 },
+        ),
+        arrow_schema::DataType::Float64 => check(
+            f64_values(actual.as_ref()),
+            f64_values(expected.as_ref()),
+            if approx { 1e-13 } else { 0.0 },
+        ),
+        arrow_schema::DataType::Int32 => {
+            assert_eq!(i32_values(actual.as_ref()), i32_values(expected.as_ref()), "{what}")
+        }
+        arrow_schema::DataType::Int64 => {
+            assert_eq!(i64_values(actual.as_ref()), i64_values(expected.as_ref()), "{what}")
+        }
+        arrow_schema::DataType::Boolean => {
+            assert_eq!(bool_values(actual.as_ref()), bool_values(expected.as_ref()), "{what}")
+        }
+        other => panic!("{what}: unexpected type {other}"),
+    }
+}
+
+#[test]
+fn info_describes_the_gpu() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let info = cuda.info();
+    assert_eq!(info.kind, DeviceKind::Cuda);
+    assert!(!info.software && info.f64 && info.i64);
+    assert!(info.api.starts_with("CUDA ") && info.api.contains(", sm_"), "{}", info.api);
+    assert!(Arc::ptr_eq(&cuda, &CudaBackend::shared().unwrap()));
+}
+
+#[test]
+fn upload_download_round_trips() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let mut rng = Rng::new(1);
+    for n in LENGTHS {
+        for (c, array) in inputs(&mut rng, n).into_iter().enumerate().take(5) {
+            let device = cuda.upload(&array).unwrap();
+            assert_eq!((device.len(), device.null_count()), (n, array.null_count()));
+            let back = cuda.download(&device).unwrap();
+            assert_same(&back, &array, false, &format!("column {c}, {n} rows"));
+        }
+    }
+    // Larger than two staging chunks, so the double buffering cycles.
+    let big: ArrayRef = Arc::new(arrow_array::Float64Array::from_iter_values(
+        (0..5_000_003).map(|i| i as f64 * 0.5),
+    ));
+    let back = cuda.download(&cuda.upload(&big).unwrap()).unwrap();
+    assert_same(&back, &big, false, "5M f64");
+}
+
+#[test]
+fn launch_matches_the_cpu() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let cpu = CpuBackend::shared();
+    let mut rng = Rng::new(2);
+    for n in LENGTHS {
+        let columns = inputs(&mut rng, n);
+        for (name, projection) in projections::projections() {
+            let on = |backend: &dyn Backend| -> Vec<ArrayRef> {
+                let arrays: Vec<DeviceArray> = columns.iter().take(5).map(|a| backend.upload(a).unwrap()).collect();
+                let given: Vec<Option<&DeviceArray>> =
+                    arrays.iter().map(Some).chain(std::iter::once(None)).collect();
+                let out = backend.launch(&projection, &given).unwrap();
+                out.iter().map(|a| {
+                    let array = backend.download(a).unwrap();
+                    assert_eq!(a.null_count(), array.null_count());
+                    array
+                }).collect()
+            };
+            let (gpu, reference) = (on(cuda.as_ref()), on(cpu));
+            for ((output, _), (g, r)) in projection.outputs().iter().zip(gpu.iter().zip(&reference)) {
+                let approx = ["exp", "log", "sigmoid", "pow", "score"].iter().any(|f| output.contains(f));
+                assert_same(g, r, approx, &format!("{name}.{output}, {n} rows"));
+            }
+        }
+    }
+}
+
+/// Columns for statistics: moderate values (so that sums do not overflow and
+/// the order of additions stays within the tolerance), ~10% nulls, 2% NaN.
+fn stats_inputs(rng: &mut Rng, n: usize) -> Vec<ArrayRef> {
+    let mut values = |nan: bool| -> Vec<Option<f64>> {
+        (0..n + 9)
+            .map(|_| {
+                (!rng.chance(NULL_RATE)).then(|| match rng.chance(0.02) {
+                    true if nan => f64::NAN,
+                    _ => (rng.range(-50.0, 50.0) * 16.0).round() / 16.0,
+                })
+            })
+            .collect()
+    };
+    let floats = values(true);
+    let ints = values(false);
+    vec![
+        f32_array(&floats.iter().map(|v| v.map(|x| x as f32)).collect::<Vec<_>>()).slice(9, n),
+        f64_array(&floats).slice(9, n),
+        i32_array(&ints.iter().map(|v| v.map(|x| x as i32)).collect::<Vec<_>>()).slice(9, n),
+        i64_array(&ints.iter().map(|v| v.map(|x| (x * 1e6) as i64)).collect::<Vec<_>>()).slice(9, n),
+    ]
+}
+
+#[test]
+fn reduce_matches_the_cpu_and_repeats() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let cpu = CpuBackend::shared();
+    let mut rng = Rng::new(3);
+    for n in LENGTHS {
+        for array in stats_inputs(&mut rng, n) {
+            let what = format!("{} x {n}", array.data_type());
+            let on_gpu = cuda.upload(&array).unwrap();
+            let g = cuda.reduce(&on_gpu).unwrap();
+            let again = cuda.reduce(&on_gpu).unwrap();
+            assert_eq!(
+                (again.mean.to_bits(), again.m2.to_bits()),
+                (g.mean.to_bits(), g.m2.to_bits()),
+                "{what}: repeat"
+            );
+            let c = cpu.reduce(&cpu.upload(&array).unwrap()).unwrap();
+            assert_eq!((g.count, g.nulls, g.nans), (c.count, c.nulls, c.nans), "{what}");
+            for (field, x, y) in [("mean", g.mean, c.mean), ("m2", g.m2, c.m2), ("min", g.min, c.min), ("max", g.max, c.max)] {
+                assert!(close(x, y, 1e-12, 1e-12), "{what}: {field}: CUDA {x}, CPU {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_the_cpu() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let cpu = CpuBackend::shared();
+    let mut rng = Rng::new(4);
+    let mut matrix = |rows: usize, cols: usize| -> ArrayRef {
+        Arc::new(Float32Array::from_iter_values((0..rows * cols).map(|_| rng.range(-1.0, 1.0) as f32)))
+    };
+    for (m, k, n) in [(3, 5, 4), (1000, 64, 3), (1, 1, 1), (17, 0, 5), (33, 257, 65)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let (ar, ac) = if ta { (k, m) } else { (m, k) };
+            let (br, bc) = if tb { (n, k) } else { (k, n) };
+            let (a, b) = (matrix(ar, ac), matrix(br, bc));
+            let product = |backend: &dyn Backend| -> ArrayRef {
+                let (da, db) = (backend.upload(&a).unwrap(), backend.upload(&b).unwrap());
+                let (mut ma, mut mb) = (Matrix::new(&da, ar, ac), Matrix::new(&db, br, bc));
+                if ta { ma = ma.t(); }
+                if tb { mb = mb.t(); }
+                backend.download(&backend.matmul(ma, mb).unwrap()).unwrap()
+            };
+            let (g, c) = (product(cuda.as_ref()), product(cpu));
+            let (g, c) = (f32_values(g.as_ref()), f32_values(c.as_ref()));
+            assert_eq!(g.len(), m * n);
+            for (i, (x, y)) in g.iter().zip(&c).enumerate() {
+                let (x, y) = (f64::from(x.unwrap()), f64::from(y.unwrap()));
+                assert!(close(x, y, 1e-5, 1e-4), "{m}x{k}x{n} t={ta},{tb} [{i}]: CUDA {x}, CPU {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn misuse_gives_typed_errors() {
+    let Some(cuda) = cuda_or_skip() else { return };
+    let strings = str_array_of(&[Some("a"), None]);
+    let err = expect_err(cuda.upload(&strings), "string upload");
+    assert!(matches!(err, Error::Device { failure: DeviceFailure::Unsupported, .. }), "{err}");
+    let on_cpu = CpuBackend::shared().upload(&f32_array(&[Some(1.0)])).unwrap();
+    let err = expect_err(cuda.download(&on_cpu), "foreign array");
+    assert!(matches!(err, Error::Internal(_)), "{err}");
+    cuda.synchronize().unwrap();
+}
