@@ -149,7 +149,7 @@ fn launch_matches_the_cpu() {
                     array
                 }).collect()
             };
-            let (gpu, reference) = (on(cuda.as_ref()), on(cpu));
+            let (gpu, reference) = (on(cuda.as_ref()), on(cpu.as_ref()));
             for ((output, _), (g, r)) in projection.outputs().iter().zip(gpu.iter().zip(&reference)) {
                 let approx = ["exp", "log", "sigmoid", "pow", "score"].iter().any(|f| output.contains(f));
                 assert_same(g, r, approx, &format!("{name}.{output}, {n} rows"));
@@ -226,7 +226,7 @@ fn matmul_matches_the_cpu() {
                 if tb { mb = mb.t(); }
                 backend.download(&backend.matmul(ma, mb).unwrap()).unwrap()
             };
-            let (g, c) = (product(cuda.as_ref()), product(cpu));
+            let (g, c) = (product(cuda.as_ref()), product(cpu.as_ref()));
             let (g, c) = (f32_values(g.as_ref()), f32_values(c.as_ref()));
             assert_eq!(g.len(), m * n);
             for (i, (x, y)) in g.iter().zip(&c).enumerate() {

@@ -10,7 +10,10 @@ use fuseflow::backend::{Backend, CpuBackend};
 
 /// Every backend available here, the CPU first.
 pub fn backends() -> Vec<Arc<dyn Backend>> {
-    let all: Vec<Arc<dyn Backend>> = vec![CpuBackend::shared()];
+    let mut all: Vec<Arc<dyn Backend>> = vec![CpuBackend::shared()];
+    all.extend(gpu("FUSEFLOW_REQUIRE_CUDA", "CUDA", || {
+        fuseflow::backend::CudaBackend::shared().map(|b| b as Arc<dyn Backend>)
+    }));
     all
 }
 

@@ -2,7 +2,7 @@
 //! and CUDA, side by side in one run.
 //!
 //! ```sh
-//! cargo bench --bench devices -- --rows 10000000 --repeats 5
+//! cargo bench --bench gpu_prep_score -- --rows 10000000 --repeats 5
 //! ```
 //!
 //! For each device, four timings (median of `--repeats`):
