@@ -20,7 +20,7 @@
 //! strings are never spelled (they stay on the CPU).
 
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::ops::{clip_spelling, Lang};
+use crate::ir::ops::{Lang, clip_spelling};
 use crate::ir::{BinaryOp, Const, DType, ExprId, Node, Projection};
 
 /// An input column a fused kernel reads.
@@ -240,7 +240,11 @@ impl Generator<'_> {
                 (value, valid)
             }
             Node::Binary(op, a, b) => (
-                fill(op.spelling(self.lang), &[&v(self, a), &v(self, b)], self.wgsl_type(*a)),
+                fill(
+                    op.spelling(self.lang),
+                    &[&v(self, a), &v(self, b)],
+                    self.wgsl_type(*a),
+                ),
                 all_valid(&[n(self, a), n(self, b)]),
             ),
             Node::Clip(x, lo, hi) => (
@@ -398,7 +402,11 @@ fn cast(lang: Lang, x: &str, from: DType, to: DType) -> (String, Option<String>)
         (_, Lang::Cuda) => format!("(({}) ({x}))", type_name(lang, to)),
     };
     let in_range = (from.is_float() && to.is_integer()).then(|| {
-        let bound = if to == DType::Int32 { 2f64.powi(31) } else { 2f64.powi(63) };
+        let bound = if to == DType::Int32 {
+            2f64.powi(31)
+        } else {
+            2f64.powi(63)
+        };
         let lit = |v: f64| literal(lang, &Const::Float(v.to_bits()), from);
         let trunc = match (lang, from) {
             (Lang::Cuda, DType::Float32) => format!("truncf({x})"),
@@ -424,7 +432,10 @@ mod tests {
             Field::new("y", DataType::Float32, true),
             Field::new("flag", DataType::Boolean, true),
         ]));
-        let exprs: Vec<_> = exprs.iter().map(|(n, e)| (n.to_string(), e.clone())).collect();
+        let exprs: Vec<_> = exprs
+            .iter()
+            .map(|(n, e)| (n.to_string(), e.clone()))
+            .collect();
         Projection::try_new(schema, &exprs).unwrap()
     }
 

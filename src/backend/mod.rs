@@ -8,6 +8,8 @@
 //! the backend which made them can read.
 //!
 //! - [`cpu`]: rayon over Arrow buffers in place; always available.
+//! - [`wgpu`]: Vulkan, Metal or DX12 through wgpu; a typed error where no
+//!   adapter is found.
 //! - [`codegen`]: fused kernels as source text (WGSL, CUDA C), generated from
 //!   the IR with each operator's spelling taken from [`crate::ir::ops`].
 
@@ -22,6 +24,7 @@ use crate::ir::{DType, Projection};
 
 pub mod codegen;
 pub mod cpu;
+pub mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;

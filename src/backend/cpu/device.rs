@@ -116,15 +116,17 @@ impl Backend for CpuBackend {
             }
         };
         let mut out = vec![0f32; m * n];
-        out.par_chunks_mut(m.max(1)).enumerate().for_each(|(c, column)| {
-            for (r, o) in column.iter_mut().enumerate() {
-                // f64 accumulation in a fixed order: the reference other backends meet.
-                let dot: f64 = (0..k)
-                    .map(|i| f64::from(at(&a, av, r, i)) * f64::from(at(&b, bv, i, c)))
-                    .sum();
-                *o = dot as f32;
-            }
-        });
+        out.par_chunks_mut(m.max(1))
+            .enumerate()
+            .for_each(|(c, column)| {
+                for (r, o) in column.iter_mut().enumerate() {
+                    // f64 accumulation in a fixed order: the reference other backends meet.
+                    let dot: f64 = (0..k)
+                        .map(|i| f64::from(at(&a, av, r, i)) * f64::from(at(&b, bv, i, c)))
+                        .sum();
+                    *o = dot as f32;
+                }
+            });
         self.upload(&(Arc::new(Float32Array::from(out)) as ArrayRef))
     }
 

@@ -34,7 +34,8 @@ pub struct ColumnStats {
 }
 
 impl ColumnStats {
-    pub(super) const EMPTY: ColumnStats = ColumnStats {
+    /// No values at all: the start of a combine.
+    pub(crate) const EMPTY: ColumnStats = ColumnStats {
         count: 0,
         nulls: 0,
         nans: 0,
@@ -54,8 +55,9 @@ impl ColumnStats {
         (self.m2 / self.finite_count() as f64).sqrt()
     }
 
-    /// Combine two partial results (Chan et al.), `self` first.
-    fn merge(self, other: ColumnStats) -> ColumnStats {
+    /// Combine two partial results (Chan et al.), `self` first; every backend
+    /// combines its per-block partials with this, in block order.
+    pub(crate) fn merge(self, other: ColumnStats) -> ColumnStats {
         let (na, nb) = (self.finite_count() as f64, other.finite_count() as f64);
         let (mean, m2) = if nb == 0.0 {
             (self.mean, self.m2)
