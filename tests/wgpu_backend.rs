@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
-use arrow_array::{Array, ArrayRef, Float32Array, Float64Array};
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array};
 use arrow_schema::{DataType, Field, Schema};
 use common::{Rng, bool_array, f32_array, gen_bool, gen_f32, gen_i32, i32_array};
 use fuseflow::backend::wgpu::{WgpuBackend, fused_kernel_source};
@@ -142,6 +142,7 @@ fn check_launch(gpu: &WgpuBackend, projection: &Projection, inputs: &[ArrayRef],
 fn adapter_info_describes_a_wgpu_device() {
     let Some(gpu) = wgpu_or_skip() else { return };
     let info = gpu.info();
+    eprintln!("wgpu tests run on {info}");
     assert_eq!(info.kind, DeviceKind::Wgpu);
     assert!(!info.name.is_empty());
     assert!(
@@ -251,6 +252,27 @@ fn columns_above_the_binding_limit_run_in_pieces() {
             "{}",
             input.data_type()
         );
+    }
+}
+
+#[test]
+fn launches_wider_than_65535_workgroups_continue_along_y() {
+    let Some(gpu) = wgpu_or_skip() else { return };
+    // 256 rows per workgroup: 65 537 workgroups, one more than a grid row holds.
+    let rows = 65_536 * 256 + 300;
+    let i: ArrayRef = Arc::new(Int32Array::from_iter_values(0..rows as i32));
+    let p = projection(&[
+        ("k", col("i") + lit(1)),
+        ("big", col("i").gt(lit(16_777_000))),
+    ]);
+    let device = gpu.upload(&i).unwrap();
+    let out = gpu.launch(&p, &[None, Some(&device), None]).unwrap();
+    let k = gpu.download(&out[0]).unwrap();
+    let big = gpu.download(&out[1]).unwrap();
+    let (k, big) = (k.as_primitive::<Int32Type>(), big.as_boolean());
+    for r in 0..rows {
+        assert_eq!(k.value(r), r as i32 + 1, "row {r}");
+        assert_eq!(big.value(r), r > 16_777_000, "row {r}");
     }
 }
 

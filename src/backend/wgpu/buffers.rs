@@ -52,7 +52,7 @@ pub(crate) fn value_bytes(dtype: DType, rows: usize) -> u64 {
 /// The bit words of `bits`, starting at its first bit.
 fn bit_words(bits: &BooleanBuffer) -> Cow<'_, [u8]> {
     let bytes = bit_bytes(bits.len()) as usize;
-    if bits.offset() % 8 == 0 {
+    if bits.offset().is_multiple_of(8) {
         let start = bits.offset() / 8;
         if let Some(words) = bits.values().get(start..start + bytes) {
             return Cow::Borrowed(words);
