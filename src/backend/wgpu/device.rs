@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use arrow_array::ArrayRef;
 use wgpu::util::DeviceExt;
 
-use super::codegen::{WORKGROUP, validate};
+use super::codegen::validate;
 use super::{buffers, launch, matmul, reduce};
 use crate::backend::{Backend, ColumnStats, DeviceArray, DeviceInfo, DeviceKind, Matrix};
 use crate::error::{DeviceFailure, Error, Result};
@@ -64,12 +64,15 @@ impl WgpuBackend {
     pub fn open() -> Result<WgpuBackend> {
         let unavailable =
             |message: String| Error::device("wgpu", DeviceFailure::Unavailable, message);
-        let backends = match std::env::var("FUSEFLOW_WGPU_BACKEND") {
-            Err(_) => wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+        let (backends, apis) = match std::env::var("FUSEFLOW_WGPU_BACKEND") {
+            Err(_) => (
+                wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+                "Vulkan, Metal or DX12",
+            ),
             Ok(name) => match name.to_ascii_lowercase().as_str() {
-                "vulkan" => wgpu::Backends::VULKAN,
-                "metal" => wgpu::Backends::METAL,
-                "dx12" => wgpu::Backends::DX12,
+                "vulkan" => (wgpu::Backends::VULKAN, "Vulkan"),
+                "metal" => (wgpu::Backends::METAL, "Metal"),
+                "dx12" => (wgpu::Backends::DX12, "DX12"),
                 _ => {
                     return Err(unavailable(format!(
                         "FUSEFLOW_WGPU_BACKEND={name:?} is not one of vulkan, metal, dx12; fix or unset it"
@@ -99,19 +102,22 @@ impl WgpuBackend {
             })
             .min_by_key(|a| preference(a.get_info().device_type))
             .ok_or_else(|| {
-                let seen = if found.is_empty() {
-                    "no adapter was found".to_string()
-                } else {
-                    format!("adapters found: {}", found.join(", "))
-                };
                 let filter = match &wanted {
                     Some(w) => format!(" whose name contains {w:?} (FUSEFLOW_WGPU_ADAPTER)"),
                     None => String::new(),
                 };
+                let advice = if found.is_empty() {
+                    "no adapter was found. Install a Vulkan driver (on Debian/Ubuntu: apt-get \
+                     install mesa-vulkan-drivers libvulkan1), or use --device cpu"
+                        .to_string()
+                } else {
+                    format!(
+                        "adapters found: {}. Pick one with FUSEFLOW_WGPU_ADAPTER, or use --device cpu",
+                        found.join(", ")
+                    )
+                };
                 unavailable(format!(
-                    "no {backends:?} adapter with compute shaders{filter}; {seen}. Install a \
-                     Vulkan driver (on Debian/Ubuntu: apt-get install mesa-vulkan-drivers \
-                     libvulkan1), or use --device cpu"
+                    "no {apis} adapter with compute shaders{filter}; {advice}"
                 ))
             })?;
         let adapter_info = adapter.get_info();
@@ -544,9 +550,4 @@ impl Backend for WgpuBackend {
                 )
             })
     }
-}
-
-/// Workgroups for `rows` rows, one row per invocation.
-pub(crate) fn row_groups(rows: usize) -> u64 {
-    (rows as u64).div_ceil(u64::from(WORKGROUP))
 }

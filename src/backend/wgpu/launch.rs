@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::WgpuBackend;
 use super::buffers::{Column, bit_bytes, value_bytes};
-use super::codegen::fused_kernel;
-use super::device::{Dispatch, row_groups};
+use super::codegen::{WORKGROUP, fused_kernel};
+use super::device::Dispatch;
 use crate::backend::DeviceArray;
 use crate::error::{Error, Result, ensure};
 use crate::ir::Projection;
@@ -142,4 +142,9 @@ pub(crate) fn launch(
             DeviceArray::new(out.dtype, rows, nulls as usize, Arc::new(column))
         })
         .collect())
+}
+
+/// Workgroups for `rows` rows, one row per invocation.
+fn row_groups(rows: usize) -> u64 {
+    (rows as u64).div_ceil(u64::from(WORKGROUP))
 }
