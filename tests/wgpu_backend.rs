@@ -383,6 +383,21 @@ fn device_errors_are_typed_not_panics() {
         ),
         "{err}"
     );
+    // Valid WGSL that wgpu refuses (beyond the device's invocations per
+    // workgroup): caught by the error scopes around pipeline creation.
+    let err = gpu
+        .compile_wgsl("@compute @workgroup_size(1024, 1024) fn main() {}")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Device {
+                failure: DeviceFailure::Compile,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // A product of 100 000 x 100 000 f32 (40 GB) cannot be allocated.
     let column: ArrayRef = Arc::new(Float32Array::from(vec![1.0f32; 100_000]));
     let a = gpu.upload(&column).unwrap();
