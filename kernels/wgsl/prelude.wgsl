@@ -3,30 +3,37 @@
 // match the CPU reference: the domain of log and sqrt, NaN in min and max,
 // pow of a negative base. WGSL cannot overload, so helpers carry their type.
 
-const FF_NAN: f32 = bitcast<f32>(0x7fc00000u);
-const FF_INF: f32 = bitcast<f32>(0x7f800000u);
+// Functions, not constants: a constant expression may not be NaN or infinite,
+// and naga does not evaluate bitcast in constant expressions.
+fn ff_nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+fn ff_inf() -> f32 {
+    return bitcast<f32>(0x7f800000u);
+}
 
 fn ff_isnan_f32(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
 fn ff_sqrt_f32(x: f32) -> f32 {
-    return select(sqrt(x), FF_NAN, x < 0.0);
+    return select(sqrt(x), ff_nan(), x < 0.0);
 }
 
 fn ff_log_f32(x: f32) -> f32 {
-    if (x < 0.0) { return FF_NAN; }
-    if (x == 0.0) { return -FF_INF; }
+    if (x < 0.0) { return ff_nan(); }
+    if (x == 0.0) { return -ff_inf(); }
     return log(x);
 }
 
 // log(1 + x) accurate near zero: the rounding of u = 1 + x is corrected by x / (u - 1).
 fn ff_log1p_f32(x: f32) -> f32 {
-    if (x < -1.0) { return FF_NAN; }
-    if (x == -1.0) { return -FF_INF; }
+    if (x < -1.0) { return ff_nan(); }
+    if (x == -1.0) { return -ff_inf(); }
     let u = 1.0 + x;
-    if (u == 1.0 || u == FF_INF || ff_isnan_f32(x)) {
-        return select(x, log(u), u == FF_INF);
+    if (u == 1.0 || u == ff_inf() || ff_isnan_f32(x)) {
+        return select(x, log(u), u == ff_inf());
     }
     return log(u) * (x / (u - 1.0));
 }
@@ -35,23 +42,23 @@ fn ff_log1p_f32(x: f32) -> f32 {
 // a negative base only with an integer exponent (the sign from its parity).
 fn ff_pow_f32(a: f32, b: f32) -> f32 {
     if (b == 0.0 || a == 1.0) { return 1.0; }
-    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
-    if (a == 0.0) { return select(FF_INF, 0.0, b > 0.0); }
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return ff_nan(); }
+    if (a == 0.0) { return select(ff_inf(), 0.0, b > 0.0); }
     let magnitude = exp2(b * log2(abs(a)));
     if (a > 0.0) { return magnitude; }
-    if (trunc(b) != b) { return FF_NAN; }
+    if (trunc(b) != b) { return ff_nan(); }
     // Every f32 at or above 2^24 is an even integer.
     let odd = abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
     return select(magnitude, -magnitude, odd);
 }
 
 fn ff_min_f32(a: f32, b: f32) -> f32 {
-    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return ff_nan(); }
     return select(b, a, a < b);
 }
 
 fn ff_max_f32(a: f32, b: f32) -> f32 {
-    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return FF_NAN; }
+    if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return ff_nan(); }
     return select(b, a, a > b);
 }
 

@@ -91,7 +91,7 @@ impl Device {
     pub fn open(choice: DeviceChoice) -> Result<Device> {
         Ok(match choice {
             DeviceChoice::Auto | DeviceChoice::Cpu => Device::cpu(),
-            DeviceChoice::Wgpu => todo!("MERGE: wgpu"),
+            DeviceChoice::Wgpu => Device(super::wgpu::WgpuBackend::shared()?),
             DeviceChoice::Cuda => Device(super::cuda::CudaBackend::shared()?),
         })
     }

@@ -9,6 +9,8 @@
 //!
 //! - [`cpu`]: rayon over Arrow buffers in place; always available.
 //! - [`cuda`]: NVIDIA GPUs, with the CUDA libraries loaded at run time.
+//! - [`wgpu`]: Vulkan, Metal or DX12 through wgpu; a typed error where no
+//!   adapter is found.
 //! - [`codegen`]: fused kernels as source text (WGSL, CUDA C), generated from
 //!   the IR with each operator's spelling taken from [`crate::ir::ops`].
 
@@ -25,11 +27,13 @@ pub mod codegen;
 pub mod cpu;
 pub mod cuda;
 mod device;
+pub mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;
 pub use cuda::CudaBackend;
 pub use device::{Device, DeviceChoice, Kernel, Notes};
+pub use wgpu::WgpuBackend;
 
 /// The kinds of compute device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

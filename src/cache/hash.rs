@@ -542,7 +542,7 @@ impl BitStream {
         for _ in 0..n / 64 {
             self.push_word(u64::MAX, 64);
         }
-        if n % 64 > 0 {
+        if !n.is_multiple_of(64) {
             self.push_word(low_bits(n % 64), n % 64);
         }
     }
@@ -600,9 +600,14 @@ mod tests {
                 r.i64s.push(Some(x as i64 >> 3));
                 r.f32s
                     .push(maybe(0.03, &mut rng).then_some(rng.normal() as f32));
-                let f = if x % 17 == 0 { f64::NAN } else { rng.normal() };
+                let f = if x.is_multiple_of(17) {
+                    f64::NAN
+                } else {
+                    rng.normal()
+                };
                 r.f64s.push(maybe(0.2, &mut rng).then_some(f));
-                r.bools.push(maybe(0.05, &mut rng).then_some(x % 3 == 0));
+                r.bools
+                    .push(maybe(0.05, &mut rng).then_some(x.is_multiple_of(3)));
                 let len = (x % 7) as usize;
                 r.strs
                     .push(maybe(0.1, &mut rng).then(|| "héllo, wörld".chars().take(len).collect()));

@@ -11,6 +11,9 @@ use fuseflow::backend::{Backend, CpuBackend};
 /// Every backend available here, the CPU first.
 pub fn backends() -> Vec<Arc<dyn Backend>> {
     let mut all: Vec<Arc<dyn Backend>> = vec![CpuBackend::shared()];
+    all.extend(gpu("FUSEFLOW_REQUIRE_WGPU", "wgpu", || {
+        fuseflow::backend::WgpuBackend::shared().map(|b| b as Arc<dyn Backend>)
+    }));
     all.extend(gpu("FUSEFLOW_REQUIRE_CUDA", "CUDA", || {
         fuseflow::backend::CudaBackend::shared().map(|b| b as Arc<dyn Backend>)
     }));

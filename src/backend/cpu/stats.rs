@@ -34,7 +34,7 @@ pub struct ColumnStats {
 }
 
 impl ColumnStats {
-    /// The statistics of no values.
+    /// No values at all: the start of a combine.
     pub(crate) const EMPTY: ColumnStats = ColumnStats {
         count: 0,
         nulls: 0,
@@ -55,7 +55,8 @@ impl ColumnStats {
         (self.m2 / self.finite_count() as f64).sqrt()
     }
 
-    /// Combine two partial results (Chan et al.), `self` first.
+    /// Combine two partial results (Chan et al.), `self` first; every backend
+    /// combines its per-block partials with this, in block order.
     pub(crate) fn merge(self, other: ColumnStats) -> ColumnStats {
         let (na, nb) = (self.finite_count() as f64, other.finite_count() as f64);
         let (mean, m2) = if nb == 0.0 {

@@ -1,0 +1,118 @@
+//! Dense f32 matrix products with the tiled kernel `kernels/wgsl/matmul.wgsl`.
+
+use std::sync::Arc;
+
+use super::WgpuBackend;
+use super::buffers::Column;
+use super::device::Dispatch;
+use crate::backend::{DeviceArray, Matrix};
+use crate::error::{DeviceFailure, Error, Result, ensure};
+use crate::ir::DType;
+
+/// Rows and columns of C per workgroup (`TILE` in the kernel).
+const TILE: usize = 16;
+
+/// The matrix product kernel.
+pub(crate) const SOURCE: &str = include_str!("../../../kernels/wgsl/matmul.wgsl");
+
+/// The product `a · b` (see [`Backend::matmul`]).
+///
+/// [`Backend::matmul`]: crate::backend::Backend::matmul
+pub(crate) fn matmul(backend: &WgpuBackend, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
+    let (m, k) = a.shape();
+    let (kb, n) = b.shape();
+    ensure!(
+        k == kb,
+        Error::Internal(format!("matmul of {m}x{k} by {kb}x{n}"))
+    );
+    let (a_values, b_values) = (operand(backend, a)?, operand(backend, b)?);
+    let out_bytes = (m as u64) * (n as u64) * 4;
+    if out_bytes > backend.binding_limit() {
+        return Err(backend.error(
+            DeviceFailure::OutOfMemory,
+            format!(
+                "a {m}x{n} product ({} MiB) exceeds the device's largest binding ({} MiB); \
+                 multiply in row blocks or use --device cpu",
+                out_bytes >> 20,
+                backend.binding_limit() >> 20
+            ),
+        ));
+    }
+    let out = backend.storage("matmul output", out_bytes)?;
+    if m > 0 && n > 0 {
+        let [groups_x, rows_z, _] = backend.grid(m.div_ceil(TILE) as u64)?;
+        let groups_y = backend.grid(n.div_ceil(TILE) as u64)?;
+        if groups_y[1] > 1 {
+            return Err(backend.error(
+                DeviceFailure::OutOfMemory,
+                format!("a product with {n} columns exceeds the device's grid; multiply in column blocks"),
+            ));
+        }
+        let params = backend.uniform(&[
+            m as u32,
+            n as u32,
+            k as u32,
+            a.rows as u32,
+            b.rows as u32,
+            u32::from(a.transposed),
+            u32::from(b.transposed),
+            groups_x,
+        ])?;
+        let entries = [
+            params.as_entire_binding(),
+            a_values.as_entire_binding(),
+            b_values.as_entire_binding(),
+            out.as_entire_binding(),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(binding, resource)| wgpu::BindGroupEntry {
+            binding: binding as u32,
+            resource,
+        })
+        .collect();
+        let pipeline = backend.pipeline("matmul", SOURCE)?;
+        backend.dispatch(
+            "matmul",
+            &pipeline,
+            vec![Dispatch {
+                entries,
+                groups: [groups_x, groups_y[0], rows_z],
+            }],
+        )?;
+    }
+    Ok(DeviceArray::new(
+        DType::Float32,
+        m * n,
+        0,
+        Arc::new(Column {
+            values: out,
+            validity: None,
+        }),
+    ))
+}
+
+/// The values of an operand, which must be null-free f32 within one binding.
+fn operand<'a>(backend: &WgpuBackend, x: Matrix<'a>) -> Result<&'a wgpu::Buffer> {
+    ensure!(
+        x.data.dtype() == DType::Float32
+            && x.data.null_count() == 0
+            && x.data.len() == x.rows * x.cols,
+        Error::Internal("matmul operands must be null-free f32".into())
+    );
+    let bytes = x.data.len() as u64 * 4;
+    if bytes > backend.binding_limit() {
+        return Err(backend.error(
+            DeviceFailure::OutOfMemory,
+            format!(
+                "a {}x{} matrix ({} MiB) exceeds the device's largest binding ({} MiB); \
+                     multiply in row blocks or use --device cpu",
+                x.rows,
+                x.cols,
+                bytes >> 20,
+                backend.binding_limit() >> 20
+            ),
+        ));
+    }
+    Ok(&Column::of(x.data)?.values)
+}
