@@ -1,164 +1,172 @@
-//! The "prep+score" workload on every device this machine has: the CPU, wgpu
-//! and CUDA, side by side in one run.
+//! The "prep+score" workload (see `benches/peers/README.md`) on the CUDA
+//! backend, beside the transfers it needs. Compare with
+//! `benches/peers/torch_prep_score.py` on the same GPU.
 //!
 //! ```sh
-//! cargo bench --bench gpu_prep_score -- --rows 10000000 --repeats 5
+//! cargo bench --bench gpu_prep_score -- --rows 10000000 --repeats 10
 //! ```
 //!
-//! For each device, four timings (median of `--repeats`):
-//! - `fit host`: statistics of the 32 columns from host (Arrow) memory: upload
-//!   and reduce on the device (the CPU reads in place);
-//! - `fit resident`: the same with the columns already on the device;
-//! - `apply host`: the fused fill-null / z-score / clip / linear / sigmoid
-//!   kernel from host memory back to host memory (upload, launch, download);
-//! - `apply resident`: the kernel alone over device-resident columns, with the
-//!   bandwidth it reaches (bytes read plus written, see `apply_bytes`).
+//! Phases, each the median of `--repeats` after a warm-up, timed on the host
+//! around a `synchronize`: upload of the 32 columns (pinned, double-buffered
+//! staging), fit (32 column reductions, data on the device), apply (one fused
+//! kernel, data on the device), download of the scores; plus the upload and
+//! download of one 1 GiB column. GB/s counts the bytes a phase must move
+//! once: values (4 B/row/column), validity bits of the 8 nullable columns,
+//! and the f32 score. Results are checked against the CPU backend.
 //!
-//! A software wgpu adapter (lavapipe) runs the shaders on the CPU: its figures
-//! show correctness, not GPU speed, and are labelled so. Without `--bench`
-//! (as `cargo test --benches` runs it) it does a smoke run on 100,000 rows.
+//! Without a CUDA device it prints why and exits 0, so `cargo test --benches`
+//! passes everywhere. stdout ends with one `FUSEFLOW_GPU_JSON {...}` line.
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use arrow_array::ArrayRef;
-
-use common::{DEFAULT_BATCH_ROWS, Fitted, N_COLUMNS, apply_bytes, fit_bytes, generate, score_expr};
-use fuseflow::backend::{Device, DeviceArray, DeviceChoice, Notes};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float32Type;
+use arrow_array::{ArrayRef, Float32Array};
+use fuseflow::backend::{Backend, CudaBackend, DeviceArray};
 use fuseflow::ir::Projection;
 
-struct Args {
-    rows: usize,
-    repeats: usize,
-}
+use common::{DEFAULT_ROWS, Fitted, N_COLUMNS, N_NULLABLE, apply_fused, fit, generate, score_expr};
 
-fn parse_args() -> Args {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let full = argv.iter().any(|a| a == "--bench" || a == "--rows");
-    let mut args = Args {
-        rows: if full { 10_000_000 } else { 100_000 },
-        repeats: if full { 5 } else { 1 },
-    };
-    let mut it = argv.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().and_then(|v| v.parse().ok()).expect("a number");
-        match a.as_str() {
-            "--rows" => args.rows = value(),
-            "--repeats" => args.repeats = value(),
-            _ => {}
-        }
+/// Median wall time in ms of `f` over `repeats` runs after one warm-up, and its last result.
+fn median_ms<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut result = f();
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        result = f();
+        times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    args
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], result)
 }
 
-/// Median wall time of `repeats` runs of `f` (after one warm-up run).
-fn median(repeats: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    let mut times: Vec<Duration> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
+fn arg(name: &str, default: usize) -> usize {
+    let argv: Vec<String> = std::env::args().collect();
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, got {v}"))
         })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+        .unwrap_or(default)
 }
 
 fn main() {
-    let args = parse_args();
-    let data = generate(args.rows, DEFAULT_BATCH_ROWS);
-    let columns = data.stat_columns();
-    let fitted = {
-        let stats = fuseflow::backend::cpu::stats::column_stats(&columns).expect("stats");
+    let cuda = match CudaBackend::shared() {
+        Ok(cuda) => cuda,
+        Err(e) => {
+            eprintln!("skipping the CUDA benchmark: {e}");
+            return;
+        }
+    };
+    // `cargo test --benches` runs this without `--bench`: a quick smoke run.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let rows = arg("--rows", if smoke { 100_000 } else { DEFAULT_ROWS });
+    let repeats = arg("--repeats", if smoke { 1 } else { 10 });
+    let sync = || cuda.synchronize().expect("synchronize");
+
+    let data = generate(rows, 0);
+    let columns: Vec<ArrayRef> = data.batches[0].columns().to_vec();
+    let upload_all = || -> Vec<DeviceArray> {
+        let out = columns
+            .iter()
+            .map(|c| cuda.upload(c).expect("upload"))
+            .collect();
+        sync();
+        out
+    };
+    let (upload_ms, on_device) = median_ms(repeats, upload_all);
+
+    let (fit_ms, fitted) = median_ms(repeats, || {
+        let stats: Vec<_> = on_device
+            .iter()
+            .map(|a| cuda.reduce(a).expect("reduce"))
+            .collect();
         Fitted {
             means: stats.iter().map(|s| s.mean).collect(),
             stds: stats.iter().map(|s| s.std()).collect(),
         }
-    };
+    });
     let projection = Projection::try_new(
         data.schema.clone(),
         &[("score".to_string(), score_expr(&fitted))],
     )
-    .expect("the score projection type-checks");
+    .expect("score projection");
+    let inputs: Vec<Option<&DeviceArray>> = on_device.iter().map(Some).collect();
+    let (apply_ms, scores) = median_ms(repeats, || {
+        let out = cuda.launch(&projection, &inputs).expect("launch");
+        sync();
+        out
+    });
+    let (download_ms, scores) = median_ms(repeats, || cuda.download(&scores[0]).expect("download"));
+
+    let big: ArrayRef = Arc::new(Float32Array::from(vec![1.5f32; 1 << 28]));
+    let (big_up_ms, big_on_device) = median_ms(repeats.min(5), || {
+        let a = cuda.upload(&big).expect("upload 1 GiB");
+        sync();
+        a
+    });
+    let (big_down_ms, _) = median_ms(repeats.min(5), || {
+        cuda.download(&big_on_device).expect("download 1 GiB")
+    });
+
+    // Checks against the CPU: statistics and scores.
+    let reference = fit(&data.stat_columns());
+    let stats_rel = fitted
+        .means
+        .iter()
+        .zip(&reference.means)
+        .chain(fitted.stds.iter().zip(&reference.stds))
+        .map(|(g, c)| ((g - c) / c).abs())
+        .fold(0.0, f64::max);
+    let cpu_scores = apply_fused(&data, &reference);
+    let score_abs = scores
+        .as_primitive::<Float32Type>()
+        .values()
+        .iter()
+        .zip(cpu_scores[0].as_primitive::<Float32Type>().values().iter())
+        .map(|(g, c)| (g - c).abs())
+        .fold(0.0f32, f32::max);
+
+    let input_bytes = (rows * N_COLUMNS * 4 + N_NULLABLE * rows.div_ceil(8)) as f64;
+    let score_bytes = (rows * 4) as f64;
+    let gib = (1u64 << 30) as f64;
+    let phases = [
+        ("upload", "upload 32 columns", upload_ms, input_bytes),
+        ("fit", "fit (device)", fit_ms, input_bytes),
+        (
+            "apply",
+            "apply (device)",
+            apply_ms,
+            input_bytes + score_bytes,
+        ),
+        ("download", "download scores", download_ms, score_bytes),
+        ("upload_1gib", "upload 1 GiB", big_up_ms, gib),
+        ("download_1gib", "download 1 GiB", big_down_ms, gib),
+    ];
     eprintln!(
-        "prep+score, {} rows x {N_COLUMNS} f32 columns, median of {}",
-        args.rows, args.repeats
+        "{} , {rows} rows x {N_COLUMNS} columns, median of {repeats}",
+        cuda.info()
     );
-    println!(
-        "| device | fit host ms | fit resident ms | apply host ms | apply resident ms | apply resident GB/s |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for choice in [DeviceChoice::Cpu, DeviceChoice::Wgpu, DeviceChoice::Cuda] {
-        let device = match Device::open(choice) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("skipping {choice}: {e}");
-                continue;
-            }
-        };
-        let backend = device.backend();
-        let notes = Notes::default();
-        let fit_host = median(args.repeats, || {
-            device.column_stats(&columns, &notes).expect("fit");
-        });
-        let kernel = device.kernel(projection.clone());
-        let apply_host = median(args.repeats, || {
-            for batch in &data.batches {
-                kernel.evaluate(batch, &notes).expect("apply");
-            }
-        });
-        // Upload once; then time the device alone.
-        let resident: Vec<Vec<DeviceArray>> = data
-            .batches
-            .iter()
-            .map(|b| {
-                b.columns()
-                    .iter()
-                    .map(|c: &ArrayRef| backend.upload(c).expect("upload"))
-                    .collect()
-            })
-            .collect();
-        let fit_resident = median(args.repeats, || {
-            for j in 0..N_COLUMNS {
-                for batch in &resident {
-                    backend.reduce(&batch[j]).expect("reduce");
-                }
-            }
-        });
-        let apply_resident = median(args.repeats, || {
-            for batch in &resident {
-                let inputs: Vec<Option<&DeviceArray>> = batch.iter().map(Some).collect();
-                backend.launch(&projection, &inputs).expect("launch");
-            }
-            backend.synchronize().expect("synchronize");
-        });
-        let fallbacks = notes.take();
-        if !fallbacks.is_empty() {
-            eprintln!("{choice} fell back: {}", fallbacks.join("; "));
-        }
-        let label = if device.info().software {
-            format!("{} (software: correctness only)", device.info())
-        } else {
-            device.info().to_string()
-        };
-        println!(
-            "| {label} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            ms(fit_host),
-            ms(fit_resident),
-            ms(apply_host),
-            ms(apply_resident),
-            apply_bytes(args.rows) as f64 / apply_resident.as_secs_f64() / 1e9
-        );
-        eprintln!(
-            "{choice}: fit moves {:.2} GB",
-            fit_bytes(args.rows) as f64 / 1e9
-        );
+    println!("| phase | ms | GB/s |\n| --- | ---: | ---: |");
+    for (_, name, ms, bytes) in phases {
+        println!("| {name} | {ms:.2} | {:.1} |", bytes / ms / 1e6);
     }
+    println!(
+        "check against the CPU: stats max rel diff {stats_rel:.2e}, score max abs diff {score_abs:.2e}"
+    );
+    let json: Vec<String> = phases
+        .iter()
+        .map(|(key, _, ms, _)| format!("\"{key}_ms\": {ms:.4}"))
+        .collect();
+    println!(
+        "FUSEFLOW_GPU_JSON {{\"rows\": {rows}, \"device\": \"{}\", {}, \"stats_max_rel_diff\": {stats_rel:e}, \"score_max_abs_diff\": {score_abs:e}}}",
+        cuda.info().name,
+        json.join(", ")
+    );
 }

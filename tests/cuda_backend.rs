@@ -63,11 +63,17 @@ fn inputs(rng: &mut Rng, n: usize) -> Vec<ArrayRef> {
 fn assert_same(actual: &ArrayRef, expected: &ArrayRef, approx: bool, what: &str) {
     assert_eq!(actual.data_type(), expected.data_type(), "{what}: type");
     assert_eq!(actual.len(), expected.len(), "{what}: length");
-    assert_eq!(actual.null_count(), expected.null_count(), "{what}: null count");
+    assert_eq!(
+        actual.null_count(),
+        expected.null_count(),
+        "{what}: null count"
+    );
     let check = |a: Vec<Option<f64>>, e: Vec<Option<f64>>, rel: f64| {
         for (i, (x, y)) in a.iter().zip(&e).enumerate() {
             let ok = match (x, y) {
-                (Some(x), Some(y)) if rel == 0.0 => x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                (Some(x), Some(y)) if rel == 0.0 => {
+                    x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+                }
                 (Some(x), Some(y)) => close(*x, *y, rel, rel),
                 (None, None) => true,
                 _ => false,
@@ -88,13 +94,25 @@ fn assert_same(actual: &ArrayRef, expected: &ArrayRef, approx: bool, what: &str)
             if approx { 1e-13 } else { 0.0 },
         ),
         arrow_schema::DataType::Int32 => {
-            assert_eq!(i32_values(actual.as_ref()), i32_values(expected.as_ref()), "{what}")
+            assert_eq!(
+                i32_values(actual.as_ref()),
+                i32_values(expected.as_ref()),
+                "{what}"
+            )
         }
         arrow_schema::DataType::Int64 => {
-            assert_eq!(i64_values(actual.as_ref()), i64_values(expected.as_ref()), "{what}")
+            assert_eq!(
+                i64_values(actual.as_ref()),
+                i64_values(expected.as_ref()),
+                "{what}"
+            )
         }
         arrow_schema::DataType::Boolean => {
-            assert_eq!(bool_values(actual.as_ref()), bool_values(expected.as_ref()), "{what}")
+            assert_eq!(
+                bool_values(actual.as_ref()),
+                bool_values(expected.as_ref()),
+                "{what}"
+            )
         }
         other => panic!("{what}: unexpected type {other}"),
     }
@@ -106,7 +124,11 @@ fn info_describes_the_gpu() {
     let info = cuda.info();
     assert_eq!(info.kind, DeviceKind::Cuda);
     assert!(!info.software && info.f64 && info.i64);
-    assert!(info.api.starts_with("CUDA ") && info.api.contains(", sm_"), "{}", info.api);
+    assert!(
+        info.api.starts_with("CUDA ") && info.api.contains(", sm_"),
+        "{}",
+        info.api
+    );
     assert!(Arc::ptr_eq(&cuda, &CudaBackend::shared().unwrap()));
 }
 
@@ -139,19 +161,31 @@ fn launch_matches_the_cpu() {
         let columns = inputs(&mut rng, n);
         for (name, projection) in projections::projections() {
             let on = |backend: &dyn Backend| -> Vec<ArrayRef> {
-                let arrays: Vec<DeviceArray> = columns.iter().take(5).map(|a| backend.upload(a).unwrap()).collect();
-                let given: Vec<Option<&DeviceArray>> =
-                    arrays.iter().map(Some).chain(std::iter::once(None)).collect();
+                let arrays: Vec<DeviceArray> = columns
+                    .iter()
+                    .take(5)
+                    .map(|a| backend.upload(a).unwrap())
+                    .collect();
+                let given: Vec<Option<&DeviceArray>> = arrays
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::once(None))
+                    .collect();
                 let out = backend.launch(&projection, &given).unwrap();
-                out.iter().map(|a| {
-                    let array = backend.download(a).unwrap();
-                    assert_eq!(a.null_count(), array.null_count());
-                    array
-                }).collect()
+                out.iter()
+                    .map(|a| {
+                        let array = backend.download(a).unwrap();
+                        assert_eq!(a.null_count(), array.null_count());
+                        array
+                    })
+                    .collect()
             };
             let (gpu, reference) = (on(cuda.as_ref()), on(cpu.as_ref()));
-            for ((output, _), (g, r)) in projection.outputs().iter().zip(gpu.iter().zip(&reference)) {
-                let approx = ["exp", "log", "sigmoid", "pow", "score"].iter().any(|f| output.contains(f));
+            for ((output, _), (g, r)) in projection.outputs().iter().zip(gpu.iter().zip(&reference))
+            {
+                let approx = ["exp", "log", "sigmoid", "pow", "score"]
+                    .iter()
+                    .any(|f| output.contains(f));
                 assert_same(g, r, approx, &format!("{name}.{output}, {n} rows"));
             }
         }
@@ -174,10 +208,22 @@ fn stats_inputs(rng: &mut Rng, n: usize) -> Vec<ArrayRef> {
     let floats = values(true);
     let ints = values(false);
     vec![
-        f32_array(&floats.iter().map(|v| v.map(|x| x as f32)).collect::<Vec<_>>()).slice(9, n),
+        f32_array(
+            &floats
+                .iter()
+                .map(|v| v.map(|x| x as f32))
+                .collect::<Vec<_>>(),
+        )
+        .slice(9, n),
         f64_array(&floats).slice(9, n),
         i32_array(&ints.iter().map(|v| v.map(|x| x as i32)).collect::<Vec<_>>()).slice(9, n),
-        i64_array(&ints.iter().map(|v| v.map(|x| (x * 1e6) as i64)).collect::<Vec<_>>()).slice(9, n),
+        i64_array(
+            &ints
+                .iter()
+                .map(|v| v.map(|x| (x * 1e6) as i64))
+                .collect::<Vec<_>>(),
+        )
+        .slice(9, n),
     ]
 }
 
@@ -198,9 +244,21 @@ fn reduce_matches_the_cpu_and_repeats() {
                 "{what}: repeat"
             );
             let c = cpu.reduce(&cpu.upload(&array).unwrap()).unwrap();
-            assert_eq!((g.count, g.nulls, g.nans), (c.count, c.nulls, c.nans), "{what}");
-            for (field, x, y) in [("mean", g.mean, c.mean), ("m2", g.m2, c.m2), ("min", g.min, c.min), ("max", g.max, c.max)] {
-                assert!(close(x, y, 1e-12, 1e-12), "{what}: {field}: CUDA {x}, CPU {y}");
+            assert_eq!(
+                (g.count, g.nulls, g.nans),
+                (c.count, c.nulls, c.nans),
+                "{what}"
+            );
+            for (field, x, y) in [
+                ("mean", g.mean, c.mean),
+                ("m2", g.m2, c.m2),
+                ("min", g.min, c.min),
+                ("max", g.max, c.max),
+            ] {
+                assert!(
+                    close(x, y, 1e-12, 1e-12),
+                    "{what}: {field}: CUDA {x}, CPU {y}"
+                );
             }
         }
     }
@@ -212,9 +270,17 @@ fn matmul_matches_the_cpu() {
     let cpu = CpuBackend::shared();
     let mut rng = Rng::new(4);
     let mut matrix = |rows: usize, cols: usize| -> ArrayRef {
-        Arc::new(Float32Array::from_iter_values((0..rows * cols).map(|_| rng.range(-1.0, 1.0) as f32)))
+        Arc::new(Float32Array::from_iter_values(
+            (0..rows * cols).map(|_| rng.range(-1.0, 1.0) as f32),
+        ))
     };
-    for (m, k, n) in [(3, 5, 4), (1000, 64, 3), (1, 1, 1), (17, 0, 5), (33, 257, 65)] {
+    for (m, k, n) in [
+        (3, 5, 4),
+        (1000, 64, 3),
+        (1, 1, 1),
+        (17, 0, 5),
+        (33, 257, 65),
+    ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             let (ar, ac) = if ta { (k, m) } else { (m, k) };
             let (br, bc) = if tb { (n, k) } else { (k, n) };
@@ -222,8 +288,12 @@ fn matmul_matches_the_cpu() {
             let product = |backend: &dyn Backend| -> ArrayRef {
                 let (da, db) = (backend.upload(&a).unwrap(), backend.upload(&b).unwrap());
                 let (mut ma, mut mb) = (Matrix::new(&da, ar, ac), Matrix::new(&db, br, bc));
-                if ta { ma = ma.t(); }
-                if tb { mb = mb.t(); }
+                if ta {
+                    ma = ma.t();
+                }
+                if tb {
+                    mb = mb.t();
+                }
                 backend.download(&backend.matmul(ma, mb).unwrap()).unwrap()
             };
             let (g, c) = (product(cuda.as_ref()), product(cpu.as_ref()));
@@ -231,7 +301,10 @@ fn matmul_matches_the_cpu() {
             assert_eq!(g.len(), m * n);
             for (i, (x, y)) in g.iter().zip(&c).enumerate() {
                 let (x, y) = (f64::from(x.unwrap()), f64::from(y.unwrap()));
-                assert!(close(x, y, 1e-5, 1e-4), "{m}x{k}x{n} t={ta},{tb} [{i}]: CUDA {x}, CPU {y}");
+                assert!(
+                    close(x, y, 1e-5, 1e-4),
+                    "{m}x{k}x{n} t={ta},{tb} [{i}]: CUDA {x}, CPU {y}"
+                );
             }
         }
     }
@@ -242,8 +315,19 @@ fn misuse_gives_typed_errors() {
     let Some(cuda) = cuda_or_skip() else { return };
     let strings = str_array_of(&[Some("a"), None]);
     let err = expect_err(cuda.upload(&strings), "string upload");
-    assert!(matches!(err, Error::Device { failure: DeviceFailure::Unsupported, .. }), "{err}");
-    let on_cpu = CpuBackend::shared().upload(&f32_array(&[Some(1.0)])).unwrap();
+    assert!(
+        matches!(
+            err,
+            Error::Device {
+                failure: DeviceFailure::Unsupported,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let on_cpu = CpuBackend::shared()
+        .upload(&f32_array(&[Some(1.0)]))
+        .unwrap();
     let err = expect_err(cuda.download(&on_cpu), "foreign array");
     assert!(matches!(err, Error::Internal(_)), "{err}");
     cuda.synchronize().unwrap();

@@ -78,7 +78,10 @@ fn multiply_add_is_not_contracted() {
     let ptx = compile_ptx(&kernel.full_source(), ARCH, FUSED_ENTRY).unwrap();
     // `--fmad=false`: products keep their own rounding (`mul.rn`), as on the CPU.
     assert!(!ptx.contains("fma."), "{ptx}");
-    assert!(ptx.contains("mul.rn.f32") && ptx.contains("mul.rn.f64"), "{ptx}");
+    assert!(
+        ptx.contains("mul.rn.f32") && ptx.contains("mul.rn.f64"),
+        "{ptx}"
+    );
 }
 
 #[test]
@@ -98,24 +101,42 @@ fn compile_errors_name_the_kernel_and_show_the_log() {
     if !nvrtc_or_skip() {
         return;
     }
-    let err = compile_ptx("extern \"C\" __global__ void k() { undeclared(); }", ARCH, "broken")
-        .unwrap_err();
+    let err = compile_ptx(
+        "extern \"C\" __global__ void k() { undeclared(); }",
+        ARCH,
+        "broken",
+    )
+    .unwrap_err();
     assert!(
-        matches!(&err, Error::Device { failure: DeviceFailure::Compile, .. }),
+        matches!(
+            &err,
+            Error::Device {
+                failure: DeviceFailure::Compile,
+                ..
+            }
+        ),
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("`broken`") && text.contains("undeclared"), "{text}");
+    assert!(
+        text.contains("`broken`") && text.contains("undeclared"),
+        "{text}"
+    );
 }
 
 #[test]
 fn strings_are_refused_with_advice() {
     let schema = projections::schema();
-    let projection =
-        fuseflow::ir::Projection::try_new(schema, &[("t".into(), col("s"))]).unwrap();
+    let projection = fuseflow::ir::Projection::try_new(schema, &[("t".into(), col("s"))]).unwrap();
     let err = fused_kernel(&projection, &[true; 6], "cuda:0").unwrap_err();
     assert!(
-        matches!(&err, Error::Device { failure: DeviceFailure::Unsupported, .. }),
+        matches!(
+            &err,
+            Error::Device {
+                failure: DeviceFailure::Unsupported,
+                ..
+            }
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("cpu"), "{err}");
@@ -146,10 +167,14 @@ fn fused_kernel_source_snapshot() {
         std::fs::write(path, &kernel.source).unwrap();
     }
     let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it", path.display())
+        panic!(
+            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
+            path.display()
+        )
     });
     assert_eq!(
-        kernel.source, expected,
+        kernel.source,
+        expected,
         "generated CUDA differs from {}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended",
         path.display()
     );

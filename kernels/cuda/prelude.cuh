@@ -66,3 +66,12 @@ template <typename T> __device__ __forceinline__ T ff_max(T a, T b) {
 template <typename T> __device__ __forceinline__ T ff_clip(T x, T lo, T hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
+
+// cast(x, T): every conversion goes through f64, as the CPU's
+// `T::from_f64(x.to_f64())`: integers truncate toward zero and saturate, NaN
+// becomes 0 (the `_rz` conversions saturate; C++ casts would be undefined out
+// of range), and i64 -> f32 rounds twice, once to f64 and once to f32.
+__device__ __forceinline__ int ff_to_i32(double x) { return __double2int_rz(x); }
+__device__ __forceinline__ long long ff_to_i64(double x) { return __double2ll_rz(x); }
+__device__ __forceinline__ float ff_to_f32(double x) { return __double2float_rn(x); }
+__device__ __forceinline__ double ff_to_f64(double x) { return x; }

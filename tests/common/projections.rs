@@ -85,7 +85,10 @@ pub fn projections() -> Vec<(&'static str, Projection)> {
         ("fill_col", col("x").fill_null(col("x") * lit(2.0))),
         ("fill_i", col("i").fill_null(lit(7))),
         ("if_else", if_else(col("flag"), col("x"), -col("x"))),
-        ("if_else_lit", if_else(col("d").gt(lit(0.0)), lit(1.0), col("d"))),
+        (
+            "if_else_lit",
+            if_else(col("d").gt(lit(0.0)), lit(1.0), col("d")),
+        ),
         ("nan", col("x") + lit(f32::NAN)),
         ("inf", col("d").minimum(lit(f64::INFINITY))),
         ("neg_inf", col("x").maximum(lit(f32::NEG_INFINITY))),
@@ -93,9 +96,21 @@ pub fn projections() -> Vec<(&'static str, Projection)> {
         ("i64_min", col("l").maximum(lit(i64::MIN))),
     ];
 
-    let dtypes = [DType::Bool, DType::Int32, DType::Int64, DType::Float32, DType::Float64];
+    let dtypes = [
+        DType::Bool,
+        DType::Int32,
+        DType::Int64,
+        DType::Float32,
+        DType::Float64,
+    ];
     let mut casts = Vec::new();
-    for (c, from) in [("flag", DType::Bool), ("x", DType::Float32), ("d", DType::Float64), ("i", DType::Int32), ("l", DType::Int64)] {
+    for (c, from) in [
+        ("flag", DType::Bool),
+        ("x", DType::Float32),
+        ("d", DType::Float64),
+        ("i", DType::Int32),
+        ("l", DType::Int64),
+    ] {
         for to in dtypes {
             if to != from {
                 casts.push((format!("{c}_as_{}", to.name()), col(c).cast(to)));
@@ -108,11 +123,17 @@ pub fn projections() -> Vec<(&'static str, Projection)> {
             "z",
             ((col("x").fill_null(lit(0.25)) - lit(1.5)) / lit(2.0)).clip(lit(-5.0), lit(5.0)),
         ),
-        ("score", (col("x").fill_null(lit(0.0)) * lit(0.5) + col("d").cast(DType::Float32) * lit(-0.25)).sigmoid()),
+        (
+            "score",
+            (col("x").fill_null(lit(0.0)) * lit(0.5) + col("d").cast(DType::Float32) * lit(-0.25))
+                .sigmoid(),
+        ),
         ("positive", col("x").gt(lit(0.0))),
     ];
 
-    let named = |v: Vec<(String, Expr)>| projection(v.iter().map(|(n, e)| (n.as_str(), e.clone())).collect());
+    let named = |v: Vec<(String, Expr)>| {
+        projection(v.iter().map(|(n, e)| (n.as_str(), e.clone())).collect())
+    };
     vec![
         ("unary", named(unary)),
         ("binary", named(binary)),

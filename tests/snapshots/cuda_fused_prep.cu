@@ -11,7 +11,7 @@ extern "C" __global__ void __launch_bounds__(256) ff_fused(
     unsigned long long* __restrict__ ff_null_counts) {
     const unsigned int ff_lane = threadIdx.x & 31u;
     const long long ff_warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    const long long ff_stride = ((long long)gridDim.x * blockDim.x) & ~31LL;
+    const long long ff_stride = (long long)gridDim.x * blockDim.x;
     unsigned long long ff_nulls2 = 0;
     for (long long ff_base = ff_warp * 32; ff_base < ff_rows; ff_base += ff_stride) {
         const long long row = ff_base + ff_lane;
@@ -28,7 +28,7 @@ extern "C" __global__ void __launch_bounds__(256) ff_fused(
             const float v17 = (n0 ? v0 : 0.0f);
             const float v20 = ff_mul(v17, 0.5f);
             const double v21 = in1[row];
-            const float v22 = ((float) (v21));
+            const float v22 = ff_to_f32(v21);
             const float v25 = ff_mul(v22, -0.25f);
             const float v26 = ff_add(v20, v25);
             const float v27 = ff_sigmoid(v26);

@@ -61,7 +61,11 @@ impl CudaBackend {
                     failure,
                     message,
                 }) => Err((failure, device, message)),
-                Err(other) => Err((DeviceFailure::Unavailable, "cuda:0".into(), other.to_string())),
+                Err(other) => Err((
+                    DeviceFailure::Unavailable,
+                    "cuda:0".into(),
+                    other.to_string(),
+                )),
             })
             .clone()
             .map_err(|(failure, device, message)| Error::device(device, failure, message))
@@ -79,7 +83,10 @@ impl CudaBackend {
         self.blas
             .get_or_init(|| matmul::open_blas(&self.device).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(|message| self.device.error(DeviceFailure::Unavailable, message.clone()))
+            .map_err(|message| {
+                self.device
+                    .error(DeviceFailure::Unavailable, message.clone())
+            })
     }
 }
 

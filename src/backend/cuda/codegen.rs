@@ -85,7 +85,11 @@ impl FusedKernel {
 /// [`Error::Device`](crate::Error::Device) with
 /// [`DeviceFailure::Unsupported`](crate::error::DeviceFailure::Unsupported)
 /// when an output or an intermediate is a string.
-pub fn fused_kernel(projection: &Projection, nullable: &[bool], device: &str) -> Result<FusedKernel> {
+pub fn fused_kernel(
+    projection: &Projection,
+    nullable: &[bool],
+    device: &str,
+) -> Result<FusedKernel> {
     let body = fused_body(projection, Lang::Cuda, nullable, device)?;
     let mut params = vec![Param::Rows];
     for input in &body.inputs {
@@ -109,7 +113,11 @@ pub fn fused_kernel(projection: &Projection, nullable: &[bool], device: &str) ->
         }
     }
     params.push(Param::NullCounts);
-    let names: Vec<&str> = projection.outputs().iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = projection
+        .outputs()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     let source = render(&body, &params, &names);
     Ok(FusedKernel {
         source,
@@ -147,7 +155,10 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
 
     let mut s = String::new();
     let _ = writeln!(s, "// fuseflow fused kernel; outputs: {}", names.join(", "));
-    let _ = writeln!(s, "extern \"C\" __global__ void __launch_bounds__(256) {FUSED_ENTRY}(");
+    let _ = writeln!(
+        s,
+        "extern \"C\" __global__ void __launch_bounds__(256) {FUSED_ENTRY}("
+    );
     let _ = writeln!(s, "    {}) {{", signature.join(",\n    "));
     s.push_str(
         "    const unsigned int ff_lane = threadIdx.x & 31u;\n    \
@@ -190,7 +201,9 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
     }
     s.push_str("        }\n");
     if !nullable.is_empty() {
-        s.push_str("        const unsigned int ff_active_word = __ballot_sync(0xffffffffu, ff_active);\n");
+        s.push_str(
+            "        const unsigned int ff_active_word = __ballot_sync(0xffffffffu, ff_active);\n",
+        );
     }
     for (k, out) in body.outputs.iter().enumerate() {
         if out.dtype == DType::Bool {
@@ -220,4 +233,107 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
     }
     s.push_str("}\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::ir::{col, lit};
+
+    fn kernel(nullable: &[bool]) -> FusedKernel {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float32, true),
+            Field::new("n", DataType::Int64, true),
+            Field::new("flag", DataType::Boolean, true),
+        ]));
+        let exprs = [
+            ("y".to_string(), col("x") * lit(2.0)),
+            ("big".to_string(), col("n").gt(lit(3)).and(col("flag"))),
+        ];
+        fused_kernel(
+            &Projection::try_new(schema, &exprs).unwrap(),
+            nullable,
+            "test",
+        )
+        .unwrap()
+    }
+
+    /// The launcher passes arguments in `params` order, so the signature must follow it.
+    #[test]
+    fn signature_follows_the_parameter_list() {
+        let k = kernel(&[true, false, true]);
+        assert_eq!(
+            k.params,
+            vec![
+                Param::Rows,
+                Param::Values(0),
+                Param::Validity(0),
+                Param::Values(1),
+                Param::Values(2),
+                Param::Validity(2),
+                Param::Output(0),
+                Param::OutputValidity(0),
+                Param::Output(1),
+                Param::OutputValidity(1),
+                Param::NullCounts,
+            ]
+        );
+        let names = [
+            "ff_rows",
+            "in0",
+            "valid0",
+            "in1",
+            "in2",
+            "valid2",
+            "out0",
+            "out_valid0",
+            "out1",
+            "out_valid1",
+            "ff_null_counts",
+        ];
+        let positions: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                k.source
+                    .find(&format!(" {n},"))
+                    .or_else(|| k.source.find(&format!(" {n})")))
+                    .unwrap()
+            })
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{}", k.source);
+    }
+
+    #[test]
+    fn bools_and_validity_are_packed_by_ballot() {
+        let k = kernel(&[false, false, true]);
+        assert_eq!(
+            k.outputs[1],
+            KernelOutput {
+                dtype: DType::Bool,
+                nullable: true
+            }
+        );
+        assert!(
+            k.source.contains("out1[ff_base >> 5] = ff_word1"),
+            "{}",
+            k.source
+        );
+        assert!(
+            k.source
+                .contains("out_valid1[ff_base >> 5] = ff_valid_word1"),
+            "{}",
+            k.source
+        );
+        assert!(
+            k.source
+                .contains("atomicAdd(&ff_null_counts[1], ff_nulls1)"),
+            "{}",
+            k.source
+        );
+        assert!(!k.source.contains("ff_nulls0"), "{}", k.source);
+    }
 }

@@ -75,7 +75,11 @@ fn nvrtc(source: &str, arch: &str, kernel: &str) -> Result<Ptx, CompileError> {
 
 fn compile_error(device: &str, kernel: &str, err: CompileError) -> Error {
     let message = match err {
-        CompileError::CompileError { nvrtc, options, log } => format!(
+        CompileError::CompileError {
+            nvrtc,
+            options,
+            log,
+        } => format!(
             "kernel `{kernel}` did not compile ({nvrtc:?}, options {}):\n{}\nthis is a bug in \
              fuseflow's CUDA code generation; please report it, and run the step on `cpu` meanwhile",
             options.join(" "),
@@ -94,8 +98,16 @@ pub(super) struct ModuleCache {
 
 impl ModuleCache {
     /// The entry point `name` of `source`, compiled and loaded on first use.
-    pub(super) fn function(&self, device: &Device, source: &str, name: &str) -> Result<CudaFunction> {
-        let key = (*blake3::hash(source.as_bytes()).as_bytes(), name.to_string());
+    pub(super) fn function(
+        &self,
+        device: &Device,
+        source: &str,
+        name: &str,
+    ) -> Result<CudaFunction> {
+        let key = (
+            *blake3::hash(source.as_bytes()).as_bytes(),
+            name.to_string(),
+        );
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = functions.get(&key) {
             return Ok(f.clone());

@@ -39,12 +39,15 @@ impl Device {
     /// the context and stream, and read what the device is.
     pub(super) fn open(ordinal: usize) -> Result<Device> {
         let label = format!("cuda:{ordinal}");
-        guarded(&label, "opening the device", || Device::open_unguarded(ordinal))
+        guarded(&label, "opening the device", || {
+            Device::open_unguarded(ordinal)
+        })
     }
 
     fn open_unguarded(ordinal: usize) -> Result<Device> {
         let label = format!("cuda:{ordinal}");
-        let unavailable = |message: String| Error::device(&label, DeviceFailure::Unavailable, message);
+        let unavailable =
+            |message: String| Error::device(&label, DeviceFailure::Unavailable, message);
         // SAFETY: only tries to dlopen the library under its usual names.
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
             return Err(unavailable(
@@ -63,7 +66,11 @@ impl Device {
             )));
         }
         let driver = |call: &str, e: DriverError| {
-            Error::device(&label, DeviceFailure::Unavailable, format!("{call} failed: {}", describe(e)))
+            Error::device(
+                &label,
+                DeviceFailure::Unavailable,
+                format!("{call} failed: {}", describe(e)),
+            )
         };
         let ctx = CudaContext::new(ordinal).map_err(|e| driver("cuDevicePrimaryCtxRetain", e))?;
         // All work goes to one stream, so stream order alone orders it; the
@@ -127,10 +134,15 @@ impl Device {
             failure
         };
         let advice = match failure {
-            DeviceFailure::OutOfMemory => "; free device arrays or process the data in smaller chunks",
+            DeviceFailure::OutOfMemory => {
+                "; free device arrays or process the data in smaller chunks"
+            }
             _ => "",
         };
-        self.error(failure, format!("{doing}: {call} failed: {}{advice}", describe(err)))
+        self.error(
+            failure,
+            format!("{doing}: {call} failed: {}{advice}", describe(err)),
+        )
     }
 
     /// Grid size for a grid-stride kernel over `rows` rows with 256-thread
@@ -150,9 +162,9 @@ impl Device {
             })?;
             let out = f()?;
             // Errors cudarc could only record (in drops) surface here.
-            self.ctx
-                .check_err()
-                .map_err(|e| self.driver_error(DeviceFailure::Launch, doing, "a deferred CUDA call", e))?;
+            self.ctx.check_err().map_err(|e| {
+                self.driver_error(DeviceFailure::Launch, doing, "a deferred CUDA call", e)
+            })?;
             Ok(out)
         })
     }

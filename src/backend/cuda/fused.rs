@@ -25,7 +25,11 @@ pub(super) fn launch(
     projection: &Projection,
     inputs: &[Option<&DeviceArray>],
 ) -> Result<Vec<DeviceArray>> {
-    let outputs: Vec<&str> = projection.outputs().iter().map(|(n, _)| n.as_str()).collect();
+    let outputs: Vec<&str> = projection
+        .outputs()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     let what = format!("fused kernel for outputs [{}]", outputs.join(", "));
     let width = projection.input_schema().fields().len();
     if inputs.len() != width {
@@ -89,7 +93,9 @@ pub(super) fn launch(
                 Param::Rows => launch.arg(&n),
                 Param::Values(c) => launch.arg(&input(c)?.values),
                 Param::Validity(c) => launch.arg(input(c)?.validity.as_ref().ok_or_else(|| {
-                    Error::Internal(format!("{what}: input column {c} has nulls but no validity"))
+                    Error::Internal(format!(
+                        "{what}: input column {c} has nulls but no validity"
+                    ))
                 })?),
                 Param::Output(k) => launch.arg(&values[k]),
                 Param::OutputValidity(k) => launch.arg(
@@ -109,18 +115,27 @@ pub(super) fn launch(
         // signature was generated from; inputs hold `rows` values (bit words:
         // `ceil(rows/32)`), outputs were allocated for `rows` rows above.
         unsafe { launch.launch(config) }.map_err(|e| {
-            device.driver_error(DeviceFailure::Launch, &doing, &format!("cuLaunchKernel(`{FUSED_ENTRY}`)"), e)
+            device.driver_error(
+                DeviceFailure::Launch,
+                &doing,
+                &format!("cuLaunchKernel(`{FUSED_ENTRY}`)"),
+                e,
+            )
         })?;
     }
 
     let counts: Vec<u64> = if kernel.outputs.iter().any(|o| o.nullable) && rows > 0 {
         let bytes = device.stream.clone_dtoh(&null_counts).map_err(|e| {
-            device.driver_error(DeviceFailure::Launch, &doing, "cuMemcpyDtoHAsync (null counts)", e)
+            device.driver_error(
+                DeviceFailure::Launch,
+                &doing,
+                "cuMemcpyDtoHAsync (null counts)",
+                e,
+            )
         })?;
-        device
-            .stream
-            .synchronize()
-            .map_err(|e| device.driver_error(DeviceFailure::Launch, &doing, "cuStreamSynchronize", e))?;
+        device.stream.synchronize().map_err(|e| {
+            device.driver_error(DeviceFailure::Launch, &doing, "cuStreamSynchronize", e)
+        })?;
         bytes
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))

@@ -33,20 +33,31 @@ pub(super) fn open_blas(device: &Device) -> Result<CudaBlas> {
             ));
         }
         CudaBlas::new(Arc::clone(&device.stream)).map_err(|e| {
-            device.error(DeviceFailure::Unavailable, format!("cublasCreate failed: {e:?}"))
+            device.error(
+                DeviceFailure::Unavailable,
+                format!("cublasCreate failed: {e:?}"),
+            )
         })
     })
 }
 
 /// `a · b` as a new column-major f32 matrix.
-pub(super) fn matmul(device: &Device, blas: &CudaBlas, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
+pub(super) fn matmul(
+    device: &Device,
+    blas: &CudaBlas,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+) -> Result<DeviceArray> {
     let (m, k) = a.shape();
     let (kb, n) = b.shape();
     if k != kb {
         return Err(Error::Internal(format!("matmul of {m}x{k} by {kb}x{n}")));
     }
     for x in [&a, &b] {
-        if x.data.dtype() != DType::Float32 || x.data.null_count() != 0 || x.data.len() != x.rows * x.cols {
+        if x.data.dtype() != DType::Float32
+            || x.data.null_count() != 0
+            || x.data.len() != x.rows * x.cols
+        {
             return Err(Error::Internal(format!(
                 "matmul operands must be null-free f32 with rows*cols values, got {} {}x{} over {} values with {} nulls",
                 x.data.dtype(),
@@ -97,9 +108,14 @@ pub(super) fn matmul(device: &Device, blas: &CudaBlas, a: Matrix<'_>, b: Matrix<
             let mut ov = out.transmute_mut::<f32>(m * n);
             match (av, bv, ov.as_mut()) {
                 (Some(av), Some(bv), Some(ov)) => blas.gemm(config, &av, &bv, ov).map_err(|e| {
-                    device.error(DeviceFailure::Launch, format!("{doing}: cublasSgemm failed: {e:?}"))
+                    device.error(
+                        DeviceFailure::Launch,
+                        format!("{doing}: cublasSgemm failed: {e:?}"),
+                    )
                 }),
-                _ => Err(Error::Internal(format!("{doing}: device buffers smaller than their matrices"))),
+                _ => Err(Error::Internal(format!(
+                    "{doing}: device buffers smaller than their matrices"
+                ))),
             }
         };
         result?;

@@ -6,7 +6,11 @@
 //! drains) the other. Each buffer has an event recorded after its copy, and
 //! the CPU waits on that event before touching the buffer again, so host to
 //! device runs at the speed of the slower of `memcpy` and PCIe, instead of
-//! the driver's own, synchronous staging of pageable memory. An upload
+//! the driver's own, synchronous staging of pageable memory. The host side
+//! of each piece is copied by all cores (`parallel_copy`): one thread's
+//! `memcpy` (about 10 GB/s), and on download its page faults on fresh output
+//! memory (about 1.5 GB/s, measured on an H100 host), would otherwise bound
+//! the transfer instead of PCIe. An upload
 //! returns once its last chunk is queued: the staging buffers, not the
 //! caller's Arrow buffers, are what the queued copies read.
 //!
@@ -21,6 +25,7 @@ use arrow_array::{Array, ArrayRef, make_array, types};
 use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer};
 use arrow_data::ArrayData;
 use cudarc::driver::{CudaEvent, CudaSlice, PinnedHostSlice};
+use rayon::prelude::*;
 
 use super::device::Device;
 use crate::backend::DeviceArray;
@@ -76,12 +81,22 @@ impl Staging {
         let pinned = || {
             // SAFETY: the buffer is only read after a copy or the CPU has filled it.
             unsafe { device.ctx.alloc_pinned_with_flags::<u8>(CHUNK, 0) }.map_err(|e| {
-                device.driver_error(DeviceFailure::OutOfMemory, "allocating pinned staging memory", "cuMemHostAlloc", e)
+                device.driver_error(
+                    DeviceFailure::OutOfMemory,
+                    "allocating pinned staging memory",
+                    "cuMemHostAlloc",
+                    e,
+                )
             })
         };
         let event = || {
             device.ctx.new_event(None).map_err(|e| {
-                device.driver_error(DeviceFailure::Launch, "creating a staging event", "cuEventCreate", e)
+                device.driver_error(
+                    DeviceFailure::Launch,
+                    "creating a staging event",
+                    "cuEventCreate",
+                    e,
+                )
             })
         };
         Ok(Staging {
@@ -92,9 +107,9 @@ impl Staging {
 
     /// Wait for the last copy through buffer `b`, then hand it out.
     fn buffer(&mut self, device: &Device, b: usize, doing: &str) -> Result<&mut [u8]> {
-        self.events[b]
-            .synchronize()
-            .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuEventSynchronize", e))?;
+        self.events[b].synchronize().map_err(|e| {
+            device.driver_error(DeviceFailure::Launch, doing, "cuEventSynchronize", e)
+        })?;
         self.buffers[b]
             .as_mut_slice()
             .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuEventSynchronize", e))
@@ -114,19 +129,29 @@ impl Staging {
         for (i, piece) in bytes.chunks(CHUNK).enumerate() {
             let b = i % 2;
             let buffer = self.buffer(device, b, doing)?;
-            buffer[..piece.len()].copy_from_slice(piece);
+            parallel_copy(&mut buffer[..piece.len()], piece);
             let start = i * CHUNK;
             device
                 .stream
-                .memcpy_htod(&buffer[..piece.len()], &mut dst.slice_mut(start..start + piece.len()))
-                .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyHtoDAsync", e))?;
+                .memcpy_htod(
+                    &buffer[..piece.len()],
+                    &mut dst.slice_mut(start..start + piece.len()),
+                )
+                .map_err(|e| {
+                    device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyHtoDAsync", e)
+                })?;
             self.record(device, b, doing)?;
         }
         Ok(dst)
     }
 
     /// Copy the first `out.len()` bytes of `src` into `out`, two pieces in flight.
-    pub(super) fn to_host(&mut self, device: &Device, src: &CudaSlice<u8>, out: &mut [u8]) -> Result<()> {
+    pub(super) fn to_host(
+        &mut self,
+        device: &Device,
+        src: &CudaSlice<u8>,
+        out: &mut [u8],
+    ) -> Result<()> {
         let doing = "downloading a column";
         let total = out.len();
         let pieces = total.div_ceil(CHUNK);
@@ -138,7 +163,9 @@ impl Staging {
             device
                 .stream
                 .memcpy_dtoh(&src.slice(r.clone()), &mut buffer[..r.len()])
-                .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyDtoHAsync", e))?;
+                .map_err(|e| {
+                    device.driver_error(DeviceFailure::Launch, doing, "cuMemcpyDtoHAsync", e)
+                })?;
             staging.record(device, b, doing)
         };
         for i in 0..pieces.min(2) {
@@ -147,7 +174,7 @@ impl Staging {
         for i in 0..pieces {
             let r = range(i);
             let buffer = self.buffer(device, i % 2, doing)?;
-            out[r.clone()].copy_from_slice(&buffer[..r.len()]);
+            parallel_copy(&mut out[r.clone()], &buffer[..r.len()]);
             if i + 2 < pieces {
                 enqueue(self, i + 2)?;
             }
@@ -167,6 +194,14 @@ impl Drop for Staging {
     }
 }
 
+/// `dst.copy_from_slice(src)` on all cores, in 1 MiB parts.
+fn parallel_copy(dst: &mut [u8], src: &[u8]) {
+    const PART: usize = 1 << 20;
+    dst.par_chunks_mut(PART)
+        .zip(src.par_chunks(PART))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
 /// Uninitialized device memory of `bytes` bytes (at least 4).
 pub(super) fn alloc(device: &Device, bytes: usize, doing: &str) -> Result<CudaSlice<u8>> {
     // SAFETY: every byte is written (by a copy or a kernel) before it is read.
@@ -176,10 +211,14 @@ pub(super) fn alloc(device: &Device, bytes: usize, doing: &str) -> Result<CudaSl
 
 /// Zeroed device memory of `bytes` bytes (at least 4).
 pub(super) fn alloc_zeros(device: &Device, bytes: usize, doing: &str) -> Result<CudaSlice<u8>> {
-    device
-        .stream
-        .alloc_zeros::<u8>(bytes.max(4))
-        .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuMemAllocAsync/cuMemsetD8Async", e))
+    device.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| {
+        device.driver_error(
+            DeviceFailure::Launch,
+            doing,
+            "cuMemAllocAsync/cuMemsetD8Async",
+            e,
+        )
+    })
 }
 
 /// Bits as little-endian u32 words from bit 0, with bits past `len` zero.
@@ -195,7 +234,11 @@ fn bit_words(bits: &BooleanBuffer) -> Vec<u8> {
 }
 
 /// Copy an Arrow array to the device.
-pub(super) fn upload(device: &Device, staging: &mut Staging, array: &ArrayRef) -> Result<DeviceArray> {
+pub(super) fn upload(
+    device: &Device,
+    staging: &mut Staging,
+    array: &ArrayRef,
+) -> Result<DeviceArray> {
     let dtype = DType::from_arrow(array.data_type())
         .filter(|d| *d != DType::Utf8)
         .ok_or_else(|| {
@@ -234,7 +277,11 @@ pub(super) fn upload(device: &Device, staging: &mut Staging, array: &ArrayRef) -
 }
 
 /// Copy a device array back into an Arrow array with its validity.
-pub(super) fn download(device: &Device, staging: &mut Staging, array: &DeviceArray) -> Result<ArrayRef> {
+pub(super) fn download(
+    device: &Device,
+    staging: &mut Staging,
+    array: &DeviceArray,
+) -> Result<ArrayRef> {
     let col = column(array)?;
     let len = array.len();
     let fetch = |staging: &mut Staging, src: &CudaSlice<u8>, bytes: usize| -> Result<Buffer> {
@@ -256,4 +303,30 @@ pub(super) fn download(device: &Device, staging: &mut Staging, array: &DeviceArr
         .nulls(nulls)
         .build()?;
     Ok(make_array(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_words_realign_sliced_bitmaps_and_zero_the_padding() {
+        let bools: Vec<bool> = (0..200).map(|i| (i * 7 + i / 3) % 5 < 2).collect();
+        let all = BooleanBuffer::from(bools.as_slice());
+        for offset in [0, 1, 3, 8, 13, 31, 32, 33] {
+            for len in [0, 1, 7, 8, 9, 31, 32, 33, 64, 100] {
+                let words = bit_words(&all.slice(offset, len));
+                assert_eq!(
+                    words.len(),
+                    super::words(len) * 4,
+                    "offset {offset}, len {len}"
+                );
+                for bit in 0..words.len() * 8 {
+                    let got = (words[bit / 8] >> (bit % 8)) & 1 == 1;
+                    let want = bit < len && bools[offset + bit];
+                    assert_eq!(got, want, "offset {offset}, len {len}, bit {bit}");
+                }
+            }
+        }
+    }
 }

@@ -65,7 +65,11 @@ impl From<Partial> for ColumnStats {
 }
 
 /// Statistics of a numeric device array.
-pub(super) fn reduce(device: &Device, modules: &ModuleCache, array: &DeviceArray) -> Result<ColumnStats> {
+pub(super) fn reduce(
+    device: &Device,
+    modules: &ModuleCache,
+    array: &DeviceArray,
+) -> Result<ColumnStats> {
     let entry = reduce_entry(array.dtype()).ok_or_else(|| {
         device.error(
             DeviceFailure::Unsupported,
@@ -106,14 +110,17 @@ pub(super) fn reduce(device: &Device, modules: &ModuleCache, array: &DeviceArray
     // words, and `partials` one element per block.
     unsafe { launch.launch(config) }
         .map_err(|e| device.driver_error(DeviceFailure::Launch, &doing, "cuLaunchKernel", e))?;
-    let partials = device
-        .stream
-        .clone_dtoh(&partials)
-        .map_err(|e| device.driver_error(DeviceFailure::Launch, &doing, "cuMemcpyDtoHAsync (partials)", e))?;
-    device
-        .stream
-        .synchronize()
-        .map_err(|e| device.driver_error(DeviceFailure::Launch, &doing, "cuStreamSynchronize", e))?;
+    let partials = device.stream.clone_dtoh(&partials).map_err(|e| {
+        device.driver_error(
+            DeviceFailure::Launch,
+            &doing,
+            "cuMemcpyDtoHAsync (partials)",
+            e,
+        )
+    })?;
+    device.stream.synchronize().map_err(|e| {
+        device.driver_error(DeviceFailure::Launch, &doing, "cuStreamSynchronize", e)
+    })?;
     Ok(partials
         .into_iter()
         .fold(ColumnStats::EMPTY, |acc, p| acc.merge(p.into())))
