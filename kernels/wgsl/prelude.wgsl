@@ -38,18 +38,34 @@ fn ff_log1p_f32(x: f32) -> f32 {
     return log(u) * (x / (u - 1.0));
 }
 
-// C's pow for the cases the CPU reference defines: pow(x, 0) = 1, pow(1, y) = 1,
-// a negative base only with an integer exponent (the sign from its parity).
+// C's pow (C99 Annex F): pow(x, 0) = 1, pow(1, y) = 1, pow(-1, inf) = 1, a
+// negative base only with an integer exponent (the sign from its parity,
+// -0 included), and the infinite cases spelled out, as exp2 of an infinite
+// argument is not reliable on every driver.
 fn ff_pow_f32(a: f32, b: f32) -> f32 {
     if (b == 0.0 || a == 1.0) { return 1.0; }
     if (ff_isnan_f32(a) || ff_isnan_f32(b)) { return ff_nan(); }
-    if (a == 0.0) { return select(ff_inf(), 0.0, b > 0.0); }
-    let magnitude = exp2(b * log2(abs(a)));
-    if (a > 0.0) { return magnitude; }
-    if (trunc(b) != b) { return ff_nan(); }
+    let integer = trunc(b) == b;
+    // pow(-inf, y) is +0 or +inf for any y that is not an odd integer.
+    if (a < 0.0 && !integer && a != -ff_inf()) { return ff_nan(); }
     // Every f32 at or above 2^24 is an even integer.
-    let odd = abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
-    return select(magnitude, -magnitude, odd);
+    let odd = integer && abs(b) < 16777216.0 && (i32(abs(b)) & 1) == 1;
+    let negative = (bitcast<u32>(a) & 0x80000000u) != 0u;
+    let x = abs(a);
+    var magnitude = 1.0;
+    if (x == 0.0) {
+        magnitude = select(ff_inf(), 0.0, b > 0.0);
+    } else if (x != 1.0) {
+        let t = b * log2(x);
+        if (t == ff_inf()) {
+            magnitude = ff_inf();
+        } else if (t == -ff_inf()) {
+            magnitude = 0.0;
+        } else {
+            magnitude = exp2(t);
+        }
+    }
+    return select(magnitude, -magnitude, negative && odd);
 }
 
 fn ff_min_f32(a: f32, b: f32) -> f32 {

@@ -386,7 +386,8 @@ fn cast(lang: Lang, x: &str, from: DType, to: DType) -> (String, Option<String>)
         return (x.to_string(), None);
     }
     let value = match (to, lang) {
-        (DType::Bool, _) => format!("({x} != {})", literal(lang, &Const::Int(0), from)),
+        // Not `x != 0`: NaN is true, and WGSL's `!=` may be ordered.
+        (DType::Bool, _) => format!("(!({x} == {}))", literal(lang, &Const::Int(0), from)),
         (_, Lang::Wgsl) => format!("{}({x})", type_name(lang, to)),
         // Through f64 like the CPU's `from_f64(x.to_f64())`; see `ff_to_*` in prelude.cuh.
         (_, Lang::Cuda) => format!("ff_to_{}({x})", to.name()),

@@ -491,7 +491,9 @@ impl BinaryOp {
             (BinaryOp::Max, Wgsl) => "ff_max_{t}({a}, {b})",
             (BinaryOp::Max, Cuda) => "ff_max({a}, {b})",
             (BinaryOp::Eq, _) => "({a} == {b})",
-            (BinaryOp::NotEq, _) => "({a} != {b})",
+            // WGSL's `!=` is ordered on some drivers (false for NaN); C's is not.
+            (BinaryOp::NotEq, Wgsl) => "(!({a} == {b}))",
+            (BinaryOp::NotEq, Cuda) => "({a} != {b})",
             (BinaryOp::Lt, _) => "({a} < {b})",
             (BinaryOp::LtEq, _) => "({a} <= {b})",
             (BinaryOp::Gt, _) => "({a} > {b})",
