@@ -26,8 +26,9 @@ pub struct CudaBackend {
     modules: ModuleCache,
     /// Allocated at the first transfer.
     staging: Mutex<Option<Staging>>,
-    /// Opened at the first product.
-    blas: OnceLock<Result<CudaBlas, String>>,
+    /// Opened at the first product; one caller at a time, as cuBLAS
+    /// advises against sharing a handle between threads.
+    blas: OnceLock<Result<Mutex<CudaBlas>, String>>,
 }
 
 impl CudaBackend {
@@ -79,10 +80,18 @@ impl CudaBackend {
         Ok(staging)
     }
 
-    fn blas(&self) -> Result<&CudaBlas> {
+    fn blas(&self) -> Result<MutexGuard<'_, CudaBlas>> {
         self.blas
-            .get_or_init(|| matmul::open_blas(&self.device).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                matmul::open_blas(&self.device)
+                    .map(Mutex::new)
+                    .map_err(|e| match e {
+                        Error::Device { message, .. } => message,
+                        other => other.to_string(),
+                    })
+            })
             .as_ref()
+            .map(|blas| blas.lock().unwrap_or_else(|p| p.into_inner()))
             .map_err(|message| {
                 self.device
                     .error(DeviceFailure::Unavailable, message.clone())
@@ -129,7 +138,7 @@ impl Backend for CudaBackend {
 
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
         self.device.run("matmul", || {
-            matmul::matmul(&self.device, self.blas()?, a, b)
+            matmul::matmul(&self.device, &*self.blas()?, a, b)
         })
     }
 
