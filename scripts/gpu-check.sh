@@ -113,6 +113,6 @@ for row in "${rows[@]}"; do echo "$row"; done
 echo "logs: $logs"
 for log in "$logs"/*.log; do
   [[ "$(basename "$log")" == gpu* || "$(basename "$log")" == torch* ]] || continue
-  echo "== $(basename "$log" .log)"; grep -E '^\||time:|GB/s' "$log" | head -n 40
+  echo "== $(basename "$log" .log)"; grep -E '^\||time:|GB/s|check' "$log" | head -n 40
 done
 exit $failed

@@ -124,7 +124,7 @@ impl Staging {
 
     /// Copy `bytes` into new device memory (at least 4 bytes, so that empty
     /// columns still have an address).
-    pub(super) fn to_device(&mut self, device: &Device, bytes: &[u8]) -> Result<CudaSlice<u8>> {
+    pub(super) fn htod(&mut self, device: &Device, bytes: &[u8]) -> Result<CudaSlice<u8>> {
         let doing = "uploading a column";
         let mut dst = alloc(device, bytes.len(), doing)?;
         for (i, piece) in bytes.chunks(CHUNK).enumerate() {
@@ -152,7 +152,7 @@ impl Staging {
 
     /// Copy the first `out.len()` bytes of `src` into `out`, two pieces in
     /// flight; every byte of `out` is written.
-    pub(super) fn to_host(
+    pub(super) fn dtoh(
         &mut self,
         device: &Device,
         src: &CudaSlice<u8>,
@@ -328,9 +328,9 @@ pub(super) fn upload(
         DType::Float64 => bytemuck::cast_slice(array.as_primitive::<types::Float64Type>().values()),
         DType::Utf8 => unreachable!("filtered above"),
     };
-    let values = staging.to_device(device, values)?;
+    let values = staging.htod(device, values)?;
     let validity = match array.logical_nulls().filter(|n| n.null_count() > 0) {
-        Some(nulls) => Some(staging.to_device(device, &bit_words(nulls.inner()))?),
+        Some(nulls) => Some(staging.htod(device, &bit_words(nulls.inner()))?),
         None => None,
     };
     Ok(DeviceArray::new(
@@ -350,7 +350,7 @@ pub(super) fn download(
     let col = column(array)?;
     let len = array.len();
     let fetch = |staging: &mut Staging, src: &CudaSlice<u8>, bytes: usize| -> Result<Buffer> {
-        host_buffer(bytes, |out| staging.to_host(device, src, out))
+        host_buffer(bytes, |out| staging.dtoh(device, src, out))
     };
     let values = fetch(staging, &col.values, value_bytes(array.dtype(), len))?;
     let nulls = match (&col.validity, array.null_count()) {
