@@ -86,8 +86,11 @@ fn ff_max_i32(a: i32, b: i32) -> i32 {
     return max(a, b);
 }
 
-// clip(x, lo, hi): lo below, hi above, NaN stays NaN.
+// clip(x, lo, hi): lo below, hi above, NaN stays NaN. The NaN test is
+// explicit: NVIDIA's Vulkan driver turns the selects into a clamp, which
+// gives NaN the bound.
 fn ff_clip_f32(x: f32, lo: f32, hi: f32) -> f32 {
+    if (ff_isnan_f32(x)) { return x; }
     return select(select(x, hi, x > hi), lo, x < lo);
 }
 
