@@ -6,7 +6,9 @@
 //! training means, derive a log feature, z-score, one-hot encode the region,
 //! and print a summary of both prepared splits.
 //!
-//! Run with `cargo run --release --example quickstart`.
+//! Run with `cargo run --release --example quickstart`; add `-- --device cuda`
+//! (or `wgpu`) to run the preparation steps on a GPU. Without one, the run
+//! goes on on the CPU and each step says why.
 
 use fuseflow::ir::{col, lit};
 use fuseflow::pipeline::io::MemorySource;
@@ -14,9 +16,22 @@ use fuseflow::pipeline::prep::{
     Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
     Split, UnknownCategory,
 };
-use fuseflow::{Pipeline, Table, datasets};
+use fuseflow::backend::DeviceChoice;
+use fuseflow::{Pipeline, RunOptions, Table, datasets};
 
 fn main() -> fuseflow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let device = match args.iter().position(|a| a == "--device") {
+        Some(i) => args
+            .get(i + 1)
+            .map_or("cpu", String::as_str)
+            .parse::<DeviceChoice>()
+            .map_err(|message| fuseflow::Error::InvalidParameter {
+                step: "--device".into(),
+                message,
+            })?,
+        None => DeviceChoice::Auto,
+    };
     let rows = 1_000_000;
     let data = datasets::customers(rows, 42);
     // Cut the table into 64K-row chunks as a file reader would.
@@ -65,7 +80,10 @@ fn main() -> fuseflow::Result<()> {
     .input("data", "prepared_test");
 
     print!("{}", p.explain()?);
-    let run = p.run()?;
+    let run = p.run_with(&RunOptions {
+        device,
+        ..RunOptions::default()
+    })?;
     println!(
         "\nran {} steps in {:.3} s",
         run.steps.len(),
@@ -73,12 +91,16 @@ fn main() -> fuseflow::Result<()> {
     );
     for step in &run.steps {
         println!(
-            "  {:<16} {:<15} {:>8.1} ms  rows {:?}",
+            "  {:<16} {:<15} {:<5} {:>8.1} ms  rows {:?}",
             step.name,
             step.kind,
+            step.device.split(':').next().unwrap_or_default(),
             step.duration.as_secs_f64() * 1e3,
             step.rows
         );
+        for note in &step.notes {
+            println!("    note: {note}");
+        }
     }
 
     let stats = run.output("stats")?.concat()?;
