@@ -292,7 +292,7 @@ fn bit_words(bits: &BooleanBuffer) -> Vec<u8> {
     let mut out = vec![0u8; words(bits.len()) * 4];
     let used = bits.len().div_ceil(8);
     out[..used].copy_from_slice(&aligned.as_slice()[..used]);
-    if bits.len() % 8 != 0 {
+    if !bits.len().is_multiple_of(8) {
         out[used - 1] &= (1u8 << (bits.len() % 8)) - 1;
     }
     out
