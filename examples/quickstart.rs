@@ -10,13 +10,13 @@
 //! (or `wgpu`) to run the preparation steps on a GPU. Without one, the run
 //! goes on on the CPU and each step says why.
 
+use fuseflow::backend::DeviceChoice;
 use fuseflow::ir::{col, lit};
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{
     Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
     Split, UnknownCategory,
 };
-use fuseflow::backend::DeviceChoice;
 use fuseflow::{Pipeline, RunOptions, Table, datasets};
 
 fn main() -> fuseflow::Result<()> {
