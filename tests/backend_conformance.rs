@@ -347,7 +347,8 @@ fn the_prep_and_score_chain_fuses_into_one_kernel() {
 fn reductions_agree_with_the_cpu_and_repeat_bit_for_bit() {
     for backend in backends() {
         let info = backend.info().clone();
-        for n in LENGTHS {
+        // Also lengths around the statistics blocks (4096 rows on wgpu, 8192 on CUDA).
+        for n in LENGTHS.into_iter().chain([4097, 8191, 8193, 100_003]) {
             let batch = dataset(8 ^ n as u64, n, true);
             for name in ["f", "i", "x", "k"] {
                 let array = batch.column_by_name(name).expect("column");

@@ -1,6 +1,6 @@
 //! The CUDA backend against the CPU reference, on a real GPU.
 //!
-//! Every test starts with [`cuda_or_skip`]: without a device (or driver, or
+//! Every test starts with [`devices::cuda`]: without a device (or driver, or
 //! NVRTC) it prints `skipping CUDA tests: <reason>` and passes, unless
 //! `FUSEFLOW_REQUIRE_CUDA=1`, where it fails.
 //!
@@ -12,8 +12,8 @@
 //! every null rule must match the CPU bit for bit (kernels are compiled with
 //! `--fmad=false`); `exp`, `log`, `log1p`, `sigmoid`, `pow` go through
 //! different math libraries and must satisfy `|x-y| <= max(R*|x+y|, A)` with
-//! `R = A = 4e-6` (f32) or `R = A = 1e-13` (f64). Statistics: counts exactly,
-//! mean/m2/min/max with `R = A = 1e-12`. Products: `R = 1e-5`, `A = 1e-4`.
+//! `R = A = 4e-6` (f32) or `R = A = 1e-13` (f64). Statistics and matrix
+//! products are checked in `backend_conformance.rs`, on every backend.
 
 mod common;
 #[path = "common/projections.rs"]
@@ -21,25 +21,10 @@ mod projections;
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, Float32Array};
+use arrow_array::{Array, ArrayRef};
 use common::*;
-use fuseflow::backend::{Backend, CpuBackend, CudaBackend, DeviceArray, DeviceKind, Matrix};
+use fuseflow::backend::{Backend, CpuBackend, CudaBackend, DeviceArray, DeviceKind};
 use fuseflow::{DeviceFailure, Error};
-
-/// The shared CUDA backend, or `None` (with a printed reason) when this
-/// machine cannot run CUDA; panics instead under `FUSEFLOW_REQUIRE_CUDA=1`.
-fn cuda_or_skip() -> Option<Arc<CudaBackend>> {
-    match CudaBackend::shared() {
-        Ok(cuda) => Some(cuda),
-        Err(e) if std::env::var("FUSEFLOW_REQUIRE_CUDA").as_deref() == Ok("1") => {
-            panic!("FUSEFLOW_REQUIRE_CUDA=1 but CUDA cannot be used: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping CUDA tests: {e}");
-            None
-        }
-    }
-}
 
 const LENGTHS: [usize; 8] = [0, 1, 31, 33, 257, 8191, 8193, 100_003];
 
@@ -120,7 +105,7 @@ fn assert_same(actual: &ArrayRef, expected: &ArrayRef, approx: bool, what: &str)
 
 #[test]
 fn info_describes_the_gpu() {
-    let Some(cuda) = cuda_or_skip() else { return };
+    let Some(cuda) = devices::cuda() else { return };
     let info = cuda.info();
     assert_eq!(info.kind, DeviceKind::Cuda);
     assert!(!info.software && info.f64 && info.i64);
@@ -134,7 +119,7 @@ fn info_describes_the_gpu() {
 
 #[test]
 fn upload_download_round_trips() {
-    let Some(cuda) = cuda_or_skip() else { return };
+    let Some(cuda) = devices::cuda() else { return };
     let mut rng = Rng::new(1);
     for n in LENGTHS {
         for (c, array) in inputs(&mut rng, n).into_iter().enumerate().take(5) {
@@ -154,7 +139,7 @@ fn upload_download_round_trips() {
 
 #[test]
 fn launch_matches_the_cpu() {
-    let Some(cuda) = cuda_or_skip() else { return };
+    let Some(cuda) = devices::cuda() else { return };
     let cpu = CpuBackend::shared();
     let mut rng = Rng::new(2);
     for n in LENGTHS {
@@ -194,125 +179,9 @@ fn launch_matches_the_cpu() {
 
 /// Columns for statistics: moderate values (so that sums do not overflow and
 /// the order of additions stays within the tolerance), ~10% nulls, 2% NaN.
-fn stats_inputs(rng: &mut Rng, n: usize) -> Vec<ArrayRef> {
-    let mut values = |nan: bool| -> Vec<Option<f64>> {
-        (0..n + 9)
-            .map(|_| {
-                (!rng.chance(NULL_RATE)).then(|| match rng.chance(0.02) {
-                    true if nan => f64::NAN,
-                    _ => (rng.range(-50.0, 50.0) * 16.0).round() / 16.0,
-                })
-            })
-            .collect()
-    };
-    let floats = values(true);
-    let ints = values(false);
-    vec![
-        f32_array(
-            &floats
-                .iter()
-                .map(|v| v.map(|x| x as f32))
-                .collect::<Vec<_>>(),
-        )
-        .slice(9, n),
-        f64_array(&floats).slice(9, n),
-        i32_array(&ints.iter().map(|v| v.map(|x| x as i32)).collect::<Vec<_>>()).slice(9, n),
-        i64_array(
-            &ints
-                .iter()
-                .map(|v| v.map(|x| (x * 1e6) as i64))
-                .collect::<Vec<_>>(),
-        )
-        .slice(9, n),
-    ]
-}
-
-#[test]
-fn reduce_matches_the_cpu_and_repeats() {
-    let Some(cuda) = cuda_or_skip() else { return };
-    let cpu = CpuBackend::shared();
-    let mut rng = Rng::new(3);
-    for n in LENGTHS {
-        for array in stats_inputs(&mut rng, n) {
-            let what = format!("{} x {n}", array.data_type());
-            let on_gpu = cuda.upload(&array).unwrap();
-            let g = cuda.reduce(&on_gpu).unwrap();
-            let again = cuda.reduce(&on_gpu).unwrap();
-            assert_eq!(
-                (again.mean.to_bits(), again.m2.to_bits()),
-                (g.mean.to_bits(), g.m2.to_bits()),
-                "{what}: repeat"
-            );
-            let c = cpu.reduce(&cpu.upload(&array).unwrap()).unwrap();
-            assert_eq!(
-                (g.count, g.nulls, g.nans),
-                (c.count, c.nulls, c.nans),
-                "{what}"
-            );
-            for (field, x, y) in [
-                ("mean", g.mean, c.mean),
-                ("m2", g.m2, c.m2),
-                ("min", g.min, c.min),
-                ("max", g.max, c.max),
-            ] {
-                assert!(
-                    close(x, y, 1e-12, 1e-12),
-                    "{what}: {field}: CUDA {x}, CPU {y}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn matmul_matches_the_cpu() {
-    let Some(cuda) = cuda_or_skip() else { return };
-    let cpu = CpuBackend::shared();
-    let mut rng = Rng::new(4);
-    let mut matrix = |rows: usize, cols: usize| -> ArrayRef {
-        Arc::new(Float32Array::from_iter_values(
-            (0..rows * cols).map(|_| rng.range(-1.0, 1.0) as f32),
-        ))
-    };
-    for (m, k, n) in [
-        (3, 5, 4),
-        (1000, 64, 3),
-        (1, 1, 1),
-        (17, 0, 5),
-        (33, 257, 65),
-    ] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let (a, b) = (matrix(ar, ac), matrix(br, bc));
-            let product = |backend: &dyn Backend| -> ArrayRef {
-                let (da, db) = (backend.upload(&a).unwrap(), backend.upload(&b).unwrap());
-                let (mut ma, mut mb) = (Matrix::new(&da, ar, ac), Matrix::new(&db, br, bc));
-                if ta {
-                    ma = ma.t();
-                }
-                if tb {
-                    mb = mb.t();
-                }
-                backend.download(&backend.matmul(ma, mb).unwrap()).unwrap()
-            };
-            let (g, c) = (product(cuda.as_ref()), product(cpu.as_ref()));
-            let (g, c) = (f32_values(g.as_ref()), f32_values(c.as_ref()));
-            assert_eq!(g.len(), m * n);
-            for (i, (x, y)) in g.iter().zip(&c).enumerate() {
-                let (x, y) = (f64::from(x.unwrap()), f64::from(y.unwrap()));
-                assert!(
-                    close(x, y, 1e-5, 1e-4),
-                    "{m}x{k}x{n} t={ta},{tb} [{i}]: CUDA {x}, CPU {y}"
-                );
-            }
-        }
-    }
-}
-
 #[test]
 fn misuse_gives_typed_errors() {
-    let Some(cuda) = cuda_or_skip() else { return };
+    let Some(cuda) = devices::cuda() else { return };
     let strings = str_array_of(&[Some("a"), None]);
     let err = expect_err(cuda.upload(&strings), "string upload");
     assert!(

@@ -21,25 +21,11 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array};
 use arrow_schema::{DataType, Field, Schema};
-use common::{Rng, bool_array, f32_array, gen_bool, gen_f32, gen_i32, i32_array};
+use common::{Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array};
 use fuseflow::backend::wgpu::{WgpuBackend, fused_kernel_source};
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind, Matrix};
 use fuseflow::ir::{DType, Expr, Projection, col, if_else, lit};
 use fuseflow::{DeviceFailure, Error};
-
-/// The shared backend, or `None` (after saying why) when there is no adapter.
-fn wgpu_or_skip() -> Option<Arc<WgpuBackend>> {
-    match WgpuBackend::shared() {
-        Ok(backend) => Some(backend),
-        Err(e) if std::env::var("FUSEFLOW_REQUIRE_WGPU").as_deref() == Ok("1") => {
-            panic!("FUSEFLOW_REQUIRE_WGPU=1 but wgpu is unavailable: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping wgpu tests: {e}");
-            None
-        }
-    }
-}
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -140,7 +126,7 @@ fn check_launch(gpu: &WgpuBackend, projection: &Projection, inputs: &[ArrayRef],
 
 #[test]
 fn adapter_info_describes_a_wgpu_device() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let info = gpu.info();
     eprintln!("wgpu tests run on {info}");
     assert_eq!(info.kind, DeviceKind::Wgpu);
@@ -158,7 +144,7 @@ fn adapter_info_describes_a_wgpu_device() {
 
 #[test]
 fn sliced_arrays_round_trip_at_bit_offsets() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let mut rng = Rng::new(7);
     let whole = columns(&mut rng, 400);
     for offset in [0, 1, 3, 8, 13, 32, 64, 101] {
@@ -179,7 +165,7 @@ fn sliced_arrays_round_trip_at_bit_offsets() {
 
 #[test]
 fn unsupported_types_are_refused_with_a_typed_error() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let f64s: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
     let err = gpu.upload(&f64s).unwrap_err();
     assert!(
@@ -209,7 +195,7 @@ fn unsupported_types_are_refused_with_a_typed_error() {
 
 #[test]
 fn validity_and_bools_pack_at_awkward_lengths() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let mut rng = Rng::new(11);
     let p = mixed();
     for len in [0, 1, 31, 33, 257, 100_003] {
@@ -224,7 +210,7 @@ fn validity_and_bools_pack_at_awkward_lengths() {
 
 #[test]
 fn null_free_inputs_give_outputs_without_validity() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let p = projection(&[("y", col("x") * lit(2.0)), ("pos", col("x").gt(lit(0.0)))]);
     let x: ArrayRef = Arc::new(Float32Array::from(vec![1.5f32; 1000]));
     let device = gpu.upload(&x).unwrap();
@@ -237,7 +223,7 @@ fn null_free_inputs_give_outputs_without_validity() {
 
 #[test]
 fn columns_above_the_binding_limit_run_in_pieces() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     // 16 KiB bindings: pieces of 4096 rows, so 100 003 rows take 25 launches.
     let small = WgpuBackend::open().unwrap().with_binding_limit(16 << 10);
     let mut rng = Rng::new(13);
@@ -257,7 +243,7 @@ fn columns_above_the_binding_limit_run_in_pieces() {
 
 #[test]
 fn launches_wider_than_65535_workgroups_continue_along_y() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     // 256 rows per workgroup: 65 537 workgroups, one more than a grid row holds.
     let rows = 65_536 * 256 + 300;
     let i: ArrayRef = Arc::new(Int32Array::from_iter_values(0..rows as i32));
@@ -277,99 +263,8 @@ fn launches_wider_than_65535_workgroups_continue_along_y() {
 }
 
 #[test]
-fn reductions_repeat_bit_for_bit_and_match_the_cpu() {
-    let Some(gpu) = wgpu_or_skip() else { return };
-    let cpu = CpuBackend::shared();
-    let mut rng = Rng::new(17);
-    for len in [0, 1, 33, 4097, 100_003] {
-        let values: Vec<Option<f32>> = gen_f32(&mut rng, len)
-            .into_iter()
-            .map(|v| v.filter(|x| x.abs() < 1e6 || x.is_nan()))
-            .collect();
-        let small_ints: Vec<Option<i32>> = gen_i32(&mut rng, len)
-            .into_iter()
-            .map(|v| v.map(|x| x % 1000))
-            .collect();
-        for array in [f32_array(&values), i32_array(&small_ints)] {
-            let device = gpu.upload(&array).unwrap();
-            let first = gpu.reduce(&device).unwrap();
-            let again = gpu.reduce(&device).unwrap();
-            assert_eq!(format!("{first:?}"), format!("{again:?}"));
-            let want = cpu.reduce(&cpu.upload(&array).unwrap()).unwrap();
-            let what = format!("{} of {len}", array.data_type());
-            assert_eq!(
-                (first.count, first.nulls, first.nans),
-                (want.count, want.nulls, want.nans),
-                "{what}"
-            );
-            let close = |x: f64, y: f64, scale: f64| {
-                (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-5 * scale.max(1.0)
-            };
-            let spread = want.max.abs().max(want.min.abs());
-            assert!(
-                close(first.mean, want.mean, spread),
-                "{what}: mean {first:?} vs {want:?}"
-            );
-            assert!(
-                close(first.min, want.min, spread) && close(first.max, want.max, spread),
-                "{what}"
-            );
-            let m2 = want.m2.abs();
-            assert!(
-                close(first.m2, want.m2, m2 * 10.0),
-                "{what}: m2 {first:?} vs {want:?}"
-            );
-        }
-    }
-}
-
-#[test]
-fn matmul_matches_the_cpu_with_transposes_and_ragged_tiles() {
-    let Some(gpu) = wgpu_or_skip() else { return };
-    let cpu = CpuBackend::shared();
-    let mut rng = Rng::new(19);
-    let mut matrix = |rows: usize, cols: usize| -> ArrayRef {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|_| rng.range(-1.0, 1.0) as f32)
-            .collect();
-        Arc::new(Float32Array::from(v))
-    };
-    for (m, k, n) in [(1, 1, 1), (17, 33, 5), (64, 16, 48), (3, 0, 2), (100, 7, 1)] {
-        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let (ar, ac) = if ta { (k, m) } else { (m, k) };
-            let (br, bc) = if tb { (n, k) } else { (k, n) };
-            let (a, b) = (matrix(ar, ac), matrix(br, bc));
-            let product = |backend: &dyn Backend| {
-                let (da, db) = (backend.upload(&a).unwrap(), backend.upload(&b).unwrap());
-                let (mut ma, mut mb) = (Matrix::new(&da, ar, ac), Matrix::new(&db, br, bc));
-                if ta {
-                    ma = ma.t();
-                }
-                if tb {
-                    mb = mb.t();
-                }
-                backend.download(&backend.matmul(ma, mb).unwrap()).unwrap()
-            };
-            let (got, want) = (product(gpu.as_ref()), product(cpu.as_ref()));
-            let (got, want) = (
-                got.as_primitive::<Float32Type>(),
-                want.as_primitive::<Float32Type>(),
-            );
-            assert_eq!(got.len(), m * n);
-            for (g, w) in got.values().iter().zip(want.values()) {
-                // Sums of k products of values in [-1, 1].
-                assert!(
-                    (g - w).abs() <= 1e-5 * (k as f32).max(1.0),
-                    "{m}x{k}x{n} {ta} {tb}: {g} vs {w}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
 fn device_errors_are_typed_not_panics() {
-    let Some(gpu) = wgpu_or_skip() else { return };
+    let Some(gpu) = devices::wgpu() else { return };
     let err = gpu
         .compile_wgsl("@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }")
         .unwrap_err();

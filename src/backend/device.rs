@@ -168,6 +168,7 @@ impl Device {
         Kernel {
             device: self.clone(),
             unsupported,
+            reads: columns_read(&projection, &live),
             cpu: CpuKernel::compile(projection),
         }
     }
@@ -216,6 +217,8 @@ pub struct Kernel {
     device: Device,
     /// A dtype the device cannot compute on, if the projection has one.
     unsupported: Option<DType>,
+    /// Which input columns the projection reads (only those are uploaded).
+    reads: Vec<bool>,
     cpu: CpuKernel,
 }
 
@@ -271,14 +274,13 @@ impl Kernel {
     fn on_device(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let projection = self.projection();
         let backend = self.device.backend();
-        let reads = columns_read(projection);
         let inputs = projection
             .input_schema()
             .fields()
             .iter()
             .enumerate()
             .map(|(i, field)| {
-                if !reads[i] {
+                if !self.reads[i] {
                     return Ok(None);
                 }
                 let array: &ArrayRef =
@@ -321,11 +323,10 @@ impl Kernel {
     }
 }
 
-/// Which input columns a projection reads.
-fn columns_read(projection: &Projection) -> Vec<bool> {
+/// Which input columns the `live` nodes of a projection read.
+fn columns_read(projection: &Projection, live: &[bool]) -> Vec<bool> {
     let mut reads = vec![false; projection.input_schema().fields().len()];
     let arena = projection.arena();
-    let live = projection.live_nodes();
     for id in arena.ids().filter(|id| live[id.index()]) {
         if let Node::Column(c) = arena.node(id) {
             reads[*c] = true;

@@ -6,28 +6,30 @@
 
 use std::sync::Arc;
 
-use fuseflow::backend::{Backend, CpuBackend};
+use fuseflow::backend::{Backend, CpuBackend, CudaBackend, WgpuBackend};
 
 /// Every backend available here, the CPU first.
 pub fn backends() -> Vec<Arc<dyn Backend>> {
     let mut all: Vec<Arc<dyn Backend>> = vec![CpuBackend::shared()];
-    all.extend(gpu("FUSEFLOW_REQUIRE_WGPU", "wgpu", || {
-        fuseflow::backend::WgpuBackend::shared().map(|b| b as Arc<dyn Backend>)
-    }));
-    all.extend(gpu("FUSEFLOW_REQUIRE_CUDA", "CUDA", || {
-        fuseflow::backend::CudaBackend::shared().map(|b| b as Arc<dyn Backend>)
-    }));
+    all.extend(wgpu().map(|b| b as Arc<dyn Backend>));
+    all.extend(cuda().map(|b| b as Arc<dyn Backend>));
     all
 }
 
-/// The backend `open` gives, or `None` with a printed notice (a panic when
-/// `require` is set to 1).
-pub fn gpu(
-    require: &str,
-    what: &str,
-    open: impl FnOnce() -> fuseflow::Result<Arc<dyn Backend>>,
-) -> Option<Arc<dyn Backend>> {
-    match open() {
+/// The shared wgpu backend, or `None` with a printed notice (a panic under
+/// `FUSEFLOW_REQUIRE_WGPU=1`).
+pub fn wgpu() -> Option<Arc<WgpuBackend>> {
+    available("FUSEFLOW_REQUIRE_WGPU", "wgpu", WgpuBackend::shared())
+}
+
+/// The shared CUDA backend, or `None` with a printed notice (a panic under
+/// `FUSEFLOW_REQUIRE_CUDA=1`).
+pub fn cuda() -> Option<Arc<CudaBackend>> {
+    available("FUSEFLOW_REQUIRE_CUDA", "CUDA", CudaBackend::shared())
+}
+
+fn available<T>(require: &str, what: &str, opened: fuseflow::Result<Arc<T>>) -> Option<Arc<T>> {
+    match opened {
         Ok(backend) => Some(backend),
         Err(e) if std::env::var(require).is_ok_and(|v| v == "1") => {
             panic!("{require}=1 but {what} is not available: {e}")
