@@ -106,6 +106,9 @@ impl Scorer {
 
     /// The same scorer with its fused kernel on `device`.
     pub fn on(self, device: &Device) -> Scorer {
+        if device.is_cpu() {
+            return self;
+        }
         Scorer {
             kernel: device.kernel(self.kernel.projection().clone()),
             ..self
