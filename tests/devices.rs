@@ -255,3 +255,107 @@ fn unsupported_column_types_are_refused_by_name() {
     .unwrap_err();
     assert_msg(&body, &["wgpu: test", "'z'", "f64", "cast"]);
 }
+
+/// An f64 chain with casts both ways: `y` is f64, `x` f32 widened to f64.
+fn mixed_precision(batch: &RecordBatch) -> Projection {
+    let e = ((col("y").fill_null(lit(0.25)) - col("x").cast(fuseflow::ir::DType::Float64))
+        * lit(1.5))
+    .clip(lit(-3.0), lit(3.0))
+    .exp();
+    Projection::try_new(batch.schema(), &[("z".into(), e)]).unwrap()
+}
+
+#[test]
+fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
+    let batch = data(3001);
+    let p = mixed_precision(&batch);
+    let want = on_cpu(&batch, &p);
+
+    // Refused by default: the CPU computes it, in f64.
+    let faulty = Faulty::new(usize::MAX, None);
+    let strict = Device::new(faulty.clone());
+    let notes = Notes::default();
+    assert_eq!(
+        strict.kernel(p.clone()).evaluate(&batch, &notes).unwrap(),
+        want
+    );
+    assert_eq!(faulty.launches.load(Ordering::SeqCst), 0);
+    assert!(notes.take()[0].contains("cannot compute on f64"));
+
+    // Accepted: one launch on the device, of the projection narrowed to f32,
+    // and the f64 column the step declared, within f32 rounding of the CPU.
+    let relaxed = Device::new(faulty.clone()).allowing_f32(true);
+    assert!(relaxed.f64_as_f32());
+    let notes = Notes::default();
+    let got = relaxed.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
+    assert_eq!(faulty.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(got.schema(), want.schema());
+    let (got, want) = (f64_values(got.column(0)), f64_values(want.column(0)));
+    let (x, y) = (f32_values(batch.column(0)), f64_values(batch.column(1)));
+    assert_eq!(got.len(), want.len());
+    let mut differs = 0;
+    for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+        match (g, w) {
+            (Some(g), Some(w)) if w.is_nan() => assert!(g.is_nan(), "row {r}"),
+            (Some(g), Some(w)) => {
+                // Tolerance: y rounded to f32 and each f32 operation add a few
+                // ulps of |y| + |x| to the argument of exp (the difference can
+                // cancel), and exp turns an absolute error on its argument into
+                // the same relative error on its result.
+                let size = y[r].unwrap_or(0.25).abs() + f64::from(x[r].unwrap_or(0.0).abs());
+                let tolerance = 4.0 * f64::from(f32::EPSILON) * (1.5 * size + 3.0);
+                assert!((g - w).abs() <= tolerance * w.abs(), "row {r}: {g} vs {w}");
+                differs += usize::from(g != w);
+            }
+            (g, w) => assert_eq!(g, w, "row {r}: validity"),
+        }
+    }
+    assert!(
+        differs > 0,
+        "the values were computed in f32, so some must differ from f64"
+    );
+    assert_eq!(
+        notes.take(),
+        vec!["f64 computed in f32 on cuda (f32 precision accepted)".to_string()]
+    );
+
+    // The precision is in the cache key and the description run records keep.
+    assert_ne!(relaxed.numeric_mode(), strict.numeric_mode());
+    assert!(relaxed.to_string().ends_with("[f64 computed in f32]"));
+    // A device with f64 ignores the permission.
+    assert!(!Device::cpu().allowing_f32(true).f64_as_f32());
+}
+
+#[test]
+fn narrowing_a_projection_drops_widening_casts_and_keeps_names() {
+    let batch = data(10);
+    let p = mixed_precision(&batch);
+    let narrow = p.with_f64_as_f32().unwrap();
+    assert_eq!(
+        narrow
+            .input_schema()
+            .field_with_name("y")
+            .unwrap()
+            .data_type(),
+        &arrow_schema::DataType::Float32
+    );
+    assert_eq!(narrow.output_schema().field(0).name(), "z");
+    assert_eq!(
+        narrow.output_schema().field(0).data_type(),
+        &arrow_schema::DataType::Float32
+    );
+    let arena = narrow.arena();
+    assert!(
+        arena
+            .ids()
+            .all(|id| arena.dtype(id) != fuseflow::ir::DType::Float64)
+    );
+    assert!(
+        !arena
+            .ids()
+            .any(|id| matches!(arena.node(id), fuseflow::ir::Node::Cast(_))),
+        "the f32 -> f64 cast of x became f32 -> f32 and was dropped"
+    );
+    // Nothing to narrow: no f64 anywhere.
+    assert!(score(&batch).with_f64_as_f32().is_none());
+}

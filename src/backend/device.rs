@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 
 use super::cpu::stats::{self, ColumnStats};
 use super::cpu::{CpuBackend, CpuKernel};
@@ -66,20 +67,43 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// A device steps run on: a shared handle to its backend.
+/// A device steps run on: a shared handle to its backend, and whether f64
+/// work may run in f32 on it.
 #[derive(Clone)]
-pub struct Device(Arc<dyn Backend>);
+pub struct Device {
+    backend: Arc<dyn Backend>,
+    /// The device lacks f64 and the user accepted computing f64 work in f32.
+    f64_as_f32: bool,
+}
 
 impl Device {
     /// The CPU.
     pub fn cpu() -> Device {
         static CPU: OnceLock<Device> = OnceLock::new();
-        CPU.get_or_init(|| Device(CpuBackend::shared())).clone()
+        CPU.get_or_init(|| Device::new(CpuBackend::shared()))
+            .clone()
     }
 
     /// A device over any backend.
     pub fn new(backend: Arc<dyn Backend>) -> Device {
-        Device(backend)
+        Device {
+            backend,
+            f64_as_f32: false,
+        }
+    }
+
+    /// The same device, computing f64 work in f32 when `allow` is set and the
+    /// device has no f64 (wgpu). Without it such work runs on the CPU. The
+    /// choice is part of the device's [`numeric_mode`](Device::numeric_mode)
+    /// and its description, so run records say which precision was used.
+    pub fn allowing_f32(self, allow: bool) -> Device {
+        let f64_as_f32 = allow && !self.info().f64;
+        Device { f64_as_f32, ..self }
+    }
+
+    /// Whether f64 work runs in f32 on this device.
+    pub fn f64_as_f32(&self) -> bool {
+        self.f64_as_f32
     }
 
     /// Open the device `choice` names; the GPU backends are opened once per
@@ -91,19 +115,19 @@ impl Device {
     pub fn open(choice: DeviceChoice) -> Result<Device> {
         Ok(match choice {
             DeviceChoice::Auto | DeviceChoice::Cpu => Device::cpu(),
-            DeviceChoice::Wgpu => Device(super::wgpu::WgpuBackend::shared()?),
-            DeviceChoice::Cuda => Device(super::cuda::CudaBackend::shared()?),
+            DeviceChoice::Wgpu => Device::new(super::wgpu::WgpuBackend::shared()?),
+            DeviceChoice::Cuda => Device::new(super::cuda::CudaBackend::shared()?),
         })
     }
 
     /// What the device is.
     pub fn info(&self) -> &DeviceInfo {
-        self.0.info()
+        self.backend.info()
     }
 
     /// The backend's verbs.
     pub fn backend(&self) -> &dyn Backend {
-        self.0.as_ref()
+        self.backend.as_ref()
     }
 
     /// Whether this is the CPU.
@@ -116,6 +140,7 @@ impl Device {
     pub fn numeric_mode(&self) -> String {
         match self.info().kind {
             DeviceKind::Cpu => "cpu".into(),
+            kind if self.f64_as_f32 => format!("{kind}/{}/f64-as-f32", self.info().name),
             kind => format!("{kind}/{}", self.info().name),
         }
     }
@@ -139,7 +164,8 @@ impl Device {
             .iter()
             .map(|column @ (name, chunks)| {
                 let on_device = chunks.iter().try_fold(ColumnStats::EMPTY, |acc, chunk| {
-                    let reduced = self.backend().reduce(&self.backend().upload(chunk)?)?;
+                    let chunk = self.narrowed(chunk)?;
+                    let reduced = self.backend().reduce(&self.backend().upload(&chunk)?)?;
                     Ok::<_, Error>(acc.merge(reduced))
                 });
                 match on_device {
@@ -156,19 +182,35 @@ impl Device {
             .collect()
     }
 
+    /// An f64 column as f32 when this device computes f64 work in f32;
+    /// anything else as it is.
+    fn narrowed(&self, array: &ArrayRef) -> Result<ArrayRef> {
+        if self.f64_as_f32 && array.data_type() == &DataType::Float64 {
+            Ok(arrow_cast::cast(array, &DataType::Float32)?)
+        } else {
+            Ok(array.clone())
+        }
+    }
+
     /// Compile `projection` for this device.
     pub fn kernel(&self, projection: Projection) -> Kernel {
-        let live = projection.live_nodes();
-        let unsupported = projection
+        let narrowed = self
+            .f64_as_f32
+            .then(|| projection.with_f64_as_f32())
+            .flatten();
+        let on_device = narrowed.as_ref().unwrap_or(&projection);
+        let live = on_device.live_nodes();
+        let unsupported = on_device
             .arena()
             .ids()
             .filter(|id| live[id.index()])
-            .map(|id| projection.arena().dtype(id))
+            .map(|id| on_device.arena().dtype(id))
             .find(|d| !self.info().supports(*d));
         Kernel {
             device: self.clone(),
             unsupported,
-            reads: columns_read(&projection, &live),
+            reads: columns_read(on_device, &live),
+            narrowed,
             cpu: CpuKernel::compile(projection),
         }
     }
@@ -176,7 +218,7 @@ impl Device {
 
 impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Device({})", self.info())
+        write!(f, "Device({self})")
     }
 }
 
@@ -184,10 +226,13 @@ impl fmt::Debug for Device {
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_cpu() {
-            f.write_str("cpu")
-        } else {
-            self.info().fmt(f)
+            return f.write_str("cpu");
         }
+        self.info().fmt(f)?;
+        if self.f64_as_f32 {
+            f.write_str(" [f64 computed in f32]")?;
+        }
+        Ok(())
     }
 }
 
@@ -217,8 +262,11 @@ pub struct Kernel {
     device: Device,
     /// A dtype the device cannot compute on, if the projection has one.
     unsupported: Option<DType>,
-    /// Which input columns the projection reads (only those are uploaded).
+    /// Which input columns the projection run on the device reads (only
+    /// those are uploaded).
     reads: Vec<bool>,
+    /// The projection computed in f32, when the device runs f64 work in f32.
+    narrowed: Option<Projection>,
     cpu: CpuKernel,
 }
 
@@ -248,6 +296,12 @@ impl Kernel {
             ));
             return self.cpu.evaluate(batch);
         }
+        if self.narrowed.is_some() {
+            notes.add(format!(
+                "f64 computed in f32 on {} (f32 precision accepted)",
+                self.device.info().kind
+            ));
+        }
         match self.on_device(batch) {
             Ok(out) => Ok(out),
             Err(Error::Device {
@@ -272,7 +326,7 @@ impl Kernel {
 
     /// Upload the columns read, launch, download; halve the batch on out of memory.
     fn on_device(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let projection = self.projection();
+        let projection = self.narrowed.as_ref().unwrap_or(self.projection());
         let backend = self.device.backend();
         let inputs = projection
             .input_schema()
@@ -291,19 +345,29 @@ impl Kernel {
                             column: field.name().clone(),
                             message: "the column is missing from this batch".into(),
                         })?;
-                backend.upload(array).map(Some)
+                backend.upload(&self.device.narrowed(array)?).map(Some)
             })
             .collect::<Result<Vec<_>>>();
+        let schema = self.projection().output_schema();
         let launched = inputs.and_then(|inputs| {
             let refs: Vec<_> = inputs.iter().map(Option::as_ref).collect();
             let outputs = backend.launch(projection, &refs)?;
             outputs
                 .iter()
-                .map(|o| backend.download(o))
+                .zip(schema.fields())
+                .map(|(o, field)| {
+                    // Outputs computed in f32 go back to the f64 the step declared.
+                    let column = backend.download(o)?;
+                    if column.data_type() == field.data_type() {
+                        Ok(column)
+                    } else {
+                        Ok(arrow_cast::cast(&column, field.data_type())?)
+                    }
+                })
                 .collect::<Result<Vec<_>>>()
         });
         match launched {
-            Ok(columns) => Ok(RecordBatch::try_new(projection.output_schema(), columns)?),
+            Ok(columns) => Ok(RecordBatch::try_new(schema, columns)?),
             Err(Error::Device {
                 failure: DeviceFailure::OutOfMemory,
                 ..
@@ -314,7 +378,7 @@ impl Kernel {
                     self.on_device(&batch.slice(half, batch.num_rows() - half))?,
                 ];
                 Ok(arrow_select::concat::concat_batches(
-                    &projection.output_schema(),
+                    &self.projection().output_schema(),
                     &parts,
                 )?)
             }

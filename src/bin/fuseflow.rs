@@ -51,6 +51,10 @@ enum Command {
         /// steps on the CPU, with a note.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
+        /// Let devices without f64 (wgpu) compute f64 columns in f32 rather
+        /// than sending that work to the CPU; the precision is recorded.
+        #[arg(long)]
+        allow_f32: bool,
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
@@ -143,10 +147,12 @@ fn main() -> ExitCode {
             rerun,
             no_workspace,
             device,
+            allow_f32,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
             let mut options = RunOptions {
                 device,
+                allow_f32,
                 ..RunOptions::default()
             };
             if let Some(n) = concurrent_steps {

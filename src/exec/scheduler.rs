@@ -41,6 +41,10 @@ pub struct RunOptions {
     /// and are not pinned to one. A device that cannot be opened leaves its
     /// steps on the CPU, with a note.
     pub device: DeviceChoice,
+    /// Let devices without f64 (wgpu) compute f64 work in f32 instead of
+    /// sending it to the CPU. The precision used enters the cache key and the
+    /// step records.
+    pub allow_f32: bool,
 }
 
 impl Default for RunOptions {
@@ -52,6 +56,7 @@ impl Default for RunOptions {
             rerun: Rerun::Nothing,
             spec: None,
             device: DeviceChoice::Auto,
+            allow_f32: false,
         }
     }
 }
@@ -497,7 +502,10 @@ fn schedule(
         .iter()
         .map(|r| r.iter().map(|s| s.to_string()).collect())
         .collect();
-    let devices = place(nodes, options.device, &mut notes);
+    let devices: Vec<Device> = place(nodes, options.device, &mut notes)
+        .into_iter()
+        .map(|d| d.allowing_f32(options.allow_f32))
+        .collect();
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();

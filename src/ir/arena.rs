@@ -81,6 +81,20 @@ impl Node {
             Node::Clip(a, b, c) | Node::IfElse(a, b, c) => vec![a, b, c],
         }
     }
+
+    /// The same node with each operand replaced by `f(operand)`.
+    pub fn map_children(&self, mut f: impl FnMut(ExprId) -> ExprId) -> Node {
+        match self.clone() {
+            leaf @ (Node::Column(_) | Node::Literal(_)) => leaf,
+            Node::Unary(op, a) => Node::Unary(op, f(a)),
+            Node::IsNull(a) => Node::IsNull(f(a)),
+            Node::Cast(a) => Node::Cast(f(a)),
+            Node::Binary(op, a, b) => Node::Binary(op, f(a), f(b)),
+            Node::FillNull(a, b) => Node::FillNull(f(a), f(b)),
+            Node::Clip(a, b, c) => Node::Clip(f(a), f(b), f(c)),
+            Node::IfElse(a, b, c) => Node::IfElse(f(a), f(b), f(c)),
+        }
+    }
 }
 
 /// A typed, deduplicated store of expression nodes.

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use arrow_schema::{Field, Schema, SchemaRef};
 
-use super::arena::{ExprArena, ExprId};
+use super::arena::{ExprArena, ExprId, Node};
+use super::dtype::DType;
 use super::expr::Expr;
 use crate::error::{Error, Result, ensure};
 
@@ -86,5 +87,62 @@ impl Projection {
             .map(|(name, id)| Field::new(name, self.arena.dtype(*id).to_arrow(), true))
             .collect();
         Arc::new(Schema::new(fields))
+    }
+
+    /// The same expressions computed in f32 wherever they compute in f64: f64
+    /// input columns are read as f32, every f64 node becomes f32 and f64
+    /// outputs come out as f32. For devices without f64 (WGSL), when the user
+    /// accepts the lost precision. `None` when no output depends on an f64 value.
+    pub fn with_f64_as_f32(&self) -> Option<Projection> {
+        let narrow = |dtype: DType| match dtype {
+            DType::Float64 => DType::Float32,
+            other => other,
+        };
+        let live = self.live_nodes();
+        let computes_f64 = self
+            .arena
+            .ids()
+            .any(|id| live[id.index()] && self.arena.dtype(id) == DType::Float64);
+        if !computes_f64 {
+            return None;
+        }
+        let fields: Vec<Field> = self
+            .input
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                arrow_schema::DataType::Float64 => f
+                    .as_ref()
+                    .clone()
+                    .with_data_type(arrow_schema::DataType::Float32),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        // Narrowing can make two nodes identical (an f32 literal and its f64
+        // twin), which the arena then stores once: children are re-pointed
+        // through `ids`, old id to new.
+        let mut arena = ExprArena::new();
+        let mut ids: Vec<ExprId> = Vec::with_capacity(self.arena.len());
+        for id in self.arena.ids() {
+            let node = self.arena.node(id).map_children(|c| ids[c.index()]);
+            let dtype = narrow(self.arena.dtype(id));
+            ids.push(match node {
+                // A widening to f64 became a cast from f32 to f32: drop it.
+                Node::Cast(a) if arena.dtype(a) == dtype => a,
+                node => arena.push(node, dtype),
+            });
+        }
+        Some(Projection {
+            input: Arc::new(Schema::new_with_metadata(
+                fields,
+                self.input.metadata().clone(),
+            )),
+            arena,
+            outputs: self
+                .outputs
+                .iter()
+                .map(|(name, id)| (name.clone(), ids[id.index()]))
+                .collect(),
+        })
     }
 }
