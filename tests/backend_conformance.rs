@@ -99,11 +99,13 @@ fn dataset(seed: u64, n: usize, sliced: bool) -> RecordBatch {
 }
 
 /// Run a projection on `backend`: upload the batch's columns, launch one
-/// fused kernel, download the outputs.
+/// fused kernel (or, unless `fused`, one kernel per operator), download the
+/// outputs.
 fn launch(
     backend: &dyn Backend,
     batch: &RecordBatch,
     exprs: &[(String, Expr)],
+    fused: bool,
 ) -> fuseflow::Result<Vec<ArrayRef>> {
     let projection = Projection::try_new(batch.schema(), exprs).expect("type-checks");
     let supported =
@@ -113,8 +115,12 @@ fn launch(
         .iter()
         .map(|a| supported(a).then(|| backend.upload(a)).transpose())
         .collect::<fuseflow::Result<Vec<_>>>()?;
-    let refs: Vec<_> = inputs.iter().map(Option::as_ref).collect();
-    let outputs = backend.launch(&projection, &refs)?;
+    let outputs = if fused {
+        let refs: Vec<_> = inputs.iter().map(Option::as_ref).collect();
+        backend.launch(&projection, &refs)?
+    } else {
+        backend.launch_op_by_op(&projection.op_by_op(), inputs)?
+    };
     outputs.iter().map(|o| backend.download(o)).collect()
 }
 
@@ -171,7 +177,8 @@ fn assert_agrees(got: &ArrayRef, want: &ArrayRef, tol: Tolerance, what: &str) {
     assert!(bad.is_empty(), "{what}:\n  {}", bad.join("\n  "));
 }
 
-/// Check `exprs` on every backend, every length, plain and sliced.
+/// Check `exprs` on every backend, every length, plain and sliced, fused and
+/// op by op (on the CPU the two must agree bit for bit).
 fn conform(seed: u64, exprs: Vec<Expr>) {
     let exprs: Vec<(String, Expr)> = exprs
         .into_iter()
@@ -180,39 +187,35 @@ fn conform(seed: u64, exprs: Vec<Expr>) {
         .collect();
     for backend in backends() {
         let info = backend.info().clone();
-        for n in LENGTHS {
-            for sliced in [false, true] {
-                let batch = dataset(seed ^ n as u64, n, sliced);
-                let want = reference(&batch, &exprs);
-                let what = |name: &str, e: &Expr| {
-                    format!("{info}, {n} rows, sliced {sliced}: {name} = `{e}`")
-                };
-                let computes = Projection::try_new(batch.schema(), &exprs)
-                    .expect("type-checks")
-                    .output_schema()
-                    .fields()
-                    .iter()
-                    .all(|f| DType::from_arrow(f.data_type()).is_some_and(|d| info.supports(d)));
-                match launch(backend.as_ref(), &batch, &exprs) {
-                    Ok(got) => {
-                        for ((name, e), (g, w)) in exprs.iter().zip(got.iter().zip(&want)) {
-                            let dtype = DType::from_arrow(w.data_type()).expect("computed type");
-                            let pow = e.to_string().contains("**");
-                            assert_agrees(
-                                g,
-                                w,
-                                Tolerance::of(info.kind, dtype, pow),
-                                &what(name, e),
-                            );
-                        }
+        for (n, sliced, fused) in LENGTHS
+            .into_iter()
+            .flat_map(|n| [(n, false, true), (n, true, true), (n, true, false)])
+        {
+            let batch = dataset(seed ^ n as u64, n, sliced);
+            let want = reference(&batch, &exprs);
+            let what = |name: &str, e: &Expr| {
+                format!("{info}, {n} rows, sliced {sliced}, fused {fused}: {name} = `{e}`")
+            };
+            let computes = Projection::try_new(batch.schema(), &exprs)
+                .expect("type-checks")
+                .output_schema()
+                .fields()
+                .iter()
+                .all(|f| DType::from_arrow(f.data_type()).is_some_and(|d| info.supports(d)));
+            match launch(backend.as_ref(), &batch, &exprs, fused) {
+                Ok(got) => {
+                    for ((name, e), (g, w)) in exprs.iter().zip(got.iter().zip(&want)) {
+                        let dtype = DType::from_arrow(w.data_type()).expect("computed type");
+                        let pow = e.to_string().contains("**");
+                        assert_agrees(g, w, Tolerance::of(info.kind, dtype, pow), &what(name, e));
                     }
-                    // A device may refuse a dtype it lacks, and must say so.
-                    Err(fuseflow::Error::Device {
-                        failure: DeviceFailure::Unsupported,
-                        ..
-                    }) if !computes || !info.f64 || !info.i64 => {}
-                    Err(e) => panic!("{info}, {n} rows: {e}"),
                 }
+                // A device may refuse a dtype it lacks, and must say so.
+                Err(fuseflow::Error::Device {
+                    failure: DeviceFailure::Unsupported,
+                    ..
+                }) if !computes || !info.f64 || !info.i64 => {}
+                Err(e) => panic!("{info}, {n} rows: {e}"),
             }
         }
     }

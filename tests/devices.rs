@@ -359,3 +359,32 @@ fn narrowing_a_projection_drops_widening_casts_and_keeps_names() {
     // Nothing to narrow: no f64 anywhere.
     assert!(score(&batch).with_f64_as_f32().is_none());
 }
+
+#[test]
+fn unfused_devices_launch_once_per_operator_and_agree_with_fused() {
+    let batch = data(2049);
+    let p = score(&batch);
+    let steps = p.op_by_op().steps.len();
+    // fill_null, *, clip: literals are read in place, not launched.
+    assert_eq!(steps, 3);
+    let faulty = Faulty::new(usize::MAX, None);
+    let unfused = Device::new(faulty.clone()).fusing(false);
+    assert!(!unfused.fuses());
+    let got = unfused
+        .kernel(p.clone())
+        .evaluate(&batch, &Notes::default())
+        .unwrap();
+    assert_eq!(faulty.launches.load(Ordering::SeqCst), steps);
+    assert_eq!(got, on_cpu(&batch, &p));
+    // The CPU device op by op goes through the CPU backend's launches, and
+    // must agree bit for bit with its fused kernel.
+    let cpu = Device::cpu().fusing(false);
+    assert_eq!(
+        cpu.kernel(p.clone())
+            .evaluate(&batch, &Notes::default())
+            .unwrap(),
+        on_cpu(&batch, &p)
+    );
+    assert_eq!(cpu.numeric_mode(), "cpu/unfused");
+    assert_eq!(cpu.to_string(), "cpu [unfused]");
+}

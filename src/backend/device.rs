@@ -12,7 +12,7 @@ use super::cpu::stats::{self, ColumnStats};
 use super::cpu::{CpuBackend, CpuKernel};
 use super::{Backend, DeviceInfo, DeviceKind};
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::{DType, Node, Projection};
+use crate::ir::{DType, Node, OpByOp, Projection};
 
 /// Which device to run on, as written on the command line (`--device`) and in
 /// spec files (`device = "..."`).
@@ -67,13 +67,15 @@ impl FromStr for DeviceChoice {
     }
 }
 
-/// A device steps run on: a shared handle to its backend, and whether f64
-/// work may run in f32 on it.
+/// A device steps run on: a shared handle to its backend, whether f64 work
+/// may run in f32 on it, and whether expressions run fused.
 #[derive(Clone)]
 pub struct Device {
     backend: Arc<dyn Backend>,
     /// The device lacks f64 and the user accepted computing f64 work in f32.
     f64_as_f32: bool,
+    /// Projections run as one fused kernel (the default) or op by op.
+    fused: bool,
 }
 
 impl Device {
@@ -89,7 +91,22 @@ impl Device {
         Device {
             backend,
             f64_as_f32: false,
+            fused: true,
         }
+    }
+
+    /// The same device, evaluating each projection as one fused kernel
+    /// (`fused`, the default) or op by op, one kernel per operator with every
+    /// intermediate materialized on the device. The unfused form is slower; it
+    /// is there to check fused kernels against (on the CPU the two agree bit
+    /// for bit, since both round the same operations in the same order).
+    pub fn fusing(self, fused: bool) -> Device {
+        Device { fused, ..self }
+    }
+
+    /// Whether projections run as one fused kernel.
+    pub fn fuses(&self) -> bool {
+        self.fused
     }
 
     /// The same device, computing f64 work in f32 when `allow` is set and the
@@ -138,11 +155,17 @@ impl Device {
     /// How the device computes, for cache keys: results from different modes
     /// agree within tolerance, not bit for bit, so they are cached apart.
     pub fn numeric_mode(&self) -> String {
-        match self.info().kind {
-            DeviceKind::Cpu => "cpu".into(),
-            kind if self.f64_as_f32 => format!("{kind}/{}/f64-as-f32", self.info().name),
+        let mut mode = match self.info().kind {
+            DeviceKind::Cpu => "cpu".to_string(),
             kind => format!("{kind}/{}", self.info().name),
+        };
+        if self.f64_as_f32 {
+            mode.push_str("/f64-as-f32");
         }
+        if !self.fused {
+            mode.push_str("/unfused");
+        }
+        mode
     }
 
     /// Statistics of each column (`columns[c]` is the chunks of column `c`),
@@ -210,6 +233,7 @@ impl Device {
             device: self.clone(),
             unsupported,
             reads: columns_read(on_device, &live),
+            unfused: (!self.fused).then(|| on_device.op_by_op()),
             narrowed,
             cpu: CpuKernel::compile(projection),
         }
@@ -226,11 +250,15 @@ impl fmt::Debug for Device {
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_cpu() {
-            return f.write_str("cpu");
+            f.write_str("cpu")?;
+        } else {
+            self.info().fmt(f)?;
         }
-        self.info().fmt(f)?;
         if self.f64_as_f32 {
             f.write_str(" [f64 computed in f32]")?;
+        }
+        if !self.fused {
+            f.write_str(" [unfused]")?;
         }
         Ok(())
     }
@@ -267,6 +295,8 @@ pub struct Kernel {
     reads: Vec<bool>,
     /// The projection computed in f32, when the device runs f64 work in f32.
     narrowed: Option<Projection>,
+    /// The projection op by op, when the device does not fuse.
+    unfused: Option<OpByOp>,
     cpu: CpuKernel,
 }
 
@@ -286,7 +316,7 @@ impl Kernel {
     /// # Errors
     /// What the CPU kernel reports (a missing or mistyped column).
     pub fn evaluate(&self, batch: &RecordBatch, notes: &Notes) -> Result<RecordBatch> {
-        if self.device.is_cpu() {
+        if self.device.is_cpu() && self.device.fused {
             return self.cpu.evaluate(batch);
         }
         if let Some(dtype) = self.unsupported {
@@ -350,8 +380,13 @@ impl Kernel {
             .collect::<Result<Vec<_>>>();
         let schema = self.projection().output_schema();
         let launched = inputs.and_then(|inputs| {
-            let refs: Vec<_> = inputs.iter().map(Option::as_ref).collect();
-            let outputs = backend.launch(projection, &refs)?;
+            let outputs = match &self.unfused {
+                None => {
+                    let refs: Vec<_> = inputs.iter().map(Option::as_ref).collect();
+                    backend.launch(projection, &refs)?
+                }
+                Some(unfused) => backend.launch_op_by_op(unfused, inputs)?,
+            };
             outputs
                 .iter()
                 .zip(schema.fields())

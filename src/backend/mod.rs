@@ -21,7 +21,7 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 
 use crate::error::Result;
-use crate::ir::{DType, Projection};
+use crate::ir::{DType, OpByOp, Projection};
 
 pub mod codegen;
 pub mod cpu;
@@ -241,6 +241,33 @@ pub trait Backend: Send + Sync + fmt::Debug {
         projection: &Projection,
         inputs: &[Option<&DeviceArray>],
     ) -> Result<Vec<DeviceArray>>;
+
+    /// Evaluate a projection op by op ([`Projection::op_by_op`]): each
+    /// single-operator step is one launch, and its result stays on the device
+    /// as a column the later steps read. `inputs` are the projection's input
+    /// columns, as for [`Backend::launch`]. The unfused form that fused
+    /// kernels are checked against.
+    fn launch_op_by_op(
+        &self,
+        unfused: &OpByOp,
+        mut columns: Vec<Option<DeviceArray>>,
+    ) -> Result<Vec<DeviceArray>> {
+        let inputs = columns.len();
+        for step in &unfused.steps {
+            let refs: Vec<_> = columns.iter().map(Option::as_ref).collect();
+            let mut computed = self.launch(step, &refs)?;
+            columns.push(computed.pop());
+        }
+        Ok(unfused
+            .outputs
+            .iter()
+            .map(|&step| {
+                columns[inputs + step]
+                    .clone()
+                    .expect("every step computes a column")
+            })
+            .collect())
+    }
 
     /// Count, nulls, NaNs, mean, sum of squared deviations, min and max of a
     /// numeric column, combined in a fixed order so that results repeat bit

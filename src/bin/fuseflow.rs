@@ -55,6 +55,10 @@ enum Command {
         /// than sending that work to the CPU; the precision is recorded.
         #[arg(long)]
         allow_f32: bool,
+        /// Evaluate expressions op by op, every intermediate materialized,
+        /// instead of as fused kernels (slower; for checking fused results).
+        #[arg(long)]
+        no_fuse: bool,
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
             no_workspace,
             device,
             allow_f32,
+            no_fuse,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
             let mut options = RunOptions {
@@ -155,6 +160,9 @@ fn main() -> ExitCode {
                 allow_f32,
                 ..RunOptions::default()
             };
+            if no_fuse {
+                options.fuse = false;
+            }
             if let Some(n) = concurrent_steps {
                 options.max_concurrent_steps = n.max(1);
             }

@@ -45,6 +45,12 @@ pub struct RunOptions {
     /// sending it to the CPU. The precision used enters the cache key and the
     /// step records.
     pub allow_f32: bool,
+    /// Evaluate row-local expressions as fused kernels (the default), or op
+    /// by op with every intermediate materialized, to check a fused result
+    /// against its unfused form. The default is `false` when the environment
+    /// variable `FUSEFLOW_FUSE` is `0`, so any test or run can be repeated
+    /// unfused without changing code. Unfused outputs are cached apart.
+    pub fuse: bool,
 }
 
 impl Default for RunOptions {
@@ -57,6 +63,7 @@ impl Default for RunOptions {
             spec: None,
             device: DeviceChoice::Auto,
             allow_f32: false,
+            fuse: std::env::var("FUSEFLOW_FUSE").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -504,7 +511,7 @@ fn schedule(
         .collect();
     let devices: Vec<Device> = place(nodes, options.device, &mut notes)
         .into_iter()
-        .map(|d| d.allowing_f32(options.allow_f32))
+        .map(|d| d.allowing_f32(options.allow_f32).fusing(options.fuse))
         .collect();
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();

@@ -22,4 +22,4 @@ pub use expr::{Expr, col, if_else, lit};
 pub use ops::{BinaryOp, Lang, UnaryOp};
 pub(crate) use ops::{specialize_binary, specialize_unary};
 pub use parse::parse_expr;
-pub use projection::Projection;
+pub use projection::{OpByOp, Projection};

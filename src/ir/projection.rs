@@ -145,4 +145,62 @@ impl Projection {
                 .collect(),
         })
     }
+
+    /// The projection split into single-operator projections, to be evaluated
+    /// one after the other with every intermediate materialized: the unfused
+    /// form that a fused kernel must agree with (bit for bit on the CPU).
+    pub fn op_by_op(&self) -> OpByOp {
+        let live = self.live_nodes();
+        let is_root = |id: ExprId| self.outputs.iter().any(|(_, root)| *root == id);
+        let mut fields: Vec<Field> = self
+            .input
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let inputs = fields.len();
+        // The step that computed each node; columns and literals are read in place.
+        let mut step_of: Vec<Option<usize>> = vec![None; self.arena.len()];
+        let mut steps = Vec::new();
+        for id in self.arena.ids().filter(|id| live[id.index()]) {
+            let leaf = matches!(self.arena.node(id), Node::Column(_) | Node::Literal(_));
+            if leaf && !is_root(id) {
+                continue;
+            }
+            let mut arena = ExprArena::new();
+            let node = self.arena.node(id).map_children(|child| {
+                let operand = match (step_of[child.index()], self.arena.node(child)) {
+                    (Some(step), _) => Node::Column(inputs + step),
+                    (None, leaf) => leaf.clone(),
+                };
+                arena.push(operand, self.arena.dtype(child))
+            });
+            let dtype = self.arena.dtype(id);
+            let root = arena.push(node, dtype);
+            let name = format!("#{}", steps.len());
+            steps.push(Projection {
+                input: Arc::new(Schema::new(fields.clone())),
+                arena,
+                outputs: vec![(name.clone(), root)],
+            });
+            fields.push(Field::new(name, dtype.to_arrow(), true));
+            step_of[id.index()] = Some(steps.len() - 1);
+        }
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|(_, root)| step_of[root.index()].expect("every root is computed by a step"))
+            .collect();
+        OpByOp { steps, outputs }
+    }
+}
+
+/// A [`Projection`] as single-operator projections ([`Projection::op_by_op`]).
+#[derive(Clone, Debug)]
+pub struct OpByOp {
+    /// Step `k` reads the projection's input columns followed by the columns
+    /// computed by steps `0..k` (named `#0`, `#1`, ...) and computes one column.
+    pub steps: Vec<Projection>,
+    /// For each output of the projection, in order, the step that computes it.
+    pub outputs: Vec<usize>,
 }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, ArrayRef, Float32Array, RecordBatch, new_null_array};
+use arrow_schema::Schema;
 use rayon::prelude::*;
 
 use super::CpuKernel;
@@ -81,7 +82,14 @@ impl Backend for CpuBackend {
                 None => Ok(new_null_array(field.data_type(), rows)),
             })
             .collect::<Result<Vec<_>>>()?;
-        let batch = RecordBatch::try_new(Arc::clone(schema), columns)?;
+        // Columns the projection does not read are stood in for by nulls, so
+        // the batch's schema must allow nulls wherever the input's does not.
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         let out = CpuKernel::compile(projection.clone()).evaluate(&batch)?;
         out.columns().iter().map(|c| self.upload(c)).collect()
     }

@@ -1,0 +1,247 @@
+//! Whole pipelines give the same results fused and unfused, and on every
+//! device: the shipped spec file and a prep + train + score + evaluate
+//! pipeline run on the CPU with fused kernels (the reference), then op by op
+//! (`RunOptions::fuse = false`), then on each GPU backend present, fused and
+//! unfused, and with f64 work narrowed to f32 where the device lacks f64.
+//! Every output of every step is compared.
+//!
+//! Tolerances: on the CPU, unfused evaluation rounds the same operations in
+//! the same order, so it must agree bit for bit. On a GPU, each f32 operation
+//! agrees with the CPU's within the conformance suite's bounds (2e-5
+//! relative), but a pipeline compounds them: statistics fitted on the device
+//! move the centre and scale of every standardized column, and a model trained
+//! on those columns moves with them. Floats must therefore agree within
+//! `1e-3 * max(1, |x|)`, which still catches any wrong operator, constant,
+//! null or row (those differ by far more); everything else exactly.
+
+mod common;
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+
+use common::devices;
+use fuseflow::backend::DeviceChoice;
+use fuseflow::exec::{RunOptions, RunOutput};
+use fuseflow::ir::{DType, col};
+use fuseflow::ml::logistic::LogisticConfig;
+use fuseflow::pipeline::io::MemorySource;
+use fuseflow::pipeline::metrics::Evaluate;
+use fuseflow::pipeline::models::{Score, TrainLogistic};
+use fuseflow::pipeline::prep::{
+    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
+    Split, UnknownCategory,
+};
+use fuseflow::pipeline::spec;
+use fuseflow::{Pipeline, Table, datasets};
+
+/// How a pipeline is run.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    device: DeviceChoice,
+    fuse: bool,
+    allow_f32: bool,
+}
+
+impl Setup {
+    fn run(self, pipeline: &Pipeline) -> RunOutput {
+        let options = RunOptions {
+            device: self.device,
+            fuse: self.fuse,
+            allow_f32: self.allow_f32,
+            ..RunOptions::default()
+        };
+        pipeline
+            .run_with(&options)
+            .unwrap_or_else(|e| panic!("{self:?}: {e}"))
+    }
+}
+
+const CPU_FUSED: Setup = Setup {
+    device: DeviceChoice::Cpu,
+    fuse: true,
+    allow_f32: false,
+};
+
+/// The setups to compare with the fused CPU run: unfused CPU always; each GPU
+/// backend present fused, unfused, and with f64 narrowed to f32.
+fn setups() -> Vec<Setup> {
+    let mut all = vec![Setup {
+        fuse: false,
+        ..CPU_FUSED
+    }];
+    let mut gpus = Vec::new();
+    if devices::wgpu().is_some() {
+        gpus.push(DeviceChoice::Wgpu);
+    }
+    if devices::cuda().is_some() {
+        gpus.push(DeviceChoice::Cuda);
+    }
+    for device in gpus {
+        for (fuse, allow_f32) in [(true, false), (false, false), (true, true)] {
+            all.push(Setup {
+                device,
+                fuse,
+                allow_f32,
+            });
+        }
+    }
+    all
+}
+
+/// Every output of `got` equals the reference's: bit for bit for an unfused
+/// CPU run, within the stated tolerance on a GPU.
+fn assert_same_outputs(setup: Setup, got: &RunOutput, want: &RunOutput) {
+    let exact = setup.device == DeviceChoice::Cpu;
+    let mut names = want.output_names();
+    names.sort_unstable();
+    let mut got_names = got.output_names();
+    got_names.sort_unstable();
+    assert_eq!(got_names, names, "{setup:?}: outputs");
+    for name in names {
+        let (g, w) = (
+            got.output(name).unwrap().concat().unwrap(),
+            want.output(name).unwrap().concat().unwrap(),
+        );
+        let what = format!("{setup:?}: output '{name}'");
+        if exact {
+            assert_eq!(g, w, "{what}");
+        } else {
+            assert_close(&g, &w, &what);
+        }
+    }
+    let ran_on = |run: &RunOutput| -> Vec<String> {
+        run.steps
+            .iter()
+            .filter(|s| s.device != "cpu")
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    if !exact {
+        assert!(
+            !ran_on(got).is_empty(),
+            "{setup:?}: no step was placed on the GPU"
+        );
+    }
+}
+
+fn assert_close(got: &RecordBatch, want: &RecordBatch, what: &str) {
+    // Field metadata holds each column's lineage expression, with the fitted
+    // constants in it: those differ within the tolerance too.
+    let bare = |b: &RecordBatch| -> Vec<(String, DataType, bool)> {
+        b.schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone(), f.is_nullable()))
+            .collect()
+    };
+    assert_eq!(bare(got), bare(want), "{what}: schema");
+    assert_eq!(got.num_rows(), want.num_rows(), "{what}: rows");
+    for (field, (g, w)) in want
+        .schema()
+        .fields()
+        .iter()
+        .zip(got.columns().iter().zip(want.columns()))
+    {
+        assert_array_close(g, w, &format!("{what}, column '{}'", field.name()));
+    }
+}
+
+/// Floats within the tolerance (inside lists too, such as a model's
+/// weights), everything else and all validity exactly.
+fn assert_array_close(g: &ArrayRef, w: &ArrayRef, what: &str) {
+    assert_eq!(g.null_count(), w.null_count(), "{what}: nulls");
+    let valid = |a: &dyn Array| (0..a.len()).map(|r| a.is_valid(r)).collect::<Vec<_>>();
+    assert_eq!(valid(g.as_ref()), valid(w.as_ref()), "{what}: validity");
+    let value = |a: &dyn Array, row: usize| match a.data_type() {
+        DataType::Float32 => f64::from(a.as_primitive::<Float32Type>().value(row)),
+        _ => a.as_primitive::<Float64Type>().value(row),
+    };
+    match w.data_type() {
+        DataType::Float32 | DataType::Float64 => {
+            for row in (0..w.len()).filter(|&r| w.is_valid(r)) {
+                let (x, y) = (value(g.as_ref(), row), value(w.as_ref(), row));
+                let agree = (x.is_nan() && y.is_nan())
+                    || x == y
+                    || (x - y).abs() <= 1e-3 * y.abs().max(1.0);
+                assert!(agree, "{what}, row {row}: {x} vs {y}");
+            }
+        }
+        DataType::List(_) => {
+            let (g, w) = (g.as_list::<i32>(), w.as_list::<i32>());
+            assert_eq!(g.offsets(), w.offsets(), "{what}: list lengths");
+            assert_array_close(g.values(), w.values(), &format!("{what} (list values)"));
+        }
+        _ => assert_eq!(g, w, "{what}"),
+    }
+}
+
+fn check(pipeline: &Pipeline) {
+    let reference = CPU_FUSED.run(pipeline);
+    for setup in setups() {
+        assert_same_outputs(setup, &setup.run(pipeline), &reference);
+    }
+}
+
+#[test]
+fn the_shipped_spec_agrees_fused_unfused_and_on_every_device() {
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/prep.toml");
+    check(&spec::load(&spec).unwrap());
+}
+
+/// Prepare, train, score and evaluate, as `examples/train_and_score.rs`
+/// does, on a few thousand rows.
+#[test]
+fn a_training_pipeline_agrees_fused_unfused_and_on_every_device() {
+    let numeric = ["age", "income_log", "visits", "tenure"];
+    let mut p = Pipeline::new("churn");
+    p.add(
+        "raw",
+        MemorySource::new(Table::from_batch(datasets::customers(4001, 3))),
+    );
+    p.add("split", Split::new(0.25, 7)).input("data", "raw");
+    p.add(
+        "features",
+        Derive::new([
+            ("income_log", col("income").log1p()),
+            ("premium", col("premium").cast(DType::Float64)),
+        ]),
+    )
+    .input("data", "split.train");
+    p.add("stats", FitStats::new(numeric))
+        .input("data", "features");
+    p.add("categories", FitCategories::new(["region"]))
+        .input("data", "features");
+    p.add("filled", FillNull::new(numeric, FillValue::Mean))
+        .inputs(["features", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    p.add(
+        "encoded",
+        Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
+    )
+    .inputs(["scaled", "categories"]);
+    let features = [
+        "age",
+        "income_log",
+        "visits",
+        "tenure",
+        "premium",
+        "region=east",
+        "region=north",
+        "region=south",
+        "region=west",
+    ];
+    p.add(
+        "model",
+        TrainLogistic::new(features, "churned", LogisticConfig::default()),
+    )
+    .input("data", "encoded");
+    p.add("scores", Score::new(["churned"]))
+        .inputs(["model", "split.test"]);
+    p.add("evaluation", Evaluate::new()).input("data", "scores");
+    check(&p);
+}
