@@ -1844,7 +1844,7 @@ fn superinstructions_match_one_operator_at_a_time_bit_for_bit() {
             let values: Float32Array = (0..rows)
                 .map(|_| {
                     let u = next();
-                    (u >= 0.05 || j >= 2).then(|| (u * 40.0 - 20.0) as f32)
+                    (u >= 0.05 || j >= 2).then_some((u * 40.0 - 20.0) as f32)
                 })
                 .collect();
             (format!("x{j}"), Arc::new(values) as Arc<dyn Array>)

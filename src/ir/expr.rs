@@ -132,6 +132,10 @@ impl Expr {
         self.unary(UnaryOp::Sigmoid)
     }
     /// Boolean negation.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "`!` on an expression would read as negating the Rust value; `not()` matches the expression syntax"
+    )]
     pub fn not(self) -> Expr {
         self.unary(UnaryOp::Not)
     }

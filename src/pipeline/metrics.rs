@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
 
+/// Metric names and values, in output order.
+type Metrics = Vec<(String, f64)>;
+/// Confusion-matrix cells: actual class, predicted class, count.
+type ConfusionCells = Vec<(String, String, i64)>;
+
 /// Compare a [`Score`](super::models::Score) output with its label column
 /// (`kind = "evaluate"`).
 ///
@@ -127,11 +132,7 @@ impl Evaluate {
             .collect()
     }
 
-    fn evaluate(
-        &self,
-        step: &str,
-        data: &Table,
-    ) -> Result<(Vec<(String, f64)>, Vec<(String, String, i64)>)> {
+    fn evaluate(&self, step: &str, data: &Table) -> Result<(Metrics, ConfusionCells)> {
         let schema = data.schema();
         let label = match (&self.label, schema.metadata().get(LABEL_KEY)) {
             (Some(l), _) => l.clone(),

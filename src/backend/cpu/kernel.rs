@@ -1102,6 +1102,10 @@ fn kleene(op: BinaryOp, a: Operand<'_, '_>, b: Operand<'_, '_>, dst: &mut Reg<'_
     let vb = |i: usize| b.valid.is_none_or(|v| v[i]);
     dst.has_nulls = true;
     dst.valid.clear();
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "row i of four parallel columns and two validity masks"
+    )]
     for i in 0..out.len() {
         let a_decides = va(i) && av.at(i) == decides;
         let b_decides = vb(i) && bv.at(i) == decides;

@@ -212,6 +212,10 @@ fn typed<T: Native, const NULLS: bool>(values: &[T], valid: &[bool], nulls: u64)
         max[l] = if ok & (x > max[l]) { x } else { max[l] };
     };
     for (c, chunk) in head.chunks_exact(LANES).enumerate() {
+        #[allow(
+            clippy::needless_range_loop,
+            reason = "lane l indexes the accumulators inside visit, and the validity"
+        )]
         for l in 0..LANES {
             visit(l, chunk[l].to_f64(), is_valid(c * LANES + l));
         }
