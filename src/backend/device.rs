@@ -10,6 +10,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use super::cpu::stats::{self, ColumnStats};
 use super::cpu::{CpuBackend, CpuKernel};
 use super::{Backend, DeviceInfo, DeviceKind};
+use crate::cache::DeviceTier;
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::{DType, Node, Projection};
 
@@ -17,8 +18,8 @@ use crate::ir::{DType, Node, Projection};
 /// spec files (`device = "..."`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DeviceChoice {
-    /// Let fuseflow decide. Until the cost-based planner lands this is the
-    /// CPU, which is never slower than a software GPU driver.
+    /// Let the planner's cost model decide per step among the CPU and hardware
+    /// GPUs (see [`crate::plan`]); opened directly, it is the CPU.
     #[default]
     Auto,
     /// The CPU (rayon).
@@ -291,7 +292,7 @@ impl Kernel {
                             column: field.name().clone(),
                             message: "the column is missing from this batch".into(),
                         })?;
-                backend.upload(array).map(Some)
+                DeviceTier::global().upload(&self.device, array).map(Some)
             })
             .collect::<Result<Vec<_>>>();
         let launched = inputs.and_then(|inputs| {
@@ -308,6 +309,7 @@ impl Kernel {
                 failure: DeviceFailure::OutOfMemory,
                 ..
             }) if batch.num_rows() >= 2 * MIN_SPLIT_ROWS => {
+                DeviceTier::global().evict_device(&self.device);
                 let half = batch.num_rows() / 2;
                 let parts = [
                     self.on_device(&batch.slice(0, half))?,

@@ -12,6 +12,7 @@ use super::table::Table;
 use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
+use crate::plan::OpKind;
 
 /// Compare a [`Score`](super::models::Score) output with its label column
 /// (`kind = "evaluate"`).
@@ -217,6 +218,9 @@ impl Evaluate {
 }
 
 impl Step for Evaluate {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Metric
+    }
     fn kind(&self) -> &str {
         "evaluate"
     }
