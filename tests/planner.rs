@@ -496,3 +496,43 @@ fn a_damaged_calibration_is_an_error_naming_the_file() {
     let err = Calibration::load(dir.path()).unwrap_err();
     assert_msg(&err, &["cuda.link_gbs", "positive"]);
 }
+
+// ================================================================ the CLI
+
+fn fuseflow(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    (text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn cli_calibrates_and_explains_the_plan_as_text_and_dot() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().to_str().unwrap();
+    let spec = "examples/prep.toml";
+    let (text, _) = fuseflow(&["--workspace", ws, "explain", spec, "--device", "cpu"]);
+    assert!(text.contains("(costs: defaults)"), "{text}");
+    assert!(text.contains("materialized: cached by policy"), "{text}");
+    let (dot, _) = fuseflow(&[
+        "--workspace",
+        ws,
+        "explain",
+        spec,
+        "--dot",
+        "--no-workspace",
+    ]);
+    assert!(
+        dot.starts_with("digraph \"") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+
+    let (out, _) = fuseflow(&["--workspace", ws, "calibrate"]);
+    assert!(out.contains("calibration (measured: cpu"), "{out}");
+    assert!(dir.path().join(CALIBRATION_FILE).exists());
+    let (text, _) = fuseflow(&["--workspace", ws, "explain", spec, "--device", "cpu"]);
+    assert!(text.contains("(costs: measured: cpu"), "{text}");
+}

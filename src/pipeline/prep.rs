@@ -67,6 +67,13 @@ fn with_columns(ctx: StepContext, input: &Table, exprs: &[(String, Expr)]) -> Re
     apply_kernel(ctx, input, &schema, &ctx.device.kernel(projection))
 }
 
+/// Run a row-local step on its own: its expressions as one kernel over its
+/// data input (`inputs[0]`), the other inputs being its side tables.
+fn run_row_local(step: &dyn RowLocal, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+    let exprs = step.row_exprs(ctx, inputs[0].schema(), &inputs[1..])?;
+    Ok(vec![with_columns(ctx, &inputs[0], &exprs)?])
+}
+
 /// `input` with the columns `kernel` computes replaced or appended, as laid
 /// out in `schema`; the other columns pass through without copying.
 pub(crate) fn apply_kernel(
@@ -328,7 +335,7 @@ impl Step for Derive {
         Some(self)
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        Ok(vec![with_columns(ctx, &inputs[0], &self.columns)?])
+        run_row_local(self, ctx, inputs)
     }
 }
 
@@ -647,8 +654,7 @@ impl Step for Scale {
         Some(self)
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        let exprs = self.row_exprs(ctx, inputs[0].schema(), &inputs[1..])?;
-        Ok(vec![with_columns(ctx, &inputs[0], &exprs)?])
+        run_row_local(self, ctx, inputs)
     }
 }
 
@@ -755,8 +761,7 @@ impl Step for FillNull {
         Some(self)
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        let exprs = self.row_exprs(ctx, inputs[0].schema(), &inputs[1..])?;
-        Ok(vec![with_columns(ctx, &inputs[0], &exprs)?])
+        run_row_local(self, ctx, inputs)
     }
 }
 
