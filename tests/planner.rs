@@ -27,10 +27,10 @@ use fuseflow::{DeviceFailure, RunOptions, Workspace};
 /// `x` and `y` with nulls, no NaN (statistics refuse it).
 fn raw(rows: usize) -> Table {
     let x: Vec<Option<f32>> = (0..rows)
-        .map(|i| (i % 7 != 3).then(|| (i % 1000) as f32 * 0.01 - 5.0))
+        .map(|i| (i % 7 != 3).then_some((i % 1000) as f32 * 0.01 - 5.0))
         .collect();
     let y: Vec<Option<f32>> = (0..rows)
-        .map(|i| (i % 11 != 5).then(|| (i % 13) as f32 * 0.5))
+        .map(|i| (i % 11 != 5).then_some((i % 13) as f32 * 0.5))
         .collect();
     table(vec![("x", f32_array(&x)), ("y", f32_array(&y))])
 }
