@@ -10,6 +10,7 @@ pub mod exec;
 pub mod ir;
 pub mod ml;
 pub mod pipeline;
+pub mod plan;
 pub mod track;
 pub mod workspace;
 

@@ -3,99 +3,13 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use arrow_array::RecordBatch;
 
-use arrow_array::{ArrayRef, RecordBatch};
-
+use common::faulty::Faulty;
 use common::*;
-use fuseflow::backend::{
-    Backend, ColumnStats, CpuBackend, Device, DeviceArray, DeviceChoice, DeviceInfo, DeviceKind,
-    Matrix, Notes,
-};
+use fuseflow::DeviceFailure;
+use fuseflow::backend::{Device, DeviceChoice, Notes};
 use fuseflow::ir::{Projection, col, lit};
-use fuseflow::{DeviceFailure, Error};
-
-/// A GPU that delegates to the CPU but fails as told: out of memory above a
-/// row count, or every launch with a given failure.
-#[derive(Debug)]
-struct Faulty {
-    info: DeviceInfo,
-    /// Launches of more rows than this run out of memory.
-    max_rows: usize,
-    /// When set, every launch fails so.
-    fail: Option<DeviceFailure>,
-    launches: AtomicUsize,
-    launched_rows: Mutex<Vec<usize>>,
-}
-
-impl Faulty {
-    fn new(max_rows: usize, fail: Option<DeviceFailure>) -> Arc<Faulty> {
-        Arc::new(Faulty {
-            info: DeviceInfo {
-                kind: DeviceKind::Cuda,
-                name: "faulty test device".into(),
-                software: true,
-                api: "test".into(),
-                f64: false,
-                i64: false,
-            },
-            max_rows,
-            fail,
-            launches: AtomicUsize::new(0),
-            launched_rows: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-impl Backend for Faulty {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-    fn upload(&self, array: &ArrayRef) -> fuseflow::Result<DeviceArray> {
-        CpuBackend::shared().upload(array)
-    }
-    fn download(&self, array: &DeviceArray) -> fuseflow::Result<ArrayRef> {
-        CpuBackend::shared().download(array)
-    }
-    fn launch(
-        &self,
-        projection: &Projection,
-        inputs: &[Option<&DeviceArray>],
-    ) -> fuseflow::Result<Vec<DeviceArray>> {
-        self.launches.fetch_add(1, Ordering::SeqCst);
-        let rows = inputs.iter().flatten().map(|a| a.len()).next().unwrap_or(0);
-        if let Some(failure) = self.fail {
-            return Err(Error::Device {
-                device: "faulty".into(),
-                failure,
-                message: "injected".into(),
-            });
-        }
-        if rows > self.max_rows {
-            return Err(Error::Device {
-                device: "faulty".into(),
-                failure: DeviceFailure::OutOfMemory,
-                message: format!("{rows} rows do not fit"),
-            });
-        }
-        self.launched_rows.lock().unwrap().push(rows);
-        CpuBackend::shared().launch(projection, inputs)
-    }
-    fn reduce(&self, _: &DeviceArray) -> fuseflow::Result<ColumnStats> {
-        Err(Error::Device {
-            device: "faulty".into(),
-            failure: DeviceFailure::Launch,
-            message: "injected reduce failure".into(),
-        })
-    }
-    fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> fuseflow::Result<DeviceArray> {
-        CpuBackend::shared().matmul(a, b)
-    }
-    fn synchronize(&self) -> fuseflow::Result<()> {
-        Ok(())
-    }
-}
 
 fn data(rows: usize) -> RecordBatch {
     let mut rng = Rng::new(11);
@@ -161,7 +75,7 @@ fn compile_and_launch_failures_run_on_the_cpu_with_a_note() {
             .evaluate(&batch, &notes)
             .unwrap();
         assert_eq!(out, on_cpu(&batch, &p));
-        assert_eq!(faulty.launches.load(Ordering::SeqCst), 1);
+        assert_eq!(faulty.launches(), 1);
         let notes = notes.take();
         assert!(
             notes[0].contains("ran on the CPU after cuda failed"),
@@ -181,7 +95,7 @@ fn a_type_the_device_lacks_runs_on_the_cpu_without_trying() {
         .evaluate(&batch, &notes)
         .unwrap();
     assert_eq!(out, on_cpu(&batch, &p));
-    assert_eq!(faulty.launches.load(Ordering::SeqCst), 0);
+    assert_eq!(faulty.launches(), 0);
     assert_eq!(
         notes.take(),
         vec!["ran on the CPU: cuda cannot compute on f64".to_string()]
@@ -279,7 +193,7 @@ fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
         strict.kernel(p.clone()).evaluate(&batch, &notes).unwrap(),
         want
     );
-    assert_eq!(faulty.launches.load(Ordering::SeqCst), 0);
+    assert_eq!(faulty.launches(), 0);
     assert!(notes.take()[0].contains("cannot compute on f64"));
 
     // Accepted: one launch on the device, of the projection narrowed to f32,
@@ -288,7 +202,7 @@ fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
     assert!(relaxed.f64_as_f32());
     let notes = Notes::default();
     let got = relaxed.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
-    assert_eq!(faulty.launches.load(Ordering::SeqCst), 1);
+    assert_eq!(faulty.launches(), 1);
     assert_eq!(got.schema(), want.schema());
     let (got, want) = (f64_values(got.column(0)), f64_values(want.column(0)));
     let (x, y) = (f32_values(batch.column(0)), f64_values(batch.column(1)));
@@ -374,7 +288,7 @@ fn unfused_devices_launch_once_per_operator_and_agree_with_fused() {
         .kernel(p.clone())
         .evaluate(&batch, &Notes::default())
         .unwrap();
-    assert_eq!(faulty.launches.load(Ordering::SeqCst), steps);
+    assert_eq!(faulty.launches(), steps);
     assert_eq!(got, on_cpu(&batch, &p));
     // The CPU device op by op goes through the CPU backend's launches, and
     // must agree bit for bit with its fused kernel.

@@ -11,6 +11,7 @@ use arrow_schema::DataType;
 use super::cpu::stats::{self, ColumnStats};
 use super::cpu::{CpuBackend, CpuKernel};
 use super::{Backend, DeviceInfo, DeviceKind};
+use crate::cache::DeviceTier;
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::{DType, Node, OpByOp, Projection};
 
@@ -18,8 +19,8 @@ use crate::ir::{DType, Node, OpByOp, Projection};
 /// spec files (`device = "..."`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DeviceChoice {
-    /// Let fuseflow decide. Until the cost-based planner lands this is the
-    /// CPU, which is never slower than a software GPU driver.
+    /// Let the planner's cost model decide per step among the CPU and hardware
+    /// GPUs (see [`crate::plan`]); opened directly, it is the CPU.
     #[default]
     Auto,
     /// The CPU (rayon).
@@ -375,7 +376,9 @@ impl Kernel {
                             column: field.name().clone(),
                             message: "the column is missing from this batch".into(),
                         })?;
-                backend.upload(&self.device.narrowed(array)?).map(Some)
+                DeviceTier::global()
+                    .upload(&self.device, &self.device.narrowed(array)?)
+                    .map(Some)
             })
             .collect::<Result<Vec<_>>>();
         let schema = self.projection().output_schema();
@@ -407,6 +410,7 @@ impl Kernel {
                 failure: DeviceFailure::OutOfMemory,
                 ..
             }) if batch.num_rows() >= 2 * MIN_SPLIT_ROWS => {
+                DeviceTier::global().evict_device(&self.device);
                 let half = batch.num_rows() / 2;
                 let parts = [
                     self.on_device(&batch.slice(0, half))?,

@@ -12,6 +12,7 @@ use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
+use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, calibrate};
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
@@ -43,12 +44,15 @@ enum Command {
         /// Run this step even if its outputs are cached (repeatable).
         #[arg(long, value_name = "STEP")]
         rerun: Vec<String>,
-        /// Run in memory only: no workspace, no cache, no run record.
+        /// Run in memory only: no workspace, no cache, no run record; chains
+        /// of row-local steps then run fused.
         #[arg(long)]
         no_workspace: bool,
         /// The device for steps that compute and are not pinned in the spec:
-        /// auto, cpu, wgpu or cuda. A device that cannot be opened leaves its
-        /// steps on the CPU, with a note.
+        /// auto, cpu, wgpu or cuda. Under auto the planner's cost model picks
+        /// per step among the CPU and hardware GPUs (never a software
+        /// adapter). A device that cannot be opened leaves its steps on the
+        /// CPU, with a note.
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
         /// Let devices without f64 (wgpu) compute f64 columns in f32 rather
@@ -63,11 +67,30 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Print the steps in execution order with their inputs, outputs and schemas.
+    /// Print the physical plan: the steps in execution order, the fused groups
+    /// (chains of row-local steps run as one kernel) and the steps inside
+    /// them, the device of each step and why, transfers and estimated costs.
     Explain {
         /// The spec file.
         spec: PathBuf,
+        /// Emit the plan as a Graphviz graph (`fuseflow explain p.toml --dot | dot -Tsvg`).
+        #[arg(long, conflicts_with = "schemas")]
+        dot: bool,
+        /// Print the steps with their inputs, outputs and schemas instead.
+        #[arg(long)]
+        schemas: bool,
+        /// Plan for this run device, as `run --device` (auto, cpu, wgpu or cuda).
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+        /// Plan a run without a workspace, as `run --no-workspace`: nothing is
+        /// cached, so chains of row-local steps fuse.
+        #[arg(long)]
+        no_workspace: bool,
     },
+    /// Measure this machine for the planner's cost model (CPU bandwidth, and
+    /// for each GPU its copy bandwidth, launch cost and kernel bandwidth) and
+    /// store the result in the workspace, where runs read it.
+    Calibrate,
     /// Score a Parquet, Arrow IPC or CSV file with a trained model, streaming
     /// it in bounded chunks, and write the scores.
     Score {
@@ -184,9 +207,43 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
-        Command::Explain { spec } => spec::load(&spec)
-            .and_then(|p| p.explain())
-            .map(|text| print!("{text}")),
+        Command::Explain {
+            spec,
+            dot,
+            schemas,
+            device,
+            no_workspace,
+        } => spec::load(&spec).and_then(|pipeline| {
+            if schemas {
+                print!("{}", pipeline.explain()?);
+                return Ok(());
+            }
+            let mut options = RunOptions {
+                device,
+                ..RunOptions::default()
+            };
+            if !no_workspace {
+                options.workspace = Some(Arc::new(open()?));
+            }
+            let plan = pipeline.plan(&options)?;
+            if dot {
+                print!("{}", plan.to_dot());
+            } else {
+                print!("{plan}");
+            }
+            Ok(())
+        }),
+        Command::Calibrate => open().and_then(|ws| {
+            let devices = DeviceSet::probe([DeviceChoice::Cuda, DeviceChoice::Wgpu]);
+            let calibration = calibrate(&devices)?;
+            calibration.store(ws.root())?;
+            println!(
+                "{}\nstored in {}",
+                describe_calibration(&calibration),
+                ws.root().join(CALIBRATION_FILE).display()
+            );
+            Ok(())
+        }),
         Command::Score {
             model,
             input,
@@ -295,6 +352,24 @@ fn parse_size(text: &str) -> Result<u64, String> {
     Ok((number * scale as f64) as u64)
 }
 
+/// The calibration as people read it.
+fn describe_calibration(calibration: &Calibration) -> String {
+    let gpu = |p: &fuseflow::plan::GpuProfile| {
+        format!(
+            "{:.1} GB/s in kernels, {:.1} GB/s over the link, {:.0} µs per launch",
+            p.bandwidth_gbs, p.link_gbs, p.launch_us
+        )
+    };
+    format!(
+        "calibration ({})\n  cpu:  {:.1} GB/s in kernels, {:.0} µs per launch\n  cuda: {}\n  wgpu: {}",
+        calibration.source,
+        calibration.cpu_gbs,
+        calibration.cpu_launch_us,
+        gpu(&calibration.cuda),
+        gpu(&calibration.wgpu)
+    )
+}
+
 fn print_run(name: &str, run: &RunOutput) {
     let id = run
         .run_id
@@ -305,6 +380,9 @@ fn print_run(name: &str, run: &RunOutput) {
         "pipeline '{name}' finished in {:.3} s{id}",
         run.duration.as_secs_f64()
     );
+    for notice in &run.plan.notices {
+        println!("notice: {notice}");
+    }
     println!(
         "{:<20} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
         "step", "kind", "device", "ms", "rows", "MB"

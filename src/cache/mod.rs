@@ -8,7 +8,8 @@
 //!   and its hash. Downstream keys name their inputs by content hash, so a
 //!   step whose output did not change stops invalidation there.
 //! - [`ObjectStore`]: tables as Arrow IPC files named by content hash, with
-//!   least-recently-used eviction; [`MemoryTier`] keeps recent tables in memory.
+//!   least-recently-used eviction; [`MemoryTier`] keeps recent tables in memory,
+//!   [`DeviceTier`] recent columns on devices.
 //!
 //! # Canonical encoding
 //! Hashes and keys are BLAKE3 over byte encodings in which every
@@ -33,10 +34,12 @@
 //! file, `fsync` and an atomic rename, so concurrent processes see whole
 //! objects or none.
 
+mod device_tier;
 mod hash;
 mod key;
 mod store;
 
+pub use device_tier::{DEFAULT_DEVICE_BUDGET, DeviceTier};
 pub use hash::{ContentHash, hash_file, hash_table, hashable_type_name};
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
 pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
+use super::fused::{Member, run_group};
 use super::reuse::{self, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
 use crate::cache::ContentHash;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result, ensure};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::pipeline::step::StepContext;
 use crate::pipeline::table::Table;
+use crate::plan::{Calibration, DeviceSet, MaterializePolicy, PhysicalPlan, PlanOptions};
 use crate::track::{PipelineRecord, RunId, RunStatus, StepRunRow};
 use crate::workspace::Workspace;
 
@@ -38,19 +40,34 @@ pub struct RunOptions {
     /// the spec file's text); by default, the pipeline's `explain` output.
     pub spec: Option<String>,
     /// The device for steps that compute ([`Step::uses_device`](crate::Step::uses_device))
-    /// and are not pinned to one. A device that cannot be opened leaves its
-    /// steps on the CPU, with a note.
+    /// and are not pinned to one; `auto` (the default) lets the planner's cost
+    /// model choose per step. A device that cannot be opened leaves its steps
+    /// on the CPU, with a note.
     pub device: DeviceChoice,
     /// Let devices without f64 (wgpu) compute f64 work in f32 instead of
     /// sending it to the CPU. The precision used enters the cache key and the
     /// step records.
     pub allow_f32: bool,
-    /// Evaluate row-local expressions as fused kernels (the default), or op
-    /// by op with every intermediate materialized, to check a fused result
-    /// against its unfused form. The default is `false` when the environment
-    /// variable `FUSEFLOW_FUSE` is `0`, so any test or run can be repeated
-    /// unfused without changing code. Unfused outputs are cached apart.
+    /// Fuse (the default): chains of row-local steps run as one kernel
+    /// wherever the tables between them are needed by nothing else (runs with
+    /// a workspace cache every output, so there every step runs on its own),
+    /// and each step's expressions run as one kernel. Unfused: every step on
+    /// its own, and its expressions op by op with every intermediate
+    /// materialized, to check fused results against. Fused and unfused runs
+    /// agree (bit for bit on the CPU). The default is `false` when the
+    /// environment variable `FUSEFLOW_FUSE` is `0`, so any test or run can be
+    /// repeated unfused without changing code. Unfused outputs are cached
+    /// apart.
     pub fuse: bool,
+    /// Steps whose outputs must exist after the run even where fusion would
+    /// compute them only in registers.
+    pub keep: Vec<String>,
+    /// The devices the planner may use; `None` opens those the run's device
+    /// choices need (under `auto`: every GPU backend, once per process).
+    pub devices: Option<DeviceSet>,
+    /// The cost model's constants; `None` reads the workspace's calibration
+    /// (`fuseflow calibrate`), else the documented defaults.
+    pub calibration: Option<Calibration>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +81,9 @@ impl Default for RunOptions {
             device: DeviceChoice::Auto,
             allow_f32: false,
             fuse: std::env::var("FUSEFLOW_FUSE").map_or(true, |v| v != "0"),
+            keep: Vec::new(),
+            devices: None,
+            calibration: None,
         }
     }
 }
@@ -150,6 +170,8 @@ pub struct RunOutput {
     pub run_id: Option<RunId>,
     /// One report per step, in the order the steps finished.
     pub steps: Vec<StepReport>,
+    /// The plan the run followed: devices, fused groups, estimated costs.
+    pub plan: PhysicalPlan,
     /// Wall time of the whole run.
     pub duration: Duration,
 }
@@ -159,6 +181,8 @@ pub struct RunOutput {
 struct OutputSlot {
     table: OnceLock<Table>,
     hash: Option<ContentHash>,
+    /// The step this output's producer ran fused into (so it was never materialized).
+    fused_into: Option<String>,
 }
 
 impl RunOutput {
@@ -171,6 +195,14 @@ impl RunOutput {
         let slot = &self.outputs[key];
         if let Some(table) = slot.table.get() {
             return Ok(table);
+        }
+        if let Some(into) = &slot.fused_into {
+            return Err(Error::InvalidParameter {
+                step: reference.to_string(),
+                message: format!(
+                    "output '{key}' was not materialized: its step ran fused into '{into}' as one kernel; list the step in RunOptions::keep to keep its output"
+                ),
+            });
         }
         let (Some(ws), Some(hash)) = (&self.workspace, slot.hash) else {
             return Err(Error::Internal(format!(
@@ -235,6 +267,52 @@ impl Pipeline {
         let graph = self.validate()?;
         execute(self, &graph, options)
     }
+
+    /// The physical plan a run with `options` would follow: fused groups,
+    /// the device of each step and why, transfers and estimated costs.
+    ///
+    /// # Errors
+    /// Validation errors, or an unreadable calibration in the workspace.
+    pub fn plan(&self, options: &RunOptions) -> Result<PhysicalPlan> {
+        let graph = self.validate()?;
+        Ok(plan_run(self, &graph, options)?.0)
+    }
+}
+
+/// Plan a run: the devices its choices need, the calibration, the policy.
+fn plan_run(
+    pipeline: &Pipeline,
+    graph: &Graph,
+    options: &RunOptions,
+) -> Result<(PhysicalPlan, DeviceSet)> {
+    let devices = match &options.devices {
+        Some(set) => set.clone(),
+        None => {
+            let choices = pipeline
+                .nodes
+                .iter()
+                .filter(|n| n.step.uses_device())
+                .map(|n| n.device.unwrap_or(options.device));
+            DeviceSet::probe(choices)
+        }
+    };
+    let calibration = match (&options.calibration, &options.workspace) {
+        (Some(c), _) => c.clone(),
+        (None, Some(ws)) => Calibration::load(ws.root())?,
+        (None, None) => Calibration::default(),
+    };
+    let plan_options = PlanOptions {
+        device: options.device,
+        calibration,
+        devices,
+        policy: MaterializePolicy {
+            cache_all: options.workspace.is_some(),
+            keep: options.keep.clone(),
+        },
+        fuse: options.fuse,
+    };
+    let plan = PhysicalPlan::build(pipeline, graph, &plan_options);
+    Ok((plan, plan_options.devices))
 }
 
 /// Stack size of step worker threads.
@@ -250,7 +328,11 @@ struct Input {
 
 struct Job {
     step: usize,
+    /// The step's inputs; for the tail of a fused group, the head's data input.
     inputs: Vec<Input>,
+    /// For the tail of a fused group: each member, head first, with its side
+    /// inputs (all but its data input).
+    fused: Vec<(usize, Vec<Input>)>,
     /// With a workspace: whether a cached result may stand in for running.
     reuse: bool,
     /// Whether the input schemas are checked only now (see
@@ -290,12 +372,13 @@ struct Produced {
 /// Run one job on a worker: key it, reuse a cached result when allowed, else
 /// load its inputs, run it and store its outputs.
 fn run_job(
-    node: &StepNode,
+    nodes: &[StepNode],
     device: &Device,
     ws: Option<&Workspace>,
     job: Job,
     key: &mut Option<StepKey>,
 ) -> Result<Outcome> {
+    let node = &nodes[job.step];
     if let Some(ws) = ws {
         let hashes: Vec<ContentHash> = job
             .inputs
@@ -340,9 +423,31 @@ fn run_job(
     }
     let name = &node.name;
     let notes = Notes::default();
+    let members = job
+        .fused
+        .into_iter()
+        .map(|(m, side)| {
+            let side = side
+                .into_iter()
+                .map(|i| {
+                    i.table.ok_or_else(|| {
+                        Error::Internal("a fused group's side input is not in memory".into())
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Member {
+                node: &nodes[m],
+                side,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let tables = catch_unwind(AssertUnwindSafe(|| {
-        node.step
-            .run(StepContext::new(name).on(device, &notes), &inputs)
+        if members.is_empty() {
+            node.step
+                .run(StepContext::new(name).on(device, &notes), &inputs)
+        } else {
+            Ok(vec![run_group(&members, &inputs[0], device, &notes)?])
+        }
     }))
     .unwrap_or_else(|panic| {
         Err(Error::Execution {
@@ -382,7 +487,8 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         Some(ws) => Some(begin_run(pipeline, ws, options)?),
         None => None,
     };
-    let result = schedule(pipeline, graph, options, run_id.as_ref());
+    let (plan, devices) = plan_run(pipeline, graph, options)?;
+    let result = schedule(pipeline, graph, options, &plan, &devices, run_id.as_ref());
     if let (Some(ws), Some(id)) = (ws, &run_id) {
         let (status, error) = match &result {
             Ok(_) => (RunStatus::Succeeded, None),
@@ -391,15 +497,26 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         ws.runs().finish_run(id, status, error.as_deref())?;
     }
     let (produced, steps, duration) = result?;
+    // The tail of the group a step fused into, for steps whose outputs were never materialized.
+    let fused_into = |step: usize| {
+        let node = plan.node(step)?;
+        let group = &plan.groups[node.group?];
+        (group.tail() != step).then(|| nodes[group.tail()].name.clone())
+    };
     let mut outputs = HashMap::new();
-    for (node, produced) in nodes.iter().zip(produced) {
+    for (i, (node, produced)) in nodes.iter().zip(produced).enumerate() {
         for (o, port) in node.step.outputs().iter().enumerate() {
             let table = match &produced.tables {
                 Some(tables) => OnceLock::from(tables[o].clone()),
                 None => OnceLock::new(),
             };
             let hash = produced.hashes.as_ref().map(|h| h[o]);
-            outputs.insert(format!("{}.{port}", node.name), OutputSlot { table, hash });
+            let slot = OutputSlot {
+                table,
+                hash,
+                fused_into: fused_into(i),
+            };
+            outputs.insert(format!("{}.{port}", node.name), slot);
         }
     }
     Ok(RunOutput {
@@ -407,6 +524,7 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         workspace: options.workspace.clone(),
         run_id,
         steps,
+        plan,
         duration,
     })
 }
@@ -431,31 +549,46 @@ fn begin_run(pipeline: &Pipeline, ws: &Workspace, options: &RunOptions) -> Resul
     )
 }
 
-/// The device of each step: its pinned device or the run's for steps that
-/// compute, the CPU for the others. Each device is opened once; one that
-/// cannot be opened leaves its steps on the CPU, with a note on each.
-fn place(nodes: &[StepNode], default: DeviceChoice, notes: &mut [Vec<String>]) -> Vec<Device> {
-    let mut opened: HashMap<DeviceChoice, std::result::Result<Device, String>> = HashMap::new();
+/// The device of each step as the plan places it; a note on each step that
+/// computes where `auto` chose or where the asked-for device was missing.
+fn devices_of(
+    nodes: &[StepNode],
+    default: DeviceChoice,
+    plan: &PhysicalPlan,
+    set: &DeviceSet,
+    notes: &mut [Vec<String>],
+) -> Vec<Device> {
     nodes
         .iter()
-        .zip(notes)
-        .map(|(node, notes)| {
-            if !node.step.uses_device() {
+        .enumerate()
+        .map(|(i, node)| {
+            let Some(placed) = plan.node(i).map(|n| &n.placement) else {
                 return Device::cpu();
+            };
+            let asked = node.device.unwrap_or(default);
+            if node.step.uses_device()
+                && (asked == DeviceChoice::Auto || placed.device.name() != asked.name())
+            {
+                notes[i].push(format!("placed: {}", placed.reason));
             }
-            let choice = node.device.unwrap_or(default);
-            let device = opened
-                .entry(choice)
-                .or_insert_with(|| Device::open(choice).map_err(|e| e.to_string()));
-            match device {
-                Ok(device) => device.clone(),
-                Err(why) => {
-                    notes.push(format!("placed on the CPU: {why}"));
-                    Device::cpu()
-                }
-            }
+            set.get(placed.device).cloned().unwrap_or_else(Device::cpu)
         })
         .collect()
+}
+
+/// Start the steps waiting on `step` whose inputs are now all there.
+fn release(
+    consumers: impl IntoIterator<Item = usize>,
+    waiting: &mut [usize],
+    ready: &mut BTreeSet<(usize, usize)>,
+    position: &[usize],
+) {
+    for c in consumers {
+        waiting[c] -= 1;
+        if waiting[c] == 0 {
+            ready.insert((position[c], c));
+        }
+    }
 }
 
 /// Why a step must run although a cached result could stand in, if it must.
@@ -477,6 +610,8 @@ fn schedule(
     pipeline: &Pipeline,
     graph: &Graph,
     options: &RunOptions,
+    plan: &PhysicalPlan,
+    set: &DeviceSet,
     run: Option<&RunId>,
 ) -> Result<Scheduled> {
     let nodes = &pipeline.nodes;
@@ -509,10 +644,29 @@ fn schedule(
         .iter()
         .map(|r| r.iter().map(|s| s.to_string()).collect())
         .collect();
-    let devices: Vec<Device> = place(nodes, options.device, &mut notes)
+    let devices: Vec<Device> = devices_of(nodes, options.device, plan, set, &mut notes)
         .into_iter()
         .map(|d| d.allowing_f32(options.allow_f32).fusing(options.fuse))
         .collect();
+    // Fused groups: members before the tail complete without running (the
+    // tail's job computes them), the tail runs the whole chain.
+    let mut fused_into: Vec<Option<usize>> = vec![None; n];
+    let mut group_at_tail: Vec<Option<&[usize]>> = vec![None; n];
+    for group in &plan.groups {
+        let tail = group.tail();
+        for &m in &group.members[..group.members.len() - 1] {
+            fused_into[m] = Some(tail);
+        }
+        group_at_tail[tail] = Some(&group.members);
+        let others: Vec<String> = group.members[..group.members.len() - 1]
+            .iter()
+            .map(|&m| format!("'{}'", nodes[m].name))
+            .collect();
+        notes[tail].push(format!(
+            "ran fused with {} as one kernel",
+            others.join(", ")
+        ));
+    }
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();
@@ -532,7 +686,7 @@ fn schedule(
                         let step = job.step;
                         let started = start.elapsed();
                         let mut key = None;
-                        let result = run_job(&nodes[step], &devices[step], ws, job, &mut key);
+                        let result = run_job(nodes, &devices[step], ws, job, &mut key);
                         let duration = start.elapsed() - started;
                         let done = Done {
                             step,
@@ -567,20 +721,52 @@ fn schedule(
                 let Some((_, i)) = ready.pop_first() else {
                     break;
                 };
-                let inputs: Vec<Input> = graph.edges[i]
-                    .iter()
-                    .map(|&(p, o)| Input {
-                        producer: p,
-                        table: produced[p].tables.as_ref().map(|t| t[o].clone()),
-                        hash: produced[p].hashes.as_ref().map(|h| h[o]),
-                    })
-                    .collect();
+                if let Some(tail) = fused_into[i] {
+                    let mut notes = std::mem::take(&mut notes[i]);
+                    notes.push(format!(
+                        "fused into '{}' (one kernel); its output is not materialized",
+                        nodes[tail].name
+                    ));
+                    reports.push(StepReport {
+                        name: nodes[i].name.clone(),
+                        kind: nodes[i].step.kind().to_string(),
+                        started: start.elapsed(),
+                        duration: Duration::ZERO,
+                        rows: Vec::new(),
+                        bytes: 0,
+                        cache: CacheUse::Off,
+                        notes,
+                        device: devices[i].to_string(),
+                    });
+                    release(consumers[i].clone(), &mut waiting, &mut ready, &position);
+                    continue;
+                }
+                let input = |(p, o): (usize, usize)| Input {
+                    producer: p,
+                    table: produced[p].tables.as_ref().map(|t| t[o].clone()),
+                    hash: produced[p].hashes.as_ref().map(|h| h[o]),
+                };
+                let (inputs, fused): (Vec<Input>, Vec<(usize, Vec<Input>)>) = match group_at_tail[i]
+                {
+                    None => (
+                        graph.edges[i].iter().copied().map(input).collect(),
+                        Vec::new(),
+                    ),
+                    Some(members) => (
+                        vec![input(graph.edges[members[0]][0])],
+                        members
+                            .iter()
+                            .map(|&m| (m, graph.edges[m][1..].iter().copied().map(input).collect()))
+                            .collect(),
+                    ),
+                };
                 let check_schemas = graph.edges[i]
                     .iter()
                     .any(|&(p, o)| graph.schemas[p][o].is_none());
                 let job = Job {
                     step: i,
                     inputs,
+                    fused,
                     reuse: !must_run[i],
                     check_schemas,
                 };
@@ -708,12 +894,7 @@ fn schedule(
             } else {
                 std::mem::take(&mut blocked_on[i])
             };
-            for c in released {
-                waiting[c] -= 1;
-                if waiting[c] == 0 {
-                    ready.insert((position[c], c));
-                }
-            }
+            release(released, &mut waiting, &mut ready, &position);
         }
         drop(job_tx);
         match failure {

@@ -20,6 +20,7 @@ use super::step::{Source, Step, StepContext};
 use super::table::{Table, normalize_batch, normalize_schema};
 use crate::cache::{hash_file, hash_table};
 use crate::error::{Error, Result};
+use crate::plan::OpKind;
 
 /// Rows per chunk when reading files.
 pub const DEFAULT_BATCH_ROWS: usize = 128 * 1024;
@@ -266,6 +267,14 @@ impl Iterator for BatchReader {
 }
 
 impl Step for Read {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Io
+    }
+    /// The file's size: compressed formats hold more in memory, so this
+    /// underestimates them, which keeps the planner cautious about GPUs.
+    fn size_hint(&self) -> Option<u64> {
+        std::fs::metadata(&self.path).ok().map(|m| m.len())
+    }
     fn kind(&self) -> &str {
         "read"
     }
@@ -449,6 +458,9 @@ pub fn write_table(table: &Table, path: &Path, format: FileFormat) -> Result<()>
 }
 
 impl Step for Write {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Io
+    }
     fn kind(&self) -> &str {
         "write"
     }
@@ -494,6 +506,12 @@ impl MemorySource {
 }
 
 impl Step for MemorySource {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Io
+    }
+    fn size_hint(&self) -> Option<u64> {
+        Some(self.table.memory_size() as u64)
+    }
     fn kind(&self) -> &str {
         "memory"
     }

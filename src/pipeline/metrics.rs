@@ -12,6 +12,7 @@ use super::table::Table;
 use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
+use crate::plan::OpKind;
 
 /// Metric names and values, in output order.
 type Metrics = Vec<(String, f64)>;
@@ -218,6 +219,9 @@ impl Evaluate {
 }
 
 impl Step for Evaluate {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Metric
+    }
     fn kind(&self) -> &str {
         "evaluate"
     }

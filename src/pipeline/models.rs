@@ -19,6 +19,7 @@ use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp, MlpConfig, MlpTarget};
 use crate::ml::model::Model;
 use crate::ml::score::Scorer;
 use crate::ml::{linear, logistic, mlp};
+use crate::plan::OpKind;
 
 /// Which columns a training step uses as features.
 fn feature_columns(
@@ -59,6 +60,9 @@ fn model_table(model: &Model) -> Result<Table> {
 
 macro_rules! training_step_io {
     ($kind:literal) => {
+        fn op_kind(&self) -> OpKind {
+            OpKind::Model
+        }
         fn kind(&self) -> &str {
             $kind
         }
@@ -369,6 +373,9 @@ pub fn model_from_table(step: &str, table: &Table) -> Result<Model> {
 }
 
 impl Step for Score {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Model
+    }
     fn kind(&self) -> &str {
         "score"
     }

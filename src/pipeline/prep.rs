@@ -16,13 +16,15 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::lineage;
-use super::step::{Step, StepContext};
+use super::step::{RowLocal, Step, StepContext};
 use super::table::{Table, column_dtype, column_index, numeric_column};
+use crate::backend::Kernel;
 use crate::backend::cpu::CpuKernel;
 use crate::backend::cpu::stats::{self, ColumnStats};
 use crate::datasets::splitmix64;
 use crate::error::{Error, Result, bail, ensure};
 use crate::ir::{DType, Expr, Projection, col, lit};
+use crate::plan::OpKind;
 
 /// Re-raise an expression type error as a parameter error of `step`.
 fn in_step(step: &str) -> impl Fn(Error) -> Error + '_ {
@@ -35,8 +37,9 @@ fn in_step(step: &str) -> impl Fn(Error) -> Error + '_ {
     }
 }
 
-/// Schema after replacing or appending `exprs` (replaced columns keep their position).
-fn with_columns_schema(
+/// Schema after replacing or appending `exprs` (replaced columns keep their
+/// position), with each computed column's lineage, and the projection computing them.
+pub(crate) fn with_columns_schema(
     step: &str,
     input: &SchemaRef,
     exprs: &[(String, Expr)],
@@ -60,9 +63,26 @@ fn with_columns_schema(
 /// Evaluate `exprs` over every chunk with one fused kernel and replace or append
 /// the resulting columns; untouched columns are passed through without copying.
 fn with_columns(ctx: StepContext, input: &Table, exprs: &[(String, Expr)]) -> Result<Table> {
+    let (schema, projection) = with_columns_schema(ctx.name, input.schema(), exprs)?;
+    apply_kernel(ctx, input, &schema, &ctx.device.kernel(projection))
+}
+
+/// Run a row-local step on its own: its expressions as one kernel over its
+/// data input (`inputs[0]`), the other inputs being its side tables.
+fn run_row_local(step: &dyn RowLocal, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+    let exprs = step.row_exprs(ctx, inputs[0].schema(), &inputs[1..])?;
+    Ok(vec![with_columns(ctx, &inputs[0], &exprs)?])
+}
+
+/// `input` with the columns `kernel` computes replaced or appended, as laid
+/// out in `schema`; the other columns pass through without copying.
+pub(crate) fn apply_kernel(
+    ctx: StepContext,
+    input: &Table,
+    schema: &SchemaRef,
+    kernel: &Kernel,
+) -> Result<Table> {
     let step = ctx.name;
-    let (schema, projection) = with_columns_schema(step, input.schema(), exprs)?;
-    let kernel = ctx.device.kernel(projection);
     let batches = input
         .batches()
         .iter()
@@ -79,10 +99,10 @@ fn with_columns(ctx: StepContext, input: &Table, exprs: &[(String, Expr)]) -> Re
                         .expect("column planned")
                 })
                 .collect();
-            Ok(RecordBatch::try_new(Arc::clone(&schema), columns)?)
+            Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
         })
         .collect::<Result<Vec<_>>>()?;
-    Table::try_new(schema, batches)
+    Table::try_new(Arc::clone(schema), batches)
 }
 
 macro_rules! step_io {
@@ -311,8 +331,17 @@ impl Step for Derive {
     fn uses_device(&self) -> bool {
         true
     }
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        Ok(vec![with_columns(ctx, &inputs[0], &self.columns)?])
+        run_row_local(self, ctx, inputs)
+    }
+}
+
+impl RowLocal for Derive {
+    fn row_exprs(&self, _: StepContext, _: &SchemaRef, _: &[Table]) -> Result<Vec<(String, Expr)>> {
+        Ok(self.columns.clone())
     }
 }
 
@@ -370,6 +399,9 @@ impl FitStats {
 }
 
 impl Step for FitStats {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Fit
+    }
     step_io!("fit_stats", ["data"], ["stats"]);
     fn params(&self) -> String {
         format!(
@@ -618,13 +650,24 @@ impl Step for Scale {
     fn uses_device(&self) -> bool {
         true
     }
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        let columns = stats_columns(ctx.name, inputs[1].schema())?;
-        Ok(vec![with_columns(
-            ctx,
-            &inputs[0],
-            &self.exprs(ctx.name, &columns, Some(&inputs[1]))?,
-        )?])
+        run_row_local(self, ctx, inputs)
+    }
+}
+
+impl RowLocal for Scale {
+    fn row_exprs(
+        &self,
+        ctx: StepContext,
+        _: &SchemaRef,
+        side: &[Table],
+    ) -> Result<Vec<(String, Expr)>> {
+        let stats = &side[0];
+        let columns = stats_columns(ctx.name, stats.schema())?;
+        self.exprs(ctx.name, &columns, Some(stats))
     }
 }
 
@@ -714,12 +757,22 @@ impl Step for FillNull {
     fn uses_device(&self) -> bool {
         true
     }
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        Ok(vec![with_columns(
-            ctx,
-            &inputs[0],
-            &self.exprs(ctx.name, inputs.get(1))?,
-        )?])
+        run_row_local(self, ctx, inputs)
+    }
+}
+
+impl RowLocal for FillNull {
+    fn row_exprs(
+        &self,
+        ctx: StepContext,
+        _: &SchemaRef,
+        side: &[Table],
+    ) -> Result<Vec<(String, Expr)>> {
+        self.exprs(ctx.name, side.first())
     }
 }
 
@@ -754,6 +807,9 @@ impl FitCategories {
 }
 
 impl Step for FitCategories {
+    fn op_kind(&self) -> OpKind {
+        OpKind::Fit
+    }
     step_io!("fit_categories", ["data"], ["categories"]);
     fn params(&self) -> String {
         format!("columns=[{}]", self.columns.join(", "))

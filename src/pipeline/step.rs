@@ -9,6 +9,8 @@ use super::table::Table;
 use crate::backend::{Device, Notes};
 use crate::cache::ContentHash;
 use crate::error::Result;
+use crate::ir::Expr;
+use crate::plan::OpKind;
 
 /// Everything a step learns about the run it is part of.
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +138,46 @@ pub trait Step: Send + Sync + fmt::Debug {
     fn uses_device(&self) -> bool {
         false
     }
+
+    /// What kind of logical operation the step is, for the planner: reading
+    /// or writing data, fitting statistics, mapping rows, training or
+    /// applying a model, or computing metrics. The default is a map.
+    fn op_kind(&self) -> OpKind {
+        OpKind::Map
+    }
+
+    /// The step as row-local expressions, when it is one: then the planner
+    /// may fuse it with the row-local steps before and after it into one
+    /// kernel, without materializing the tables between them.
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        None
+    }
+
+    /// The bytes of data the step produces, when known before running (a
+    /// source's size); the planner's cost model propagates it downstream.
+    fn size_hint(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A step that computes named columns from the columns of the same row of its
+/// first input (`data`), replacing columns of the same name and appending the
+/// others; every other input is a small side table (fitted statistics).
+///
+/// Its output must equal `data` with these columns evaluated: the executor
+/// relies on that when it fuses a chain of such steps into one kernel.
+pub trait RowLocal {
+    /// The `(column, expression)` pairs over `data`, given the side inputs
+    /// (the step's inputs after the first).
+    ///
+    /// # Errors
+    /// As the step's `run` would fail on these inputs (a missing statistic).
+    fn row_exprs(
+        &self,
+        ctx: StepContext,
+        data: &SchemaRef,
+        side: &[Table],
+    ) -> Result<Vec<(String, Expr)>>;
 }
 
 /// External data a step reads: what it is, its content hash, and an optional

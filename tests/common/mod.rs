@@ -344,3 +344,4 @@ pub fn assert_msg(err: &fuseflow::Error, fragments: &[&str]) {
     }
 }
 pub mod devices;
+pub mod faulty;

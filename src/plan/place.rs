@@ -1,0 +1,209 @@
+//! Placement: the device of each op or fused group.
+
+use super::cost::{Calibration, Estimate};
+use super::logical::LogicalOp;
+use crate::backend::{Device, DeviceChoice, DeviceKind};
+
+/// The devices a run may use: the CPU always, and each GPU that opened,
+/// with the reason for each one that did not.
+#[derive(Clone, Debug)]
+pub struct DeviceSet {
+    devices: Vec<Device>,
+    missing: Vec<(DeviceKind, String)>,
+}
+
+impl DeviceSet {
+    /// Only the CPU.
+    pub fn cpu_only() -> DeviceSet {
+        DeviceSet {
+            devices: vec![Device::cpu()],
+            missing: Vec::new(),
+        }
+    }
+
+    /// The CPU and `gpus` (devices over any backend, e.g. a test's).
+    pub fn with(gpus: impl IntoIterator<Item = Device>) -> DeviceSet {
+        let mut set = DeviceSet::cpu_only();
+        set.devices.extend(gpus.into_iter().filter(|d| !d.is_cpu()));
+        set
+    }
+
+    /// Open the GPUs that `choices` may need: the named ones, and under
+    /// `auto` every kind. Each GPU backend is opened once per process.
+    pub fn probe(choices: impl IntoIterator<Item = DeviceChoice>) -> DeviceSet {
+        let mut kinds: Vec<DeviceChoice> = Vec::new();
+        for choice in choices {
+            let wanted: &[DeviceChoice] = match choice {
+                DeviceChoice::Cpu => &[],
+                DeviceChoice::Auto => &[DeviceChoice::Cuda, DeviceChoice::Wgpu],
+                DeviceChoice::Cuda => &[DeviceChoice::Cuda],
+                DeviceChoice::Wgpu => &[DeviceChoice::Wgpu],
+            };
+            for w in wanted {
+                if !kinds.contains(w) {
+                    kinds.push(*w);
+                }
+            }
+        }
+        let mut set = DeviceSet::cpu_only();
+        for choice in kinds {
+            match Device::open(choice) {
+                Ok(device) => set.devices.push(device),
+                Err(e) => set.missing.push((kind_of(choice), e.to_string())),
+            }
+        }
+        set
+    }
+
+    /// The device of `kind`, when it opened.
+    pub fn get(&self, kind: DeviceKind) -> Option<&Device> {
+        self.devices.iter().find(|d| d.info().kind == kind)
+    }
+
+    /// Hardware GPUs: the ones `auto` may choose (software adapters are no
+    /// faster than the CPU backend).
+    pub fn hardware_gpus(&self) -> impl Iterator<Item = &Device> {
+        self.devices
+            .iter()
+            .filter(|d| !d.is_cpu() && !d.info().software)
+    }
+
+    /// Software adapters that opened (`auto` leaves them alone).
+    pub fn software_gpus(&self) -> impl Iterator<Item = &Device> {
+        self.devices
+            .iter()
+            .filter(|d| !d.is_cpu() && d.info().software)
+    }
+
+    fn why_missing(&self, kind: DeviceKind) -> String {
+        self.missing
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or_else(|| format!("{kind} was not opened"), |(_, why)| why.clone())
+    }
+}
+
+fn kind_of(choice: DeviceChoice) -> DeviceKind {
+    match choice {
+        DeviceChoice::Cuda => DeviceKind::Cuda,
+        DeviceChoice::Wgpu => DeviceKind::Wgpu,
+        DeviceChoice::Auto | DeviceChoice::Cpu => DeviceKind::Cpu,
+    }
+}
+
+/// Where an op (or a fused group) runs, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Placement {
+    /// The device.
+    pub device: DeviceKind,
+    /// Why: the pin, the run's device, or the cost model's comparison.
+    pub reason: String,
+    /// The cost model's estimate on the chosen device, when sizes are known.
+    pub estimate: Option<Estimate>,
+}
+
+/// Place `op` (for a fused group: an op spanning the group) under the run's
+/// `default` choice, among `devices`, with costs from `calibration`.
+pub fn place(
+    op: &LogicalOp,
+    default: DeviceChoice,
+    devices: &DeviceSet,
+    calibration: &Calibration,
+) -> Placement {
+    let estimate = |kind| match (op.bytes_in, op.bytes_out) {
+        (Some(i), Some(o)) => Some(calibration.estimate(kind, &op.work(i, o))),
+        (None, Some(o)) => Some(calibration.estimate(kind, &op.work(0, o))),
+        _ => None,
+    };
+    let on = |device: DeviceKind, reason: String| Placement {
+        device,
+        reason,
+        estimate: estimate(device),
+    };
+    if !op.uses_device {
+        return Placement {
+            device: DeviceKind::Cpu,
+            reason: "no device work".into(),
+            estimate: None,
+        };
+    }
+    let choice = op.pin.unwrap_or(default);
+    let how = if op.pin.is_some() {
+        "pinned to"
+    } else {
+        "run device"
+    };
+    match choice {
+        DeviceChoice::Cpu => on(DeviceKind::Cpu, format!("{how} cpu")),
+        DeviceChoice::Cuda | DeviceChoice::Wgpu => {
+            let kind = kind_of(choice);
+            match devices.get(kind) {
+                Some(_) => on(kind, format!("{how} {kind}")),
+                None => on(
+                    DeviceKind::Cpu,
+                    format!("{how} {kind}, unavailable: {}", devices.why_missing(kind)),
+                ),
+            }
+        }
+        DeviceChoice::Auto => auto(op, devices, &estimate),
+    }
+}
+
+/// The cost model's choice among the CPU and the hardware GPUs that can
+/// compute on every type the op uses.
+fn auto(
+    op: &LogicalOp,
+    devices: &DeviceSet,
+    estimate: &dyn Fn(DeviceKind) -> Option<Estimate>,
+) -> Placement {
+    let cpu = |reason: &str| Placement {
+        device: DeviceKind::Cpu,
+        reason: format!("auto: cpu ({reason})"),
+        estimate: estimate(DeviceKind::Cpu),
+    };
+    let gpus: Vec<&Device> = devices.hardware_gpus().collect();
+    if gpus.is_empty() {
+        return cpu("no GPU");
+    }
+    let able: Vec<&Device> = gpus
+        .iter()
+        .copied()
+        .filter(|d| op.dtypes.iter().all(|t| d.info().supports(*t)))
+        .collect();
+    if able.is_empty() {
+        let lacking = op
+            .dtypes
+            .iter()
+            .find(|t| !gpus[0].info().supports(**t))
+            .map_or_else(String::new, |t| t.to_string());
+        return cpu(&format!(
+            "{} cannot compute on {lacking}",
+            gpus[0].info().kind
+        ));
+    }
+    let Some(on_cpu) = estimate(DeviceKind::Cpu) else {
+        return cpu("size unknown before running");
+    };
+    let mut estimates: Vec<Estimate> = vec![on_cpu];
+    estimates.extend(able.iter().filter_map(|d| estimate(d.info().kind)));
+    let best = estimates
+        .iter()
+        .copied()
+        .min_by(|a, b| a.seconds.total_cmp(&b.seconds))
+        .unwrap_or(on_cpu);
+    let others: Vec<String> = estimates
+        .iter()
+        .filter(|e| e.device != best.device)
+        .map(ToString::to_string)
+        .collect();
+    Placement {
+        device: best.device,
+        reason: format!(
+            "auto: {}, est. {} vs {}",
+            best.device,
+            best.cost(),
+            others.join(", ")
+        ),
+        estimate: Some(best),
+    }
+}
