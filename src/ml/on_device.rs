@@ -8,7 +8,7 @@
 //!   losses and Hessian weights with [`TrainKernel::Head`], and the gradient
 //!   and Hessian blocks with [`TrainKernel::BlockGram`]. Only the partial
 //!   sums per block of rows come back; the host adds them in f64 and solves.
-//! - [`train_mlp`]: the MLP's epoch loop ([`mlp::run_epochs`]) over a
+//! - [`train_mlp`]: the MLP's epoch loop (`mlp::run_epochs`) over a
 //!   [`DeviceMlp`] whose parameters, Adam moments and activations stay on the
 //!   device; per step only the minibatch's row indices and targets go up,
 //!   and per epoch only the loss's partial sums come back.
