@@ -357,7 +357,9 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
     ];
     for (name, step) in steps {
         assert!(step.uses_device(), "{name}");
-        let want = step.run(StepContext::new(name), std::slice::from_ref(&data)).unwrap();
+        let want = step
+            .run(StepContext::new(name), std::slice::from_ref(&data))
+            .unwrap();
         for failure in [
             DeviceFailure::Compile,
             DeviceFailure::Launch,
@@ -372,7 +374,10 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
             let device = Device::new(backend.clone());
             let notes = Notes::default();
             let got = step
-                .run(StepContext::new(name).on(&device, &notes), std::slice::from_ref(&data))
+                .run(
+                    StepContext::new(name).on(&device, &notes),
+                    std::slice::from_ref(&data),
+                )
                 .unwrap();
             assert!(
                 backend.attempts.load(Ordering::SeqCst) > 3,
@@ -393,7 +398,10 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
         let notes = Notes::default();
         let device = Device::new(Faulty::new(usize::MAX, None));
         let got = step
-            .run(StepContext::new(name).on(&device, &notes), std::slice::from_ref(&data))
+            .run(
+                StepContext::new(name).on(&device, &notes),
+                std::slice::from_ref(&data),
+            )
             .unwrap();
         assert_eq!(got[0].batches(), want[0].batches(), "{name}");
         assert!(notes.take()[0].contains("an unsupported type"), "{name}");
