@@ -9,8 +9,9 @@
 #
 # Runs every test binary with FUSEFLOW_REQUIRE_CUDA=1 and FUSEFLOW_REQUIRE_NVRTC=1
 # (so a missing GPU or library fails instead of skipping), then the GPU
-# benchmark binaries (names matching $GPU_BENCH_GLOB, default `gpu*`) and the
-# PyTorch peer (benches/peers/torch_prep_score.py) when torch with CUDA is
+# benchmark binaries (names matching $GPU_BENCH_GLOB, default `gpu*`: gpu_devices,
+# gpu_prep_score, gpu_train) and the PyTorch peers (benches/peers/torch_prep_score.py,
+# torch_logistic.py) when torch with CUDA is
 # importable, and prints a summary table. Needs no network and, given DIR, no
 # Rust toolchain. Exits non-zero when any test binary fails.
 set -uo pipefail
@@ -105,6 +106,7 @@ fi
 
 if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   run torch_prep_score peer python3 benches/peers/torch_prep_score.py
+  run torch_logistic peer python3 benches/peers/torch_logistic.py
 fi
 
 echo

@@ -181,6 +181,19 @@ pub enum DeviceFailure {
     Unsupported,
 }
 
+impl DeviceFailure {
+    /// Why work left the device, as notes say it.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DeviceFailure::OutOfMemory => "out of memory even in pieces",
+            DeviceFailure::Compile => "the kernel did not compile",
+            DeviceFailure::Launch => "the kernel failed",
+            DeviceFailure::Unavailable => "the device is gone",
+            DeviceFailure::Unsupported => "an unsupported type",
+        }
+    }
+}
+
 impl Error {
     /// A device failure of `failure` kind on `device`.
     pub(crate) fn device(

@@ -7,7 +7,10 @@
 //! nulls, NaN, infinities and signed zeros, at lengths that do not divide a
 //! workgroup or warp, and on arrays sliced at odd offsets. Validity and
 //! integer and bool values must match exactly; floats within the tolerance
-//! [`Tolerance::of`] states for each device kind.
+//! [`Tolerance::of`] states for each device kind. The training kernels
+//! (`Backend::train`) are checked the same way against the CPU's reference
+//! kernels, at row counts around the 16-row tiles and 4096-row blocks, with
+//! the tolerance stated beside each.
 
 mod common;
 
@@ -15,7 +18,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, Float32Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, Float32Array, Int32Array, RecordBatch};
 use arrow_schema::DataType;
 
 use common::devices::backends;
@@ -23,7 +26,8 @@ use common::*;
 use fuseflow::DeviceFailure;
 use fuseflow::backend::cpu::CpuKernel;
 use fuseflow::backend::cpu::stats::column_stats;
-use fuseflow::backend::{Backend, DeviceKind, Matrix};
+use fuseflow::backend::train::{Activation, AdamStep, Loss};
+use fuseflow::backend::{Backend, DeviceArray, DeviceKind, Matrix, TrainKernel};
 use fuseflow::ir::{BinaryOp, DType, Expr, Projection, UnaryOp, col, if_else, lit};
 
 /// Lengths around warp (32) and workgroup (256) sizes, and one large odd one.
@@ -478,6 +482,229 @@ fn strings_stay_on_the_cpu() {
                 }
             ),
             "{err}"
+        );
+    }
+}
+
+/// Seeded f32 values in `[lo, hi)` as a CPU array.
+fn uniform_f32(rng: &mut Rng, len: usize, lo: f64, hi: f64) -> ArrayRef {
+    Arc::new(Float32Array::from_iter_values(
+        (0..len).map(|_| rng.range(lo, hi) as f32),
+    ))
+}
+
+/// Run a training kernel on `backend` with `arrays` uploaded, and download its outputs.
+fn train_on(
+    backend: &dyn Backend,
+    arrays: &[ArrayRef],
+    kernel: impl Fn(&[DeviceArray]) -> TrainKernel<'_>,
+) -> Vec<ArrayRef> {
+    let on_device: Vec<DeviceArray> = arrays.iter().map(|a| backend.upload(a).unwrap()).collect();
+    let outputs = backend
+        .train(kernel(&on_device))
+        .unwrap_or_else(|e| panic!("{}: {e}", backend.info()));
+    outputs
+        .iter()
+        .map(|o| backend.download(o).unwrap())
+        .collect()
+}
+
+/// Compare each output of a training kernel on every backend with the CPU's.
+/// `tolerance(kind, output)` gives the tolerance of output `i` on a device kind.
+fn conform_training(
+    what: &str,
+    arrays: &[ArrayRef],
+    kernel: impl Fn(&[DeviceArray]) -> TrainKernel<'_>,
+    tolerance: impl Fn(DeviceKind, usize) -> Tolerance,
+) {
+    let want = train_on(
+        fuseflow::backend::CpuBackend::shared().as_ref(),
+        arrays,
+        &kernel,
+    );
+    for backend in backends() {
+        let info = backend.info().clone();
+        let got = train_on(backend.as_ref(), arrays, &kernel);
+        assert_eq!(got.len(), want.len(), "{info}: {what}");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_agrees(
+                g,
+                w,
+                tolerance(info.kind, i),
+                &format!("{info}: {what}, output {i}"),
+            );
+        }
+    }
+}
+
+/// Rows around the block products' 4096-row blocks and the 16-row tiles.
+const TRAIN_ROWS: [usize; 5] = [1, 17, 255, 4097, 8195];
+
+#[test]
+fn block_products_agree_with_the_cpu() {
+    let mut rng = Rng::new(21);
+    for n in TRAIN_ROWS {
+        for (p, q) in [(1, 1), (3, 17), (18, 5)] {
+            let arrays = [
+                uniform_f32(&mut rng, n * p, -1.0, 1.0),
+                uniform_f32(&mut rng, n * q, -1.0, 1.0),
+                uniform_f32(&mut rng, n * 3, 0.0, 1.0),
+            ];
+            for weighted in [false, true] {
+                // Each partial sums at most 4096 products of magnitude <= 1 in
+                // f32: rounding grows with the square root of the terms, about
+                // 64 ulp of the sum's scale in the worst case seen; 2e-4
+                // absolute bounds it with room.
+                conform_training(
+                    &format!("block products {n}x{p} by {n}x{q}, weighted {weighted}"),
+                    &arrays,
+                    |d| TrainKernel::BlockGram {
+                        a: Matrix::new(&d[0], n, p),
+                        b: Matrix::new(&d[1], n, q),
+                        weights: weighted.then(|| (Matrix::new(&d[2], n, 3), 2)),
+                    },
+                    |kind, _| Tolerance {
+                        rel: 0.0,
+                        abs: if kind == DeviceKind::Cpu { 0.0 } else { 2e-4 },
+                    },
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_heads_agree_with_the_cpu() {
+    let mut rng = Rng::new(22);
+    for n in TRAIN_ROWS {
+        for (loss, k) in [(Loss::Squared, 1), (Loss::Logistic, 1), (Loss::Softmax, 5)] {
+            let logits = uniform_f32(&mut rng, n * k, -8.0, 8.0);
+            let target: ArrayRef = match loss {
+                Loss::Squared => uniform_f32(&mut rng, n, -3.0, 3.0),
+                _ => Arc::new(Int32Array::from_iter_values(
+                    (0..n).map(|_| (rng.next_u64() % k.max(2) as u64) as i32),
+                )),
+            };
+            // exp and log within a few ulp (CUDA) or Vulkan's 3 + 2|x| ulp
+            // (wgpu) of logits up to 8, plus rounding near zero.
+            conform_training(
+                &format!("{loss:?} head, {n} rows"),
+                &[logits, target],
+                |d| TrainKernel::Head {
+                    loss,
+                    logits: Matrix::new(&d[0], n, k),
+                    target: &d[1],
+                },
+                |kind, _| match kind {
+                    DeviceKind::Cpu => Tolerance { rel: 0.0, abs: 0.0 },
+                    DeviceKind::Cuda => Tolerance {
+                        rel: 1e-5,
+                        abs: 1e-6,
+                    },
+                    DeviceKind::Wgpu => Tolerance {
+                        rel: 5e-5,
+                        abs: 2e-6,
+                    },
+                },
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_kernels_agree_with_the_cpu() {
+    let mut rng = Rng::new(23);
+    for n in TRAIN_ROWS {
+        let h = 7;
+        let arrays = [
+            uniform_f32(&mut rng, n * h, -20.0, 20.0),
+            uniform_f32(&mut rng, h, -1.0, 1.0),
+            uniform_f32(&mut rng, n * h, -1.0, 1.0),
+            Arc::new(Int32Array::from_iter_values(
+                (0..n + 3).map(|i| ((i * 7919) % (n + 2)) as i32 - 1),
+            )) as ArrayRef,
+        ];
+        // tanh and the products round within a few ulp.
+        let tol = |kind, _| match kind {
+            DeviceKind::Cpu => Tolerance { rel: 0.0, abs: 0.0 },
+            _ => Tolerance {
+                rel: 1e-5,
+                abs: 1e-6,
+            },
+        };
+        for activation in [None, Some(Activation::Relu), Some(Activation::Tanh)] {
+            conform_training(
+                &format!("bias + {activation:?}, {n} rows"),
+                &arrays,
+                |d| TrainKernel::BiasActivation {
+                    z: Matrix::new(&d[0], n, h),
+                    bias: &d[1],
+                    activation,
+                },
+                tol,
+            );
+        }
+        for activation in [Activation::Relu, Activation::Tanh] {
+            conform_training(
+                &format!("{activation:?} backward, {n} rows"),
+                &arrays,
+                |d| TrainKernel::ActivationBackward {
+                    delta: Matrix::new(&d[0], n, h),
+                    output: &d[2],
+                    activation,
+                },
+                tol,
+            );
+        }
+        // Indices include -1 and n, which read as zero everywhere: exact.
+        conform_training(
+            &format!("gather, {n} rows"),
+            &arrays,
+            |d| TrainKernel::GatherRows {
+                x: Matrix::new(&d[0], n, h),
+                rows: &d[3],
+            },
+            |_, _| Tolerance { rel: 0.0, abs: 0.0 },
+        );
+    }
+}
+
+#[test]
+fn adam_steps_agree_with_the_cpu() {
+    let mut rng = Rng::new(24);
+    for len in [1, 255, 257, 10_007] {
+        let arrays = [
+            uniform_f32(&mut rng, len, -1.0, 1.0),
+            uniform_f32(&mut rng, len, -5.0, 5.0),
+            uniform_f32(&mut rng, len, -0.1, 0.1),
+            uniform_f32(&mut rng, len, 0.0, 0.01),
+        ];
+        let step = AdamStep {
+            learning_rate: 0.01,
+            c1: 0.271,
+            c2: 0.0297,
+            grad_scale: 1.0 / 37.0,
+            l2: 1e-3,
+        };
+        // A handful of f32 roundings (sqrt and divisions within 1 ulp on
+        // CUDA, 2.5 ulp on Vulkan) of values of order one.
+        conform_training(
+            &format!("adam, {len} parameters"),
+            &arrays,
+            |d| TrainKernel::Adam {
+                params: &d[0],
+                grads: &d[1],
+                m: &d[2],
+                v: &d[3],
+                step,
+            },
+            |kind, _| match kind {
+                DeviceKind::Cpu => Tolerance { rel: 0.0, abs: 0.0 },
+                _ => Tolerance {
+                    rel: 1e-5,
+                    abs: 1e-7,
+                },
+            },
         );
     }
 }

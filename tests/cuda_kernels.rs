@@ -14,7 +14,8 @@
 mod projections;
 
 use fuseflow::backend::cuda::{
-    REDUCE_SOURCE, codegen::FUSED_ENTRY, compile_ptx, fused_kernel, nvrtc_present, reduce_entry,
+    REDUCE_SOURCE, TRAIN_ENTRIES, TRAIN_SOURCE, codegen::FUSED_ENTRY, compile_ptx, fused_kernel,
+    nvrtc_present, reduce_entry,
 };
 use fuseflow::ir::{DType, col, lit};
 use fuseflow::{DeviceFailure, Error};
@@ -178,4 +179,18 @@ fn fused_kernel_source_snapshot() {
         "generated CUDA differs from {}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended",
         path.display()
     );
+}
+
+#[test]
+fn training_kernels_compile() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    let ptx = compile_ptx(TRAIN_SOURCE, ARCH, "train.cu").unwrap_or_else(|e| panic!("{e}"));
+    for entry in TRAIN_ENTRIES {
+        assert!(
+            ptx.contains(&format!(".entry {entry}")),
+            "no entry point {entry} in the PTX of train.cu"
+        );
+    }
 }

@@ -1,15 +1,25 @@
 //! Placing work on devices: the fallbacks to the CPU (through a backend that
-//! fails on purpose), pinning in spec files, and what runs record.
+//! fails on purpose, for kernels and for training), pinning in spec files, and what runs record.
 
 mod common;
 
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_array::{ArrayRef, RecordBatch};
 
 use common::faulty::Faulty;
 use common::*;
-use fuseflow::DeviceFailure;
-use fuseflow::backend::{Device, DeviceChoice, Notes};
+use fuseflow::backend::{
+    Backend, ColumnStats, CpuBackend, Device, DeviceArray, DeviceChoice, DeviceInfo, Matrix, Notes,
+    TrainKernel,
+};
 use fuseflow::ir::{Projection, col, lit};
+use fuseflow::ml::logistic::LogisticConfig;
+use fuseflow::ml::mlp::MlpConfig;
+use fuseflow::pipeline::models::{Task, TrainLogistic, TrainMlp};
+use fuseflow::{DeviceFailure, Error};
+use fuseflow::{Step, StepContext, Table};
 
 fn data(rows: usize) -> RecordBatch {
     let mut rng = Rng::new(11);
@@ -301,4 +311,152 @@ fn unfused_devices_launch_once_per_operator_and_agree_with_fused() {
     );
     assert_eq!(cpu.numeric_mode(), "cpu/unfused");
     assert_eq!(cpu.to_string(), "cpu [unfused]");
+}
+
+/// A GPU whose training kernels fail with `failure` (and which counts its
+/// attempts); everything else runs on the CPU.
+#[derive(Debug)]
+struct FailingTrainer {
+    info: DeviceInfo,
+    failure: DeviceFailure,
+    attempts: AtomicUsize,
+}
+
+impl Backend for FailingTrainer {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+    fn upload(&self, array: &ArrayRef) -> fuseflow::Result<DeviceArray> {
+        CpuBackend::shared().upload(array)
+    }
+    fn download(&self, array: &DeviceArray) -> fuseflow::Result<ArrayRef> {
+        CpuBackend::shared().download(array)
+    }
+    fn launch(
+        &self,
+        projection: &Projection,
+        inputs: &[Option<&DeviceArray>],
+    ) -> fuseflow::Result<Vec<DeviceArray>> {
+        CpuBackend::shared().launch(projection, inputs)
+    }
+    fn reduce(&self, array: &DeviceArray) -> fuseflow::Result<ColumnStats> {
+        CpuBackend::shared().reduce(array)
+    }
+    fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> fuseflow::Result<DeviceArray> {
+        CpuBackend::shared().matmul(a, b)
+    }
+    fn train(&self, kernel: TrainKernel<'_>) -> fuseflow::Result<Vec<DeviceArray>> {
+        // The first kernels succeed, so a failure midway through training
+        // also falls back cleanly.
+        if self.attempts.fetch_add(1, Ordering::SeqCst) < 3 {
+            return CpuBackend::shared().train(kernel);
+        }
+        Err(Error::Device {
+            device: "failing".into(),
+            failure: self.failure,
+            message: format!("injected failure of `{}`", kernel.name()),
+        })
+    }
+    fn synchronize(&self) -> fuseflow::Result<()> {
+        Ok(())
+    }
+}
+
+fn training_table() -> Table {
+    let mut rng = Rng::new(31);
+    let rows = 300;
+    let x: Vec<Option<f64>> = (0..rows).map(|_| Some(rng.range(-1.0, 1.0))).collect();
+    let z: Vec<Option<f64>> = (0..rows).map(|_| Some(rng.range(-2.0, 2.0))).collect();
+    // Noisy labels, so the classes overlap and the optimum is finite.
+    let y: Vec<bool> = x
+        .iter()
+        .zip(&z)
+        .map(|(a, b)| a.unwrap() + b.unwrap() + rng.range(-1.0, 1.0) > 0.3)
+        .collect();
+    Table::from_batch(batch(vec![
+        ("x", f64_array(&x)),
+        ("z", f64_array(&z)),
+        (
+            "y",
+            Arc::new(arrow_array::BooleanArray::from(y)) as ArrayRef,
+        ),
+    ]))
+}
+
+#[test]
+fn training_falls_back_to_the_cpu_when_the_device_fails() {
+    let data = training_table();
+    let steps: [(&str, Arc<dyn Step>); 2] = [
+        (
+            "logistic",
+            Arc::new(TrainLogistic::new(
+                ["x", "z"],
+                "y",
+                LogisticConfig::default(),
+            )),
+        ),
+        (
+            "mlp",
+            Arc::new(TrainMlp::new(
+                ["x", "z"],
+                "y",
+                Task::Classification,
+                MlpConfig {
+                    epochs: 2,
+                    ..MlpConfig::default()
+                },
+            )),
+        ),
+    ];
+    for (name, step) in steps {
+        assert!(step.uses_device(), "{name}");
+        let want = step
+            .run(StepContext::new(name), std::slice::from_ref(&data))
+            .unwrap();
+        for failure in [
+            DeviceFailure::Compile,
+            DeviceFailure::Launch,
+            DeviceFailure::OutOfMemory,
+            DeviceFailure::Unsupported,
+        ] {
+            let backend = Arc::new(FailingTrainer {
+                info: Faulty::new(0, None).info.clone(),
+                failure,
+                attempts: AtomicUsize::new(0),
+            });
+            let device = Device::new(backend.clone());
+            let notes = Notes::default();
+            let got = step
+                .run(
+                    StepContext::new(name).on(&device, &notes),
+                    std::slice::from_ref(&data),
+                )
+                .unwrap();
+            assert!(
+                backend.attempts.load(Ordering::SeqCst) > 3,
+                "{name}: tried the device"
+            );
+            // Trained on the CPU: the same f64 model, bit for bit.
+            assert_eq!(got[0].batches(), want[0].batches(), "{name}, {failure:?}");
+            let notes = notes.take();
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(
+                notes[0].contains("trained on the CPU after cuda failed")
+                    && notes[0].contains(failure.reason())
+                    && notes[0].contains("injected failure"),
+                "{name}: {notes:?}"
+            );
+        }
+        // A backend without training kernels (the default verb) also falls back.
+        let notes = Notes::default();
+        let device = Device::new(Faulty::new(usize::MAX, None));
+        let got = step
+            .run(
+                StepContext::new(name).on(&device, &notes),
+                std::slice::from_ref(&data),
+            )
+            .unwrap();
+        assert_eq!(got[0].batches(), want[0].batches(), "{name}");
+        assert!(notes.take()[0].contains("an unsupported type"), "{name}");
+    }
 }

@@ -3,7 +3,11 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 use fuseflow::Error;
+use fuseflow::backend::DeviceChoice;
+use fuseflow::exec::RunOptions;
 use fuseflow::pipeline::spec;
 
 fn parse_err(text: &str) -> Error {
@@ -176,4 +180,59 @@ fn cli_reports_errors_with_exit_status() {
         err.contains("missing.csv") && err.contains("cannot open"),
         "{err}"
     );
+}
+
+/// The float score columns of `step`'s output, one after the other, as f64.
+fn scores(run: &fuseflow::RunOutput, step: &str) -> Vec<f64> {
+    use arrow_array::Array;
+    let table = run.output(step).unwrap();
+    let batch = arrow_select::concat::concat_batches(table.schema(), table.batches()).unwrap();
+    let mut out = Vec::new();
+    for column in batch.columns() {
+        if column.data_type().is_floating() {
+            let column = arrow_cast::cast(column, &arrow_schema::DataType::Float64).unwrap();
+            let values = column
+                .as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .unwrap();
+            out.extend(values.values().iter());
+        }
+    }
+    out
+}
+
+#[test]
+fn shipped_training_spec_scores_the_same_on_wgpu_as_on_the_cpu() {
+    let Some(_) = common::devices::wgpu() else {
+        return;
+    };
+    let pipeline = spec::load(Path::new("examples/train.toml")).unwrap();
+    let run_on = |device: DeviceChoice| {
+        pipeline
+            .run_with(&RunOptions {
+                device,
+                ..RunOptions::default()
+            })
+            .unwrap()
+    };
+    let (cpu, gpu) = (run_on(DeviceChoice::Cpu), run_on(DeviceChoice::Wgpu));
+    for step in ["logistic", "mlp"] {
+        let report = gpu.steps.iter().find(|s| s.name == step).unwrap();
+        assert!(
+            report.notes.iter().any(|n| n.contains("in f32")),
+            "{step} trained on the GPU: {:?}",
+            report.notes
+        );
+    }
+    // f32 training on the device: the same probabilities within 1e-3 (Newton
+    // ends within f32 resolution of the optimum; the MLP's five epochs of
+    // Adam move by f32 rounding only).
+    for step in ["logistic_scores", "mlp_scores"] {
+        let (want, got) = (scores(&cpu, step), scores(&gpu, step));
+        assert_eq!(want.len(), got.len());
+        assert!(want.len() > 50, "{step}: the test split has about 100 rows");
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-3, "{step}, row {i}: {g} vs {w}");
+        }
+    }
 }

@@ -338,16 +338,10 @@ impl Kernel {
             Err(Error::Device {
                 failure, message, ..
             }) => {
-                let what = match failure {
-                    DeviceFailure::OutOfMemory => "out of memory even in pieces",
-                    DeviceFailure::Compile => "the kernel did not compile",
-                    DeviceFailure::Launch => "the kernel failed",
-                    DeviceFailure::Unavailable => "the device is gone",
-                    DeviceFailure::Unsupported => "an unsupported type",
-                };
                 notes.add(format!(
-                    "ran on the CPU after {} failed ({what}: {message})",
-                    self.device.info().kind
+                    "ran on the CPU after {} failed ({}: {message})",
+                    self.device.info().kind,
+                    failure.reason()
                 ));
                 self.cpu.evaluate(batch)
             }

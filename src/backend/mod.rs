@@ -5,7 +5,8 @@
 //! ([`Backend::launch`]), reduces a column to [`ColumnStats`]
 //! ([`Backend::reduce`]) and multiplies dense matrices ([`Backend::matmul`]).
 //! Columns resident on a device are [`DeviceArray`]s: opaque handles that only
-//! the backend which made them can read.
+//! the backend which made them can read. Model training adds one verb,
+//! [`Backend::train`], over the hand-written kernels of [`train`].
 //!
 //! - [`cpu`]: rayon over Arrow buffers in place; always available.
 //! - [`cuda`]: NVIDIA GPUs, with the CUDA libraries loaded at run time.
@@ -27,12 +28,14 @@ pub mod codegen;
 pub mod cpu;
 pub mod cuda;
 mod device;
+pub mod train;
 pub mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;
 pub use cuda::CudaBackend;
 pub use device::{Device, DeviceChoice, Kernel, Notes};
+pub use train::TrainKernel;
 pub use wgpu::WgpuBackend;
 
 /// The kinds of compute device.
@@ -277,6 +280,29 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The product `a · b` of f32 matrices, as a new column-major matrix
     /// (stored in a `DeviceArray` of `rows * cols` f32 values).
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray>;
+
+    /// Run one of the hand-written training kernels (see [`TrainKernel`] for
+    /// each kernel's operands and outputs).
+    ///
+    /// The default answers [`DeviceFailure::Unsupported`](crate::error::DeviceFailure::Unsupported),
+    /// so a backend without training kernels (such as a test double) makes
+    /// trainers fall back to the CPU; the CPU, wgpu and CUDA backends have them.
+    ///
+    /// # Errors
+    /// [`Error::Internal`](crate::Error::Internal) for operands of the wrong
+    /// type or shape ([`TrainKernel::check`]); [`Error::Device`](crate::Error::Device)
+    /// when the device fails.
+    fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
+        Err(crate::Error::device(
+            self.info().kind.name(),
+            crate::error::DeviceFailure::Unsupported,
+            format!(
+                "{} has no training kernel `{}`; training runs on the CPU",
+                self.info(),
+                kernel.name()
+            ),
+        ))
+    }
 
     /// Wait until all queued work on the device has finished.
     fn synchronize(&self) -> Result<()>;

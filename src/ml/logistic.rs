@@ -10,6 +10,12 @@
 //! by Cholesky, and one cheap loss pass per line-search trial. Training stops
 //! when the largest gradient component of the mean objective is below
 //! `tolerance`.
+//!
+//! The loop ([`newton`]) is written once over an [`Objective`]: the host's
+//! f64 passes here, or the device passes of
+//! [`on_device`](super::on_device) (f32 kernels, partial sums added in f64
+//! on the host), where it stops at the larger of `tolerance` and the
+//! gradient an f32 pass can resolve ([`Precision`]).
 
 use super::design::Design;
 use super::linalg::cholesky_solve;
@@ -52,8 +58,14 @@ pub struct LogisticFit {
     pub log_loss: f64,
     /// `max |gradient| / rows` at the end.
     pub gradient_norm: f64,
-    /// Whether the tolerance was reached within `max_iterations`.
+    /// Whether `tolerance` was reached within `max_iterations`.
     pub converged: bool,
+    /// The tolerance used: the configured one, or the precision's floor
+    /// when that is larger (f32 on a GPU cannot resolve 1e-10).
+    pub tolerance: f64,
+    /// The arithmetic of the passes over the data: `"f64"` on the host,
+    /// `"f32"` on a device.
+    pub precision: &'static str,
 }
 
 impl LogisticFit {
@@ -63,7 +75,7 @@ impl LogisticFit {
     }
 }
 
-/// Train on features `x` and class indices `y` (`0..classes`).
+/// Train on features `x` and class indices `y` (`0..classes`), on the host in f64.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] for a negative or non-finite `l2` or
@@ -76,35 +88,141 @@ pub fn fit(
     classes: usize,
     config: &LogisticConfig,
 ) -> Result<LogisticFit> {
-    let invalid = |message: String| Error::InvalidParameter {
-        step: step.into(),
-        message,
-    };
+    check(step, classes, config)?;
+    let problem = Problem::new(x, y, classes);
+    newton(step, &problem, classes, config)
+}
+
+/// Check the settings and the class count, before any data moves.
+///
+/// # Errors
+/// As [`fit`].
+pub fn check(step: &str, classes: usize, config: &LogisticConfig) -> Result<()> {
     if !(config.l2 >= 0.0 && config.l2.is_finite()) {
-        return Err(invalid(format!(
-            "l2 must be a finite number >= 0, got {}",
-            config.l2
-        )));
+        return Err(invalid(
+            step,
+            format!("l2 must be a finite number >= 0, got {}", config.l2),
+        ));
     }
     if !(config.tolerance > 0.0 && config.tolerance.is_finite()) {
-        return Err(invalid(format!(
-            "tolerance must be a positive number, got {}",
-            config.tolerance
-        )));
+        return Err(invalid(
+            step,
+            format!(
+                "tolerance must be a positive number, got {}",
+                config.tolerance
+            ),
+        ));
     }
     if classes < 2 {
-        return Err(invalid(format!(
-            "logistic regression needs at least two classes, got {classes}"
-        )));
+        return Err(invalid(
+            step,
+            format!("logistic regression needs at least two classes, got {classes}"),
+        ));
     }
-    let problem = Problem::new(x, y, classes, config.l2);
-    let m = problem.parameters();
+    Ok(())
+}
+
+fn invalid(step: &str, message: String) -> Error {
+    Error::InvalidParameter {
+        step: step.into(),
+        message,
+    }
+}
+
+/// Sums over the rows at one point, without the penalty: what an
+/// [`Objective`] evaluates.
+#[derive(Clone, Debug, Default)]
+pub struct Sums {
+    /// Sum of log-losses.
+    pub loss: f64,
+    /// Gradient of the summed loss (empty unless second order was asked for).
+    pub gradient: Vec<f64>,
+    /// Its Hessian, row-major `m x m`, both triangles filled.
+    pub hessian: Vec<f64>,
+}
+
+/// How exactly an [`Objective`] computes: what the stopping rule and the
+/// line search may expect of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Precision {
+    /// `"f64"` or `"f32"`, as recorded in the model.
+    pub name: &'static str,
+    /// The smallest `max |gradient| / rows` the objective resolves: Newton
+    /// stops at `max(tolerance, gradient_floor)`.
+    pub gradient_floor: f64,
+    /// The line search gives up below this step length.
+    pub min_step: f64,
+    /// Multinomial Hessians are singular along a common shift of the
+    /// intercepts; this fraction of the largest diagonal entry is added to
+    /// the diagonal, above the rounding of the Hessian's entries.
+    pub damping: f64,
+    /// The relative error of an evaluated objective. When a full Newton
+    /// step changes the objective by less than this, the objective cannot
+    /// judge it, and the step is taken if it shrinks the gradient. 0 for exact
+    /// passes, which judge every step by the objective.
+    pub objective_noise: f64,
+    /// After a line search that gave up, training stops when the objective
+    /// moved by at most this fraction of itself: no further progress is
+    /// possible at this precision.
+    pub objective_resolution: f64,
+}
+
+impl Precision {
+    /// Exact f64 passes on the host.
+    pub const F64: Precision = Precision {
+        name: "f64",
+        gradient_floor: 0.0,
+        min_step: 1e-10,
+        damping: 1e-12,
+        objective_noise: 0.0,
+        objective_resolution: f64::EPSILON,
+    };
+}
+
+/// The loss of logistic regression over some data, as Newton's method sees
+/// it: parameters are `outputs x (features + 1)`, each output's weights
+/// followed by its intercept.
+pub trait Objective {
+    /// Number of outputs: 1 for binary, the number of classes otherwise.
+    fn outputs(&self) -> usize;
+    /// Number of features.
+    fn features(&self) -> usize;
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// How exactly [`Objective::evaluate`] computes.
+    fn precision(&self) -> Precision;
+    /// The summed loss at `theta` and, with `second_order`, its gradient and Hessian.
+    ///
+    /// # Errors
+    /// What the device reports; the host never fails.
+    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums>;
+}
+
+/// Newton's method with a backtracking line search on `objective`: the
+/// loop every device shares; only [`Objective::evaluate`] differs.
+///
+/// # Errors
+/// As [`fit`], and what the objective reports.
+pub fn newton(
+    step: &str,
+    objective: &dyn Objective,
+    classes: usize,
+    config: &LogisticConfig,
+) -> Result<LogisticFit> {
+    let (k, w) = (objective.outputs(), objective.features() + 1);
+    let precision = objective.precision();
+    let tolerance = config.tolerance.max(precision.gradient_floor);
+    let m = k * w;
+    let evaluate = |theta: &[f64], second_order: bool| -> Result<State> {
+        let sums = objective.evaluate(theta, second_order)?;
+        Ok(State::new(sums, theta, config.l2, w))
+    };
     let mut theta = vec![0.0; m];
-    let mut state = problem.evaluate(&theta, true);
+    let mut state = evaluate(&theta, true)?;
     let mut iterations = 0;
-    let n = x.rows as f64;
+    let n = objective.rows() as f64;
     let norm = |g: &[f64]| g.iter().fold(0.0f64, |a, v| a.max(v.abs())) / n;
-    while norm(&state.gradient) > config.tolerance && iterations < config.max_iterations {
+    while norm(&state.gradient) > tolerance && iterations < config.max_iterations {
         iterations += 1;
         let mut hessian = state.hessian.clone();
         if classes > 2 {
@@ -117,11 +235,11 @@ pub fn fit(
                 .fold(0.0f64, f64::max)
                 .max(1.0);
             for i in 0..m {
-                hessian[i * m + i] += 1e-12 * scale;
+                hessian[i * m + i] += precision.damping * scale;
             }
         }
         let step_dir = cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
-            invalid("the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
+            invalid(step, "the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
         })?;
         let slope: f64 = state
             .gradient
@@ -141,33 +259,40 @@ pub fn fit(
         };
         let armijo = |objective: f64, t: f64| objective <= state.objective - 1e-4 * t * slope;
         let full = step(1.0);
-        let trial = problem.evaluate(&full, true);
+        let trial = evaluate(&full, true)?;
         let previous = state.objective;
         let mut t = 1.0;
-        if armijo(trial.objective, t) {
+        let within_noise = (trial.objective - state.objective).abs()
+            <= precision.objective_noise * state.objective.abs();
+        let shrinks = precision.objective_noise > 0.0
+            && within_noise
+            && norm(&trial.gradient) < norm(&state.gradient);
+        if armijo(trial.objective, t) || shrinks {
             theta = full;
             state = trial;
         } else {
             let accepted = loop {
                 t *= 0.5;
                 let candidate = step(t);
-                if armijo(problem.evaluate(&candidate, false).objective, t) || t < 1e-10 {
+                if armijo(evaluate(&candidate, false)?.objective, t) || t < precision.min_step {
                     break candidate;
                 }
             };
             theta = accepted;
-            state = problem.evaluate(&theta, true);
+            state = evaluate(&theta, true)?;
         }
-        if (previous - state.objective).abs() <= f64::EPSILON * previous.abs() && t < 1e-10 {
-            break; // No further progress is possible in f64.
+        if (previous - state.objective).abs() <= precision.objective_resolution * previous.abs()
+            && t < precision.min_step
+        {
+            break; // No further progress is possible at this precision.
         }
     }
     if config.l2 == 0.0 && state.loss / n < 1e-6 {
         // Without a penalty the optimum of separable data is at infinity: any
         // finite answer would be arbitrary.
-        return Err(invalid("the features separate the classes perfectly, so without a penalty the weights grow without bound; set l2 > 0".into()));
+        return Err(invalid(step, "the features separate the classes perfectly, so without a penalty the weights grow without bound; set l2 > 0".into()));
     }
-    let (mut weights, mut intercepts) = problem.unpack(&theta);
+    let (mut weights, mut intercepts) = unpack(&theta, k, w);
     if classes > 2 {
         // Softmax is unchanged by a common shift of the intercepts: report them centred.
         let mean = intercepts.iter().sum::<f64>() / intercepts.len() as f64;
@@ -181,20 +306,22 @@ pub fn fit(
         iterations,
         log_loss: state.loss / n,
         gradient_norm: norm(&state.gradient),
-        converged: norm(&state.gradient) <= config.tolerance,
+        converged: norm(&state.gradient) <= tolerance,
+        tolerance,
+        precision: precision.name,
     })
 }
 
-/// The optimization problem: data, target and penalty; parameters are
-/// `outputs x (features + 1)`, each output's weights followed by its intercept.
-struct Problem<'a> {
-    x: &'a Design,
-    y: &'a [u32],
-    outputs: usize,
-    l2: f64,
-    ones: Vec<f64>,
+/// Split `outputs x width` parameters into row-major weights and intercepts.
+fn unpack(theta: &[f64], outputs: usize, w: usize) -> (Vec<f64>, Vec<f64>) {
+    let weights = (0..outputs)
+        .flat_map(|a| theta[a * w..a * w + w - 1].to_vec())
+        .collect();
+    let intercepts = (0..outputs).map(|a| theta[a * w + w - 1]).collect();
+    (weights, intercepts)
 }
 
+/// The objective at one point: the sums plus the penalty.
 struct State {
     /// Sum of log-losses.
     loss: f64,
@@ -204,14 +331,53 @@ struct State {
     hessian: Vec<f64>,
 }
 
+impl State {
+    /// Add the L2 penalty (intercepts, the last of each output's `w`
+    /// parameters, are not penalized) to the summed loss at `theta`.
+    fn new(sums: Sums, theta: &[f64], l2: f64, w: usize) -> State {
+        let m = theta.len();
+        let penalty_weights = |i: usize| i % w != w - 1;
+        let penalty: f64 = (0..m)
+            .filter(|&i| penalty_weights(i))
+            .map(|i| theta[i] * theta[i])
+            .sum::<f64>()
+            * l2
+            / 2.0;
+        let Sums {
+            loss,
+            mut gradient,
+            mut hessian,
+        } = sums;
+        if !gradient.is_empty() {
+            for i in (0..m).filter(|&i| penalty_weights(i)) {
+                gradient[i] += l2 * theta[i];
+                hessian[i * m + i] += l2;
+            }
+        }
+        State {
+            loss,
+            objective: loss + penalty,
+            gradient,
+            hessian,
+        }
+    }
+}
+
+/// The optimization problem: data, target and penalty; parameters are
+/// `outputs x (features + 1)`, each output's weights followed by its intercept.
+struct Problem<'a> {
+    x: &'a Design,
+    y: &'a [u32],
+    outputs: usize,
+    ones: Vec<f64>,
+}
+
 impl<'a> Problem<'a> {
-    fn new(x: &'a Design, y: &'a [u32], classes: usize, l2: f64) -> Self {
-        let outputs = if classes == 2 { 1 } else { classes };
+    fn new(x: &'a Design, y: &'a [u32], classes: usize) -> Self {
         Problem {
             x,
             y,
-            outputs,
-            l2,
+            outputs: outputs(classes),
             ones: vec![1.0; x.rows],
         }
     }
@@ -219,22 +385,33 @@ impl<'a> Problem<'a> {
     fn width(&self) -> usize {
         self.x.width() + 1
     }
+}
 
-    fn parameters(&self) -> usize {
-        self.outputs * self.width()
+/// Outputs of a model of `classes` classes: one sigmoid for two, else one per class.
+pub fn outputs(classes: usize) -> usize {
+    if classes == 2 { 1 } else { classes }
+}
+
+impl Objective for Problem<'_> {
+    fn outputs(&self) -> usize {
+        self.outputs
     }
 
-    fn unpack(&self, theta: &[f64]) -> (Vec<f64>, Vec<f64>) {
-        let w = self.width();
-        let weights = (0..self.outputs)
-            .flat_map(|a| theta[a * w..a * w + w - 1].to_vec())
-            .collect();
-        let intercepts = (0..self.outputs).map(|a| theta[a * w + w - 1]).collect();
-        (weights, intercepts)
+    fn features(&self) -> usize {
+        self.x.width()
     }
 
-    /// Loss (and, with `second_order`, gradient and Hessian) at `theta`.
-    fn evaluate(&self, theta: &[f64], second_order: bool) -> State {
+    fn rows(&self) -> usize {
+        self.x.rows
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
+
+    /// One parallel pass for the loss (and, with `second_order`, gradient
+    /// and Hessian) at `theta`, accumulated in f64 in a fixed block order.
+    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
         let (k, w, d) = (self.outputs, self.width(), self.x.width());
         let m = k * w;
         let mut cols: Vec<&[f64]> = (0..d).map(|j| self.x.column(j)).collect();
@@ -324,34 +501,18 @@ impl<'a> Problem<'a> {
             add_into,
             Vec::new(),
         );
-        let penalty_weights = |i: usize| i % w != d; // intercepts are not penalized
-        let penalty: f64 = (0..m)
-            .filter(|&i| penalty_weights(i))
-            .map(|i| theta[i] * theta[i])
-            .sum::<f64>()
-            * self.l2
-            / 2.0;
-        let loss = sums[0];
         if !second_order {
-            return State {
-                loss,
-                objective: loss + penalty,
-                gradient: Vec::new(),
-                hessian: Vec::new(),
-            };
+            return Ok(Sums {
+                loss: sums[0],
+                ..Sums::default()
+            });
         }
-        let mut gradient = sums[1..1 + m].to_vec();
         let mut hessian = sums[1 + m..].to_vec();
         symmetrize(&mut hessian, m);
-        for i in (0..m).filter(|&i| penalty_weights(i)) {
-            gradient[i] += self.l2 * theta[i];
-            hessian[i * m + i] += self.l2;
-        }
-        State {
-            loss,
-            objective: loss + penalty,
-            gradient,
+        Ok(Sums {
+            loss: sums[0],
+            gradient: sums[1..1 + m].to_vec(),
             hessian,
-        }
+        })
     }
 }

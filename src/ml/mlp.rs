@@ -35,6 +35,12 @@
 //! bit-identical weights on any rayon thread count. Prediction
 //! ([`Mlp::predict`]) runs in parallel over blocks of rows.
 //!
+//! # Devices
+//!
+//! The epoch loop (`run_epochs`) is shared: the host trains in f64 here,
+//! and [`on_device`](super::on_device) trains through the backend verbs in
+//! f32 with the same initialization, shuffles and step schedule.
+//!
 //! Features are used as given: scale them (for example standardize) before
 //! training, as with any gradient-trained network.
 
@@ -51,7 +57,8 @@ const GRAD_CHUNK_ROWS: usize = 64;
 const LOSS_CHUNK_ROWS: usize = 1024;
 /// Rows per parallel block in [`Mlp::predict`].
 const PREDICT_BLOCK_ROWS: usize = 256;
-/// Adam's first-moment decay.
+/// Adam's first-moment decay (in f64; the devices' f32 kernels use
+/// [`ADAM_BETA1`](crate::backend::train::ADAM_BETA1)).
 const BETA1: f64 = 0.9;
 /// Adam's second-moment decay.
 const BETA2: f64 = 0.999;
@@ -250,9 +257,12 @@ pub struct TrainReport {
 
 /// Labels resolved against a head.
 #[derive(Clone, Copy, Debug)]
-enum Labels<'a> {
+pub(crate) enum Labels<'a> {
+    /// Regression targets (identity head).
     Values(&'a [f64]),
+    /// Classes 0/1 (sigmoid head).
     Binary(&'a [u32]),
+    /// Class indices (softmax head).
     Multi(&'a [u32]),
 }
 
@@ -306,10 +316,47 @@ pub fn train(
     y: &MlpTarget,
     config: &MlpConfig,
 ) -> Result<(Mlp, TrainReport)> {
+    let Start {
+        labels,
+        model,
+        mut rng,
+    } = start(step, x, y, config)?;
+    let mut host = HostTrainer {
+        adam: Adam::new(&model),
+        model,
+        x,
+        labels,
+        config,
+    };
+    let report = run_epochs(step, x.rows, config, &mut rng, &mut host)?;
+    Ok((host.model, report))
+}
+
+/// A validated training problem and its seeded starting point.
+pub(crate) struct Start<'a> {
+    /// The target, resolved against the head.
+    pub labels: Labels<'a>,
+    /// The initialized network.
+    pub model: Mlp,
+    /// The generator after initialization, which then drives the shuffles.
+    pub rng: Rng,
+}
+
+/// Validate the settings and data and initialize the network from the seed:
+/// the start every device shares.
+///
+/// # Errors
+/// As [`train`].
+pub(crate) fn start<'a>(
+    step: &str,
+    x: &Design,
+    y: &MlpTarget<'a>,
+    config: &MlpConfig,
+) -> Result<Start<'a>> {
     validate_config(step, config)?;
     let (labels, head, outputs) = validate_data(step, x, y)?;
     let mut rng = Rng::new(config.seed);
-    let mut model = Mlp::init(
+    let model = Mlp::init(
         x.width(),
         &config.hidden,
         outputs,
@@ -317,16 +364,42 @@ pub fn train(
         head,
         &mut rng,
     );
-    let mut adam = Adam::new(&model);
-    let mut order: Vec<usize> = (0..x.rows).collect();
+    Ok(Start { labels, model, rng })
+}
+
+/// A network in training, wherever its parameters live: what the shared
+/// epoch loop ([`run_epochs`]) drives.
+pub(crate) trait Minibatches {
+    /// One Adam step on the rows `batch` (indices into the design), with the
+    /// bias corrections `c1 = 1 - beta1^t`, `c2 = 1 - beta2^t`.
+    fn step(&mut self, batch: &[usize], c1: f64, c2: f64) -> Result<()>;
+    /// The training loss over all rows (mean loss plus penalty).
+    fn loss(&mut self) -> Result<f64>;
+}
+
+/// The schedule every device shares: per epoch a seeded shuffle, one Adam
+/// step per minibatch, then the loss over all rows, which must stay finite.
+///
+/// # Errors
+/// [`Error::Execution`] when the loss diverges; what `net` reports.
+pub(crate) fn run_epochs(
+    step: &str,
+    rows: usize,
+    config: &MlpConfig,
+    rng: &mut Rng,
+    net: &mut dyn Minibatches,
+) -> Result<TrainReport> {
+    let mut order: Vec<usize> = (0..rows).collect();
     let mut history = Vec::with_capacity(config.epochs);
+    let (mut beta1_t, mut beta2_t) = (1.0, 1.0);
     for epoch in 0..config.epochs {
-        shuffle(&mut order, &mut rng);
+        shuffle(&mut order, rng);
         for batch in order.chunks(config.batch_size) {
-            let (_, grad) = model.gradient(x, labels, batch, config.l2);
-            adam.step(&mut model, &grad, config.learning_rate);
+            beta1_t *= BETA1;
+            beta2_t *= BETA2;
+            net.step(batch, 1.0 - beta1_t, 1.0 - beta2_t)?;
         }
-        let loss = model.mean_loss(x, labels, config.l2);
+        let loss = net.loss()?;
         if !loss.is_finite() {
             return Err(Error::Execution {
                 step: step.into(),
@@ -340,14 +413,35 @@ pub fn train(
         history.push(loss);
     }
     let loss = *history.last().expect("epochs >= 1 was checked");
-    Ok((
-        model,
-        TrainReport {
-            epochs: config.epochs,
-            loss,
-            loss_history: history,
-        },
-    ))
+    Ok(TrainReport {
+        epochs: config.epochs,
+        loss,
+        loss_history: history,
+    })
+}
+
+/// Training on the host in f64.
+struct HostTrainer<'a> {
+    model: Mlp,
+    adam: Adam,
+    x: &'a Design,
+    labels: Labels<'a>,
+    config: &'a MlpConfig,
+}
+
+impl Minibatches for HostTrainer<'_> {
+    fn step(&mut self, batch: &[usize], c1: f64, c2: f64) -> Result<()> {
+        let (_, grad) = self
+            .model
+            .gradient(self.x, self.labels, batch, self.config.l2);
+        self.adam
+            .step(&mut self.model, &grad, self.config.learning_rate, c1, c2);
+        Ok(())
+    }
+
+    fn loss(&mut self) -> Result<f64> {
+        Ok(self.model.mean_loss(self.x, self.labels, self.config.l2))
+    }
 }
 
 fn invalid(step: &str, message: String) -> Error {
@@ -849,13 +943,11 @@ impl Mlp {
     }
 }
 
-/// Adam optimizer state: first and second moments shaped like the layers.
+/// Adam optimizer state: first and second moments shaped like the layers
+/// (the bias corrections come from [`run_epochs`]).
 struct Adam {
     m: Vec<DenseLayer>,
     v: Vec<DenseLayer>,
-    /// `beta1^t` and `beta2^t` for bias correction.
-    beta1_t: f64,
-    beta2_t: f64,
 }
 
 impl Adam {
@@ -863,15 +955,10 @@ impl Adam {
         Adam {
             m: model.zeros_like(),
             v: model.zeros_like(),
-            beta1_t: 1.0,
-            beta2_t: 1.0,
         }
     }
 
-    fn step(&mut self, model: &mut Mlp, grad: &[DenseLayer], lr: f64) {
-        self.beta1_t *= BETA1;
-        self.beta2_t *= BETA2;
-        let (c1, c2) = (1.0 - self.beta1_t, 1.0 - self.beta2_t);
+    fn step(&mut self, model: &mut Mlp, grad: &[DenseLayer], lr: f64, c1: f64, c2: f64) {
         for (((layer, g), m), v) in model
             .layers
             .iter_mut()

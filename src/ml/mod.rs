@@ -4,7 +4,10 @@
 //!
 //! - [`design`]: training tables as checked, column-major matrices.
 //! - [`linalg`]: small dense solves (Cholesky).
-//! - [`linear`], [`logistic`], [`mlp`]: the trainers.
+//! - [`linear`], [`logistic`], [`mlp`]: the trainers, on the host in f64.
+//! - [`on_device`]: the logistic and MLP trainers' passes through the
+//!   [`Backend`](crate::backend::Backend) verbs, in f32 on any device; the
+//!   outer loops (Newton, epochs) are the host trainers' own.
 //! - [`metrics`]: evaluation metrics.
 //! - [`model`]: the trained model as Arrow data, and its scoring expressions.
 
@@ -15,5 +18,6 @@ pub mod logistic;
 pub mod metrics;
 pub mod mlp;
 pub mod model;
+pub mod on_device;
 pub mod pass;
 pub mod score;

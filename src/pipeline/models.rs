@@ -18,7 +18,7 @@ use crate::ml::logistic::LogisticConfig;
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp, MlpConfig, MlpTarget};
 use crate::ml::model::Model;
 use crate::ml::score::Scorer;
-use crate::ml::{linear, logistic, mlp};
+use crate::ml::{linear, logistic, mlp, on_device};
 use crate::plan::OpKind;
 
 /// Which columns a training step uses as features.
@@ -52,6 +52,50 @@ fn feature_columns(
 /// metadata when trained).
 fn model_schema() -> SchemaRef {
     Arc::new(arrow_schema::Schema::new(crate::ml::model::layer_fields()))
+}
+
+/// Train with `on_device` (f32 passes through the backend verbs) when the
+/// step's device is a GPU, else with `on_host` (f64, exactly as without a
+/// device). A device failure (compile, launch, memory, a missing kernel)
+/// trains on the host instead, with a note. Records in `params` where and
+/// at what precision the model was trained.
+fn train_placed<T>(
+    ctx: StepContext,
+    params: &mut Vec<(&'static str, String)>,
+    on_device: impl FnOnce(&dyn crate::backend::Backend) -> Result<T>,
+    on_host: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    let host = |params: &mut Vec<(&'static str, String)>| {
+        params.push(("device", "cpu".into()));
+        params.push(("precision", "f64".into()));
+    };
+    if ctx.device.is_cpu() {
+        host(params);
+        return on_host();
+    }
+    match on_device(ctx.device.backend()) {
+        Ok(trained) => {
+            ctx.notes.add(format!(
+                "trained on {} in f32 (device passes, f64 sums on the host)",
+                ctx.device
+            ));
+            params.push(("device", ctx.device.to_string()));
+            params.push(("precision", "f32".into()));
+            Ok(trained)
+        }
+        Err(Error::Device {
+            failure, message, ..
+        }) => {
+            ctx.notes.add(format!(
+                "trained on the CPU after {} failed ({}: {message})",
+                ctx.device.info().kind,
+                failure.reason()
+            ));
+            host(params);
+            on_host()
+        }
+        Err(other) => Err(other),
+    }
 }
 
 fn model_table(model: &Model) -> Result<Table> {
@@ -169,6 +213,9 @@ impl TrainLogistic {
 
 impl Step for TrainLogistic {
     training_step_io!("train_logistic");
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn params(&self) -> String {
         format!(
             "label={}, features=[{}], l2={}, tolerance={}, max_iterations={}",
@@ -184,12 +231,13 @@ impl Step for TrainLogistic {
         let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
         let x = Design::from_table(ctx.name, data, &features)?;
         let classes = class_target(ctx.name, data, &self.label)?;
-        let fit = logistic::fit(
-            ctx.name,
-            &x,
-            &classes.index,
-            classes.names.len(),
-            &self.config,
+        let mut placed = Vec::new();
+        let (n, config) = (classes.names.len(), &self.config);
+        let fit = train_placed(
+            ctx,
+            &mut placed,
+            |backend| on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config),
+            || logistic::fit(ctx.name, &x, &classes.index, n, config),
         )?;
         let outputs = fit.outputs();
         let layer = DenseLayer {
@@ -237,7 +285,14 @@ impl Step for TrainLogistic {
             .info
             .training
             .insert("converged".into(), f64::from(u8::from(fit.converged)));
+        model
+            .info
+            .training
+            .insert("tolerance_used".into(), fit.tolerance);
         model.info.training.insert("rows".into(), x.rows as f64);
+        for (k, v) in placed {
+            model.info.params.insert(k.into(), v);
+        }
         Ok(vec![model_table(&model)?])
     }
 }
@@ -279,6 +334,9 @@ impl TrainMlp {
 
 impl Step for TrainMlp {
     training_step_io!("train_mlp");
+    fn uses_device(&self) -> bool {
+        true
+    }
     fn params(&self) -> String {
         let c = &self.config;
         format!(
@@ -298,23 +356,29 @@ impl Step for TrainMlp {
         let data = &inputs[0];
         let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
         let x = Design::from_table(ctx.name, data, &features)?;
-        let (network, report, classes) = match self.task {
-            Task::Regression => {
-                let y = regression_target(ctx.name, data, &self.label)?;
-                let (network, report) =
-                    mlp::train(ctx.name, &x, &MlpTarget::Regression(&y), &self.config)?;
-                (network, report, Vec::new())
-            }
-            Task::Classification => {
-                let classes = class_target(ctx.name, data, &self.label)?;
-                let target = MlpTarget::Classes {
-                    index: &classes.index,
-                    classes: classes.names.len(),
-                };
-                let (network, report) = mlp::train(ctx.name, &x, &target, &self.config)?;
-                (network, report, classes.names)
-            }
+        let mut placed = Vec::new();
+        let classes = match self.task {
+            Task::Regression => None,
+            Task::Classification => Some(class_target(ctx.name, data, &self.label)?),
         };
+        let values = match self.task {
+            Task::Regression => regression_target(ctx.name, data, &self.label)?,
+            Task::Classification => Vec::new(),
+        };
+        let target = match &classes {
+            None => MlpTarget::Regression(&values),
+            Some(c) => MlpTarget::Classes {
+                index: &c.index,
+                classes: c.names.len(),
+            },
+        };
+        let (network, report) = train_placed(
+            ctx,
+            &mut placed,
+            |backend| on_device::train_mlp(ctx.name, backend, &x, &target, &self.config),
+            || mlp::train(ctx.name, &x, &target, &self.config),
+        )?;
+        let classes = classes.map(|c| c.names).unwrap_or_default();
         let mut model = Model::describe(
             "mlp",
             data.schema(),
@@ -331,7 +395,10 @@ impl Step for TrainMlp {
             ("learning_rate", c.learning_rate.to_string()),
             ("l2", c.l2.to_string()),
             ("seed", c.seed.to_string()),
-        ] {
+        ]
+        .into_iter()
+        .chain(placed)
+        {
             model.info.params.insert(k.into(), v);
         }
         model

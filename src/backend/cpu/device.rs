@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::CpuKernel;
 use super::stats::{ColumnStats, column_stats};
-use crate::backend::{Backend, DeviceArray, DeviceInfo, DeviceKind, Matrix};
+use crate::backend::{Backend, DeviceArray, DeviceInfo, DeviceKind, Matrix, TrainKernel};
 use crate::error::{Error, Result, ensure};
 use crate::ir::{DType, Projection};
 
@@ -39,7 +39,7 @@ impl CpuBackend {
 }
 
 /// The Arrow array behind a CPU device array.
-fn host(array: &DeviceArray) -> Result<&ArrayRef> {
+pub(super) fn host(array: &DeviceArray) -> Result<&ArrayRef> {
     array.storage::<ArrayRef>().ok_or_else(|| {
         Error::Internal("a device array from another backend was given to the CPU".into())
     })
@@ -138,6 +138,10 @@ impl Backend for CpuBackend {
                 }
             });
         self.upload(&(Arc::new(Float32Array::from(out)) as ArrayRef))
+    }
+
+    fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
+        super::train::train(kernel)
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -3,6 +3,7 @@
 //! - [`CpuKernel`]: a compiled [`Projection`](crate::ir::Projection), evaluated in one pass.
 //! - [`CpuBackend`]: the CPU as a [`Backend`](crate::backend::Backend).
 //! - [`stats`]: one-pass column statistics with f64 accumulation.
+//! - `train.rs`: the training kernels ([`TrainKernel`](crate::backend::TrainKernel)), the reference for the GPUs.
 
 mod device;
 pub mod kernel;
@@ -10,6 +11,7 @@ mod plan;
 pub mod stats;
 #[cfg(target_arch = "x86_64")]
 mod stats_avx2;
+mod train;
 
 pub use device::CpuBackend;
 pub use kernel::{BLOCK, CpuKernel};

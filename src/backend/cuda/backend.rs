@@ -8,8 +8,8 @@ use cudarc::cublas::CudaBlas;
 use super::compile::ModuleCache;
 use super::device::Device;
 use super::memory::Staging;
-use super::{fused, matmul, memory, reduce};
-use crate::backend::{Backend, ColumnStats, DeviceArray, DeviceInfo, Matrix};
+use super::{fused, matmul, memory, reduce, train};
+use crate::backend::{Backend, ColumnStats, DeviceArray, DeviceInfo, Matrix, TrainKernel};
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::Projection;
 
@@ -139,6 +139,12 @@ impl Backend for CudaBackend {
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
         self.device.run("matmul", || {
             matmul::matmul(&self.device, &*self.blas()?, a, b)
+        })
+    }
+
+    fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
+        self.device.run("training kernel", || {
+            train::train(&self.device, &self.modules, || self.blas(), kernel)
         })
     }
 

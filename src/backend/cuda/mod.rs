@@ -8,7 +8,9 @@
 //! - [`codegen`]: the CUDA C kernel around a fused body; bitmaps by warp ballot.
 //! - [`compile`]: NVRTC (`--fmad=false`) and the per-device module cache.
 //! - `fused.rs`: launching a fused kernel; `reduce.rs`: statistics with
-//!   `kernels/cuda/reduce.cu`; `matmul.rs`: cuBLAS `sgemm`.
+//!   `kernels/cuda/reduce.cu`; `matmul.rs`: cuBLAS `sgemm`; `train.rs`: the
+//!   training kernels (`kernels/cuda/train.cu`; block products with
+//!   `cublasSdgmm` and strided batched `sgemm`).
 //! - `memory.rs`: device columns, pinned double-buffered transfers.
 
 mod backend;
@@ -19,8 +21,10 @@ mod fused;
 mod matmul;
 mod memory;
 mod reduce;
+mod train;
 
 pub use backend::CudaBackend;
 pub use codegen::{FusedKernel, fused_kernel};
 pub use compile::{NVRTC_OPTIONS, compile_ptx, nvrtc_present};
 pub use reduce::{REDUCE_SOURCE, reduce_entry};
+pub use train::{TRAIN_ENTRIES, TRAIN_SOURCE};

@@ -15,8 +15,10 @@ use arrow_array::ArrayRef;
 use wgpu::util::DeviceExt;
 
 use super::codegen::validate;
-use super::{buffers, launch, matmul, reduce};
-use crate::backend::{Backend, ColumnStats, DeviceArray, DeviceInfo, DeviceKind, Matrix};
+use super::{buffers, launch, matmul, reduce, train};
+use crate::backend::{
+    Backend, ColumnStats, DeviceArray, DeviceInfo, DeviceKind, Matrix, TrainKernel,
+};
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::Projection;
 
@@ -202,6 +204,11 @@ impl WgpuBackend {
 
     pub(crate) fn queue(&self) -> &wgpu::Queue {
         &self.queue
+    }
+
+    /// The most workgroups along one dimension of a dispatch.
+    pub(crate) fn max_groups(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
     }
 
     /// The largest byte range one storage binding may cover.
@@ -537,6 +544,10 @@ impl Backend for WgpuBackend {
 
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
         matmul::matmul(self, a, b)
+    }
+
+    fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
+        train::train(self, kernel)
     }
 
     fn synchronize(&self) -> Result<()> {

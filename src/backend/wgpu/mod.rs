@@ -16,6 +16,9 @@
 //! - `launch.rs`: runs a fused kernel over a column, in pieces when a column is
 //!   larger than one storage binding may be.
 //! - `reduce.rs`, `matmul.rs`: the hand-written kernels in `kernels/wgsl/`.
+//! - `train.rs`: the training kernels (`kernels/wgsl/train_*.wgsl`): block
+//!   products in 16x16 workgroup tiles, the loss head, activations, row
+//!   gathers and Adam.
 //!
 //! The backend is always compiled; on a machine without a GPU or a Vulkan
 //! driver, [`WgpuBackend::open`] answers with
@@ -27,6 +30,7 @@ mod device;
 mod launch;
 mod matmul;
 mod reduce;
+mod train;
 
 pub use codegen::fused_kernel_source;
 pub use device::WgpuBackend;

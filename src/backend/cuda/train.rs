@@ -1,0 +1,336 @@
+//! The training kernels (see [`TrainKernel`]) on CUDA: block products with
+//! cuBLAS (`cublasSdgmm` for the row weights, then one
+//! `cublasSgemmStridedBatched` over the whole blocks of rows and one `sgemm`
+//! for the last, partial block), the rest hand-written in
+//! `kernels/cuda/train.cu`.
+
+use std::sync::{Arc, MutexGuard};
+
+use cudarc::cublas::sys::{cublasOperation_t, cublasSideMode_t, cublasStatus_t};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+
+use super::compile::ModuleCache;
+use super::device::Device;
+use super::memory::{CudaColumn, alloc, alloc_zeros, column};
+use crate::backend::train::{Activation, GRAM_BLOCK_ROWS, Loss};
+use crate::backend::{DeviceArray, Matrix, TrainKernel};
+use crate::error::{DeviceFailure, Error, Result};
+use crate::ir::DType;
+
+/// The hand-written training kernels, as compiled by NVRTC.
+pub const TRAIN_SOURCE: &str = include_str!("../../../kernels/cuda/train.cu");
+
+/// The entry points of [`TRAIN_SOURCE`].
+pub const TRAIN_ENTRIES: [&str; 5] = [
+    "ff_train_head",
+    "ff_bias_activation",
+    "ff_activation_backward",
+    "ff_gather_rows",
+    "ff_adam",
+];
+
+/// Run `kernel` on `device`.
+pub(super) fn train<'b>(
+    device: &Device,
+    modules: &ModuleCache,
+    blas: impl FnOnce() -> Result<MutexGuard<'b, CudaBlas>>,
+    kernel: TrainKernel<'_>,
+) -> Result<Vec<DeviceArray>> {
+    kernel.check()?;
+    let name = kernel.name();
+    let f32s = |len: usize| alloc_zeros(device, len.max(1) * 4, name);
+    match kernel {
+        TrainKernel::BlockGram { a, b, weights } => {
+            Ok(vec![block_gram(device, &*blas()?, a, b, weights)?])
+        }
+        TrainKernel::Head {
+            loss,
+            logits,
+            target,
+        } => {
+            let (n, k) = (logits.rows, logits.cols);
+            let columns = loss.hessian_columns(k);
+            let (mut residual, mut losses, mut weights) =
+                (f32s(n * k)?, f32s(n)?, f32s(n * columns)?);
+            let code: i32 = match loss {
+                Loss::Squared => 0,
+                Loss::Logistic => 1,
+                Loss::Softmax => 2,
+            };
+            let (rows, k32) = (n as i64, k as i32);
+            let function = modules.function(device, TRAIN_SOURCE, "ff_train_head")?;
+            let mut builder = device.stream.launch_builder(&function);
+            builder
+                .arg(&column(logits.data)?.values)
+                .arg(&column(target)?.values)
+                .arg(&rows)
+                .arg(&k32)
+                .arg(&code)
+                .arg(&mut residual)
+                .arg(&mut losses)
+                .arg(&mut weights);
+            launch(device, "ff_train_head", n, builder)?;
+            Ok(vec![
+                wrap(residual, n * k),
+                wrap(losses, n),
+                wrap(weights, n * columns),
+            ])
+        }
+        TrainKernel::BiasActivation {
+            z,
+            bias,
+            activation,
+        } => {
+            let total = z.rows * z.cols;
+            let mut out = f32s(total)?;
+            let (rows, count, act) = (z.rows as i64, total as i64, activation_code(activation));
+            let function = modules.function(device, TRAIN_SOURCE, "ff_bias_activation")?;
+            let mut builder = device.stream.launch_builder(&function);
+            builder
+                .arg(&column(z.data)?.values)
+                .arg(&column(bias)?.values)
+                .arg(&rows)
+                .arg(&count)
+                .arg(&act)
+                .arg(&mut out);
+            launch(device, "ff_bias_activation", total, builder)?;
+            Ok(vec![wrap(out, total)])
+        }
+        TrainKernel::ActivationBackward {
+            delta,
+            output,
+            activation,
+        } => {
+            let total = delta.rows * delta.cols;
+            let mut out = f32s(total)?;
+            let (count, act) = (total as i64, activation_code(Some(activation)));
+            let function = modules.function(device, TRAIN_SOURCE, "ff_activation_backward")?;
+            let mut builder = device.stream.launch_builder(&function);
+            builder
+                .arg(&column(delta.data)?.values)
+                .arg(&column(output)?.values)
+                .arg(&count)
+                .arg(&act)
+                .arg(&mut out);
+            launch(device, "ff_activation_backward", total, builder)?;
+            Ok(vec![wrap(out, total)])
+        }
+        TrainKernel::GatherRows { x, rows } => {
+            let total = rows.len() * x.cols;
+            let mut out = f32s(total)?;
+            let (n, m, count) = (x.rows as i64, rows.len() as i64, total as i64);
+            let function = modules.function(device, TRAIN_SOURCE, "ff_gather_rows")?;
+            let mut builder = device.stream.launch_builder(&function);
+            builder
+                .arg(&column(x.data)?.values)
+                .arg(&column(rows)?.values)
+                .arg(&n)
+                .arg(&m)
+                .arg(&count)
+                .arg(&mut out);
+            launch(device, "ff_gather_rows", total, builder)?;
+            Ok(vec![wrap(out, total)])
+        }
+        TrainKernel::Adam {
+            params,
+            grads,
+            m,
+            v,
+            step,
+        } => {
+            let len = params.len();
+            let (mut p_out, mut m_out, mut v_out) = (f32s(len)?, f32s(len)?, f32s(len)?);
+            let count = len as i64;
+            let function = modules.function(device, TRAIN_SOURCE, "ff_adam")?;
+            let mut builder = device.stream.launch_builder(&function);
+            builder
+                .arg(&column(params)?.values)
+                .arg(&column(grads)?.values)
+                .arg(&column(m)?.values)
+                .arg(&column(v)?.values)
+                .arg(&count)
+                .arg(&step.learning_rate)
+                .arg(&step.c1)
+                .arg(&step.c2)
+                .arg(&step.grad_scale)
+                .arg(&step.l2)
+                .arg(&mut p_out)
+                .arg(&mut m_out)
+                .arg(&mut v_out);
+            launch(device, "ff_adam", len, builder)?;
+            Ok(vec![wrap(p_out, len), wrap(m_out, len), wrap(v_out, len)])
+        }
+    }
+}
+
+/// The kernels' activation codes.
+fn activation_code(activation: Option<Activation>) -> i32 {
+    match activation {
+        None => 0,
+        Some(Activation::Relu) => 1,
+        Some(Activation::Tanh) => 2,
+    }
+}
+
+/// Device f32 values as a device array of `len` values.
+fn wrap(values: CudaSlice<u8>, len: usize) -> DeviceArray {
+    DeviceArray::new(
+        DType::Float32,
+        len,
+        0,
+        Arc::new(CudaColumn {
+            values,
+            validity: None,
+        }),
+    )
+}
+
+/// Launch `builder` (entry `entry` of [`TRAIN_SOURCE`] with its arguments
+/// pushed) over `items` items.
+fn launch(
+    device: &Device,
+    entry: &str,
+    items: usize,
+    mut builder: cudarc::driver::LaunchArgs<'_>,
+) -> Result<()> {
+    if items == 0 {
+        return Ok(());
+    }
+    let config = LaunchConfig {
+        grid_dim: (device.grid_for(items), 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: every caller pushes the arguments of `entry`'s signature in
+    // `train.cu`, in order, with buffers holding the items the kernel reads
+    // and writes (checked by `TrainKernel::check` and allocated above).
+    unsafe { builder.launch(config) }.map(drop).map_err(|e| {
+        device.driver_error(
+            DeviceFailure::Launch,
+            &format!("training kernel `{entry}` over {items} items"),
+            "cuLaunchKernel",
+            e,
+        )
+    })
+}
+
+/// `Aᵀ·diag(w)·B` per block of [`GRAM_BLOCK_ROWS`] rows.
+fn block_gram(
+    device: &Device,
+    blas: &CudaBlas,
+    a: Matrix<'_>,
+    b: Matrix<'_>,
+    weights: Option<(Matrix<'_>, usize)>,
+) -> Result<DeviceArray> {
+    let (n, p, q) = (a.rows, a.cols, b.cols);
+    let blocks = TrainKernel::blocks(n);
+    let doing = format!("block products of {n} rows, {p}x{q}");
+    let mut out = alloc_zeros(device, (blocks * p * q).max(1) * 4, &doing)?;
+    if blocks == 0 || p == 0 || q == 0 {
+        return Ok(wrap(out, blocks * p * q));
+    }
+    let dim = |v: usize| {
+        i32::try_from(v).map_err(|_| {
+            device.error(
+                DeviceFailure::Unsupported,
+                format!("{doing}: a dimension exceeds cuBLAS's 32-bit limit; train on fewer rows"),
+            )
+        })
+    };
+    let failed = |call: &str, e: &dyn std::fmt::Debug| {
+        device.error(
+            DeviceFailure::Launch,
+            format!("{doing}: {call} failed: {e:?}"),
+        )
+    };
+    let small = || {
+        Error::Internal(format!(
+            "{doing}: device buffers smaller than their matrices"
+        ))
+    };
+    let (ca, cb) = (column(a.data)?, column(b.data)?);
+    // The weighted right factor diag(w)·B, when there are weights.
+    let scaled = match weights {
+        Some((w, c)) => {
+            let mut scaled = alloc(device, n * q * 4, &doing)?;
+            let cw = column(w.data)?;
+            // SAFETY: b holds n*q f32 values and w n*cols (checked by
+            // `TrainKernel::check`), the weight column starts at c*n; the
+            // output holds n*q. The pointers are used on the handle's stream.
+            let status = unsafe {
+                let bv = cb.values.transmute::<f32>(n * q).ok_or_else(small)?;
+                let wv = cw
+                    .values
+                    .transmute::<f32>(w.rows * w.cols)
+                    .ok_or_else(small)?;
+                let wv = wv.slice(c * w.rows..(c + 1) * w.rows);
+                let mut sv = scaled.transmute_mut::<f32>(n * q).ok_or_else(small)?;
+                let (bp, _b) = bv.device_ptr(&device.stream);
+                let (wp, _w) = wv.device_ptr(&device.stream);
+                let (sp, _s) = sv.device_ptr_mut(&device.stream);
+                cudarc::cublas::sys::cublasSdgmm(
+                    *blas.handle(),
+                    cublasSideMode_t::CUBLAS_SIDE_LEFT,
+                    dim(n)?,
+                    dim(q)?,
+                    bp as *const f32,
+                    dim(n)?,
+                    wp as *const f32,
+                    1,
+                    sp as *mut f32,
+                    dim(n)?,
+                )
+            };
+            if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(failed("cublasSdgmm", &status));
+            }
+            Some(scaled)
+        }
+        None => None,
+    };
+    let right = scaled.as_ref().unwrap_or(&cb.values);
+    let full = n / GRAM_BLOCK_ROWS;
+    let rest = n - full * GRAM_BLOCK_ROWS;
+    let gemm = |k: usize| -> Result<GemmConfig<f32>> {
+        Ok(GemmConfig {
+            transa: cublasOperation_t::CUBLAS_OP_T,
+            transb: cublasOperation_t::CUBLAS_OP_N,
+            m: dim(p)?,
+            n: dim(q)?,
+            k: dim(k)?,
+            alpha: 1.0,
+            lda: dim(n)?,
+            ldb: dim(n)?,
+            beta: 0.0,
+            ldc: dim(p)?,
+        })
+    };
+    // SAFETY: a holds n*p and the right factor n*q f32 values, `out`
+    // blocks*p*q; block i reads rows [i*B, i*B + B) of both (offset i*B, leading
+    // dimension n) and writes p*q values at i*p*q, all within the buffers.
+    unsafe {
+        let av = ca.values.transmute::<f32>(n * p).ok_or_else(small)?;
+        let bv = right.transmute::<f32>(n * q).ok_or_else(small)?;
+        let mut ov = out.transmute_mut::<f32>(blocks * p * q).ok_or_else(small)?;
+        if full > 0 {
+            let config = StridedBatchedConfig {
+                gemm: gemm(GRAM_BLOCK_ROWS)?,
+                batch_size: dim(full)?,
+                stride_a: GRAM_BLOCK_ROWS as i64,
+                stride_b: GRAM_BLOCK_ROWS as i64,
+                stride_c: (p * q) as i64,
+            };
+            blas.gemm_strided_batched(config, &av, &bv, &mut ov)
+                .map_err(|e| failed("cublasSgemmStridedBatched", &e))?;
+        }
+        if rest > 0 {
+            let start = full * GRAM_BLOCK_ROWS;
+            let (ar, br) = (av.slice(start..), bv.slice(start..));
+            let mut or = ov.slice_mut(full * p * q..);
+            blas.gemm(gemm(rest)?, &ar, &br, &mut or)
+                .map_err(|e| failed("cublasSgemm", &e))?;
+        }
+    }
+    Ok(wrap(out, blocks * p * q))
+}
