@@ -20,18 +20,7 @@ use fuseflow::pipeline::prep::{
 use fuseflow::{Pipeline, RunOptions, Table, datasets};
 
 fn main() -> fuseflow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let device = match args.iter().position(|a| a == "--device") {
-        Some(i) => args
-            .get(i + 1)
-            .map_or("cpu", String::as_str)
-            .parse::<DeviceChoice>()
-            .map_err(|message| fuseflow::Error::InvalidParameter {
-                step: "--device".into(),
-                message,
-            })?,
-        None => DeviceChoice::Auto,
-    };
+    let device = DeviceChoice::from_args(std::env::args())?;
     let rows = 1_000_000;
     let data = datasets::customers(rows, 42);
     // Cut the table into 64K-row chunks as a file reader would.

@@ -8,11 +8,13 @@
 //!    score the held-out Parquet file in bounded chunks, as
 //!    `fuseflow score` does.
 //!
-//! Run with `cargo run --release --example train_and_score`.
+//! Run with `cargo run --release --example train_and_score`; add
+//! `-- --device wgpu` (or `cuda`) to run the computing steps on a GPU.
 
 use std::path::Path;
 
-use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
+use fuseflow::backend::DeviceChoice;
+use fuseflow::exec::{Progress, ProgressMode, RunOptions, ScoreOptions, score_file};
 use fuseflow::ir::col;
 use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::model::Model;
@@ -82,13 +84,19 @@ fn main() -> fuseflow::Result<()> {
         .inputs(["model", "split.test"]);
     p.add("evaluation", Evaluate::new()).input("data", "scores");
 
-    let run = p.run()?;
+    // `-- --device wgpu` (or cuda) runs the steps that compute on a GPU.
+    let device = DeviceChoice::from_args(std::env::args())?;
+    let run = p.run_with(&RunOptions {
+        device,
+        ..RunOptions::default()
+    })?;
     println!("pipeline ran in {:.2} s", run.duration.as_secs_f64());
     for step in &run.steps {
         println!(
-            "  {:<12} {:<16} {:>8.1} ms",
+            "  {:<12} {:<16} {:<6} {:>8.1} ms",
             step.name,
             step.kind,
+            step.device.split([':', ' ']).next().unwrap_or_default(),
             step.duration.as_secs_f64() * 1e3
         );
     }

@@ -460,3 +460,20 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
         assert!(notes.take()[0].contains("an unsupported type"), "{name}");
     }
 }
+
+#[test]
+fn programs_take_a_device_from_their_arguments() {
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        DeviceChoice::from_args(args(&["prog", "--device", "wgpu"])).unwrap(),
+        DeviceChoice::Wgpu
+    );
+    assert_eq!(
+        DeviceChoice::from_args(args(&["prog"])).unwrap(),
+        DeviceChoice::Auto
+    );
+    for bad in [&["prog", "--device"][..], &["prog", "--device", "tpu"]] {
+        let err = DeviceChoice::from_args(args(bad)).unwrap_err();
+        assert_msg(&err, &["--device", "auto, cpu, wgpu or cuda"]);
+    }
+}

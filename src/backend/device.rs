@@ -57,6 +57,32 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
+impl DeviceChoice {
+    /// The choice given as `--device NAME` among a program's arguments
+    /// (`std::env::args()`), `auto` when there is none: how the examples
+    /// take a device.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming `--device` for an unknown name or a
+    /// missing value.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<DeviceChoice> {
+        let invalid = |message: String| Error::InvalidParameter {
+            step: "--device".into(),
+            message,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--device" {
+                let name = args.next().ok_or_else(|| {
+                    invalid("give a device after --device: auto, cpu, wgpu or cuda".into())
+                })?;
+                return name.parse().map_err(invalid);
+            }
+        }
+        Ok(DeviceChoice::Auto)
+    }
+}
+
 impl FromStr for DeviceChoice {
     type Err = String;
 
