@@ -3,19 +3,19 @@
 //! cutoff), lost or corrupt objects are recomputed and reported, and every run
 //! can be inspected afterwards.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use arrow_schema::SchemaRef;
+use common::steps::TestStep;
 use fuseflow::cache::{FieldChange, Lookup};
 use fuseflow::ir::{col, lit};
 use fuseflow::pipeline::io::{MemorySource, Read};
 use fuseflow::pipeline::prep::{Derive, Filter, FitStats, Scale, ScaleMethod};
 use fuseflow::track::RunStatus;
-use fuseflow::{
-    CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Step, StepContext, Table, Workspace,
-};
+use fuseflow::{CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Table, Workspace};
 
 use fuseflow::datasets::Rng;
 
@@ -361,35 +361,13 @@ fn past_outputs_and_metrics_can_be_fetched() {
 }
 
 /// A step that always fails, naming itself.
-#[derive(Debug)]
-struct Fails;
-
-impl Step for Fails {
-    fn kind(&self) -> &str {
-        "fails"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
-    }
-    fn params(&self) -> String {
-        String::new()
-    }
-    fn output_schemas(
-        &self,
-        _: StepContext,
-        inputs: &[SchemaRef],
-    ) -> fuseflow::Result<Vec<SchemaRef>> {
-        Ok(vec![inputs[0].clone()])
-    }
-    fn run(&self, ctx: StepContext, _: &[Table]) -> fuseflow::Result<Vec<Table>> {
+fn fails() -> TestStep {
+    TestStep::new("fails", |ctx, _| {
         Err(fuseflow::Error::Execution {
             step: ctx.name.to_string(),
             message: "deliberate failure".into(),
         })
-    }
+    })
 }
 
 #[test]
@@ -398,7 +376,7 @@ fn a_failed_step_is_recorded_and_the_run_marked_failed() {
     let ws = open(dir.path());
     let mut p = Pipeline::new("failing");
     p.add("raw", MemorySource::new(data(100, 8)));
-    p.add("boom", Fails).input("data", "raw");
+    p.add("boom", fails()).input("data", "raw");
     let options = RunOptions::default().with_workspace(Arc::clone(&ws));
     let err = p.run_with(&options).unwrap_err();
     assert!(err.to_string().contains("deliberate failure"), "{err}");

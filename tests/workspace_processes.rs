@@ -3,19 +3,21 @@
 //! one workspace at once, a process killed mid-run, a full disk and an
 //! unwritable workspace directory.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
-use arrow_schema::SchemaRef;
 
+use common::steps::TestStep;
 use fuseflow::cache::{ContentHash, Lookup, ObjectStore};
 use fuseflow::pipeline::io::{BatchReader, MemorySource};
 use fuseflow::pipeline::prep::{Rename, Select};
 use fuseflow::track::RunStatus;
-use fuseflow::{CacheUse, Pipeline, RunOptions, Step, StepContext, Table, Workspace};
+use fuseflow::{CacheUse, Pipeline, RunOptions, Table, Workspace};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fuseflow");
 
@@ -464,41 +466,19 @@ fn concurrent_runs_on_one_fresh_workspace() {
 
 /// Set (to a workspace directory) in the child of [`a_run_killed_midway_is_interrupted_and_resumable`].
 const KILL_WS_ENV: &str = "FUSEFLOW_TEST_KILLED_WORKSPACE";
-/// When `1`, [`Gate`] never finishes.
+/// When `1`, [`gate`] never finishes.
 const HANG_ENV: &str = "FUSEFLOW_TEST_HANG";
 
 /// Passes its input through, or blocks forever when [`HANG_ENV`] is `1`.
-#[derive(Debug)]
-struct Gate;
-
-impl Step for Gate {
-    fn kind(&self) -> &str {
-        "gate"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
-    }
-    fn params(&self) -> String {
-        String::new()
-    }
-    fn output_schemas(
-        &self,
-        _: StepContext,
-        inputs: &[SchemaRef],
-    ) -> fuseflow::Result<Vec<SchemaRef>> {
-        Ok(vec![inputs[0].clone()])
-    }
-    fn run(&self, _: StepContext, inputs: &[Table]) -> fuseflow::Result<Vec<Table>> {
+fn gate() -> TestStep {
+    TestStep::new("gate", |_, inputs| {
         if std::env::var(HANG_ENV).as_deref() == Ok("1") {
             loop {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
         Ok(vec![inputs[0].clone()])
-    }
+    })
 }
 
 /// raw -> picked -> gate -> renamed, over a fixed table.
@@ -514,7 +494,7 @@ fn gated_pipeline() -> Pipeline {
     p.add("raw", MemorySource::new(Table::from_batch(batch)));
     p.add("picked", Select::new(["x", "y"]))
         .input("data", "raw");
-    p.add("gate", Gate).input("data", "picked");
+    p.add("gate", gate()).input("data", "picked");
     p.add("renamed", Rename::new([("x", "x2")]))
         .input("data", "gate");
     p

@@ -353,14 +353,16 @@ impl Kernel {
             ));
             return self.cpu.evaluate(batch);
         }
-        if self.narrowed.is_some() {
-            notes.add(format!(
-                "f64 computed in f32 on {} (f32 precision accepted)",
-                self.device.info().kind
-            ));
-        }
         match self.on_device(batch) {
-            Ok(out) => Ok(out),
+            Ok(out) => {
+                if self.narrowed.is_some() {
+                    notes.add(format!(
+                        "f64 computed in f32 on {} (f32 precision accepted)",
+                        self.device.info().kind
+                    ));
+                }
+                Ok(out)
+            }
             Err(Error::Device {
                 failure, message, ..
             }) => {

@@ -5,6 +5,8 @@
 //! all its feature columns. [`exp_f32`] is branch-free arithmetic (Cody-Waite
 //! range reduction and a degree-6 polynomial, as in Cephes), so the block
 //! loops of the CPU kernel run it eight lanes at a time under AVX2.
+//! [`logistic_loss`] is the numerically stable binary cross-entropy the
+//! trainers share.
 
 /// `e ** x` for `f32`, within 2 ulp of the correctly rounded result over the
 /// whole range (subnormal results included), exact at 0, `inf` above
@@ -35,6 +37,16 @@ pub fn exp_f32(x: f32) -> f32 {
     let half = k >> 1;
     let scale = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
     er * scale(half) * scale(k - half)
+}
+
+/// The binary cross-entropy of the probability `sigmoid(z)` against the
+/// label `y` (0 or 1), `-y ln s(z) - (1 - y) ln(1 - s(z))`, computed from the
+/// logit as `softplus(z) - y z` so that it neither overflows nor loses the
+/// tail: the one definition the trainers and the training kernels' CPU
+/// reference share.
+#[inline]
+pub fn logistic_loss(z: f64, y: f64) -> f64 {
+    z.max(0.0) - y * z + (-z.abs()).exp().ln_1p()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use super::design::Design;
 use super::linalg::cholesky_solve;
 use super::pass::{add_into, fold_blocks, symmetrize, weighted_gram};
 use crate::error::{Error, Result};
+use crate::ir::math::logistic_loss;
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -439,7 +440,7 @@ impl Objective for Problem<'_> {
                 if k == 1 {
                     for (i, z) in z.iter().enumerate() {
                         let yi = f64::from(y[i]);
-                        loss += z.max(0.0) - yi * z + (-z.abs()).exp().ln_1p();
+                        loss += logistic_loss(*z, yi);
                         p[i] = 1.0 / (1.0 + (-z).exp());
                     }
                 } else {

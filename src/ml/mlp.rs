@@ -48,6 +48,7 @@ use rayon::prelude::*;
 
 use crate::datasets::Rng;
 use crate::error::{Error, Result};
+use crate::ir::math::logistic_loss;
 use crate::ml::design::Design;
 
 /// Rows per gradient chunk. Fixed (not derived from the thread count) so the
@@ -612,8 +613,7 @@ fn row_loss(labels: Labels, r: usize, logits: &[f64], delta: &mut [f64]) -> f64 
             let z = logits[0];
             let t = f64::from(index[r]);
             delta[0] = sigmoid(z) - t;
-            // -t ln s(z) - (1 - t) ln(1 - s(z)) = softplus(z) - t z.
-            z.max(0.0) - t * z + (-z.abs()).exp().ln_1p()
+            logistic_loss(z, t)
         }
         Labels::Multi(index) => {
             let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -345,3 +345,4 @@ pub fn assert_msg(err: &fuseflow::Error, fragments: &[&str]) {
 }
 pub mod devices;
 pub mod faulty;
+pub mod steps;

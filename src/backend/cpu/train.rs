@@ -14,6 +14,7 @@ use crate::backend::train::{
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{Error, Result};
 use crate::ir::DType;
+use crate::ir::math::logistic_loss;
 
 /// The f32 values of a CPU device array (checked by [`TrainKernel::check`]).
 fn f32s(array: &DeviceArray) -> Result<&[f32]> {
@@ -183,7 +184,7 @@ fn head(loss: Loss, logits: Matrix<'_>, target: &DeviceArray) -> Result<[Vec<f32
                 let (zr, t) = (f64::from(z[r]), f64::from(y[r]));
                 let p = 1.0 / (1.0 + (-zr).exp());
                 residual[r] = (p - t) as f32;
-                losses[r] = (zr.max(0.0) - t * zr + (-zr.abs()).exp().ln_1p()) as f32;
+                losses[r] = logistic_loss(zr, t) as f32;
                 weights[r] = (p * (1.0 - p)) as f32;
             }
         }
