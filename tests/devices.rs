@@ -4,21 +4,18 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use arrow_array::{ArrayRef, RecordBatch};
 
-use common::faulty::Faulty;
+use common::faulty::{Faulty, TRAIN_KERNELS_BEFORE_FAILING};
 use common::*;
-use fuseflow::backend::{
-    Backend, ColumnStats, CpuBackend, Device, DeviceArray, DeviceChoice, DeviceInfo, Matrix, Notes,
-    TrainKernel,
-};
+use fuseflow::DeviceFailure;
+use fuseflow::backend::{Device, DeviceChoice, Notes};
 use fuseflow::ir::{Projection, col, lit};
 use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::mlp::MlpConfig;
 use fuseflow::pipeline::models::{Task, TrainLogistic, TrainMlp};
-use fuseflow::{DeviceFailure, Error};
 use fuseflow::{Step, StepContext, Table};
 
 fn data(rows: usize) -> RecordBatch {
@@ -313,55 +310,6 @@ fn unfused_devices_launch_once_per_operator_and_agree_with_fused() {
     assert_eq!(cpu.to_string(), "cpu [unfused]");
 }
 
-/// A GPU whose training kernels fail with `failure` (and which counts its
-/// attempts); everything else runs on the CPU.
-#[derive(Debug)]
-struct FailingTrainer {
-    info: DeviceInfo,
-    failure: DeviceFailure,
-    attempts: AtomicUsize,
-}
-
-impl Backend for FailingTrainer {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-    fn upload(&self, array: &ArrayRef) -> fuseflow::Result<DeviceArray> {
-        CpuBackend::shared().upload(array)
-    }
-    fn download(&self, array: &DeviceArray) -> fuseflow::Result<ArrayRef> {
-        CpuBackend::shared().download(array)
-    }
-    fn launch(
-        &self,
-        projection: &Projection,
-        inputs: &[Option<&DeviceArray>],
-    ) -> fuseflow::Result<Vec<DeviceArray>> {
-        CpuBackend::shared().launch(projection, inputs)
-    }
-    fn reduce(&self, array: &DeviceArray) -> fuseflow::Result<ColumnStats> {
-        CpuBackend::shared().reduce(array)
-    }
-    fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> fuseflow::Result<DeviceArray> {
-        CpuBackend::shared().matmul(a, b)
-    }
-    fn train(&self, kernel: TrainKernel<'_>) -> fuseflow::Result<Vec<DeviceArray>> {
-        // The first kernels succeed, so a failure midway through training
-        // also falls back cleanly.
-        if self.attempts.fetch_add(1, Ordering::SeqCst) < 3 {
-            return CpuBackend::shared().train(kernel);
-        }
-        Err(Error::Device {
-            device: "failing".into(),
-            failure: self.failure,
-            message: format!("injected failure of `{}`", kernel.name()),
-        })
-    }
-    fn synchronize(&self) -> fuseflow::Result<()> {
-        Ok(())
-    }
-}
-
 fn training_table() -> Table {
     let mut rng = Rng::new(31);
     let rows = 300;
@@ -419,11 +367,7 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
             DeviceFailure::OutOfMemory,
             DeviceFailure::Unsupported,
         ] {
-            let backend = Arc::new(FailingTrainer {
-                info: Faulty::new(0, None).info.clone(),
-                failure,
-                attempts: AtomicUsize::new(0),
-            });
+            let backend = Faulty::failing_training(failure);
             let device = Device::new(backend.clone());
             let notes = Notes::default();
             let got = step
@@ -433,7 +377,7 @@ fn training_falls_back_to_the_cpu_when_the_device_fails() {
                 )
                 .unwrap();
             assert!(
-                backend.attempts.load(Ordering::SeqCst) > 3,
+                backend.train_calls.load(Ordering::SeqCst) > TRAIN_KERNELS_BEFORE_FAILING,
                 "{name}: tried the device"
             );
             // Trained on the CPU: the same f64 model, bit for bit.
