@@ -584,3 +584,28 @@ fn the_default_costs_keep_streaming_prep_on_the_cpu_and_send_training_to_the_gpu
     // The same training on 1000 rows is too small to pay for its launches.
     assert_eq!(faster(128_000, training / 1000.0, 100.0), DeviceKind::Cpu);
 }
+
+#[test]
+fn auto_trains_large_data_on_a_gpu_and_small_data_on_the_cpu() {
+    let (_, gpu) = fake_gpu();
+    let placed = |bytes: u64| {
+        let mut p = Pipeline::new("train");
+        p.add("raw", Sized::new(bytes, DataType::Int32));
+        p.add(
+            "model",
+            fuseflow::pipeline::models::TrainLogistic::new(
+                ["x"],
+                "y",
+                fuseflow::ml::logistic::LogisticConfig::default(),
+            ),
+        )
+        .input("data", "raw");
+        let plan = p.plan(&options(DeviceSet::with([gpu.clone()]))).unwrap();
+        let model = plan.nodes.iter().find(|n| n.name == "model").unwrap();
+        (model.placement.device, model.placement.reason.clone())
+    };
+    let (device, reason) = placed(1_280_000_000);
+    assert_eq!(device, DeviceKind::Cuda, "{reason}");
+    let (device, reason) = placed(1_000_000);
+    assert_eq!(device, DeviceKind::Cpu, "{reason}");
+}

@@ -84,7 +84,7 @@ pub struct LogicalOp {
 impl LogicalOp {
     /// What the cost model counts for this op, moving `bytes_in` and `bytes_out`.
     pub fn work(&self, bytes_in: u64, bytes_out: u64) -> Work {
-        let training = self.op == OpKind::Model && self.kind.starts_with("train");
+        let training = trains(self.op, &self.kind);
         Work {
             bytes_in,
             bytes_out,
@@ -127,7 +127,8 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
         let bytes_out = match (op, data) {
             (_, None) => step.size_hint(),
             (OpKind::Fit | OpKind::Metric, _) => Some(SMALL_TABLE_BYTES),
-            (OpKind::Model, _) if !step.uses_device() => Some(SMALL_TABLE_BYTES),
+            // Training writes a model: a small table.
+            (op, _) if trains(op, step.kind()) => Some(SMALL_TABLE_BYTES),
             _ => bytes_in,
         };
         out_bytes[i] = bytes_out;
@@ -161,6 +162,11 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
     ops
 }
 
+/// Whether a model op trains (`train_*` kinds) rather than scores.
+fn trains(op: OpKind, kind: &str) -> bool {
+    op == OpKind::Model && kind.starts_with("train")
+}
+
 /// Estimated arithmetic of an op of kind `op` (step kind `kind`) reading
 /// `bytes` of a table with `schema`.
 fn flops(op: OpKind, kind: &str, bytes: u64, schema: &SchemaRef) -> f64 {
@@ -177,7 +183,7 @@ fn flops(op: OpKind, kind: &str, bytes: u64, schema: &SchemaRef) -> f64 {
     let d = widths.len() as f64;
     match op {
         OpKind::Fit | OpKind::Map => FLOPS_PER_VALUE * rows * d,
-        OpKind::Model if kind.starts_with("train") => TRAINING_PASSES * rows * 2.0 * d * d,
+        op if trains(op, kind) => TRAINING_PASSES * rows * 2.0 * d * d,
         OpKind::Model => rows * 2.0 * d,
         OpKind::Io | OpKind::Metric => 0.0,
     }
