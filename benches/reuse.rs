@@ -7,6 +7,8 @@
 //!
 //! - **no workspace**: the pipeline in memory, nothing hashed or stored;
 //! - **cold**: a fresh workspace, so every output is hashed and stored;
+//! - **cold, materialized**: the same under `CachePolicy::Materialized`:
+//!   fill, scale and score run fused, and only the chain's end is stored;
 //! - **warm**: the same pipeline again: every step is a cache hit;
 //! - **hash source**: `hash_file` of the input alone, the floor a warm run
 //!   cannot go below (a changed file must be noticed).
@@ -30,7 +32,7 @@ use fuseflow::cache::hash_file;
 use fuseflow::ir::{Expr, col, lit};
 use fuseflow::pipeline::io::{FileFormat, Read, write_table};
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
-use fuseflow::{CacheUse, Pipeline, RunOptions, Table, Workspace};
+use fuseflow::{CachePolicy, CacheUse, Pipeline, RunOptions, Table, Workspace};
 
 fn pipeline(source: &std::path::Path) -> Pipeline {
     let columns: Vec<String> = (0..N_COLUMNS).map(column_name).collect();
@@ -80,13 +82,22 @@ fn main() {
     };
     let plain = best_of(repeats, || timed(&RunOptions::default()).0);
     let mut workspaces = 0;
-    let cold = best_of(repeats, || {
-        workspaces += 1;
-        let ws = Workspace::open(dir.path().join(format!("ws{workspaces}"))).expect("workspace");
-        let (t, run) = timed(&RunOptions::default().with_workspace(Arc::new(ws)));
-        assert!(run.steps.iter().all(|s| s.cache == CacheUse::Miss));
-        t
-    });
+    let mut cold = |cache: CachePolicy| {
+        best_of(repeats, || {
+            workspaces += 1;
+            let ws =
+                Workspace::open(dir.path().join(format!("ws{workspaces}"))).expect("workspace");
+            let options = RunOptions {
+                cache,
+                ..RunOptions::default().with_workspace(Arc::new(ws))
+            };
+            let (t, run) = timed(&options);
+            assert!(run.steps.iter().all(|s| s.cache == CacheUse::Miss));
+            t
+        })
+    };
+    let cold_every_step = cold(CachePolicy::EveryStep);
+    let cold_materialized = cold(CachePolicy::Materialized);
     let warm = best_of(repeats, || {
         // A new process's view: no memory tier, the workspace opened afresh.
         let ws = Workspace::open(dir.path().join("ws1")).expect("workspace");
@@ -113,7 +124,14 @@ fn main() {
     println!("|---|---:|---:|");
     for (name, t) in [
         ("no workspace (in memory)", plain),
-        ("cold (fresh workspace: hash + store every output)", cold),
+        (
+            "cold (fresh workspace: hash + store every output)",
+            cold_every_step,
+        ),
+        (
+            "cold, `--cache materialized` (chain fused, its end stored)",
+            cold_materialized,
+        ),
         ("warm (unchanged: every step a cache hit)", warm),
         ("hash the source file only", hash),
     ] {

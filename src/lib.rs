@@ -15,6 +15,6 @@ pub mod track;
 pub mod workspace;
 
 pub use error::{DeviceFailure, Error, Result};
-pub use exec::{CacheUse, Rerun, RunOptions, RunOutput, StepReport};
+pub use exec::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};
 pub use pipeline::{Pipeline, Step, StepContext, Table};
 pub use workspace::Workspace;

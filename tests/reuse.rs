@@ -15,7 +15,7 @@ use fuseflow::ir::{col, lit};
 use fuseflow::pipeline::io::{MemorySource, Read};
 use fuseflow::pipeline::prep::{Derive, Filter, FitStats, Scale, ScaleMethod};
 use fuseflow::track::RunStatus;
-use fuseflow::{CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Table, Workspace};
+use fuseflow::{CachePolicy, CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Table, Workspace};
 
 use fuseflow::datasets::Rng;
 
@@ -391,6 +391,192 @@ fn a_failed_step_is_recorded_and_the_run_marked_failed() {
     assert!(again.to_string().contains("boom"));
     let raw = ws.runs().step_run("latest", "raw").unwrap();
     assert!(raw.record.cache_hit);
+}
+
+/// raw -> keep (filter) -> wide (derive) -> scaled (scale, with stats
+/// fitted on keep) -> out (derive): wide, scaled and out fuse into one kernel
+/// when their tables need not be stored.
+fn chain(table: &Table, factor: f64) -> Pipeline {
+    let mut p = Pipeline::new("chain");
+    p.add("raw", MemorySource::new(table.clone()));
+    p.add(
+        "keep",
+        Filter::new(col("x").gt(lit(-1.0)).or(col("x").is_null())),
+    )
+    .input("data", "raw");
+    p.add("stats", FitStats::new(["x", "y"]))
+        .input("data", "keep");
+    p.add(
+        "wide",
+        Derive::new([("z", col("x") * lit(factor) + col("y"))]),
+    )
+    .input("data", "keep");
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .input("data", "wide")
+        .input("stats", "stats");
+    p.add("out", Derive::new([("s", col("x") - col("y") * col("z"))]))
+        .input("data", "scaled");
+    p
+}
+
+const CHAIN: [&str; 6] = ["raw", "keep", "stats", "wide", "scaled", "out"];
+
+fn run_materialized(p: &Pipeline, ws: &Arc<Workspace>, rerun: Rerun) -> RunOutput {
+    let options = RunOptions {
+        rerun,
+        cache: CachePolicy::Materialized,
+        ..RunOptions::default().with_workspace(Arc::clone(ws))
+    };
+    p.run_with(&options).unwrap()
+}
+
+#[test]
+fn under_the_materialized_policy_a_chain_runs_fused_and_only_its_end_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(4_000, 21);
+    let p = chain(&table, 2.0);
+
+    let cold = run_materialized(&p, &ws, Rerun::Nothing);
+    let groups: Vec<Vec<&str>> = cold
+        .plan
+        .groups
+        .iter()
+        .map(|g| g.members.iter().map(|&m| CHAIN[m]).collect())
+        .collect();
+    assert_eq!(groups, vec![vec!["wide", "scaled", "out"]]);
+    assert_eq!(cache_of(&cold, &CHAIN), vec![CacheUse::Miss; 6]);
+    assert!(cold.output_hash("out").unwrap().is_some());
+    assert!(cold.output_hash("keep").unwrap().is_some());
+    for inside in ["wide", "scaled"] {
+        assert!(cold.output_hash(inside).unwrap().is_none());
+        let err = cold.output(inside).unwrap_err().to_string();
+        assert!(err.contains("fused into 'out'"), "{err}");
+    }
+
+    // The chain's result equals a run that stores every step, bit for bit.
+    let every = tempfile::tempdir().unwrap();
+    let every_step = run(&p, &open(every.path()), Rerun::Nothing);
+    assert!(every_step.plan.groups.is_empty());
+    assert_eq!(batches(&cold, "out"), batches(&every_step, "out"));
+
+    // Each member is recorded with its own key; the ones inside the chain
+    // stored nothing, and fetching their output says why.
+    let id = cold.run_id.as_ref().unwrap().as_str();
+    let detail = ws.runs().run(id).unwrap();
+    assert_eq!(detail.steps.len(), 6);
+    let keys: std::collections::HashSet<&str> = detail
+        .steps
+        .iter()
+        .map(|s| s.record.cache_key.as_str())
+        .collect();
+    assert_eq!(keys.len(), 6, "every step has its own cache key");
+    let err = ws.fetch_output(id, "scaled", None).unwrap_err().to_string();
+    assert!(
+        err.contains("recorded no outputs") && err.contains("fused into 'out'"),
+        "{err}"
+    );
+    assert_eq!(
+        ws.fetch_output(id, "out", None).unwrap().concat().unwrap(),
+        batches(&cold, "out")
+    );
+
+    // A re-run reuses the whole chain, each member from the first run.
+    let warm = run_materialized(&p, &ws, Rerun::Nothing);
+    let first = cold.run_id.clone().unwrap();
+    assert_eq!(
+        cache_of(&warm, &CHAIN),
+        vec![CacheUse::Hit { from: first }; 6]
+    );
+    assert_eq!(batches(&warm, "out"), batches(&cold, "out"));
+}
+
+#[test]
+fn a_change_inside_a_fused_chain_reruns_the_chain_and_why_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(3_000, 22);
+    let cold = run_materialized(&chain(&table, 2.0), &ws, Rerun::Nothing);
+
+    // A new factor in the chain's head: the steps before the chain hit (the
+    // chain loads its stats from the workspace), the chain runs again.
+    let changed = run_materialized(&chain(&table, 3.0), &ws, Rerun::Nothing);
+    let cache = cache_of(&changed, &CHAIN);
+    assert!(
+        cache[..3].iter().all(|c| matches!(c, CacheUse::Hit { .. })),
+        "{cache:?}"
+    );
+    assert_eq!(&cache[3..], vec![CacheUse::Miss; 3]);
+    let expected = chain(&table, 3.0).run().unwrap();
+    assert_eq!(batches(&changed, "out"), batches(&expected, "out"));
+
+    // `why` follows the change down the chain: the head's parameters, then
+    // each later member's fused input.
+    let id = changed.run_id.as_ref().unwrap().as_str();
+    let why = ws.why(id, "wide").unwrap();
+    assert_eq!(why.changes.len(), 1, "{why}");
+    assert_eq!(why.changes[0].field, "params");
+    for (step, producer) in [("scaled", "wide"), ("out", "scaled")] {
+        let why = ws.why(id, step).unwrap();
+        assert_eq!(why.changes.len(), 1, "{why}");
+        assert!(
+            why.changes[0].field.contains(&format!("fused:{producer}")),
+            "{why}"
+        );
+    }
+
+    // Re-running one member runs its whole chain, and only that.
+    let rerun = run_materialized(
+        &chain(&table, 2.0),
+        &ws,
+        Rerun::Steps(vec!["scaled".into()]),
+    );
+    let cache = cache_of(&rerun, &CHAIN);
+    assert!(
+        cache[..3].iter().all(|c| matches!(c, CacheUse::Hit { .. })),
+        "{cache:?}"
+    );
+    assert_eq!(&cache[3..], vec![CacheUse::Miss; 3]);
+    assert_eq!(batches(&rerun, "out"), batches(&cold, "out"));
+    // A kept member is stored, and the chain fuses around it.
+    let options = RunOptions {
+        cache: CachePolicy::Materialized,
+        keep: vec!["wide".into()],
+        ..RunOptions::default().with_workspace(Arc::clone(&ws))
+    };
+    let kept = chain(&table, 2.0).run_with(&options).unwrap();
+    assert!(kept.output_hash("wide").unwrap().is_some());
+    assert!(kept.output_hash("scaled").unwrap().is_none());
+    assert_eq!(batches(&kept, "out"), batches(&cold, "out"));
+}
+
+#[test]
+fn a_lost_side_input_of_a_fused_chain_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let table = data(2_000, 23);
+    let first = run_materialized(&chain(&table, 2.0), &ws, Rerun::Nothing);
+    let expected = batches(&first, "out");
+
+    // Damage the fitted statistics, which `scaled` (inside the chain) reads:
+    // the object is there, so `stats` hits, and the damage shows when the
+    // chain loads it.
+    let stats = first.output_hash("stats").unwrap().unwrap();
+    let path = ws.objects().object_path(&stats);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    drop(ws);
+    let ws = open(dir.path());
+
+    let second = run_materialized(&chain(&table, 2.0), &ws, Rerun::Steps(vec!["out".into()]));
+    assert_eq!(batches(&second, "out"), expected);
+    let report = second.steps.iter().rfind(|s| s.name == "stats").unwrap();
+    assert_eq!(report.cache, CacheUse::Miss, "stats was recomputed");
+    assert!(
+        report.notes.iter().any(|n| n.contains("recomputed")),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]

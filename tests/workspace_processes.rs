@@ -384,6 +384,63 @@ fn cli_history_outputs_why_and_cache_trimming() {
 // ------------------------------------- 2. concurrent processes, one workspace
 
 #[test]
+fn cli_caching_only_materialized_outputs_fuses_and_still_reuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_in(dir.path());
+    let ws = dir.path().join("W");
+    let (cwd, spec_s) = (dir.path(), spec.to_str().unwrap());
+    let ff = |args: &[&str]| fuseflow_ws(cwd, &ws, args);
+    let materialized = ["run", spec_s, "--cache", "materialized"];
+
+    let plan = ok(ff(&["explain", spec_s, "--cache", "materialized"]));
+    assert!(plan.contains("fused group 1: filled -> scaled"), "{plan}");
+    let plan = ok(ff(&[
+        "explain",
+        spec_s,
+        "--cache",
+        "materialized",
+        "--keep",
+        "filled",
+    ]));
+    assert!(plan.contains("fused groups: 0"), "{plan}");
+
+    let first = ok(ff(&materialized));
+    assert!(first.contains("fused"), "{first}");
+    ok(ff(&materialized));
+    let show = ok(ff(&["show", "latest"]));
+    let steps = shown_steps(&show);
+    assert_eq!(steps.len(), 11, "{show}");
+    for s in steps.iter().filter(|s| s.kind != "write") {
+        assert_eq!(s.cache, "hit", "step {} in:\n{show}", s.step);
+    }
+    // The table inside the chain was never stored; the chain's end was.
+    let file = dir.path().join("filled.arrow");
+    let err = fails(ff(&[
+        "output",
+        "latest",
+        "filled",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("recorded no outputs") && err.contains("fused into 'scaled'"),
+        "{err}"
+    );
+    let file = dir.path().join("scaled.arrow");
+    ok(ff(&[
+        "output",
+        "latest",
+        "scaled",
+        "-o",
+        file.to_str().unwrap(),
+    ]));
+    assert!(rows_in(&file) > 0);
+
+    let err = fails(ff(&["run", spec_s, "--cache", "some"]));
+    assert!(err.contains("every-step or materialized"), "{err}");
+}
+
+#[test]
 fn concurrent_runs_on_one_fresh_workspace() {
     const PROCESSES: usize = 4;
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, calibrate};
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
-use fuseflow::{CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
+use fuseflow::{CachePolicy, CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
 #[derive(Parser)]
@@ -63,6 +63,8 @@ enum Command {
         /// instead of as fused kernels (slower; for checking fused results).
         #[arg(long)]
         no_fuse: bool,
+        #[command(flatten)]
+        outputs: OutputArgs,
         /// Print nothing but errors.
         #[arg(long, short)]
         quiet: bool,
@@ -86,6 +88,8 @@ enum Command {
         /// cached, so chains of row-local steps fuse.
         #[arg(long)]
         no_workspace: bool,
+        #[command(flatten)]
+        outputs: OutputArgs,
     },
     /// Measure this machine for the planner's cost model (CPU bandwidth, and
     /// for each GPU its copy bandwidth, launch cost and kernel bandwidth) and
@@ -162,6 +166,29 @@ enum CacheAction {
     Clear,
 }
 
+/// Which step outputs a run keeps, shared by `run` and `explain`.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Which outputs the workspace stores: every-step (each step's outputs,
+    /// so any can be reused and fetched later; chains of row-local steps then
+    /// run step by step) or materialized (only the outputs the plan
+    /// materializes, so chains run fused as one kernel and the tables inside
+    /// them are neither stored nor fetchable).
+    #[arg(long, default_value = "every-step", value_name = "POLICY")]
+    cache: CachePolicy,
+    /// Keep this step's outputs although it fuses into the next step
+    /// (repeatable); they are then stored and can be fetched.
+    #[arg(long, value_name = "STEP")]
+    keep: Vec<String>,
+}
+
+impl OutputArgs {
+    fn apply(self, options: &mut RunOptions) {
+        options.cache = self.cache;
+        options.keep = self.keep;
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ws_dir = Workspace::locate(cli.workspace.as_deref());
@@ -176,6 +203,7 @@ fn main() -> ExitCode {
             device,
             allow_f32,
             no_fuse,
+            outputs,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
             let mut options = RunOptions {
@@ -183,6 +211,7 @@ fn main() -> ExitCode {
                 allow_f32,
                 ..RunOptions::default()
             };
+            outputs.apply(&mut options);
             if no_fuse {
                 options.fuse = false;
             }
@@ -213,6 +242,7 @@ fn main() -> ExitCode {
             schemas,
             device,
             no_workspace,
+            outputs,
         } => spec::load(&spec).and_then(|pipeline| {
             if schemas {
                 print!("{}", pipeline.explain()?);
@@ -222,6 +252,7 @@ fn main() -> ExitCode {
                 device,
                 ..RunOptions::default()
             };
+            outputs.apply(&mut options);
             if !no_workspace {
                 options.workspace = Some(Arc::new(open()?));
             }

@@ -10,4 +10,4 @@ pub mod scheduler;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, score_file};
 pub use progress::{Progress, ProgressMode};
-pub use scheduler::{CacheUse, Rerun, RunOptions, RunOutput, StepReport};
+pub use scheduler::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};

@@ -26,6 +26,10 @@ use crate::workspace::Workspace;
 /// Input ports carrying a source's content hash are named `source:<name>`.
 const SOURCE_PREFIX: &str = "source:";
 
+/// The data input of a step inside a fused group is keyed by its producer's
+/// cache key, on a port named `fused:<producer>`.
+const FUSED_PREFIX: &str = "fused:";
+
 /// A step's cache identity in one run.
 #[derive(Debug)]
 pub(crate) struct StepKey {
@@ -39,15 +43,33 @@ pub(crate) struct StepKey {
 impl StepKey {
     /// Key `node` given the content hashes of its inputs, in port order.
     pub(crate) fn new(node: &StepNode, inputs: &[ContentHash], device: &Device) -> Result<StepKey> {
+        StepKey::from_ports(node, named_ports(node, inputs), device)
+    }
+
+    /// Key a member of a fused group whose data input, never materialized,
+    /// is the output of `previous` (the step `producer`): that input is
+    /// keyed by the producer's cache key, on a port named `fused:<producer>`.
+    /// `side` are the content hashes of the member's other inputs.
+    pub(crate) fn fused(
+        node: &StepNode,
+        producer: &str,
+        previous: &StepKey,
+        side: &[ContentHash],
+        device: &Device,
+    ) -> Result<StepKey> {
+        let data = ContentHash::from_bytes(*previous.key.as_bytes());
+        let mut ports = named_ports(node, &[&[data], side].concat());
+        ports[0].0 = format!("{FUSED_PREFIX}{producer}");
+        StepKey::from_ports(node, ports, device)
+    }
+
+    fn from_ports(
+        node: &StepNode,
+        mut ports: Vec<(String, ContentHash)>,
+        device: &Device,
+    ) -> Result<StepKey> {
         let step = &node.step;
         let sources = step.sources().map_err(|e| e.in_step(&node.name))?;
-        let mut ports: Vec<(String, ContentHash)> = step
-            .inputs()
-            .iter()
-            .map(|p| p.to_string())
-            .chain((step.inputs().len()..inputs.len()).map(|i| format!("#{i}")))
-            .zip(inputs.iter().copied())
-            .collect();
         ports.extend(
             sources
                 .iter()
@@ -86,7 +108,18 @@ impl StepKey {
     }
 }
 
-/// A earlier step run whose outputs can stand in for running the step, when
+/// Input hashes paired with the step's port names (`#i` past the declared ports).
+fn named_ports(node: &StepNode, inputs: &[ContentHash]) -> Vec<(String, ContentHash)> {
+    let declared = node.step.inputs();
+    declared
+        .iter()
+        .map(|p| p.to_string())
+        .chain((declared.len()..inputs.len()).map(|i| format!("#{i}")))
+        .zip(inputs.iter().copied())
+        .collect()
+}
+
+/// An earlier step run whose outputs can stand in for running the step, when
 /// every output is still in the workspace.
 pub(crate) fn find_reusable(ws: &Workspace, key: &CacheKey) -> Result<Option<StepRunRow>> {
     let Some(row) = ws.runs().reusable(&key.to_string())? else {
@@ -131,6 +164,12 @@ pub(crate) enum Provenance<'a> {
     Reused {
         row: &'a StepRunRow,
         schemas: &'a [Option<SchemaRef>],
+    },
+    /// The step ran inside a fused group whose tail computed (or reused,
+    /// from `reused_from`) `rows` rows; its own output was never stored.
+    Fused {
+        rows: u64,
+        reused_from: Option<RunId>,
     },
 }
 
@@ -180,6 +219,14 @@ pub(crate) fn record_step(
                 metrics,
             )
         }
+        Provenance::Fused { rows, reused_from } => (
+            Vec::new(),
+            reused_from.is_some(),
+            reused_from,
+            rows,
+            0,
+            Vec::new(),
+        ),
     };
     let runs = ws.runs();
     let record = StepRecord {

@@ -49,9 +49,9 @@ pub struct RunOptions {
     /// step records.
     pub allow_f32: bool,
     /// Fuse (the default): chains of row-local steps run as one kernel
-    /// wherever the tables between them are needed by nothing else (runs with
-    /// a workspace cache every output, so there every step runs on its own),
-    /// and each step's expressions run as one kernel. Unfused: every step on
+    /// wherever the tables between them are needed by nothing else (with a
+    /// workspace, only under [`CachePolicy::Materialized`]), and each step's
+    /// expressions run as one kernel. Unfused: every step on
     /// its own, and its expressions op by op with every intermediate
     /// materialized, to check fused results against. Fused and unfused runs
     /// agree (bit for bit on the CPU). The default is `false` when the
@@ -62,6 +62,8 @@ pub struct RunOptions {
     /// Steps whose outputs must exist after the run even where fusion would
     /// compute them only in registers.
     pub keep: Vec<String>,
+    /// Which outputs a run with a workspace stores.
+    pub cache: CachePolicy,
     /// The devices the planner may use; `None` opens those the run's device
     /// choices need (under `auto`: every GPU backend, once per process).
     pub devices: Option<DeviceSet>,
@@ -82,6 +84,7 @@ impl Default for RunOptions {
             allow_f32: false,
             fuse: std::env::var("FUSEFLOW_FUSE").map_or(true, |v| v != "0"),
             keep: Vec::new(),
+            cache: CachePolicy::default(),
             devices: None,
             calibration: None,
         }
@@ -93,6 +96,39 @@ impl RunOptions {
     pub fn with_workspace(mut self, workspace: Arc<Workspace>) -> Self {
         self.workspace = Some(workspace);
         self
+    }
+}
+
+/// Which step outputs a run with a workspace stores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Every step's outputs, so that each can be reused on its own and
+    /// fetched later. The tables between row-local steps are then written
+    /// anyway, so each such step runs as its own kernel.
+    #[default]
+    EveryStep,
+    /// Only the outputs the plan materializes: the last step of each fused
+    /// chain, outputs read by several steps, those in [`RunOptions::keep`],
+    /// and results. Chains of row-local steps run fused as without a
+    /// workspace. Each step inside a chain still has its own cache key (its
+    /// data input is keyed by the previous member's key) and run record, so
+    /// a re-run reuses the chain's output while the chain's input and steps
+    /// are unchanged; the outputs inside it are not stored and cannot be
+    /// fetched later.
+    Materialized,
+}
+
+impl std::str::FromStr for CachePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "every-step" => Ok(CachePolicy::EveryStep),
+            "materialized" => Ok(CachePolicy::Materialized),
+            _ => Err(format!(
+                "unknown cache policy '{s}' (use every-step or materialized)"
+            )),
+        }
     }
 }
 
@@ -306,7 +342,7 @@ fn plan_run(
         calibration,
         devices,
         policy: MaterializePolicy {
-            cache_all: options.workspace.is_some(),
+            cache_all: options.workspace.is_some() && options.cache == CachePolicy::EveryStep,
             keep: options.keep.clone(),
         },
         fuse: options.fuse,
@@ -344,8 +380,18 @@ struct Done {
     step: usize,
     started: Duration,
     duration: Duration,
-    key: Option<StepKey>,
+    keys: Keys,
     result: Result<Outcome>,
+}
+
+/// The cache keys a job computed (with a workspace).
+#[derive(Default)]
+struct Keys {
+    /// The step's own key; for the tail of a fused group, keyed through the
+    /// chain.
+    own: Option<StepKey>,
+    /// For the tail of a fused group: the members before it, with their keys.
+    members: Vec<(usize, StepKey)>,
 }
 
 enum Outcome {
@@ -376,46 +422,39 @@ fn run_job(
     device: &Device,
     ws: Option<&Workspace>,
     job: Job,
-    key: &mut Option<StepKey>,
+    keys: &mut Keys,
 ) -> Result<Outcome> {
     let node = &nodes[job.step];
     if let Some(ws) = ws {
-        let hashes: Vec<ContentHash> = job
-            .inputs
-            .iter()
-            .map(|i| {
-                i.hash.ok_or_else(|| {
-                    Error::Internal("an input without a hash in a cached run".into())
-                })
-            })
-            .collect::<Result<_>>()?;
-        let k = key.insert(StepKey::new(node, &hashes, device)?);
+        let own = keys
+            .own
+            .insert(key_job(nodes, device, &job, &mut keys.members)?);
         if job.reuse
-            && let Some(row) = reuse::find_reusable(ws, &k.key)?
+            && let Some(row) = reuse::find_reusable(ws, &own.key)?
         {
             return Ok(Outcome::Reused(Box::new(row)));
         }
     }
     let mut inputs = Vec::with_capacity(job.inputs.len());
     for input in job.inputs {
-        let found = match (input.table, input.hash, ws) {
-            (Some(t), _, _) => Ok(t),
-            (None, Some(hash), Some(ws)) => ws.load(&hash)?.found(),
-            _ => {
-                return Err(Error::Internal(
-                    "an input with neither data nor a workspace".into(),
-                ));
-            }
-        };
-        match found {
+        match load_input(input, ws)? {
             Ok(t) => inputs.push(t),
-            Err(why) => {
-                return Ok(Outcome::InputLost {
-                    producer: input.producer,
-                    note: format!("a cached input {why}"),
-                });
+            Err(lost) => return Ok(lost),
+        }
+    }
+    let mut members = Vec::with_capacity(job.fused.len());
+    for (m, side_inputs) in job.fused {
+        let mut side = Vec::with_capacity(side_inputs.len());
+        for input in side_inputs {
+            match load_input(input, ws)? {
+                Ok(t) => side.push(t),
+                Err(lost) => return Ok(lost),
             }
         }
+        members.push(Member {
+            node: &nodes[m],
+            side,
+        });
     }
     if job.check_schemas {
         let schemas: Vec<SchemaRef> = inputs.iter().map(|t| Arc::clone(t.schema())).collect();
@@ -423,24 +462,6 @@ fn run_job(
     }
     let name = &node.name;
     let notes = Notes::default();
-    let members = job
-        .fused
-        .into_iter()
-        .map(|(m, side)| {
-            let side = side
-                .into_iter()
-                .map(|i| {
-                    i.table.ok_or_else(|| {
-                        Error::Internal("a fused group's side input is not in memory".into())
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Member {
-                node: &nodes[m],
-                side,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
     let tables = catch_unwind(AssertUnwindSafe(|| {
         if members.is_empty() {
             node.step
@@ -478,6 +499,62 @@ fn run_job(
         hashes,
         notes: notes.take(),
     })
+}
+
+/// A job's cache key. A fused group's members are keyed in turn, each
+/// member's data input by the previous member's key; the keys of the members
+/// before the tail go to `members`, the tail's is returned.
+fn key_job(
+    nodes: &[StepNode],
+    device: &Device,
+    job: &Job,
+    members: &mut Vec<(usize, StepKey)>,
+) -> Result<StepKey> {
+    let inputs = hashes(&job.inputs)?;
+    let mut previous: Option<(usize, StepKey)> = None;
+    for (m, side) in &job.fused {
+        let side = hashes(side)?;
+        let key = match &previous {
+            None => StepKey::new(&nodes[*m], &[&inputs[..], &side].concat(), device)?,
+            Some((p, before)) => {
+                StepKey::fused(&nodes[*m], &nodes[*p].name, before, &side, device)?
+            }
+        };
+        members.extend(previous.replace((*m, key)));
+    }
+    match previous {
+        Some((_, tail)) => Ok(tail),
+        None => StepKey::new(&nodes[job.step], &inputs, device),
+    }
+}
+
+/// The content hashes of inputs in a run with a workspace.
+fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
+    inputs
+        .iter()
+        .map(|i| {
+            i.hash
+                .ok_or_else(|| Error::Internal("an input without a hash in a cached run".into()))
+        })
+        .collect()
+}
+
+/// An input's table: in memory, or loaded from the workspace. `Ok(Err(_))`
+/// says its cached object is gone, so its producer must run again.
+fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Result<Table, Outcome>> {
+    let found = match (input.table, input.hash, ws) {
+        (Some(t), _, _) => Ok(t),
+        (None, Some(hash), Some(ws)) => ws.load(&hash)?.found(),
+        _ => {
+            return Err(Error::Internal(
+                "an input with neither data nor a workspace".into(),
+            ));
+        }
+    };
+    Ok(found.map_err(|why| Outcome::InputLost {
+        producer: input.producer,
+        note: format!("a cached input {why}"),
+    }))
 }
 
 fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<RunOutput> {
@@ -685,14 +762,14 @@ fn schedule(
                     for job in job_rx {
                         let step = job.step;
                         let started = start.elapsed();
-                        let mut key = None;
-                        let result = run_job(nodes, &devices[step], ws, job, &mut key);
+                        let mut keys = Keys::default();
+                        let result = run_job(nodes, &devices[step], ws, job, &mut keys);
                         let duration = start.elapsed() - started;
                         let done = Done {
                             step,
                             started,
                             duration,
-                            key,
+                            keys,
                             result,
                         };
                         if done_tx.send(done).is_err() {
@@ -724,7 +801,7 @@ fn schedule(
                 if let Some(tail) = fused_into[i] {
                     let mut notes = std::mem::take(&mut notes[i]);
                     notes.push(format!(
-                        "fused into '{}' (one kernel); its output is not materialized",
+                        "fused into '{}' (one kernel); its output is not materialized (keep the step, or cache every step, to store it)",
                         nodes[tail].name
                     ));
                     reports.push(StepReport {
@@ -763,11 +840,12 @@ fn schedule(
                 let check_schemas = graph.edges[i]
                     .iter()
                     .any(|&(p, o)| graph.schemas[p][o].is_none());
+                let reuse = !must_run[i] && fused.iter().all(|&(m, _)| !must_run[m]);
                 let job = Job {
                     step: i,
                     inputs,
                     fused,
-                    reuse: !must_run[i],
+                    reuse,
                     check_schemas,
                 };
                 job_tx
@@ -793,7 +871,7 @@ fn schedule(
                             run,
                             node,
                             &devices[i],
-                            done.key.as_ref(),
+                            done.keys.own.as_ref(),
                             done.duration,
                             &e,
                         )?;
@@ -826,7 +904,8 @@ fn schedule(
                     notes: ran_notes,
                 } => {
                     notes[i].extend(ran_notes);
-                    if let (Some(ws), Some(run), Some(key), Some(h)) = (ws, run, &done.key, &hashes)
+                    if let (Some(ws), Some(run), Some(key), Some(h)) =
+                        (ws, run, &done.keys.own, &hashes)
                     {
                         let provenance = reuse::Provenance::Ran {
                             tables: &tables,
@@ -851,7 +930,7 @@ fn schedule(
                     (rows, bytes)
                 }
                 Outcome::Reused(row) => {
-                    let (Some(ws), Some(run), Some(key)) = (ws, run, &done.key) else {
+                    let (Some(ws), Some(run), Some(key)) = (ws, run, &done.keys.own) else {
                         return Err(Error::Internal("a cache hit without a workspace".into()));
                     };
                     reuse::record_step(
@@ -873,6 +952,17 @@ fn schedule(
                     (vec![row.record.rows as usize], row.record.bytes as usize)
                 }
             };
+            if let (Some(ws), Some(run)) = (ws, run) {
+                record_members(
+                    ws,
+                    run,
+                    nodes,
+                    &done.keys.members,
+                    &cache,
+                    &rows,
+                    &mut reports,
+                )?;
+            }
             // A step run again after its cached outputs were lost replaces
             // its earlier report.
             reports.retain(|r: &StepReport| r.name != node.name);
@@ -902,6 +992,52 @@ fn schedule(
             None => Ok((produced, reports, start.elapsed())),
         }
     })
+}
+
+/// Record the members of a fused group before its tail, now that the tail
+/// ran or was reused (with `cache` and `rows`), and update their reports.
+fn record_members(
+    ws: &Workspace,
+    run: &RunId,
+    nodes: &[StepNode],
+    members: &[(usize, StepKey)],
+    cache: &CacheUse,
+    rows: &[usize],
+    reports: &mut [StepReport],
+) -> Result<()> {
+    for (m, key) in members {
+        let node = &nodes[*m];
+        let Some(report) = reports.iter_mut().find(|r| r.name == node.name) else {
+            return Err(Error::Internal(format!(
+                "fused step '{}' has no report",
+                node.name
+            )));
+        };
+        report.cache = match cache {
+            CacheUse::Hit { from } => CacheUse::Hit { from: from.clone() },
+            _ if node.reuse => CacheUse::Miss,
+            _ => CacheUse::Off,
+        };
+        report.rows = rows.to_vec();
+        let reused_from = match &report.cache {
+            CacheUse::Hit { from } => Some(from.clone()),
+            _ => None,
+        };
+        let provenance = reuse::Provenance::Fused {
+            rows: rows.iter().sum::<usize>() as u64,
+            reused_from,
+        };
+        reuse::record_step(
+            ws,
+            run,
+            node,
+            key,
+            provenance,
+            Duration::ZERO,
+            report.notes.clone(),
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

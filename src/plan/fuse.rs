@@ -9,8 +9,9 @@ use crate::backend::DeviceChoice;
 /// could take them straight from registers.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MaterializePolicy {
-    /// Every step output is cached (a run with a workspace stores each one,
-    /// so that it can be reused and fetched later).
+    /// Every step output is cached (a run with a workspace under
+    /// [`CachePolicy::EveryStep`](crate::CachePolicy::EveryStep) stores each
+    /// one, so that it can be reused and fetched later).
     pub cache_all: bool,
     /// Steps whose outputs were asked for by name.
     pub keep: Vec<String>,
@@ -24,7 +25,7 @@ pub enum Materialized {
         /// The consumer.
         into: String,
     },
-    /// Cached by policy (a workspace stores every output).
+    /// Cached by policy (the workspace stores every step's output).
     Cached,
     /// Asked for by name.
     Requested,

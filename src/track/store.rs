@@ -389,8 +389,10 @@ impl RunStore {
         self.step_run_in(&conn, &id, step)
     }
 
-    /// The most recent successful step run with this cache key, in any run
-    /// of any pipeline: its outputs can stand in for running the step again.
+    /// The most recent successful step run with this cache key that stored
+    /// outputs, in any run of any pipeline: its outputs can stand in for
+    /// running the step again. (A step that ran inside a fused group without
+    /// its output being kept stored none.)
     ///
     /// # Errors
     /// [`Error::RunStore`] when the database cannot be read.
@@ -401,6 +403,8 @@ impl RunStore {
                 .query_row(
                     &format!(
                         "{STEP_SELECT} WHERE s.cache_key = ?1 AND s.error IS NULL
+                           AND EXISTS (SELECT 1 FROM step_outputs o
+                                       WHERE o.run = s.run AND o.step = s.step)
                          ORDER BY s.recorded_ms DESC LIMIT 1"
                     ),
                     [cache_key],
@@ -460,7 +464,7 @@ impl RunStore {
         let conn = self.conn();
         let id = self.resolve_in(&conn, run)?;
         let row = self.step_run_in(&conn, &id, step)?;
-        let outputs = row.record.outputs;
+        let (outputs, notes) = (row.record.outputs, row.record.notes);
         let ports = || {
             outputs
                 .iter()
@@ -477,7 +481,10 @@ impl RunStore {
             return Ok(out.clone());
         }
         let message = match (port, outputs.is_empty()) {
-            (_, true) => format!("step '{step}' of run {id} recorded no outputs"),
+            (_, true) => format!(
+                "step '{step}' of run {id} recorded no outputs{}",
+                notes.map(|n| format!(" ({n})")).unwrap_or_default()
+            ),
             (Some(port), false) => format!(
                 "step '{step}' of run {id} has no output '{port}'; its outputs are: {}",
                 ports()
