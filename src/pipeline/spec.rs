@@ -43,6 +43,9 @@ use crate::ir::{Expr, Scalar, parse_expr};
 use crate::ml::logistic::LogisticConfig;
 use crate::ml::mlp::{Activation, MlpConfig};
 
+/// A step's input bindings: (port, `step.output` reference) pairs.
+type Bindings = Vec<(String, String)>;
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpecFile {
@@ -295,7 +298,7 @@ impl StepTable<'_> {
     }
 
     /// Input bindings: `input = "ref"` for the step's first port, or `inputs = { port = "ref" }`.
-    fn bindings(&mut self, step: &dyn Step) -> Result<Vec<(String, String)>> {
+    fn bindings(&mut self, step: &dyn Step) -> Result<Bindings> {
         let single = self.opt_string("input")?;
         let many = if self.table.contains_key("inputs") {
             self.string_map("inputs")?
@@ -315,7 +318,8 @@ impl StepTable<'_> {
         Ok(out)
     }
 
-    fn build(&mut self, name: &str, kind: &str) -> Result<(Arc<dyn Step>, Vec<(String, String)>)> {
+    /// The step a table describes, with its input bindings (port, reference).
+    fn build(&mut self, name: &str, kind: &str) -> Result<(Arc<dyn Step>, Bindings)> {
         let step: Arc<dyn Step> = match kind {
             "read" => {
                 let mut r = Read::new(self.path("path")?);
