@@ -1,9 +1,10 @@
 //! The "prep+score" workload (see `benches/common/mod.rs`) as a whole
 //! pipeline: read a Parquet file, fit statistics, fill nulls with the means,
 //! scale, score with the workload's linear model (a derived column), write
-//! the scores; under `auto` placement, forced CPU, and forced GPU when a
-//! hardware GPU opens. `auto` should never be slower than the better of the
-//! two by more than noise.
+//! the scores; under `auto` placement, forced CPU, and each GPU that opens
+//! forced (a software adapter too, labelled so: `auto` must leave it alone).
+//! `auto` should never be slower than the better of CPU and GPU by more
+//! than noise.
 //!
 //! ```sh
 //! cargo bench --bench planner -- --rows 2000000
@@ -72,10 +73,19 @@ fn bench(c: &mut Criterion) {
     .expect("the input file");
     let p = pipeline(dir.path());
     let devices = DeviceSet::probe([DeviceChoice::Auto]);
-    let mut choices = vec![("auto", DeviceChoice::Auto), ("cpu", DeviceChoice::Cpu)];
-    for gpu in devices.hardware_gpus() {
-        let choice = gpu.info().kind.name().parse().expect("a device kind");
-        choices.push((gpu.info().kind.name(), choice));
+    let mut choices = vec![
+        ("auto".to_string(), DeviceChoice::Auto),
+        ("cpu".to_string(), DeviceChoice::Cpu),
+    ];
+    for gpu in devices.hardware_gpus().chain(devices.software_gpus()) {
+        let info = gpu.info();
+        let choice = info.kind.name().parse().expect("a device kind");
+        let label = if info.software {
+            format!("{} (software)", info.kind.name())
+        } else {
+            info.kind.name().to_string()
+        };
+        choices.push((label, choice));
     }
     let mut group = c.benchmark_group("planner_prep_score");
     group.sample_size(10);
@@ -85,7 +95,7 @@ fn bench(c: &mut Criterion) {
             devices: Some(devices.clone()),
             ..RunOptions::default()
         };
-        group.bench_function(label, |b| {
+        group.bench_function(&label, |b| {
             b.iter(|| p.run_with(&options).expect("the pipeline runs"))
         });
     }
