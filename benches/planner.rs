@@ -7,7 +7,7 @@
 //! than noise.
 //!
 //! ```sh
-//! cargo bench --bench planner -- --rows 2000000
+//! FUSEFLOW_BENCH_ROWS=2000000 cargo bench --bench planner
 //! ```
 
 #[path = "common/mod.rs"]
@@ -26,15 +26,6 @@ use fuseflow::plan::DeviceSet;
 use fuseflow::{Error, RunOptions};
 
 use common::{BIAS, CLIP, N_COLUMNS, N_NULLABLE, column_name, generate, weight};
-
-fn rows() -> usize {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter()
-        .position(|a| a == "--rows")
-        .and_then(|i| argv.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000)
-}
 
 /// `sigmoid(b + sum_j w_j * clip(f_j, -5, 5))` over the scaled columns.
 fn score() -> Expr {
@@ -63,7 +54,7 @@ fn pipeline(dir: &Path) -> Pipeline {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = generate(rows(), 0);
+    let data = generate(common::rows_from_env("FUSEFLOW_BENCH_ROWS", 1_000_000), 0);
     let table = Table::try_new(data.schema.clone(), data.batches).expect("the workload");
     write_table(
         &table,

@@ -1,15 +1,22 @@
 //! Block statistics of `f32` columns with explicit AVX2 + FMA: the hot path of
 //! fitting normalization statistics.
 //!
-//! Same definition as the portable loop in [`super::stats`]: two passes over a
-//! block held in cache, f64 sums of the values, then f64 sums of squared
-//! deviations from the block mean; nulls and NaN are left out of both. What
-//! makes it fast is that nothing is latency-bound: four independent f64
-//! accumulators per pass, validity read straight from the Arrow bitmap (eight
-//! rows per byte, expanded to a lane mask), minimum and maximum kept in f32
-//! (exact: every f32 is an f64), and the second pass drops its masks when the
-//! block has neither nulls nor NaN. Lanes are combined in a fixed order, so a
-//! block's result does not depend on the thread that computed it.
+//! Same definition as the portable loop in [`super::stats`] (count, mean, sum
+//! of squared deviations, min and max of the values that are neither null nor
+//! NaN, accumulated in f64), computed in one pass over the block: each value
+//! is taken relative to a shift, the block's first counted value, so that
+//! `m2 = sum(d^2) - sum(d)^2 / n` cannot cancel badly: the shift is one of the
+//! values, so `m2 >= (shift - mean)^2` and the subtracted `sum(d)^2 / n =
+//! n (shift - mean)^2` is at most `n` times `m2`, which bounds the relative
+//! error of `m2` by about `2 n` f64 epsilons (4e-12 for a block of 8192 rows),
+//! however far the first value lies from the rest. (Every `d = x - shift` of
+//! two f32 values is exact in f64.) What makes it fast is that nothing is
+//! latency-bound: independent f64 accumulators, validity read straight from
+//! the Arrow bitmap (eight rows per byte, expanded to a lane mask), rows that do
+//! not count replaced by the shift (so they add nothing and need no masks
+//! downstream), minimum and maximum kept in f32 (exact: every f32 is an f64).
+//! Lanes are combined in a fixed order, so a block's result does not depend on
+//! the thread that computed it.
 
 use std::arch::x86_64::*;
 
@@ -37,42 +44,41 @@ pub(super) fn f32_block(values: &[f32], valid: Option<&BooleanBuffer>) -> Column
         }
         None => 0,
     };
-    let pass1 = if nulls > 0 {
-        first_pass::<true>(values, &words)
-    } else {
-        first_pass::<false>(values, &words)
-    };
-    let count = pass1.count;
-    let nans = n as u64 - nulls - count;
-    if count == 0 {
+    let Some(first) = (0..n).find(|&i| counted_scalar(values[i], &words, i)) else {
+        let nans = n as u64 - nulls;
         return ColumnStats {
             count: nans,
             nulls,
             nans,
             ..ColumnStats::EMPTY
         };
-    }
-    let mean = pass1.sum / count as f64;
-    let m2 = if count == n as u64 {
-        second_pass::<false>(values, &words, mean)
-    } else {
-        second_pass::<true>(values, &words, mean)
     };
+    let shift = values[first];
+    let pass = if nulls > 0 {
+        shifted_pass::<true>(values, &words, shift)
+    } else {
+        shifted_pass::<false>(values, &words, shift)
+    };
+    let count = pass.count;
+    let nans = n as u64 - nulls - count;
+    let mean_d = pass.sum / count as f64;
     ColumnStats {
         count: count + nans,
         nulls,
         nans,
-        mean,
-        m2,
-        min: f64::from(pass1.min),
-        max: f64::from(pass1.max),
+        mean: f64::from(shift) + mean_d,
+        m2: (pass.sum_sq - pass.sum * mean_d).max(0.0),
+        min: f64::from(pass.min),
+        max: f64::from(pass.max),
     }
 }
 
-/// What the first pass learns: count, sum, min and max of the counted values.
-struct FirstPass {
+/// One pass over a block: count, sums of `d = x - shift` and of `d^2`, min
+/// and max, over the rows that count.
+struct ShiftedPass {
     count: u64,
     sum: f64,
+    sum_sq: f64,
     min: f32,
     max: f32,
 }
@@ -134,96 +140,66 @@ fn reduce_sum(acc: [__m256d; 4]) -> f64 {
     (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
-/// Count, sum, min and max over the rows that count. Whole 64-row words are
+/// Count, sums of `d = x - shift` and `d^2`, min and max over the rows that
+/// count. Rows that do not count become `shift`: `d = 0`, and min and max
+/// already include `shift` (itself a counted value). Whole 64-row words are
 /// vectorized (eight loads of eight lanes, reading `values[..n / 64 * 64]`);
 /// the last partial word runs scalar.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn first_pass<const NULLS: bool>(values: &[f32], words: &[u64]) -> FirstPass {
+fn shifted_pass<const NULLS: bool>(values: &[f32], words: &[u64], shift: f32) -> ShiftedPass {
     let full = values.len() / WORD;
+    let (shift_ps, shift_pd) = (_mm256_set1_ps(shift), _mm256_set1_pd(f64::from(shift)));
     let mut sum = [_mm256_setzero_pd(); 4];
-    let mut min = [_mm256_set1_ps(f32::INFINITY); 2];
-    let mut max = [_mm256_set1_ps(f32::NEG_INFINITY); 2];
-    let mut count = 0u64;
+    let mut sum_sq = [_mm256_setzero_pd(); 4];
+    let mut min = [shift_ps; 2];
+    let mut max = [shift_ps; 2];
+    // Per lane, minus the number of rows that counted (a mask lane is -1).
+    let mut uncounted = _mm256_setzero_si256();
     for (w, chunk) in values.chunks_exact(WORD).enumerate() {
         let word = word_of(words, w);
         for g in 0..WORD / 8 {
             // SAFETY: lanes 8 g .. 8 g + 7 lie within the 64-value chunk.
             let x = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * g)) };
             let m = counted::<NULLS>(x, word, g);
-            count += u64::from(_mm256_movemask_ps(m).count_ones());
-            let (lo, hi) = widen(_mm256_and_ps(x, m));
-            let a = (g & 1) * 2;
-            sum[a] = _mm256_add_pd(sum[a], lo);
-            sum[a + 1] = _mm256_add_pd(sum[a + 1], hi);
+            uncounted = _mm256_add_epi32(uncounted, _mm256_castps_si256(m));
+            let x = _mm256_blendv_ps(shift_ps, x, m);
             let b = g & 1;
-            min[b] = _mm256_min_ps(
-                min[b],
-                _mm256_blendv_ps(_mm256_set1_ps(f32::INFINITY), x, m),
-            );
-            max[b] = _mm256_max_ps(
-                max[b],
-                _mm256_blendv_ps(_mm256_set1_ps(f32::NEG_INFINITY), x, m),
-            );
+            min[b] = _mm256_min_ps(min[b], x);
+            max[b] = _mm256_max_ps(max[b], x);
+            let (lo, hi) = widen(x);
+            let (dlo, dhi) = (_mm256_sub_pd(lo, shift_pd), _mm256_sub_pd(hi, shift_pd));
+            let a = b * 2;
+            sum[a] = _mm256_add_pd(sum[a], dlo);
+            sum[a + 1] = _mm256_add_pd(sum[a + 1], dhi);
+            sum_sq[a] = _mm256_fmadd_pd(dlo, dlo, sum_sq[a]);
+            sum_sq[a + 1] = _mm256_fmadd_pd(dhi, dhi, sum_sq[a + 1]);
         }
     }
     let mut lanes = [[0.0f32; 8]; 2];
-    // SAFETY: each row of `lanes` holds eight f32.
+    let mut counts = [0i32; 8];
+    // SAFETY: each row of `lanes` holds eight f32, `counts` eight i32.
     unsafe {
         _mm256_storeu_ps(lanes[0].as_mut_ptr(), _mm256_min_ps(min[0], min[1]));
         _mm256_storeu_ps(lanes[1].as_mut_ptr(), _mm256_max_ps(max[0], max[1]));
+        _mm256_storeu_si256(counts.as_mut_ptr().cast(), uncounted);
     }
-    let mut pass = FirstPass {
-        count,
+    let mut pass = ShiftedPass {
+        count: counts.iter().map(|&c| u64::from(c.unsigned_abs())).sum(),
         sum: reduce_sum(sum),
-        min: lanes[0].iter().copied().fold(f32::INFINITY, f32::min),
-        max: lanes[1].iter().copied().fold(f32::NEG_INFINITY, f32::max),
+        sum_sq: reduce_sum(sum_sq),
+        min: lanes[0].iter().copied().fold(shift, f32::min),
+        max: lanes[1].iter().copied().fold(shift, f32::max),
     };
     for (i, &x) in values.iter().enumerate().skip(full * WORD) {
         if counted_scalar(x, words, i) {
+            let d = f64::from(x) - f64::from(shift);
             pass.count += 1;
-            pass.sum += f64::from(x);
+            pass.sum += d;
+            pass.sum_sq += d * d;
             pass.min = pass.min.min(x);
             pass.max = pass.max.max(x);
         }
     }
     pass
-}
-
-/// Sum of squared deviations from `mean` over the rows that count; with
-/// `MASKED` false every row counts (no nulls, no NaN), so no masks are built.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn second_pass<const MASKED: bool>(values: &[f32], words: &[u64], mean: f64) -> f64 {
-    let full = values.len() / WORD;
-    let centre = _mm256_set1_pd(mean);
-    let mut m2 = [_mm256_setzero_pd(); 4];
-    for (w, chunk) in values.chunks_exact(WORD).enumerate() {
-        let word = word_of(words, w);
-        for g in 0..WORD / 8 {
-            // SAFETY: lanes 8 g .. 8 g + 7 lie within the 64-value chunk.
-            let x = unsafe { _mm256_loadu_ps(chunk.as_ptr().add(8 * g)) };
-            let (lo, hi) = widen(x);
-            let (mut dlo, mut dhi) = (_mm256_sub_pd(lo, centre), _mm256_sub_pd(hi, centre));
-            if MASKED {
-                // Sign-extending the 32-bit lane masks gives 64-bit lane masks.
-                let m = _mm256_castps_si256(counted::<true>(x, word, g));
-                let mlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(m));
-                let mhi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256::<1>(m));
-                dlo = _mm256_and_pd(dlo, _mm256_castsi256_pd(mlo));
-                dhi = _mm256_and_pd(dhi, _mm256_castsi256_pd(mhi));
-            }
-            let a = (g & 1) * 2;
-            m2[a] = _mm256_fmadd_pd(dlo, dlo, m2[a]);
-            m2[a + 1] = _mm256_fmadd_pd(dhi, dhi, m2[a + 1]);
-        }
-    }
-    let mut total = reduce_sum(m2);
-    for (i, &x) in values.iter().enumerate().skip(full * WORD) {
-        if !MASKED || counted_scalar(x, words, i) {
-            let d = f64::from(x) - mean;
-            total += d * d;
-        }
-    }
-    total
 }
