@@ -378,6 +378,27 @@ mod tests {
         );
     }
 
+    /// The one-pass AVX2 block keeps its precision when the value it shifts
+    /// by (the first one) lies far from the rest, or sits among nulls and NaN.
+    #[test]
+    fn f32_blocks_shifted_by_an_outlier_keep_their_precision() {
+        let mut rng = Rng::new(11);
+        for (first, null_rate) in [(3.0e6f32, 0.0), (-2.5e4, 0.1), (1000.0, 0.5)] {
+            let values: Vec<Option<f32>> = std::iter::once(None)
+                .chain([Some(f32::NAN), Some(first)])
+                .chain((0..2 * BLOCK).map(|_| {
+                    let x = (rng.normal() * 0.01 + 1000.0) as f32;
+                    (rng.uniform() >= null_rate).then_some(x)
+                }))
+                .collect();
+            let array = Float32Array::from(values);
+            let want = reference(&array);
+            let array: ArrayRef = Arc::new(array);
+            let got = column_stats(&[("x".into(), vec![array])]).unwrap()[0];
+            assert_close(&got, &want, &format!("first value {first}, nulls {null_rate}"));
+        }
+    }
+
     /// The dispatched path (AVX2 for f32 where the CPU has it) and the portable
     /// loop agree with the reference on nulls, NaN, odd lengths and offsets.
     #[test]
