@@ -395,7 +395,11 @@ mod tests {
             let want = reference(&array);
             let array: ArrayRef = Arc::new(array);
             let got = column_stats(&[("x".into(), vec![array])]).unwrap()[0];
-            assert_close(&got, &want, &format!("first value {first}, nulls {null_rate}"));
+            assert_close(
+                &got,
+                &want,
+                &format!("first value {first}, nulls {null_rate}"),
+            );
         }
     }
 
