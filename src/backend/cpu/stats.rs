@@ -66,10 +66,16 @@ impl ColumnStats {
         } else {
             let n = na + nb;
             let delta = other.mean - self.mean;
-            (
-                self.mean + delta * nb / n,
-                self.m2 + other.m2 + delta * delta * na * nb / n,
-            )
+            if delta.is_finite() {
+                (
+                    self.mean + delta * nb / n,
+                    self.m2 + other.m2 + delta * delta * na * nb / n,
+                )
+            } else {
+                // An infinity among the values: the mean is that infinity
+                // (NaN for both signs), and there is no finite spread.
+                (self.mean * (na / n) + other.mean * (nb / n), f64::NAN)
+            }
         };
         ColumnStats {
             count: self.count + other.count,
@@ -142,7 +148,9 @@ fn block_stats(array: &dyn Array, start: usize, len: usize) -> ColumnStats {
             let values = &array.as_primitive::<types::Float32Type>().values()[start..start + len];
             let valid = array.nulls().map(|n| n.inner().slice(start, len));
             // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
-            return unsafe { super::stats_avx2::f32_block(values, valid.as_ref()) };
+            if let Some(stats) = unsafe { super::stats_avx2::f32_block(values, valid.as_ref()) } {
+                return stats;
+            }
         }
         // SAFETY: the running CPU supports AVX2, checked just above.
         return unsafe { block_stats_avx2(array, start, len) };
@@ -363,6 +371,12 @@ mod tests {
             assert!(got.mean.is_nan(), "{what}: mean {} should be NaN", got.mean);
             return;
         }
+        if want.mean.is_infinite() {
+            // Infinities in the data: the mean is that infinity, m2 is NaN.
+            assert_eq!(got.mean, want.mean, "{what}: mean");
+            assert!(got.m2.is_nan() && want.m2.is_nan(), "{what}: m2 {}", got.m2);
+            return;
+        }
         let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-300);
         assert!(
             rel(got.mean, want.mean) < 1e-12,
@@ -379,11 +393,23 @@ mod tests {
     }
 
     /// The one-pass AVX2 block keeps its precision when the value it shifts
-    /// by (the first one) lies far from the rest, or sits among nulls and NaN.
+    /// by (the first one) lies far from the rest, or sits among nulls and NaN;
+    /// infinities (first, or all there is) give the reference's results.
     #[test]
     fn f32_blocks_shifted_by_an_outlier_keep_their_precision() {
         let mut rng = Rng::new(11);
-        for (first, null_rate) in [(3.0e6f32, 0.0), (-2.5e4, 0.1), (1000.0, 0.5)] {
+        let all_infinite = Float32Array::from(vec![Some(f32::INFINITY), None, Some(f32::NAN)]);
+        let want = reference(&all_infinite);
+        let array: ArrayRef = Arc::new(all_infinite);
+        let got = column_stats(&[("x".into(), vec![array])]).unwrap()[0];
+        assert_close(&got, &want, "only an infinity");
+        for (first, null_rate) in [
+            (3.0e6f32, 0.0),
+            (-2.5e4, 0.1),
+            (1000.0, 0.5),
+            (f32::INFINITY, 0.0),
+            (f32::NEG_INFINITY, 0.2),
+        ] {
             let values: Vec<Option<f32>> = std::iter::once(None)
                 .chain([Some(f32::NAN), Some(first)])
                 .chain((0..2 * BLOCK).map(|_| {

@@ -27,10 +27,12 @@ use super::stats::ColumnStats;
 /// Rows per validity word.
 const WORD: usize = 64;
 
-/// Statistics of `values`, whose validity is `valid` (`None`: no nulls).
-/// Callers check that the running CPU supports AVX2 and FMA.
+/// Statistics of `values`, whose validity is `valid` (`None`: no nulls);
+/// `None` for a block without a finite value to shift by (only nulls, NaN
+/// and infinities), which the caller leaves to the portable loop. Callers
+/// check that the running CPU supports AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn f32_block(values: &[f32], valid: Option<&BooleanBuffer>) -> ColumnStats {
+pub(super) fn f32_block(values: &[f32], valid: Option<&BooleanBuffer>) -> Option<ColumnStats> {
     let n = values.len();
     let mut words = Vec::new();
     let nulls = match valid {
@@ -44,15 +46,9 @@ pub(super) fn f32_block(values: &[f32], valid: Option<&BooleanBuffer>) -> Column
         }
         None => 0,
     };
-    let Some(first) = (0..n).find(|&i| counted_scalar(values[i], &words, i)) else {
-        let nans = n as u64 - nulls;
-        return ColumnStats {
-            count: nans,
-            nulls,
-            nans,
-            ..ColumnStats::EMPTY
-        };
-    };
+    // A finite shift keeps every counted infinity infinite in `d`, as the
+    // reference's sums do.
+    let first = (0..n).find(|&i| values[i].is_finite() && counted_scalar(values[i], &words, i))?;
     let shift = values[first];
     let pass = if nulls > 0 {
         shifted_pass::<true>(values, &words, shift)
@@ -62,15 +58,18 @@ pub(super) fn f32_block(values: &[f32], valid: Option<&BooleanBuffer>) -> Column
     let count = pass.count;
     let nans = n as u64 - nulls - count;
     let mean_d = pass.sum / count as f64;
-    ColumnStats {
+    // Rounding may leave a tiny negative for a constant block; infinities
+    // in the data make it NaN, which stays (as the reference's does).
+    let m2 = pass.sum_sq - pass.sum * mean_d;
+    Some(ColumnStats {
         count: count + nans,
         nulls,
         nans,
         mean: f64::from(shift) + mean_d,
-        m2: (pass.sum_sq - pass.sum * mean_d).max(0.0),
+        m2: if m2 < 0.0 { 0.0 } else { m2 },
         min: f64::from(pass.min),
         max: f64::from(pass.max),
-    }
+    })
 }
 
 /// One pass over a block: count, sums of `d = x - shift` and of `d^2`, min
