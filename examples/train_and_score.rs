@@ -1,9 +1,10 @@
 //! Prepare, train, evaluate and score: a churn model end to end.
 //!
 //! 1. Generate 300K customer rows (and a separate 200K-row held-out file).
-//! 2. A pipeline splits the rows, derives features and fits fill values,
-//!    scaling and categories on the training split, trains a logistic regression, scores the raw test
-//!    split and evaluates it.
+//! 2. The pipeline [`datasets::churn_pipeline`] splits the rows, derives
+//!    features and fits fill values, scaling and categories on the training
+//!    split, trains a logistic regression, scores the raw test split and
+//!    evaluates it.
 //! 3. The trained model (with its fitted preparation) is saved and used to
 //!    score the held-out Parquet file in bounded chunks, as
 //!    `fuseflow score` does.
@@ -15,16 +16,10 @@ use std::path::Path;
 
 use fuseflow::backend::DeviceChoice;
 use fuseflow::exec::{Progress, ProgressMode, RunOptions, ScoreOptions, score_file};
-use fuseflow::ir::col;
-use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::model::Model;
-use fuseflow::pipeline::io::{FileFormat, MemorySource, write_table};
+use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::metrics::Evaluate;
-use fuseflow::pipeline::models::{Score, TrainLogistic, model_from_table};
-use fuseflow::pipeline::prep::{
-    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
-    Split, UnknownCategory,
-};
+use fuseflow::pipeline::models::model_from_table;
 use fuseflow::{Pipeline, Table, datasets};
 
 fn main() -> fuseflow::Result<()> {
@@ -38,51 +33,8 @@ fn main() -> fuseflow::Result<()> {
         FileFormat::Parquet,
     )?;
 
-    let numeric = ["age", "income_log", "visits", "tenure"];
-    let mut p = Pipeline::new("churn");
-    p.add("raw", MemorySource::new(Table::from_batch(data)));
-    p.add("split", Split::new(0.25, 7)).input("data", "raw");
-    p.add(
-        "features",
-        Derive::new([
-            ("income_log", col("income").log1p()),
-            ("premium", col("premium").cast(fuseflow::ir::DType::Float64)),
-        ]),
-    )
-    .input("data", "split.train");
-    p.add("stats", FitStats::new(numeric))
-        .input("data", "features");
-    p.add("categories", FitCategories::new(["region"]))
-        .input("data", "features");
-    p.add("filled", FillNull::new(numeric, FillValue::Mean))
-        .inputs(["features", "stats"]);
-    p.add("scaled", Scale::new(ScaleMethod::ZScore))
-        .inputs(["filled", "stats"]);
-    p.add(
-        "encoded",
-        Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
-    )
-    .inputs(["scaled", "categories"]);
-    let features = [
-        "age",
-        "income_log",
-        "visits",
-        "tenure",
-        "premium",
-        "region=east",
-        "region=north",
-        "region=south",
-        "region=west",
-    ];
-    p.add(
-        "model",
-        TrainLogistic::new(features, "churned", LogisticConfig::default()),
-    )
-    .input("data", "encoded");
-    // The model re-applies the fitted preparation itself: score the raw test split.
-    p.add("scores", Score::new(["churned"]))
-        .inputs(["model", "split.test"]);
-    p.add("evaluation", Evaluate::new()).input("data", "scores");
+    // The model re-applies the fitted preparation itself: it scores the raw test split.
+    let p = datasets::churn_pipeline(Table::from_batch(data));
 
     // `-- --device wgpu` (or cuda) runs the steps that compute on a GPU.
     let device = DeviceChoice::from_args(std::env::args())?;

@@ -6,6 +6,17 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 
+use crate::ir::{DType, col};
+use crate::ml::logistic::LogisticConfig;
+use crate::pipeline::io::MemorySource;
+use crate::pipeline::metrics::Evaluate;
+use crate::pipeline::models::{Score, TrainLogistic};
+use crate::pipeline::prep::{
+    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
+    Split, UnknownCategory,
+};
+use crate::pipeline::{Pipeline, Table};
+
 /// The SplitMix64 increment (the golden ratio in 64 bits).
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -93,4 +104,58 @@ pub fn customers(rows: usize, seed: u64) -> RecordBatch {
         ("churned", Arc::new(BooleanArray::from(churned))),
     ];
     RecordBatch::try_from_iter(columns).expect("columns have equal length")
+}
+
+/// The churn pipeline of `examples/train_and_score.rs` over [`customers`]
+/// rows: a seeded 75/25 split; on the training split derived features
+/// (`income_log`, `premium` as f64), fitted statistics and categories, mean
+/// filling, z-scores and one-hot regions; a logistic regression; the model
+/// (which re-applies its fitted preparation) scoring the raw test split
+/// (`scores`), and `evaluation` of those scores.
+pub fn churn_pipeline(data: Table) -> Pipeline {
+    let numeric = ["age", "income_log", "visits", "tenure"];
+    let mut p = Pipeline::new("churn");
+    p.add("raw", MemorySource::new(data));
+    p.add("split", Split::new(0.25, 7)).input("data", "raw");
+    p.add(
+        "features",
+        Derive::new([
+            ("income_log", col("income").log1p()),
+            ("premium", col("premium").cast(DType::Float64)),
+        ]),
+    )
+    .input("data", "split.train");
+    p.add("stats", FitStats::new(numeric))
+        .input("data", "features");
+    p.add("categories", FitCategories::new(["region"]))
+        .input("data", "features");
+    p.add("filled", FillNull::new(numeric, FillValue::Mean))
+        .inputs(["features", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    p.add(
+        "encoded",
+        Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
+    )
+    .inputs(["scaled", "categories"]);
+    let features = [
+        "age",
+        "income_log",
+        "visits",
+        "tenure",
+        "premium",
+        "region=east",
+        "region=north",
+        "region=south",
+        "region=west",
+    ];
+    p.add(
+        "model",
+        TrainLogistic::new(features, "churned", LogisticConfig::default()),
+    )
+    .input("data", "encoded");
+    p.add("scores", Score::new(["churned"]))
+        .inputs(["model", "split.test"]);
+    p.add("evaluation", Evaluate::new()).input("data", "scores");
+    p
 }

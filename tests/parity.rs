@@ -29,15 +29,6 @@ use arrow_schema::DataType;
 use common::devices;
 use fuseflow::backend::DeviceChoice;
 use fuseflow::exec::{RunOptions, RunOutput};
-use fuseflow::ir::{DType, col};
-use fuseflow::ml::logistic::LogisticConfig;
-use fuseflow::pipeline::io::MemorySource;
-use fuseflow::pipeline::metrics::Evaluate;
-use fuseflow::pipeline::models::{Score, TrainLogistic};
-use fuseflow::pipeline::prep::{
-    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
-    Split, UnknownCategory,
-};
 use fuseflow::pipeline::spec;
 use fuseflow::{Pipeline, Table, datasets};
 
@@ -221,52 +212,6 @@ fn the_shipped_spec_agrees_fused_unfused_and_on_every_device() {
 /// does, on a few thousand rows.
 #[test]
 fn a_training_pipeline_agrees_fused_unfused_and_on_every_device() {
-    let numeric = ["age", "income_log", "visits", "tenure"];
-    let mut p = Pipeline::new("churn");
-    p.add(
-        "raw",
-        MemorySource::new(Table::from_batch(datasets::customers(4001, 3))),
-    );
-    p.add("split", Split::new(0.25, 7)).input("data", "raw");
-    p.add(
-        "features",
-        Derive::new([
-            ("income_log", col("income").log1p()),
-            ("premium", col("premium").cast(DType::Float64)),
-        ]),
-    )
-    .input("data", "split.train");
-    p.add("stats", FitStats::new(numeric))
-        .input("data", "features");
-    p.add("categories", FitCategories::new(["region"]))
-        .input("data", "features");
-    p.add("filled", FillNull::new(numeric, FillValue::Mean))
-        .inputs(["features", "stats"]);
-    p.add("scaled", Scale::new(ScaleMethod::ZScore))
-        .inputs(["filled", "stats"]);
-    p.add(
-        "encoded",
-        Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
-    )
-    .inputs(["scaled", "categories"]);
-    let features = [
-        "age",
-        "income_log",
-        "visits",
-        "tenure",
-        "premium",
-        "region=east",
-        "region=north",
-        "region=south",
-        "region=west",
-    ];
-    p.add(
-        "model",
-        TrainLogistic::new(features, "churned", LogisticConfig::default()),
-    )
-    .input("data", "encoded");
-    p.add("scores", Score::new(["churned"]))
-        .inputs(["model", "split.test"]);
-    p.add("evaluation", Evaluate::new()).input("data", "scores");
+    let p = datasets::churn_pipeline(Table::from_batch(datasets::customers(4001, 3)));
     check(&p);
 }
