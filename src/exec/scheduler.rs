@@ -1013,16 +1013,16 @@ fn record_members(
                 node.name
             )));
         };
-        report.cache = match cache {
-            CacheUse::Hit { from } => CacheUse::Hit { from: from.clone() },
-            _ if node.reuse => CacheUse::Miss,
-            _ => CacheUse::Off,
-        };
-        report.rows = rows.to_vec();
-        let reused_from = match &report.cache {
+        let reused_from = match cache {
             CacheUse::Hit { from } => Some(from.clone()),
             _ => None,
         };
+        report.cache = match &reused_from {
+            Some(from) => CacheUse::Hit { from: from.clone() },
+            None if node.reuse => CacheUse::Miss,
+            None => CacheUse::Off,
+        };
+        report.rows = rows.to_vec();
         let provenance = reuse::Provenance::Fused {
             rows: rows.iter().sum::<usize>() as u64,
             reused_from,
