@@ -88,6 +88,18 @@ fn example_in(dir: &Path) -> PathBuf {
     path
 }
 
+/// A one-step pipeline (read the example CSV, copied into `dir`); its spec file.
+fn read_only_spec_in(dir: &Path) -> PathBuf {
+    std::fs::copy("examples/data/customers.csv", dir.join("c.csv")).unwrap();
+    let spec = dir.join("p.toml");
+    std::fs::write(
+        &spec,
+        "name = \"t\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"c.csv\"\n",
+    )
+    .unwrap();
+    spec
+}
+
 /// Run ids listed by `fuseflow runs`, newest first.
 fn run_ids(runs_stdout: &str) -> Vec<String> {
     let mut lines = runs_stdout.lines();
@@ -816,13 +828,7 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
 #[test]
 fn a_full_disk_while_creating_the_run_store_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("examples/data/customers.csv", dir.path().join("c.csv")).unwrap();
-    let spec = dir.path().join("p.toml");
-    std::fs::write(
-        &spec,
-        "name = \"t\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"c.csv\"\n",
-    )
-    .unwrap();
+    let spec = read_only_spec_in(dir.path());
     let ws = dir.path().join("W");
     let out = Command::new("sh")
         .arg("-c")
@@ -848,13 +854,7 @@ fn a_full_disk_while_creating_the_run_store_says_what_to_do() {
 #[test]
 fn a_workspace_under_a_regular_file_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("examples/data/customers.csv", dir.path().join("c.csv")).unwrap();
-    let spec = dir.path().join("p.toml");
-    std::fs::write(
-        &spec,
-        "name = \"t\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"c.csv\"\n",
-    )
-    .unwrap();
+    let spec = read_only_spec_in(dir.path());
     let file = dir.path().join("file.txt");
     std::fs::write(&file, "not a directory\n").unwrap();
     let bad = file.join("ws");
