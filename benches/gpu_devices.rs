@@ -25,9 +25,10 @@ use std::time::{Duration, Instant};
 
 use arrow_array::ArrayRef;
 
-use common::{DEFAULT_BATCH_ROWS, Fitted, N_COLUMNS, apply_bytes, fit_bytes, generate, score_expr};
+use common::{
+    DEFAULT_BATCH_ROWS, N_COLUMNS, apply_bytes, fit, fit_bytes, generate, score_projection,
+};
 use fuseflow::backend::{Device, DeviceArray, DeviceChoice, Notes};
-use fuseflow::ir::Projection;
 
 struct Args {
     rows: usize,
@@ -75,18 +76,8 @@ fn main() {
     let args = parse_args();
     let data = generate(args.rows, DEFAULT_BATCH_ROWS);
     let columns = data.stat_columns();
-    let fitted = {
-        let stats = fuseflow::backend::cpu::stats::column_stats(&columns).expect("stats");
-        Fitted {
-            means: stats.iter().map(|s| s.mean).collect(),
-            stds: stats.iter().map(|s| s.std()).collect(),
-        }
-    };
-    let projection = Projection::try_new(
-        data.schema.clone(),
-        &[("score".to_string(), score_expr(&fitted))],
-    )
-    .expect("the score projection type-checks");
+    let fitted = fit(&columns);
+    let projection = score_projection(&data.schema, &fitted);
     eprintln!(
         "prep+score, {} rows x {N_COLUMNS} f32 columns, median of {}",
         args.rows, args.repeats

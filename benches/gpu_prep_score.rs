@@ -27,9 +27,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, Float32Array};
 use fuseflow::backend::{Backend, CudaBackend, DeviceArray};
-use fuseflow::ir::Projection;
 
-use common::{DEFAULT_ROWS, Fitted, N_COLUMNS, N_NULLABLE, apply_fused, fit, generate, score_expr};
+use common::{
+    DEFAULT_ROWS, Fitted, N_COLUMNS, N_NULLABLE, apply_fused, fit, generate, score_projection,
+};
 
 /// Median wall time in ms of `f` over `repeats` runs after one warm-up, and its last result.
 fn median_ms<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
@@ -87,16 +88,9 @@ fn main() {
             .iter()
             .map(|a| cuda.reduce(a).expect("reduce"))
             .collect();
-        Fitted {
-            means: stats.iter().map(|s| s.mean).collect(),
-            stds: stats.iter().map(|s| s.std()).collect(),
-        }
+        Fitted::from_stats(&stats)
     });
-    let projection = Projection::try_new(
-        data.schema.clone(),
-        &[("score".to_string(), score_expr(&fitted))],
-    )
-    .expect("score projection");
+    let projection = score_projection(&data.schema, &fitted);
     let inputs: Vec<Option<&DeviceArray>> = on_device.iter().map(Some).collect();
     let (apply_ms, scores) = median_ms(repeats, || {
         let out = cuda.launch(&projection, &inputs).expect("launch");

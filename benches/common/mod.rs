@@ -235,13 +235,19 @@ pub struct Fitted {
     pub stds: Vec<f64>,
 }
 
+impl Fitted {
+    /// Means and standard deviations of column statistics, in column order.
+    pub fn from_stats(stats: &[ColumnStats]) -> Fitted {
+        Fitted {
+            means: stats.iter().map(|s| s.mean).collect(),
+            stds: stats.iter().map(|s| s.std()).collect(),
+        }
+    }
+}
+
 /// The fit phase: `column_stats` over all 32 columns.
 pub fn fit(columns: &[(String, Vec<ArrayRef>)]) -> Fitted {
-    let stats: Vec<ColumnStats> = column_stats(columns).expect("column_stats");
-    Fitted {
-        means: stats.iter().map(|s| s.mean).collect(),
-        stds: stats.iter().map(|s| s.std()).collect(),
-    }
+    Fitted::from_stats(&column_stats(columns).expect("column_stats"))
 }
 
 /// `clip((fill_null(f_j, m_j) - m_j) * (1 / s_j), -5, 5)`.
@@ -259,12 +265,15 @@ pub fn score_expr(fitted: &Fitted) -> Expr {
     logit.sigmoid()
 }
 
+/// The apply as one projection with one output, `score`.
+pub fn score_projection(schema: &SchemaRef, fitted: &Fitted) -> Projection {
+    Projection::try_new(schema.clone(), &[("score".to_string(), score_expr(fitted))])
+        .expect("score projection type-checks")
+}
+
 /// The one-projection apply, compiled.
 pub fn fused_kernel(schema: &SchemaRef, fitted: &Fitted) -> CpuKernel {
-    let projection =
-        Projection::try_new(schema.clone(), &[("score".to_string(), score_expr(fitted))])
-            .expect("score projection type-checks");
-    CpuKernel::compile(projection)
+    CpuKernel::compile(score_projection(schema, fitted))
 }
 
 /// The apply phase: build and compile the projection, evaluate it on every batch.
