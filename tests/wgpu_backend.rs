@@ -22,10 +22,10 @@ use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array};
 use arrow_schema::{DataType, Field, Schema};
 use common::{Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array};
+use fuseflow::DeviceFailure;
 use fuseflow::backend::wgpu::{WgpuBackend, fused_kernel_source};
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind, Matrix};
 use fuseflow::ir::{DType, Expr, Projection, col, if_else, lit};
-use fuseflow::{DeviceFailure, Error};
 
 fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -168,29 +168,11 @@ fn unsupported_types_are_refused_with_a_typed_error() {
     let Some(gpu) = devices::wgpu() else { return };
     let f64s: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
     let err = gpu.upload(&f64s).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Device {
-                failure: DeviceFailure::Unsupported,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Unsupported);
     let p = projection(&[("z", col("x").cast(DType::Float64))]);
     let x = gpu.upload(&f32_array(&[Some(1.0)])).unwrap();
     let err = gpu.launch(&p, &[Some(&x), None, None]).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Device {
-                failure: DeviceFailure::Unsupported,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Unsupported);
 }
 
 #[test]
@@ -268,47 +250,20 @@ fn device_errors_are_typed_not_panics() {
     let err = gpu
         .compile_wgsl("@compute @workgroup_size(1) fn main() { let x: f32 = 1u; }")
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Device {
-                failure: DeviceFailure::Compile,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Compile);
     // Valid WGSL that wgpu refuses (beyond the device's invocations per
     // workgroup): caught by the error scopes around pipeline creation.
     let err = gpu
         .compile_wgsl("@compute @workgroup_size(1024, 1024) fn main() {}")
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Device {
-                failure: DeviceFailure::Compile,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Compile);
     // A product of 100 000 x 100 000 f32 (40 GB) cannot be allocated.
     let column: ArrayRef = Arc::new(Float32Array::from(vec![1.0f32; 100_000]));
     let a = gpu.upload(&column).unwrap();
     let err = gpu
         .matmul(Matrix::new(&a, 100_000, 1), Matrix::new(&a, 1, 100_000))
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Device {
-                failure: DeviceFailure::OutOfMemory,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::OutOfMemory);
     // The device still works afterwards.
     assert_eq!(gpu.download(&a).unwrap().len(), 100_000);
 }

@@ -346,3 +346,12 @@ pub fn assert_msg(err: &fuseflow::Error, fragments: &[&str]) {
 pub mod devices;
 pub mod faulty;
 pub mod steps;
+
+/// Assert that `err` is a device error of kind `want`, showing it otherwise.
+#[track_caller]
+pub fn assert_device_failure(err: &fuseflow::Error, want: fuseflow::DeviceFailure) {
+    assert!(
+        matches!(err, fuseflow::Error::Device { failure, .. } if *failure == want),
+        "expected a {want:?} device error, got: {err}"
+    );
+}
