@@ -1822,15 +1822,32 @@ fn random_expression_trees_match_reference() {
 }
 
 /// The linear-scoring shape `b + sum_j w_j * clip((fill_null(x_j, m_j) - m_j) / s_j, lo, hi)`
-/// runs as superinstructions (one pass per column) and gives bit-identical
-/// results to evaluating one operator at a time, each materialized.
+/// runs as dot-product superinstructions (one pass over the rows for up to
+/// eight terms of one shape) and gives bit-identical results to evaluating one
+/// operator at a time, each materialized: in f32 and f64, on a sliced batch,
+/// with NaN and infinities, with nulls that a fill removes and nulls that
+/// propagate, and with a change of shape in the middle of the sum.
 #[test]
 fn superinstructions_match_one_operator_at_a_time_bit_for_bit() {
-    use arrow_array::{Array, Float32Array, RecordBatch};
+    for dtype in [DataType::Float32, DataType::Float64] {
+        dot_products_match_one_operator_at_a_time(&dtype);
+    }
+}
+
+fn dot_products_match_one_operator_at_a_time(dtype: &DataType) {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Float32Array, Float64Array};
     use fuseflow::ir::{Expr, col, lit};
     use std::sync::Arc;
 
-    let rows = 3 * BLOCK + 5;
+    const TERMS: usize = 12;
+    // Term 9 is `(x + a) * s` without a clip; every other term subtracts,
+    // divides and clips. Terms 0-3 fill their nulls; term 5 has nulls it keeps.
+    let plain = |j: usize| j == 9;
+    let filled = |j: usize| j < 4;
+    let params = |j: usize| (0.3 * j as f64 - 0.5, 1.5 + j as f64, 0.25 * j as f64 - 0.4);
+
+    let rows = 3 * BLOCK + 21;
     let mut state = 7u64;
     let mut next = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -1839,49 +1856,90 @@ fn superinstructions_match_one_operator_at_a_time_bit_for_bit() {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     };
-    let columns: Vec<(String, Arc<dyn Array>)> = (0..4)
+    let columns: Vec<(String, ArrayRef)> = (0..TERMS)
         .map(|j| {
-            let values: Float32Array = (0..rows)
+            let values: Vec<Option<f64>> = (0..rows)
                 .map(|_| {
                     let u = next();
-                    (u >= 0.05 || j >= 2).then_some((u * 40.0 - 20.0) as f32)
+                    let special = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0];
+                    match (u * 1000.0) as usize {
+                        k if k < 50 && (filled(j) || j == 5) => None,
+                        k @ 50..54 => Some(special[k - 50]),
+                        _ => Some(u * 40.0 - 20.0),
+                    }
                 })
                 .collect();
-            (format!("x{j}"), Arc::new(values) as Arc<dyn Array>)
+            let array: ArrayRef = match dtype {
+                DataType::Float32 => Arc::new(
+                    values
+                        .iter()
+                        .map(|v| v.map(|v| v as f32))
+                        .collect::<Float32Array>(),
+                ),
+                _ => Arc::new(values.into_iter().collect::<Float64Array>()),
+            };
+            (format!("x{j}"), array)
         })
         .collect();
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    // Sliced, so every column starts at an offset into its buffers.
+    let batch = RecordBatch::try_from_iter(columns).unwrap().slice(3, rows - 3);
+    let rows = batch.num_rows();
+
     let term = |j: usize| {
-        let (m, s, w) = (0.3 * j as f64 - 0.5, 1.5 + j as f64, 0.25 * j as f64 - 0.4);
-        lit(w)
-            * ((col(format!("x{j}")).fill_null(lit(m)) - lit(m)) / lit(s)).clip(lit(-2.0), lit(2.0))
+        let (m, s, w) = params(j);
+        let x = if filled(j) {
+            col(format!("x{j}")).fill_null(lit(m))
+        } else {
+            col(format!("x{j}"))
+        };
+        let z = if plain(j) {
+            (x + lit(m)) * lit(s)
+        } else {
+            ((x - lit(m)) / lit(s)).clip(lit(-2.0), lit(2.0))
+        };
+        lit(w) * z
     };
-    let score: Expr = (0..4).fold(lit(0.1), |acc, j| acc + term(j));
+    let score: Expr = (0..TERMS).fold(lit(0.1), |acc, j| acc + term(j));
     let fused = CpuKernel::compile(
-        Projection::try_new(batch.schema(), &[("score".to_string(), score.clone())]).unwrap(),
+        Projection::try_new(batch.schema(), &[("score".to_string(), score)]).unwrap(),
     );
-    // One accumulate-affine pass per column (fill, shift, scale, clip, multiply
-    // and add together) instead of six operators.
+    // Terms 0 | 1-8 | 9 | 10-11: at most eight per pass, a new pass where the
+    // shape changes.
     assert_eq!(fused.instruction_count(), 4);
     let got = fused.evaluate(&batch).unwrap();
 
     // One operator per kernel, every intermediate materialized as a column.
     let mut step_batch = batch.clone();
     let mut acc_name = None::<String>;
-    for j in 0..4 {
-        let (m, s, w) = (0.3 * j as f64 - 0.5, 1.5 + j as f64, 0.25 * j as f64 - 0.4);
-        let steps: Vec<Expr> = vec![
-            col(format!("x{j}")).fill_null(lit(m)),
-            col("s0") - lit(m),
-            col("s1") / lit(s),
-            col("s2").clip(lit(-2.0), lit(2.0)),
-            lit(w) * col("s3"),
-            match &acc_name {
-                None => lit(0.1) + col("s4"),
-                Some(a) => col(a.as_str()) + col("s4"),
-            },
-        ];
+    for j in 0..TERMS {
+        let (m, s, w) = params(j);
+        let mut steps: Vec<Expr> = Vec::new();
+        steps.push(if filled(j) {
+            col(format!("x{j}")).fill_null(lit(m))
+        } else {
+            col(format!("x{j}")) * lit(1.0)
+        });
+        if plain(j) {
+            steps.push(col("s0") + lit(m));
+            steps.push(col("s1") * lit(s));
+            steps.push(col("s2"));
+        } else {
+            steps.push(col("s0") - lit(m));
+            steps.push(col("s1") / lit(s));
+            steps.push(col("s2").clip(lit(-2.0), lit(2.0)));
+        }
+        steps.push(lit(w) * col("s3"));
+        steps.push(match &acc_name {
+            None => lit(0.1) + col("s4"),
+            Some(a) => col(a.as_str()) + col("s4"),
+        });
         for (k, e) in steps.into_iter().enumerate() {
+            // `x * 1.0` stands for "x unchanged" and is exact, -0 and NaN included.
+            let e = if k == 0 && !filled(j) {
+                col(format!("x{j}"))
+            } else {
+                e
+            };
             let name = if k == 5 {
                 format!("acc{j}")
             } else {
@@ -1892,7 +1950,7 @@ fn superinstructions_match_one_operator_at_a_time_bit_for_bit() {
             )
             .evaluate(&step_batch)
             .unwrap();
-            let mut fields: Vec<(String, Arc<dyn Array>)> = step_batch
+            let mut fields: Vec<(String, ArrayRef)> = step_batch
                 .schema()
                 .fields()
                 .iter()
@@ -1906,27 +1964,25 @@ fn superinstructions_match_one_operator_at_a_time_bit_for_bit() {
         acc_name = Some(format!("acc{j}"));
     }
     let want = step_batch
-        .column_by_name("acc3")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<Float32Array>()
+        .column_by_name(&format!("acc{}", TERMS - 1))
         .unwrap()
         .clone();
-    let got = got
-        .column(0)
-        .as_any()
-        .downcast_ref::<Float32Array>()
-        .unwrap()
-        .clone();
-    assert_eq!(got.len(), want.len());
+    let got = got.column(0).clone();
+    let bits = |a: &ArrayRef, i: usize| match dtype {
+        DataType::Float32 => u64::from(a.as_primitive::<arrow_array::types::Float32Type>().value(i).to_bits()),
+        _ => a.as_primitive::<arrow_array::types::Float64Type>().value(i).to_bits(),
+    };
+    assert_eq!(got.len(), rows);
+    assert_eq!(want.len(), rows);
+    let mut nulls = 0;
     for i in 0..rows {
-        assert_eq!(got.is_valid(i), want.is_valid(i), "row {i}");
-        assert_eq!(
-            got.value(i).to_bits(),
-            want.value(i).to_bits(),
-            "row {i}: {} vs {}",
-            got.value(i),
-            want.value(i)
-        );
+        assert_eq!(got.is_valid(i), want.is_valid(i), "{dtype} row {i}");
+        if got.is_valid(i) {
+            assert_eq!(bits(&got, i), bits(&want, i), "{dtype} row {i}");
+        } else {
+            nulls += 1;
+        }
     }
+    // Term 5's nulls reach the output; the filled ones do not.
+    assert!(nulls > 0 && nulls < rows / 10, "{nulls} nulls");
 }

@@ -71,6 +71,9 @@ pub trait Float: Num {
     fn ln(a: Self) -> Self;
     /// `ln(1 + a)`, accurate near zero.
     fn ln_1p(a: Self) -> Self;
+    /// `if keep { a } else { b }` computed on the bits: branch-free even where
+    /// the compiler would turn a [`select`] of two loads into a jump.
+    fn keep_or(keep: bool, a: Self, b: Self) -> Self;
     /// The constant one.
     const ONE: Self;
 }
@@ -120,7 +123,7 @@ impl_int!(i32, DType::Int32);
 impl_int!(i64, DType::Int64);
 
 macro_rules! impl_float {
-    ($t:ty, $dt:expr, $exp:path) => {
+    ($t:ty, $bits:ty, $dt:expr, $exp:path) => {
         impl Native for $t {
             const DTYPE: DType = $dt;
             #[inline(always)]
@@ -184,11 +187,16 @@ macro_rules! impl_float {
             fn ln_1p(a: Self) -> Self {
                 a.ln_1p()
             }
+            #[inline(always)]
+            fn keep_or(keep: bool, a: Self, b: Self) -> Self {
+                let mask = <$bits>::from(keep).wrapping_neg();
+                <$t>::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+            }
         }
     };
 }
-impl_float!(f32, DType::Float32, super::math::exp_f32);
-impl_float!(f64, DType::Float64, f64::exp);
+impl_float!(f32, u32, DType::Float32, super::math::exp_f32);
+impl_float!(f64, u64, DType::Float64, f64::exp);
 
 /// An operator with one operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

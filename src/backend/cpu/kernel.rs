@@ -15,7 +15,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, PrimitiveArray, RecordBatch, St
 use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use rayon::prelude::*;
 
-use super::plan::{self, Affine, Step};
+use super::plan::{self, Affine, Step, Term};
 use crate::error::{Error, Result, ensure};
 use crate::ir::ops::{Float, Native, clip, select};
 use crate::ir::{
@@ -334,7 +334,7 @@ impl CpuKernel {
                 let x = get!(affine.x);
                 // A fill removes the input's nulls.
                 dst.valid_from(&[x.valid.filter(|_| affine.fill.is_none())]);
-                affine_block(affine, None, &x, &mut dst.values);
+                affine_block(affine, &x, &mut dst.values);
                 return;
             }
             Step::MulAdd { acc, weight, x } => {
@@ -351,14 +351,16 @@ impl CpuKernel {
                 });
                 return;
             }
-            Step::AccumAffine {
-                acc,
-                weight,
-                affine,
-            } => {
-                let (acc, x) = (get!(*acc), get!(affine.x));
-                dst.valid_from(&[acc.valid, x.valid.filter(|_| affine.fill.is_none())]);
-                affine_block(affine, Some((*weight, &acc.values)), &x, &mut dst.values);
+            Step::Dot { acc, terms } => {
+                let acc = get!(*acc);
+                let xs: Vec<Operand> = terms.iter().map(|t| get!(t.affine.x)).collect();
+                // A fill removes its input's nulls.
+                let nulls = terms
+                    .iter()
+                    .zip(&xs)
+                    .map(|(t, x)| x.valid.filter(|_| t.affine.fill.is_none()));
+                dst.valid_from(&std::iter::once(acc.valid).chain(nulls).collect::<Vec<_>>());
+                dot_block(terms, &xs, &acc.values, &mut dst.values);
                 return;
             }
         };
@@ -772,17 +774,38 @@ impl<'a> Buf<'a> {
     }
 }
 
-/// Expand a bitmap into one bool per bit, 64 bits at a time.
+/// Expand a bitmap into one bool per bit, a byte (through [`BYTE_BITS`]) at a time.
 #[inline(always)]
 pub(crate) fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
     out.clear();
+    out.resize(bits.len(), false);
     let chunks = bits.inner().bit_chunks(bits.offset(), bits.len());
-    for word in chunks.iter() {
-        out.extend((0..64).map(|j| (word >> j) & 1 == 1));
+    let mut rows = out.chunks_exact_mut(64);
+    for (row, word) in (&mut rows).zip(chunks.iter()) {
+        for (eight, byte) in row.chunks_exact_mut(8).zip(word.to_le_bytes()) {
+            eight.copy_from_slice(&BYTE_BITS[usize::from(byte)]);
+        }
     }
     let rest = chunks.remainder_bits();
-    out.extend((0..chunks.remainder_len()).map(|j| (rest >> j) & 1 == 1));
+    for (j, row) in rows.into_remainder().iter_mut().enumerate() {
+        *row = (rest >> j) & 1 == 1;
+    }
 }
+
+/// The bits of every byte value as bools, least significant first.
+const BYTE_BITS: [[bool; 8]; 256] = {
+    let mut table = [[false; 8]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut bit = 0;
+        while bit < 8 {
+            table[byte][bit] = (byte >> bit) & 1 == 1;
+            bit += 1;
+        }
+        byte += 1;
+    }
+    table
+};
 
 /// Dispatch on a float output buffer, binding `$out` to its `&mut Vec<T>`.
 macro_rules! dispatch_float {
@@ -796,153 +819,207 @@ macro_rules! dispatch_float {
 }
 use dispatch_float;
 
-/// `y = clip((fill_null(x, f) ± shift) (*|/) scale, lo, hi)` per element, or
-/// with `accumulate = (w, acc)`, `acc + w * y`: one loop specialized for the
-/// affine's shape, each operation defined in [`crate::ir::ops`].
+/// `y = clip((fill_null(x, f) ± shift) (*|/) scale, lo, hi)` per element: one
+/// loop specialized for the affine's shape, each operation defined in
+/// [`crate::ir::ops`].
 #[inline(always)]
-fn affine_block(
-    affine: &Affine,
-    accumulate: Option<(f64, &Values<'_, '_>)>,
-    x: &Operand<'_, '_>,
-    out: &mut Buf<'_>,
-) {
+fn affine_block(affine: &Affine, x: &Operand<'_, '_>, out: &mut Buf<'_>) {
     #[inline(always)]
-    fn run<
-        'r,
-        T: Float + Pick<'r>,
-        const FILL: bool,
-        const SUB: bool,
-        const DIV: bool,
-        const CLIP: bool,
-    >(
+    fn run<'r, T: Float + Pick<'r>, const SUB: bool, const DIV: bool, const CLIP: bool>(
         affine: &Affine,
-        accumulate: Option<(f64, &Values<'r, '_>)>,
         x: &Operand<'r, '_>,
         out: &mut [T],
     ) {
-        let (shift, scale) = (T::from_f64(affine.shift), T::from_f64(affine.scale));
-        let (lo, hi) = affine
-            .clip
-            .map_or((T::default(), T::default()), |(lo, hi)| {
-                (T::from_f64(lo), T::from_f64(hi))
-            });
-        let fill = T::from_f64(affine.fill.unwrap_or_default());
-        let valid = x.valid.unwrap_or_default();
-        let y = |i: usize, x: T| {
-            let x = if FILL { select(valid[i], x, fill) } else { x };
-            let shifted = if SUB {
-                BinaryOp::Sub.float(x, shift)
-            } else {
-                BinaryOp::Add.float(x, shift)
-            };
-            let scaled = if DIV {
-                BinaryOp::Div.float(shifted, scale)
-            } else {
-                BinaryOp::Mul.float(shifted, scale)
-            };
-            if CLIP { clip(scaled, lo, hi) } else { scaled }
-        };
-        let x = T::pick(&x.values);
-        match accumulate {
-            None => match x {
-                Src::Slice(xs) => {
-                    for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
-                        *o = y(i, x);
-                    }
-                }
-                Src::Splat(x) => out.fill(y(0, x)),
-            },
-            Some((w, acc)) => {
-                let w = T::from_f64(w);
-                let mul_add = |i: usize, acc: T, x: T| {
-                    BinaryOp::Add.float(acc, BinaryOp::Mul.float(w, y(i, x)))
-                };
-                let acc = T::pick(acc);
-                // Specialized loops for the common operand shapes keep the loop vectorized.
-                match (acc, x) {
-                    (Src::Slice(acc), Src::Slice(xs)) => {
-                        for (i, (o, (&acc, &x))) in
-                            out.iter_mut().zip(acc.iter().zip(xs)).enumerate()
-                        {
-                            *o = mul_add(i, acc, x);
-                        }
-                    }
-                    (Src::Splat(acc), Src::Slice(xs)) => {
-                        for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
-                            *o = mul_add(i, acc, x);
-                        }
-                    }
-                    _ => {
-                        for (i, o) in out.iter_mut().enumerate() {
-                            *o = mul_add(i, acc.at(i), x.at(i));
-                        }
-                    }
+        let term = Lane::<T>::new(affine, 1.0, &[], x.valid);
+        let y = |i: usize, x: T| term.affine::<SUB, DIV, CLIP>(term.filled(i, x));
+        match T::pick(&x.values) {
+            Src::Slice(xs) => {
+                for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
+                    *o = y(i, x);
                 }
             }
+            Src::Splat(x) => out.fill(y(0, x)),
         }
     }
-    // A fill only matters in blocks where `x` has nulls.
-    let fill = affine.fill.is_some() && x.valid.is_some();
-    macro_rules! shapes {
-        ($t:ty, $out:expr) => {
-            match (fill, affine.subtract, affine.divide, affine.clip.is_some()) {
-                (false, false, false, false) => {
-                    run::<$t, false, false, false, false>(affine, accumulate, x, $out)
-                }
-                (false, false, false, true) => {
-                    run::<$t, false, false, false, true>(affine, accumulate, x, $out)
-                }
-                (false, false, true, false) => {
-                    run::<$t, false, false, true, false>(affine, accumulate, x, $out)
-                }
-                (false, false, true, true) => {
-                    run::<$t, false, false, true, true>(affine, accumulate, x, $out)
-                }
-                (false, true, false, false) => {
-                    run::<$t, false, true, false, false>(affine, accumulate, x, $out)
-                }
-                (false, true, false, true) => {
-                    run::<$t, false, true, false, true>(affine, accumulate, x, $out)
-                }
-                (false, true, true, false) => {
-                    run::<$t, false, true, true, false>(affine, accumulate, x, $out)
-                }
-                (false, true, true, true) => {
-                    run::<$t, false, true, true, true>(affine, accumulate, x, $out)
-                }
-                (true, false, false, false) => {
-                    run::<$t, true, false, false, false>(affine, accumulate, x, $out)
-                }
-                (true, false, false, true) => {
-                    run::<$t, true, false, false, true>(affine, accumulate, x, $out)
-                }
-                (true, false, true, false) => {
-                    run::<$t, true, false, true, false>(affine, accumulate, x, $out)
-                }
-                (true, false, true, true) => {
-                    run::<$t, true, false, true, true>(affine, accumulate, x, $out)
-                }
-                (true, true, false, false) => {
-                    run::<$t, true, true, false, false>(affine, accumulate, x, $out)
-                }
-                (true, true, false, true) => {
-                    run::<$t, true, true, false, true>(affine, accumulate, x, $out)
-                }
-                (true, true, true, false) => {
-                    run::<$t, true, true, true, false>(affine, accumulate, x, $out)
-                }
-                (true, true, true, true) => {
-                    run::<$t, true, true, true, true>(affine, accumulate, x, $out)
-                }
+    specialize_shape!(affine, out, |T, SUB, DIV, CLIP, out| run::<T, SUB, DIV, CLIP>(
+        affine, x, out
+    ));
+}
+
+/// `acc + w_1 * affine_1(x_1) + ... + w_k * affine_k(x_k)` per element, summed
+/// left to right. Rows go by in chunks of one cache line of values; each
+/// chunk's partial sums stay in vector registers while the terms stream by.
+#[inline(always)]
+fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: &mut Buf<'_>) {
+    #[inline(always)]
+    fn run<'r, T: Float + Pick<'r>, const SUB: bool, const DIV: bool, const CLIP: bool, const L: usize>(
+        terms: &[Term],
+        xs: &[Operand<'r, '_>],
+        acc: &Values<'r, '_>,
+        out: &mut [T],
+    ) {
+        let n = out.len();
+        // A constant input (rare: `fill_null(3.0, 0.0) * 2 ...`) is spread over
+        // the block so every term streams a slice.
+        let spread: Vec<Vec<T>> = xs
+            .iter()
+            .filter_map(|x| match T::pick(&x.values) {
+                Src::Splat(v) => Some(vec![v; n]),
+                Src::Slice(_) => None,
+            })
+            .collect();
+        let mut spread = spread.iter();
+        let lanes: Vec<Lane<'_, T>> = terms
+            .iter()
+            .zip(xs)
+            .map(|(t, x)| {
+                let values = match T::pick(&x.values) {
+                    Src::Slice(v) => v,
+                    Src::Splat(_) => spread.next().expect("one spread block per constant"),
+                };
+                Lane::new(&t.affine, t.weight, values, x.valid)
+            })
+            .collect();
+        let acc = T::pick(acc);
+        let chunks = n / L * L;
+        for start in (0..chunks).step_by(L) {
+            let mut sum: [T; L] = match acc {
+                Src::Slice(a) => a[start..start + L].try_into().expect("L values"),
+                Src::Splat(a) => [a; L],
+            };
+            for lane in &lanes {
+                lane.accumulate::<SUB, DIV, CLIP, L>(&mut sum, start);
             }
-        };
+            out[start..start + L].copy_from_slice(&sum);
+        }
+        for i in chunks..n {
+            let mut sum = [acc.at(i)];
+            for lane in &lanes {
+                lane.accumulate::<SUB, DIV, CLIP, 1>(&mut sum, i);
+            }
+            out[i] = sum[0];
+        }
     }
-    match out {
-        Buf::F32(out) => shapes!(f32, out),
-        Buf::F64(out) => shapes!(f64, out),
-        _ => unreachable!("superinstructions are planned for float types only"),
+    let shape = &terms[0].affine;
+    // 64 bytes per row chunk: one cache line of each term's input.
+    specialize_shape!(shape, out, |T, SUB, DIV, CLIP, out| run::<
+        T,
+        SUB,
+        DIV,
+        CLIP,
+        { 64 / std::mem::size_of::<T>() },
+    >(terms, xs, acc, out));
+}
+
+/// One affine term with its constants converted to the block's type.
+struct Lane<'r, T> {
+    x: &'r [T],
+    /// Where the fill applies: the input's validity, if it has nulls here.
+    fill_where: Option<&'r [bool]>,
+    fill: T,
+    shift: T,
+    scale: T,
+    lo: T,
+    hi: T,
+    weight: T,
+}
+
+impl<'r, T: Float> Lane<'r, T> {
+    #[inline(always)]
+    fn new(affine: &Affine, weight: f64, x: &'r [T], valid: Option<&'r [bool]>) -> Self {
+        let (lo, hi) = affine.clip.unwrap_or_default();
+        Lane {
+            x,
+            fill_where: valid.filter(|_| affine.fill.is_some()),
+            fill: T::from_f64(affine.fill.unwrap_or_default()),
+            shift: T::from_f64(affine.shift),
+            scale: T::from_f64(affine.scale),
+            lo: T::from_f64(lo),
+            hi: T::from_f64(hi),
+            weight: T::from_f64(weight),
+        }
+    }
+
+    /// Row `i`'s value `x`, or the fill where it is null.
+    #[inline(always)]
+    fn filled(&self, i: usize, x: T) -> T {
+        match self.fill_where {
+            Some(valid) => T::keep_or(valid[i], x, self.fill),
+            None => x,
+        }
+    }
+
+    /// `clip((x ± shift) (*|/) scale, lo, hi)`.
+    #[inline(always)]
+    fn affine<const SUB: bool, const DIV: bool, const CLIP: bool>(&self, x: T) -> T {
+        let shifted = if SUB {
+            BinaryOp::Sub.float(x, self.shift)
+        } else {
+            BinaryOp::Add.float(x, self.shift)
+        };
+        let scaled = if DIV {
+            BinaryOp::Div.float(shifted, self.scale)
+        } else {
+            BinaryOp::Mul.float(shifted, self.scale)
+        };
+        if CLIP {
+            clip(scaled, self.lo, self.hi)
+        } else {
+            scaled
+        }
+    }
+
+    /// `sum[l] += weight * affine(x[start + l])` for `L` rows.
+    #[inline(always)]
+    fn accumulate<const SUB: bool, const DIV: bool, const CLIP: bool, const L: usize>(
+        &self,
+        sum: &mut [T; L],
+        start: usize,
+    ) {
+        let x: &[T; L] = self.x[start..start + L].try_into().expect("L values");
+        let mut x = *x;
+        // Test once per chunk, not per row, whether the fill applies.
+        if let Some(valid) = self.fill_where {
+            let valid: &[bool; L] = valid[start..start + L].try_into().expect("L flags");
+            for l in 0..L {
+                x[l] = T::keep_or(valid[l], x[l], self.fill);
+            }
+        }
+        for l in 0..L {
+            let y = self.affine::<SUB, DIV, CLIP>(x[l]);
+            sum[l] = BinaryOp::Add.float(sum[l], BinaryOp::Mul.float(self.weight, y));
+        }
     }
 }
+
+/// Expands `$body` once per element type and affine shape, binding `$t` to
+/// the type, the three shape flags to constants and `$out` to the `&mut Vec<T>`.
+macro_rules! specialize_shape {
+    ($affine:expr, $buf:expr, |$t:ident, $sub:ident, $div:ident, $clip:ident, $out:ident| $body:expr) => {{
+        macro_rules! with_type {
+            ($ty:ty, $o:expr) => {{
+                type $t = $ty;
+                let $out = $o;
+                match ($affine.subtract, $affine.divide, $affine.clip.is_some()) {
+                    (false, false, false) => { const $sub: bool = false; const $div: bool = false; const $clip: bool = false; $body }
+                    (false, false, true) => { const $sub: bool = false; const $div: bool = false; const $clip: bool = true; $body }
+                    (false, true, false) => { const $sub: bool = false; const $div: bool = true; const $clip: bool = false; $body }
+                    (false, true, true) => { const $sub: bool = false; const $div: bool = true; const $clip: bool = true; $body }
+                    (true, false, false) => { const $sub: bool = true; const $div: bool = false; const $clip: bool = false; $body }
+                    (true, false, true) => { const $sub: bool = true; const $div: bool = false; const $clip: bool = true; $body }
+                    (true, true, false) => { const $sub: bool = true; const $div: bool = true; const $clip: bool = false; $body }
+                    (true, true, true) => { const $sub: bool = true; const $div: bool = true; const $clip: bool = true; $body }
+                }
+            }};
+        }
+        match $buf {
+            Buf::F32(o) => with_type!(f32, o),
+            Buf::F64(o) => with_type!(f64, o),
+            _ => unreachable!("superinstructions are planned for float types only"),
+        }
+    }};
+}
+use specialize_shape;
 
 /// Dispatch on a numeric output buffer, binding `$out` to its `&mut Vec<T>`.
 macro_rules! dispatch_numeric {

@@ -7,7 +7,10 @@
 //! - [`Affine`]: `clip((fill_null(x, f) ± a) (*|/) b, lo, hi)` (the fill and
 //!   the clip optional), e.g. a z-score with mean filling and clipping;
 //! - `MulAdd`: `acc + w * x` with a constant weight, the step of a dot product;
-//! - `AccumAffine`: `acc + w * affine(x)`, both at once.
+//! - `Dot`: `acc + w_1 * affine_1(x_1) + ... + w_k * affine_k(x_k)`, up to
+//!   [`MAX_TERMS`] terms of one shape, e.g. a linear score over standardized
+//!   features. The kernel walks the rows once for all `k` terms, keeping the
+//!   partial sums in vector registers and streaming `k` columns side by side.
 //!
 //! A node is absorbed into a superinstruction only when nothing else reads it,
 //! and only for float types. Every operation is still computed separately and
@@ -30,6 +33,25 @@ pub(crate) struct Affine {
     pub clip: Option<(f64, f64)>,
 }
 
+/// Most terms one [`Step::Dot`] sums: enough streams to keep the memory system
+/// busy, few enough that the prefetchers track them all.
+pub(crate) const MAX_TERMS: usize = 8;
+
+/// One term `weight * affine(x)` of a [`Step::Dot`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Term {
+    pub weight: f64,
+    pub affine: Affine,
+}
+
+impl Affine {
+    /// The parts of the shape the kernel specializes on; a dot product's terms
+    /// share them. (Whether a fill applies is decided per block.)
+    fn shape(&self) -> (bool, bool, bool) {
+        (self.subtract, self.divide, self.clip.is_some())
+    }
+}
+
 /// What one block instruction computes.
 #[derive(Clone, Debug)]
 pub(crate) enum Step {
@@ -39,12 +61,9 @@ pub(crate) enum Step {
     Affine(Affine),
     /// `acc + weight * x`.
     MulAdd { acc: ExprId, weight: f64, x: ExprId },
-    /// `acc + weight * affine(x)`.
-    AccumAffine {
-        acc: ExprId,
-        weight: f64,
-        affine: Affine,
-    },
+    /// `acc + terms[0] + terms[1] + ...`, summed left to right; the terms
+    /// share one [`Affine`] shape.
+    Dot { acc: ExprId, terms: Vec<Term> },
 }
 
 impl Step {
@@ -54,7 +73,9 @@ impl Step {
             Step::Node(node) => node.children(),
             Step::Affine(a) => vec![a.x],
             Step::MulAdd { acc, x, .. } => vec![*acc, *x],
-            Step::AccumAffine { acc, affine, .. } => vec![*acc, affine.x],
+            Step::Dot { acc, terms } => std::iter::once(*acc)
+                .chain(terms.iter().map(|t| t.affine.x))
+                .collect(),
         }
     }
 }
@@ -174,8 +195,33 @@ impl Planner<'_> {
         })
     }
 
-    /// `acc + w * x` (either operand order), the product read only here.
+    /// `acc + w * x` or a dot product of affine terms ending in `acc + w * affine(x)`.
     fn mul_add(&self, id: ExprId) -> Option<Step> {
+        let (acc, weight, x) = self.accumulation(id)?;
+        let Some(affine) = self.term(x) else {
+            return Some(Step::MulAdd { acc, weight, x });
+        };
+        // Absorb the partial sums below while they are private terms of one shape.
+        let mut acc = acc;
+        let mut terms = vec![Term { weight, affine }];
+        while terms.len() < MAX_TERMS && self.private(acc) && self.float(acc) {
+            let Some((inner, weight, x)) = self.accumulation(acc) else {
+                break;
+            };
+            match self.term(x) {
+                Some(affine) if affine.shape() == terms[0].affine.shape() => {
+                    terms.push(Term { weight, affine });
+                    acc = inner;
+                }
+                _ => break,
+            }
+        }
+        terms.reverse();
+        Some(Step::Dot { acc, terms })
+    }
+
+    /// `acc + w * x` (either operand order), the product read only here.
+    fn accumulation(&self, id: ExprId) -> Option<(ExprId, f64, ExprId)> {
         let Node::Binary(BinaryOp::Add, left, right) = *self.arena.node(id) else {
             return None;
         };
@@ -191,18 +237,15 @@ impl Planner<'_> {
                 _ => None,
             }
         };
-        let (acc, (weight, x)) = match (product(right), product(left)) {
-            (Some(p), _) => (left, p),
-            (None, Some(p)) => (right, p),
-            (None, None) => return None,
-        };
-        Some(match self.affine(x).filter(|_| self.private(x)) {
-            Some(affine) => Step::AccumAffine {
-                acc,
-                weight,
-                affine,
-            },
-            None => Step::MulAdd { acc, weight, x },
-        })
+        match (product(right), product(left)) {
+            (Some((w, x)), _) => Some((left, w, x)),
+            (None, Some((w, x))) => Some((right, w, x)),
+            (None, None) => None,
+        }
+    }
+
+    /// `x` as an affine term of a dot product: an affine read only there.
+    fn term(&self, x: ExprId) -> Option<Affine> {
+        self.affine(x).filter(|_| self.private(x))
     }
 }
