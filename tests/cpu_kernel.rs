@@ -1882,7 +1882,9 @@ fn dot_products_match_one_operator_at_a_time(dtype: &DataType) {
         })
         .collect();
     // Sliced, so every column starts at an offset into its buffers.
-    let batch = RecordBatch::try_from_iter(columns).unwrap().slice(3, rows - 3);
+    let batch = RecordBatch::try_from_iter(columns)
+        .unwrap()
+        .slice(3, rows - 3);
     let rows = batch.num_rows();
 
     let term = |j: usize| {
@@ -1969,8 +1971,15 @@ fn dot_products_match_one_operator_at_a_time(dtype: &DataType) {
         .clone();
     let got = got.column(0).clone();
     let bits = |a: &ArrayRef, i: usize| match dtype {
-        DataType::Float32 => u64::from(a.as_primitive::<arrow_array::types::Float32Type>().value(i).to_bits()),
-        _ => a.as_primitive::<arrow_array::types::Float64Type>().value(i).to_bits(),
+        DataType::Float32 => u64::from(
+            a.as_primitive::<arrow_array::types::Float32Type>()
+                .value(i)
+                .to_bits(),
+        ),
+        _ => a
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .value(i)
+            .to_bits(),
     };
     assert_eq!(got.len(), rows);
     assert_eq!(want.len(), rows);

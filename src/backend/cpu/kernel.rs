@@ -841,9 +841,11 @@ fn affine_block(affine: &Affine, x: &Operand<'_, '_>, out: &mut Buf<'_>) {
             Src::Splat(x) => out.fill(y(0, x)),
         }
     }
-    specialize_shape!(affine, out, |T, SUB, DIV, CLIP, out| run::<T, SUB, DIV, CLIP>(
-        affine, x, out
-    ));
+    specialize_shape!(
+        affine,
+        out,
+        |T, SUB, DIV, CLIP, out| run::<T, SUB, DIV, CLIP>(affine, x, out)
+    );
 }
 
 /// `acc + w_1 * affine_1(x_1) + ... + w_k * affine_k(x_k)` per element, summed
@@ -852,7 +854,14 @@ fn affine_block(affine: &Affine, x: &Operand<'_, '_>, out: &mut Buf<'_>) {
 #[inline(always)]
 fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: &mut Buf<'_>) {
     #[inline(always)]
-    fn run<'r, T: Float + Pick<'r>, const SUB: bool, const DIV: bool, const CLIP: bool, const L: usize>(
+    fn run<
+        'r,
+        T: Float + Pick<'r>,
+        const SUB: bool,
+        const DIV: bool,
+        const CLIP: bool,
+        const L: usize,
+    >(
         terms: &[Term],
         xs: &[Operand<'r, '_>],
         acc: &Values<'r, '_>,
@@ -892,12 +901,12 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
             }
             out[start..start + L].copy_from_slice(&sum);
         }
-        for i in chunks..n {
+        for (i, o) in out.iter_mut().enumerate().skip(chunks) {
             let mut sum = [acc.at(i)];
             for lane in &lanes {
                 lane.accumulate::<SUB, DIV, CLIP, 1>(&mut sum, i);
             }
-            out[i] = sum[0];
+            *o = sum[0];
         }
     }
     let shape = &terms[0].affine;
@@ -908,7 +917,9 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
         DIV,
         CLIP,
         { 64 / std::mem::size_of::<T>() },
-    >(terms, xs, acc, out));
+    >(
+        terms, xs, acc, out
+    ));
 }
 
 /// One affine term with its constants converted to the block's type.
@@ -1001,14 +1012,54 @@ macro_rules! specialize_shape {
                 type $t = $ty;
                 let $out = $o;
                 match ($affine.subtract, $affine.divide, $affine.clip.is_some()) {
-                    (false, false, false) => { const $sub: bool = false; const $div: bool = false; const $clip: bool = false; $body }
-                    (false, false, true) => { const $sub: bool = false; const $div: bool = false; const $clip: bool = true; $body }
-                    (false, true, false) => { const $sub: bool = false; const $div: bool = true; const $clip: bool = false; $body }
-                    (false, true, true) => { const $sub: bool = false; const $div: bool = true; const $clip: bool = true; $body }
-                    (true, false, false) => { const $sub: bool = true; const $div: bool = false; const $clip: bool = false; $body }
-                    (true, false, true) => { const $sub: bool = true; const $div: bool = false; const $clip: bool = true; $body }
-                    (true, true, false) => { const $sub: bool = true; const $div: bool = true; const $clip: bool = false; $body }
-                    (true, true, true) => { const $sub: bool = true; const $div: bool = true; const $clip: bool = true; $body }
+                    (false, false, false) => {
+                        const $sub: bool = false;
+                        const $div: bool = false;
+                        const $clip: bool = false;
+                        $body
+                    }
+                    (false, false, true) => {
+                        const $sub: bool = false;
+                        const $div: bool = false;
+                        const $clip: bool = true;
+                        $body
+                    }
+                    (false, true, false) => {
+                        const $sub: bool = false;
+                        const $div: bool = true;
+                        const $clip: bool = false;
+                        $body
+                    }
+                    (false, true, true) => {
+                        const $sub: bool = false;
+                        const $div: bool = true;
+                        const $clip: bool = true;
+                        $body
+                    }
+                    (true, false, false) => {
+                        const $sub: bool = true;
+                        const $div: bool = false;
+                        const $clip: bool = false;
+                        $body
+                    }
+                    (true, false, true) => {
+                        const $sub: bool = true;
+                        const $div: bool = false;
+                        const $clip: bool = true;
+                        $body
+                    }
+                    (true, true, false) => {
+                        const $sub: bool = true;
+                        const $div: bool = true;
+                        const $clip: bool = false;
+                        $body
+                    }
+                    (true, true, true) => {
+                        const $sub: bool = true;
+                        const $div: bool = true;
+                        const $clip: bool = true;
+                        $body
+                    }
                 }
             }};
         }
