@@ -151,7 +151,12 @@ impl CpuKernel {
             .iter()
             .map(|(_, id)| OutBuf::new(self.projection.arena().dtype(*id), rows))
             .collect();
-        let mut valid: Vec<Vec<bool>> = outputs.iter().map(|_| vec![true; rows]).collect();
+        // Output validity, packed. Only blocks that produce a null write theirs,
+        // so a null-free output never touches (or faults in) its bitmap.
+        let mut validity: Vec<Vec<u8>> = outputs
+            .iter()
+            .map(|_| vec![0u8; rows.div_ceil(8)])
+            .collect();
 
         // One task per block, each owning disjoint slices of every output.
         let blocks = rows.div_ceil(BLOCK);
@@ -161,16 +166,16 @@ impl CpuKernel {
                 outs: Vec::new(),
             })
             .collect();
-        for (buf, valid) in values.iter_mut().zip(valid.iter_mut()) {
+        for (buf, bits) in values.iter_mut().zip(validity.iter_mut()) {
             for (task, (v, m)) in tasks.iter_mut().zip(
                 buf.chunks_mut(blocks)
                     .into_iter()
-                    .zip(valid.chunks_mut(BLOCK)),
+                    .zip(bits.chunks_mut(BLOCK / 8)),
             ) {
                 task.outs.push((v, m));
             }
         }
-        let strings: Vec<Vec<Vec<&str>>> = tasks
+        let results: Vec<BlockResult> = tasks
             .into_par_iter()
             .map_init(
                 || Registers::new(&self.reg_dtypes, self.columns.len()),
@@ -180,12 +185,22 @@ impl CpuKernel {
 
         let columns: Vec<ArrayRef> = values
             .into_iter()
-            .zip(valid)
+            .zip(validity)
             .enumerate()
-            .map(|(i, (buf, valid))| {
-                let nulls = (!valid.iter().all(|&v| v))
-                    .then(|| NullBuffer::from(BooleanBuffer::from(valid)));
-                buf.finish(nulls, strings.iter().map(|block| &block[i]))
+            .map(|(i, (buf, mut bits))| {
+                let with_nulls = |r: &BlockResult| r.nulls[i];
+                let nulls = results.iter().any(with_nulls).then(|| {
+                    for (block, r) in bits.chunks_mut(BLOCK / 8).zip(&results) {
+                        if !with_nulls(r) {
+                            block.fill(u8::MAX);
+                        }
+                    }
+                    NullBuffer::from_unsliced_buffer(bits, rows)
+                });
+                buf.finish(
+                    nulls.flatten(),
+                    results.iter().map(|block| &block.strings[i]),
+                )
             })
             .collect();
         Ok(RecordBatch::try_new(
@@ -234,7 +249,7 @@ impl CpuKernel {
         regs: &mut Registers<'a>,
         task: BlockTask<'_>,
         rows: usize,
-    ) -> Vec<Vec<&'a str>> {
+    ) -> BlockResult<'a> {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the running CPU supports AVX2, checked just above.
@@ -251,7 +266,7 @@ impl CpuKernel {
         regs: &mut Registers<'a>,
         task: BlockTask<'_>,
         rows: usize,
-    ) -> Vec<Vec<&'a str>> {
+    ) -> BlockResult<'a> {
         self.block_body(inputs, regs, task, rows)
     }
 
@@ -264,7 +279,7 @@ impl CpuKernel {
         regs: &mut Registers<'a>,
         task: BlockTask<'_>,
         rows: usize,
-    ) -> Vec<Vec<&'a str>> {
+    ) -> BlockResult<'a> {
         let start = task.start;
         let len = BLOCK.min(rows - start);
         for (input, scratch) in inputs.iter().zip(regs.columns.iter_mut()) {
@@ -277,16 +292,19 @@ impl CpuKernel {
             self.exec(instr, inputs, regs, &mut dst, start, len);
             regs.regs[instr.dst] = dst;
         }
-        let mut strings = Vec::new();
-        for ((_, root), (values, valid)) in self.projection.outputs().iter().zip(task.outs) {
+        let mut result = BlockResult {
+            strings: Vec::new(),
+            nulls: Vec::new(),
+        };
+        for ((_, root), (values, bits)) in self.projection.outputs().iter().zip(task.outs) {
             let operand = self.view(*root, inputs, regs, start, len);
-            match operand.valid {
-                Some(v) => valid.copy_from_slice(v),
-                None => valid.fill(true),
+            if let Some(valid) = operand.valid {
+                pack_bits(valid, bits);
             }
-            strings.push(values.write(&operand.values, len));
+            result.nulls.push(operand.valid.is_some());
+            result.strings.push(values.write(&operand.values, len));
         }
-        strings
+        result
     }
 
     /// The value and validity of a node for the current block.
@@ -453,10 +471,18 @@ impl CpuKernel {
     }
 }
 
-/// One block's share of the outputs.
+/// One block's share of the outputs: values, and packed validity bytes.
 struct BlockTask<'o> {
     start: usize,
-    outs: Vec<(OutSlice<'o>, &'o mut [bool])>,
+    outs: Vec<(OutSlice<'o>, &'o mut [u8])>,
+}
+
+/// What a block hands back besides the values it wrote in place.
+struct BlockResult<'a> {
+    /// Per output: string values, assembled once all blocks are done.
+    strings: Vec<Vec<&'a str>>,
+    /// Per output: whether the block wrote validity bits (it may have nulls).
+    nulls: Vec<bool>,
 }
 
 /// A column the kernel reads, bound to one batch.
@@ -789,6 +815,17 @@ pub(crate) fn unpack_bits(bits: &BooleanBuffer, out: &mut Vec<bool>) {
     let rest = chunks.remainder_bits();
     for (j, row) in rows.into_remainder().iter_mut().enumerate() {
         *row = (rest >> j) & 1 == 1;
+    }
+}
+
+/// Pack bools into a bitmap, least significant bit first.
+#[inline(always)]
+fn pack_bits(valid: &[bool], out: &mut [u8]) {
+    for (byte, eight) in out.iter_mut().zip(valid.chunks(8)) {
+        *byte = eight
+            .iter()
+            .enumerate()
+            .fold(0, |b, (k, &v)| b | (u8::from(v) << k));
     }
 }
 
