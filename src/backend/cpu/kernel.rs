@@ -1044,70 +1044,42 @@ impl<'r, T: Float> Lane<'r, T> {
 /// the type, the three shape flags to constants and `$out` to the `&mut Vec<T>`.
 macro_rules! specialize_shape {
     ($affine:expr, $buf:expr, |$t:ident, $sub:ident, $div:ident, $clip:ident, $out:ident| $body:expr) => {{
-        macro_rules! with_type {
-            ($ty:ty, $o:expr) => {{
-                type $t = $ty;
-                let $out = $o;
-                match ($affine.subtract, $affine.divide, $affine.clip.is_some()) {
-                    (false, false, false) => {
-                        const $sub: bool = false;
-                        const $div: bool = false;
-                        const $clip: bool = false;
-                        $body
+        let affine = $affine;
+        specialize_flag!(affine.subtract, $sub, {
+            specialize_flag!(affine.divide, $div, {
+                specialize_flag!(affine.clip.is_some(), $clip, {
+                    match $buf {
+                        Buf::F32($out) => {
+                            type $t = f32;
+                            $body
+                        }
+                        Buf::F64($out) => {
+                            type $t = f64;
+                            $body
+                        }
+                        _ => unreachable!("superinstructions are planned for float types only"),
                     }
-                    (false, false, true) => {
-                        const $sub: bool = false;
-                        const $div: bool = false;
-                        const $clip: bool = true;
-                        $body
-                    }
-                    (false, true, false) => {
-                        const $sub: bool = false;
-                        const $div: bool = true;
-                        const $clip: bool = false;
-                        $body
-                    }
-                    (false, true, true) => {
-                        const $sub: bool = false;
-                        const $div: bool = true;
-                        const $clip: bool = true;
-                        $body
-                    }
-                    (true, false, false) => {
-                        const $sub: bool = true;
-                        const $div: bool = false;
-                        const $clip: bool = false;
-                        $body
-                    }
-                    (true, false, true) => {
-                        const $sub: bool = true;
-                        const $div: bool = false;
-                        const $clip: bool = true;
-                        $body
-                    }
-                    (true, true, false) => {
-                        const $sub: bool = true;
-                        const $div: bool = true;
-                        const $clip: bool = false;
-                        $body
-                    }
-                    (true, true, true) => {
-                        const $sub: bool = true;
-                        const $div: bool = true;
-                        const $clip: bool = true;
-                        $body
-                    }
-                }
-            }};
-        }
-        match $buf {
-            Buf::F32(o) => with_type!(f32, o),
-            Buf::F64(o) => with_type!(f64, o),
-            _ => unreachable!("superinstructions are planned for float types only"),
-        }
+                })
+            })
+        })
     }};
 }
 use specialize_shape;
+
+/// Expands `$body` twice, with the constant `$name` false and true, and runs
+/// the one that `$flag` selects.
+macro_rules! specialize_flag {
+    ($flag:expr, $name:ident, $body:expr) => {
+        if $flag {
+            const $name: bool = true;
+            $body
+        } else {
+            const $name: bool = false;
+            $body
+        }
+    };
+}
+use specialize_flag;
 
 /// Dispatch on a numeric output buffer, binding `$out` to its `&mut Vec<T>`.
 macro_rules! dispatch_numeric {
