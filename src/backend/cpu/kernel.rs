@@ -867,7 +867,7 @@ fn affine_block(affine: &Affine, x: &Operand<'_, '_>, out: &mut Buf<'_>) {
         x: &Operand<'r, '_>,
         out: &mut [T],
     ) {
-        let term = Lane::<T>::new(affine, 1.0, &[], x.valid);
+        let term = BlockTerm::<T>::new(affine, 1.0, &[], x.valid);
         let y = |i: usize, x: T| term.affine::<SUB, DIV, CLIP>(term.filled(i, x));
         match T::pick(&x.values) {
             Src::Slice(xs) => {
@@ -915,7 +915,7 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
             })
             .collect();
         let mut spread = spread.iter();
-        let lanes: Vec<Lane<'_, T>> = terms
+        let bound: Vec<BlockTerm<'_, T>> = terms
             .iter()
             .zip(xs)
             .map(|(t, x)| {
@@ -923,7 +923,7 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
                     Src::Slice(v) => v,
                     Src::Splat(_) => spread.next().expect("one spread block per constant"),
                 };
-                Lane::new(&t.affine, t.weight, values, x.valid)
+                BlockTerm::new(&t.affine, t.weight, values, x.valid)
             })
             .collect();
         let acc = T::pick(acc);
@@ -933,15 +933,15 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
                 Src::Slice(a) => a[start..start + L].try_into().expect("L values"),
                 Src::Splat(a) => [a; L],
             };
-            for lane in &lanes {
-                lane.accumulate::<SUB, DIV, CLIP, L>(&mut sum, start);
+            for term in &bound {
+                term.accumulate::<SUB, DIV, CLIP, L>(&mut sum, start);
             }
             out[start..start + L].copy_from_slice(&sum);
         }
         for (i, o) in out.iter_mut().enumerate().skip(chunks) {
             let mut sum = [acc.at(i)];
-            for lane in &lanes {
-                lane.accumulate::<SUB, DIV, CLIP, 1>(&mut sum, i);
+            for term in &bound {
+                term.accumulate::<SUB, DIV, CLIP, 1>(&mut sum, i);
             }
             *o = sum[0];
         }
@@ -959,8 +959,9 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
     ));
 }
 
-/// One affine term with its constants converted to the block's type.
-struct Lane<'r, T> {
+/// One affine term bound to a block: its input values and validity, and its
+/// constants converted to the block's type.
+struct BlockTerm<'r, T> {
     x: &'r [T],
     /// Where the fill applies: the input's validity, if it has nulls here.
     fill_where: Option<&'r [bool]>,
@@ -972,11 +973,11 @@ struct Lane<'r, T> {
     weight: T,
 }
 
-impl<'r, T: Float> Lane<'r, T> {
+impl<'r, T: Float> BlockTerm<'r, T> {
     #[inline(always)]
     fn new(affine: &Affine, weight: f64, x: &'r [T], valid: Option<&'r [bool]>) -> Self {
         let (lo, hi) = affine.clip.unwrap_or_default();
-        Lane {
+        BlockTerm {
             x,
             fill_where: valid.filter(|_| affine.fill.is_some()),
             fill: T::from_f64(affine.fill.unwrap_or_default()),
