@@ -13,8 +13,9 @@
 //! Batch size: the data is cut into 1M-row batches (what a reader hands over).
 //! On the 2-core dev box (2026-11-22) the 10M-row apply took 59 ms on 250K-row
 //! batches, 57 ms on 1M-row batches and 66 ms on one 10M-row batch (one run
-//! each): a 40 MB output allocated at once costs more page faults than ten
-//! 4 MB ones, which the allocator reuses.
+//! each); likely cause, not verified: a 40 MB output is above glibc's largest
+//! mmap threshold, so every call faults its pages in afresh, while 4 MB
+//! outputs are recycled from the heap.
 //!
 //! stdout carries exactly one line, `FUSEFLOW_JSON {...}`; everything else goes
 //! to stderr. Run without `--bench` (as `cargo test --benches` does) and
