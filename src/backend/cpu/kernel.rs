@@ -867,8 +867,8 @@ fn affine_block(affine: &Affine, x: &Operand<'_, '_>, out: &mut Buf<'_>) {
         x: &Operand<'r, '_>,
         out: &mut [T],
     ) {
-        let term = BlockTerm::<T>::new(affine, 1.0, &[], x.valid);
-        let y = |i: usize, x: T| term.affine::<SUB, DIV, CLIP>(term.filled(i, x));
+        let transform = Transform::<T>::new(affine, x.valid);
+        let y = |i: usize, x: T| transform.apply::<SUB, DIV, CLIP>(transform.filled(i, x));
         match T::pick(&x.values) {
             Src::Slice(xs) => {
                 for (i, (o, &x)) in out.iter_mut().zip(xs).enumerate() {
@@ -923,7 +923,11 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
                     Src::Slice(v) => v,
                     Src::Splat(_) => spread.next().expect("one spread block per constant"),
                 };
-                BlockTerm::new(&t.affine, t.weight, values, x.valid)
+                BlockTerm {
+                    x: values,
+                    weight: T::from_f64(t.weight),
+                    transform: Transform::new(&t.affine, x.valid),
+                }
             })
             .collect();
         let acc = T::pick(acc);
@@ -959,33 +963,29 @@ fn dot_block(terms: &[Term], xs: &[Operand<'_, '_>], acc: &Values<'_, '_>, out: 
     ));
 }
 
-/// One affine term bound to a block: its input values and validity, and its
-/// constants converted to the block's type.
-struct BlockTerm<'r, T> {
-    x: &'r [T],
-    /// Where the fill applies: the input's validity, if it has nulls here.
+/// An [`Affine`] bound to a block: its constants converted to the block's
+/// type, and where its fill applies.
+struct Transform<'r, T> {
+    /// The input's validity, if it has nulls in this block and there is a fill.
     fill_where: Option<&'r [bool]>,
     fill: T,
     shift: T,
     scale: T,
     lo: T,
     hi: T,
-    weight: T,
 }
 
-impl<'r, T: Float> BlockTerm<'r, T> {
+impl<'r, T: Float> Transform<'r, T> {
     #[inline(always)]
-    fn new(affine: &Affine, weight: f64, x: &'r [T], valid: Option<&'r [bool]>) -> Self {
+    fn new(affine: &Affine, valid: Option<&'r [bool]>) -> Self {
         let (lo, hi) = affine.clip.unwrap_or_default();
-        BlockTerm {
-            x,
+        Transform {
             fill_where: valid.filter(|_| affine.fill.is_some()),
             fill: T::from_f64(affine.fill.unwrap_or_default()),
             shift: T::from_f64(affine.shift),
             scale: T::from_f64(affine.scale),
             lo: T::from_f64(lo),
             hi: T::from_f64(hi),
-            weight: T::from_f64(weight),
         }
     }
 
@@ -1000,7 +1000,7 @@ impl<'r, T: Float> BlockTerm<'r, T> {
 
     /// `clip((x ± shift) (*|/) scale, lo, hi)`.
     #[inline(always)]
-    fn affine<const SUB: bool, const DIV: bool, const CLIP: bool>(&self, x: T) -> T {
+    fn apply<const SUB: bool, const DIV: bool, const CLIP: bool>(&self, x: T) -> T {
         let shifted = if SUB {
             BinaryOp::Sub.float(x, self.shift)
         } else {
@@ -1017,8 +1017,17 @@ impl<'r, T: Float> BlockTerm<'r, T> {
             scaled
         }
     }
+}
 
-    /// `sum[l] += weight * affine(x[start + l])` for `L` rows.
+/// One term `weight * transform(x)` of a dot product, bound to a block.
+struct BlockTerm<'r, T> {
+    x: &'r [T],
+    weight: T,
+    transform: Transform<'r, T>,
+}
+
+impl<T: Float> BlockTerm<'_, T> {
+    /// `sum[l] += weight * transform(x[start + l])` for `L` rows.
     #[inline(always)]
     fn accumulate<const SUB: bool, const DIV: bool, const CLIP: bool, const L: usize>(
         &self,
@@ -1027,15 +1036,16 @@ impl<'r, T: Float> BlockTerm<'r, T> {
     ) {
         let x: &[T; L] = self.x[start..start + L].try_into().expect("L values");
         let mut x = *x;
+        let t = &self.transform;
         // Test once per chunk, not per row, whether the fill applies.
-        if let Some(valid) = self.fill_where {
+        if let Some(valid) = t.fill_where {
             let valid: &[bool; L] = valid[start..start + L].try_into().expect("L flags");
             for l in 0..L {
-                x[l] = T::keep_or(valid[l], x[l], self.fill);
+                x[l] = T::keep_or(valid[l], x[l], t.fill);
             }
         }
         for l in 0..L {
-            let y = self.affine::<SUB, DIV, CLIP>(x[l]);
+            let y = t.apply::<SUB, DIV, CLIP>(x[l]);
             sum[l] = BinaryOp::Add.float(sum[l], BinaryOp::Mul.float(self.weight, y));
         }
     }

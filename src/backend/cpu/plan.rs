@@ -145,7 +145,7 @@ impl Planner<'_> {
 
     fn step(&self, id: ExprId) -> Step {
         if self.float(id) {
-            if let Some(step) = self.mul_add(id) {
+            if let Some(step) = self.accumulation_step(id) {
                 return step;
             }
             if let Some(affine) = self.affine(id) {
@@ -196,7 +196,7 @@ impl Planner<'_> {
     }
 
     /// `acc + w * x` or a dot product of affine terms ending in `acc + w * affine(x)`.
-    fn mul_add(&self, id: ExprId) -> Option<Step> {
+    fn accumulation_step(&self, id: ExprId) -> Option<Step> {
         let (acc, weight, x) = self.accumulation(id)?;
         let Some(affine) = self.term(x) else {
             return Some(Step::MulAdd { acc, weight, x });
