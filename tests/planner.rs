@@ -473,6 +473,36 @@ fn the_device_tier_keeps_to_its_budget() {
     assert_eq!(gpu.uploads(), 3);
 }
 
+#[test]
+fn steps_uploading_the_same_column_at_once_keep_one_copy_and_count_it_once() {
+    let (gpu, device) = fake_gpu();
+    let tier = DeviceTier::new(64 << 20);
+    let threads = 8;
+    // Equal content in separate buffers, as concurrent steps would read it.
+    let copies: Vec<_> = (0..threads)
+        .map(|_| raw(50_000).concat().unwrap().column(0).clone())
+        .collect();
+    let start = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        for copy in &copies {
+            let (tier, device, start) = (&tier, &device, &start);
+            s.spawn(move || {
+                start.wait();
+                tier.upload(device, copy).unwrap();
+            });
+        }
+    });
+    assert!(gpu.uploads() >= 1);
+    assert_eq!(tier.resident_bytes(), copies[0].get_array_memory_size());
+    // Every copy now maps to the one resident column.
+    for copy in &copies {
+        tier.upload(&device, copy).unwrap();
+    }
+    assert_eq!(tier.resident_bytes(), copies[0].get_array_memory_size());
+    tier.set_budget(0);
+    assert_eq!(tier.resident_bytes(), 0);
+}
+
 // ================================================================ calibration
 
 #[test]

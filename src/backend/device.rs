@@ -214,8 +214,7 @@ impl Device {
             .iter()
             .map(|column @ (name, chunks)| {
                 let on_device = chunks.iter().try_fold(ColumnStats::EMPTY, |acc, chunk| {
-                    let chunk = self.narrowed(chunk)?;
-                    let reduced = self.backend().reduce(&self.backend().upload(&chunk)?)?;
+                    let reduced = self.backend().reduce(&self.upload(chunk)?)?;
                     Ok::<_, Error>(acc.merge(reduced))
                 });
                 match on_device {
@@ -232,13 +231,14 @@ impl Device {
             .collect()
     }
 
-    /// An f64 column as f32 when this device computes f64 work in f32;
-    /// anything else as it is.
-    fn narrowed(&self, array: &ArrayRef) -> Result<ArrayRef> {
+    /// Copy a column to the device, an f64 column as f32 when this device
+    /// computes f64 work in f32 (uncached; see [`DeviceTier`] for the cache).
+    pub(crate) fn upload(&self, array: &ArrayRef) -> Result<crate::backend::DeviceArray> {
         if self.f64_as_f32 && array.data_type() == &DataType::Float64 {
-            Ok(arrow_cast::cast(array, &DataType::Float32)?)
+            self.backend()
+                .upload(&arrow_cast::cast(array, &DataType::Float32)?)
         } else {
-            Ok(array.clone())
+            self.backend().upload(array)
         }
     }
 
@@ -398,9 +398,12 @@ impl Kernel {
                             column: field.name().clone(),
                             message: "the column is missing from this batch".into(),
                         })?;
-                DeviceTier::global()
-                    .upload(&self.device, &self.device.narrowed(array)?)
-                    .map(Some)
+                // The CPU's "upload" is a handle to the host array: nothing to cache.
+                if self.device.is_cpu() {
+                    self.device.upload(array).map(Some)
+                } else {
+                    DeviceTier::global().upload(&self.device, array).map(Some)
+                }
             })
             .collect::<Result<Vec<_>>>();
         let schema = self.projection().output_schema();

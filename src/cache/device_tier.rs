@@ -34,7 +34,7 @@ struct State {
     budget: usize,
     used: usize,
     clock: u64,
-    entries: HashMap<(usize, ContentHash), Entry>,
+    entries: HashMap<Key, Entry>,
     /// Which content each host buffer holds, for buffers with a resident copy.
     hashes: HashMap<BufferId, ContentHash>,
 }
@@ -48,6 +48,14 @@ struct Entry {
     _device: Device,
     bytes: usize,
     last_use: u64,
+}
+
+/// What a resident copy holds: content, converted as the device computes it, on a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    device: usize,
+    f64_as_f32: bool,
+    hash: ContentHash,
 }
 
 /// A host array's identity: its buffers' addresses, offset and length.
@@ -105,8 +113,9 @@ impl DeviceTier {
         self.lock().used
     }
 
-    /// `array` on `device`: the resident copy of the same content when there
-    /// is one, else a new upload, kept if it fits the budget.
+    /// `array` on `device`, in the type the device computes it in (f64 as f32
+    /// where the device narrows): the resident copy of the same content when
+    /// there is one, else a new upload, kept if it fits the budget.
     ///
     /// # Errors
     /// The backend's upload errors; hashing errors for column types that
@@ -114,7 +123,7 @@ impl DeviceTier {
     pub fn upload(&self, device: &Device, array: &ArrayRef) -> Result<DeviceArray> {
         let bytes = array.get_array_memory_size();
         if bytes > self.lock().budget {
-            return device.backend().upload(array);
+            return device.upload(array);
         }
         let buffer = BufferId::of(array);
         let known = self.lock().hashes.get(&buffer).copied();
@@ -122,26 +131,24 @@ impl DeviceTier {
             Some(hash) => hash,
             None => match content_hash(array) {
                 Some(hash) => hash,
-                None => return device.backend().upload(array),
+                None => return device.upload(array),
             },
         };
-        let key = (device_id(device), hash);
-        {
-            let mut state = self.lock();
-            state.clock += 1;
-            let clock = state.clock;
-            if let Some(entry) = state.entries.get_mut(&key) {
-                entry.last_use = clock;
-                let resident = entry.array.clone();
-                if known.is_none() {
-                    entry.hosts.push(Arc::clone(array));
-                    state.hashes.insert(buffer, hash);
-                }
-                return Ok(resident);
-            }
+        // The original content and how the device converts it name the copy.
+        let key = Key {
+            device: device_id(device),
+            f64_as_f32: device.f64_as_f32(),
+            hash,
+        };
+        if let Some(resident) = self.lock().reuse(key, buffer, array) {
+            return Ok(resident);
         }
-        let uploaded = device.backend().upload(array)?;
+        let uploaded = device.upload(array)?;
         let mut state = self.lock();
+        // Another step may have uploaded the same content meanwhile: keep one copy.
+        if let Some(resident) = state.reuse(key, buffer, array) {
+            return Ok(resident);
+        }
         let budget = state.budget;
         state.evict_to(budget.saturating_sub(bytes));
         let clock = state.clock;
@@ -164,10 +171,10 @@ impl DeviceTier {
     pub fn evict_device(&self, device: &Device) {
         let id = device_id(device);
         let mut state = self.lock();
-        let keys: Vec<(usize, ContentHash)> = state
+        let keys: Vec<Key> = state
             .entries
             .keys()
-            .filter(|k| k.0 == id)
+            .filter(|k| k.device == id)
             .copied()
             .collect();
         for key in keys {
@@ -181,6 +188,21 @@ impl DeviceTier {
 }
 
 impl State {
+    /// The resident copy under `key`, if any, marked as just used and
+    /// remembered for `array`'s buffer.
+    fn reuse(&mut self, key: Key, buffer: BufferId, array: &ArrayRef) -> Option<DeviceArray> {
+        self.clock += 1;
+        let clock = self.clock;
+        let entry = self.entries.get_mut(&key)?;
+        entry.last_use = clock;
+        let resident = entry.array.clone();
+        if !self.hashes.contains_key(&buffer) {
+            entry.hosts.push(Arc::clone(array));
+            self.hashes.insert(buffer, key.hash);
+        }
+        Some(resident)
+    }
+
     /// Evict least recently used copies until at most `bytes` are held.
     fn evict_to(&mut self, bytes: usize) {
         while self.used > bytes {
@@ -196,7 +218,7 @@ impl State {
         }
     }
 
-    fn remove(&mut self, key: &(usize, ContentHash)) {
+    fn remove(&mut self, key: &Key) {
         if let Some(entry) = self.entries.remove(key) {
             self.used -= entry.bytes;
             for host in &entry.hosts {
