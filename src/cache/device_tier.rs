@@ -196,9 +196,9 @@ impl State {
         let entry = self.entries.get_mut(&key)?;
         entry.last_use = clock;
         let resident = entry.array.clone();
-        if !self.hashes.contains_key(&buffer) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.hashes.entry(buffer) {
             entry.hosts.push(Arc::clone(array));
-            self.hashes.insert(buffer, key.hash);
+            slot.insert(key.hash);
         }
         Some(resident)
     }
