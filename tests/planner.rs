@@ -217,6 +217,64 @@ fn a_pin_a_request_or_a_second_consumer_ends_a_fused_chain() {
     );
 }
 
+/// Hands its data on unchanged, but declares its schema known only after running.
+#[derive(Debug)]
+struct Opaque;
+
+impl Step for Opaque {
+    fn kind(&self) -> &str {
+        "opaque"
+    }
+    fn inputs(&self) -> &[&str] {
+        &["data"]
+    }
+    fn outputs(&self) -> &[&str] {
+        &["out"]
+    }
+    fn params(&self) -> String {
+        String::new()
+    }
+    fn output_schemas(
+        &self,
+        _: StepContext,
+        inputs: &[SchemaRef],
+    ) -> fuseflow::Result<Vec<SchemaRef>> {
+        Ok(vec![Arc::clone(&inputs[0])])
+    }
+    fn schema_depends_on_data(&self) -> bool {
+        true
+    }
+    fn run(&self, _: StepContext, inputs: &[Table]) -> fuseflow::Result<Vec<Table>> {
+        Ok(vec![inputs[0].clone()])
+    }
+}
+
+#[test]
+fn a_fused_chain_after_a_data_dependent_schema_runs_like_the_unfused_steps() {
+    // raw -> opaque; the chain filled -> scaled reads opaque, whose schema is
+    // known only at run time, so the schemas are checked then. The chain's
+    // tail has a side input (the statistics), which the check must not miss.
+    let mut p = Pipeline::new("late");
+    p.add("raw", MemorySource::new(raw(10_000)));
+    p.add("opaque", Opaque).input("data", "raw");
+    p.add("stats", FitStats::new(["x", "y"]))
+        .input("data", "opaque");
+    p.add("filled", FillNull::new(["x"], FillValue::Mean))
+        .inputs(["opaque", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    let fused = options(DeviceSet::cpu_only());
+    assert_eq!(p.plan(&fused).unwrap().groups.len(), 1);
+    let unfused = RunOptions {
+        fuse: false,
+        ..options(DeviceSet::cpu_only())
+    };
+    let got = p.run_with(&fused).unwrap();
+    let want = p.run_with(&unfused).unwrap();
+    let scaled = |r: &fuseflow::RunOutput| r.output("scaled").unwrap().concat().unwrap();
+    assert_eq!(scaled(&got), scaled(&want));
+}
+
 // ================================================================ the cost model
 
 fn placement_of(plan: &fuseflow::plan::PhysicalPlan, step: &str) -> fuseflow::plan::Placement {
@@ -544,6 +602,19 @@ fn a_damaged_calibration_is_an_error_naming_the_file() {
     bad.store(dir.path()).unwrap();
     let err = Calibration::load(dir.path()).unwrap_err();
     assert_msg(&err, &["cuda.link_gbs", "positive"]);
+
+    // A run that cannot be planned fails with that error and leaves no run behind.
+    let ws = Arc::new(Workspace::open(dir.path()).unwrap());
+    let opts = RunOptions {
+        workspace: Some(Arc::clone(&ws)),
+        devices: Some(DeviceSet::cpu_only()),
+        ..RunOptions::default()
+    };
+    let err = prep(MemorySource::new(raw(100)))
+        .run_with(&opts)
+        .unwrap_err();
+    assert_msg(&err, &["cuda.link_gbs", "positive"]);
+    assert!(ws.runs().runs(None).unwrap().is_empty());
 }
 
 // ================================================================ the CLI

@@ -560,11 +560,13 @@ fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Resul
 fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<RunOutput> {
     let nodes = &pipeline.nodes;
     let ws = options.workspace.as_deref();
+    // Planned first: a run that cannot be planned never starts, so no record
+    // of it is left behind as running.
+    let (plan, devices) = plan_run(pipeline, graph, options)?;
     let run_id = match ws {
         Some(ws) => Some(begin_run(pipeline, ws, options)?),
         None => None,
     };
-    let (plan, devices) = plan_run(pipeline, graph, options)?;
     let result = schedule(pipeline, graph, options, &plan, &devices, run_id.as_ref());
     if let (Some(ws), Some(id)) = (ws, &run_id) {
         let (status, error) = match &result {
@@ -837,9 +839,14 @@ fn schedule(
                             .collect(),
                     ),
                 };
-                let check_schemas = graph.edges[i]
-                    .iter()
-                    .any(|&(p, o)| graph.schemas[p][o].is_none());
+                // Inputs whose schemas were unknown when planning are checked now.
+                // A fused group is not: its job holds the head's data input, not
+                // the tail's inputs, and the group type-checks every member
+                // against the real schemas as it composes them.
+                let check_schemas = group_at_tail[i].is_none()
+                    && graph.edges[i]
+                        .iter()
+                        .any(|&(p, o)| graph.schemas[p][o].is_none());
                 let reuse = !must_run[i] && fused.iter().all(|&(m, _)| !must_run[m]);
                 let job = Job {
                     step: i,
