@@ -117,15 +117,15 @@ fn main() {
         .zip(&reference.means)
         .chain(fitted.stds.iter().zip(&reference.stds))
         .map(|(g, c)| ((g - c) / c).abs())
-        .fold(0.0, f64::max);
+        .fold(0.0, worst);
     let cpu_scores = apply_fused(&data, &reference);
     let score_abs = scores
         .as_primitive::<Float32Type>()
         .values()
         .iter()
         .zip(cpu_scores[0].as_primitive::<Float32Type>().values().iter())
-        .map(|(g, c)| (g - c).abs())
-        .fold(0.0f32, f32::max);
+        .map(|(g, c)| f64::from((g - c).abs()))
+        .fold(0.0, worst);
 
     let input_bytes = (rows * N_COLUMNS * 4 + N_NULLABLE * rows.div_ceil(8)) as f64;
     let score_bytes = (rows * 4) as f64;
@@ -154,6 +154,12 @@ fn main() {
     println!(
         "check against the CPU: stats max rel diff {stats_rel:.2e}, score max abs diff {score_abs:.2e}"
     );
+    // The limits of the CPU peer bench; a NaN difference fails too.
+    assert!(
+        stats_rel <= 1e-6 && score_abs <= 1e-4,
+        "CUDA disagrees with the CPU: stats max rel diff {stats_rel:e} (limit 1e-6), \
+         score max abs diff {score_abs:e} (limit 1e-4)"
+    );
     let json: Vec<String> = phases
         .iter()
         .map(|(key, _, ms, _)| format!("\"{key}_ms\": {ms:.4}"))
@@ -163,4 +169,13 @@ fn main() {
         cuda.info().name,
         json.join(", ")
     );
+}
+
+/// The larger of two differences, NaN if either is (unlike `f64::max`).
+fn worst(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }

@@ -1848,14 +1848,8 @@ fn dot_products_match_one_operator_at_a_time(dtype: &DataType) {
     let params = |j: usize| (0.3 * j as f64 - 0.5, 1.5 + j as f64, 0.25 * j as f64 - 0.4);
 
     let rows = 3 * BLOCK + 21;
-    let mut state = 7u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut rng = Rng::new(7);
+    let mut next = move || rng.unit();
     let columns: Vec<(String, ArrayRef)> = (0..TERMS)
         .map(|j| {
             let values: Vec<Option<f64>> = (0..rows)

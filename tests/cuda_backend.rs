@@ -177,8 +177,6 @@ fn launch_matches_the_cpu() {
     }
 }
 
-/// Columns for statistics: moderate values (so that sums do not overflow and
-/// the order of additions stays within the tolerance), ~10% nulls, 2% NaN.
 #[test]
 fn misuse_gives_typed_errors() {
     let Some(cuda) = devices::cuda() else { return };

@@ -10,15 +10,16 @@
 //! Also a snapshot of one generated kernel's text in
 //! `tests/snapshots/cuda_fused_prep.cu`; `UPDATE_SNAPSHOTS=1` rewrites it.
 
+mod common;
 #[path = "common/projections.rs"]
 mod projections;
 
+use fuseflow::DeviceFailure;
 use fuseflow::backend::cuda::{
     REDUCE_SOURCE, TRAIN_ENTRIES, TRAIN_SOURCE, codegen::FUSED_ENTRY, compile_ptx, fused_kernel,
     nvrtc_present, reduce_entry,
 };
 use fuseflow::ir::{DType, col, lit};
-use fuseflow::{DeviceFailure, Error};
 
 const ARCH: &str = "compute_90";
 
@@ -108,16 +109,7 @@ fn compile_errors_name_the_kernel_and_show_the_log() {
         "broken",
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Device {
-                failure: DeviceFailure::Compile,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Compile);
     let text = err.to_string();
     assert!(
         text.contains("`broken`") && text.contains("undeclared"),
@@ -130,16 +122,7 @@ fn strings_are_refused_with_advice() {
     let schema = projections::schema();
     let projection = fuseflow::ir::Projection::try_new(schema, &[("t".into(), col("s"))]).unwrap();
     let err = fused_kernel(&projection, &[true; 6], "cuda:0").unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            Error::Device {
-                failure: DeviceFailure::Unsupported,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    common::assert_device_failure(&err, DeviceFailure::Unsupported);
     assert!(err.to_string().contains("cpu"), "{err}");
 }
 

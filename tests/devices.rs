@@ -38,15 +38,21 @@ fn on_cpu(batch: &RecordBatch, p: &Projection) -> RecordBatch {
         .unwrap()
 }
 
+/// Evaluate `p` through `device`, check the result is the CPU's, and return
+/// the notes the evaluation left.
+fn evaluate_on(device: &Device, batch: &RecordBatch, p: &Projection) -> Vec<String> {
+    let notes = Notes::default();
+    let out = device.kernel(p.clone()).evaluate(batch, &notes).unwrap();
+    assert_eq!(out, on_cpu(batch, p));
+    notes.take()
+}
+
 #[test]
 fn out_of_memory_splits_the_batch_then_succeeds_on_the_device() {
     let batch = data(300_000);
     let p = score(&batch);
     let faulty = Faulty::new(100_000, None);
-    let device = Device::new(faulty.clone());
-    let notes = Notes::default();
-    let out = device.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
-    assert_eq!(out, on_cpu(&batch, &p));
+    let notes = evaluate_on(&Device::new(faulty.clone()), &batch, &p);
     let rows = faulty.launched_rows.lock().unwrap().clone();
     assert_eq!(
         rows.iter().sum::<usize>(),
@@ -54,18 +60,17 @@ fn out_of_memory_splits_the_batch_then_succeeds_on_the_device() {
         "every row ran on the device: {rows:?}"
     );
     assert!(rows.iter().all(|&r| r <= 100_000), "{rows:?}");
-    assert!(notes.take().is_empty());
+    assert!(notes.is_empty(), "{notes:?}");
 }
 
 #[test]
 fn out_of_memory_even_in_pieces_runs_on_the_cpu_with_a_note() {
     let batch = data(200_000);
     let p = score(&batch);
-    let device = Device::new(Faulty::new(10, None));
-    let notes = Notes::default();
-    let out = device.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
-    assert_eq!(out, on_cpu(&batch, &p));
-    let notes = notes.take();
+    let faulty = Faulty::new(10, None);
+    let notes = evaluate_on(&Device::new(faulty.clone()), &batch, &p);
+    // The whole batch, then its first half, which is too small to split again.
+    assert_eq!(faulty.launches(), 2);
     assert_eq!(notes.len(), 1, "{notes:?}");
     assert!(notes[0].contains("out of memory"), "{notes:?}");
 }
@@ -76,16 +81,12 @@ fn compile_and_launch_failures_run_on_the_cpu_with_a_note() {
         let batch = data(1000);
         let p = score(&batch);
         let faulty = Faulty::new(usize::MAX, Some(failure));
-        let notes = Notes::default();
-        let out = Device::new(faulty.clone())
-            .kernel(p.clone())
-            .evaluate(&batch, &notes)
-            .unwrap();
-        assert_eq!(out, on_cpu(&batch, &p));
+        let notes = evaluate_on(&Device::new(faulty.clone()), &batch, &p);
         assert_eq!(faulty.launches(), 1);
-        let notes = notes.take();
+        assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("ran on the CPU after cuda failed"),
+            notes[0].contains("ran on the CPU after cuda failed")
+                && notes[0].contains(failure.reason()),
             "{notes:?}"
         );
     }
@@ -96,15 +97,10 @@ fn a_type_the_device_lacks_runs_on_the_cpu_without_trying() {
     let batch = data(1000);
     let p = Projection::try_new(batch.schema(), &[("z".into(), col("y").sqrt())]).unwrap();
     let faulty = Faulty::new(usize::MAX, None);
-    let notes = Notes::default();
-    let out = Device::new(faulty.clone())
-        .kernel(p.clone())
-        .evaluate(&batch, &notes)
-        .unwrap();
-    assert_eq!(out, on_cpu(&batch, &p));
+    let notes = evaluate_on(&Device::new(faulty.clone()), &batch, &p);
     assert_eq!(faulty.launches(), 0);
     assert_eq!(
-        notes.take(),
+        notes,
         vec!["ran on the CPU: cuda cannot compute on f64".to_string()]
     );
 }
@@ -195,13 +191,9 @@ fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
     // Refused by default: the CPU computes it, in f64.
     let faulty = Faulty::new(usize::MAX, None);
     let strict = Device::new(faulty.clone());
-    let notes = Notes::default();
-    assert_eq!(
-        strict.kernel(p.clone()).evaluate(&batch, &notes).unwrap(),
-        want
-    );
+    let notes = evaluate_on(&strict, &batch, &p);
     assert_eq!(faulty.launches(), 0);
-    assert!(notes.take()[0].contains("cannot compute on f64"));
+    assert!(notes[0].contains("cannot compute on f64"), "{notes:?}");
 
     // Accepted: one launch on the device, of the projection narrowed to f32,
     // and the f64 column the step declared, within f32 rounding of the CPU.
