@@ -17,74 +17,24 @@ use arrow_array::types::Float64Type;
 use arrow_schema::DataType;
 
 use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
-use fuseflow::ir::{DType, col};
-use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::model::Model;
 use fuseflow::ml::score::Scorer;
-use fuseflow::pipeline::io::{BatchReader, FileFormat, MemorySource, write_table};
-use fuseflow::pipeline::models::{TrainLogistic, model_from_table};
-use fuseflow::pipeline::prep::{
-    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
-    UnknownCategory,
-};
-use fuseflow::{Error, Pipeline, Table, datasets};
+use fuseflow::pipeline::io::{BatchReader, FileFormat, write_table};
+use fuseflow::pipeline::models::model_from_table;
+use fuseflow::{Error, Table, datasets};
 
 // ------------------------------------------------------------------ helpers
 
-/// Train a churn model on `customers(20_000, 4)`: derived and cast features,
-/// mean-filled, z-scored, one-hot region (f64, i64, f32 and bool sources).
-fn train_churn_model() -> Model {
-    let numeric = ["age", "income_log", "visits", "tenure"];
-    let mut p = Pipeline::new("train");
-    p.add(
-        "raw",
-        MemorySource::new(Table::from_batch(datasets::customers(20_000, 4))),
-    );
-    p.add(
-        "features",
-        Derive::new([
-            ("income_log", col("income").log1p()),
-            ("premium", col("premium").cast(DType::Float64)),
-        ]),
-    )
-    .input("data", "raw");
-    p.add("stats", FitStats::new(numeric))
-        .input("data", "features");
-    p.add("categories", FitCategories::new(["region"]))
-        .input("data", "features");
-    p.add(
-        "filled",
-        FillNull::new(["age", "income_log", "tenure"], FillValue::Mean),
-    )
-    .inputs(["features", "stats"]);
-    p.add("scaled", Scale::new(ScaleMethod::ZScore))
-        .inputs(["filled", "stats"]);
-    p.add(
-        "encoded",
-        Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
-    )
-    .inputs(["scaled", "categories"]);
-    p.add(
-        "model",
-        TrainLogistic::new(
-            [
-                "age",
-                "income_log",
-                "visits",
-                "tenure",
-                "premium",
-                "region=east",
-                "region=north",
-                "region=south",
-                "region=west",
-            ],
-            "churned",
-            LogisticConfig::default(),
-        ),
-    )
-    .input("data", "encoded");
-    let run = p.run().unwrap();
-    model_from_table("model", run.output("model").unwrap()).unwrap()
+/// The churn model of [`datasets::churn_pipeline`] trained on
+/// `customers(20_000, 4)` (derived and cast features, mean-filled, z-scored,
+/// one-hot region: f64, i64, f32 and bool sources), trained once.
+fn churn_model() -> &'static Model {
+    static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let data = Table::from_batch(datasets::customers(20_000, 4));
+        let run = datasets::churn_pipeline(data).run().unwrap();
+        model_from_table("model", run.output("model").unwrap()).unwrap()
+    })
 }
 
 fn write_parquet(batch: RecordBatch, path: &Path) {
@@ -159,7 +109,7 @@ fn cli_scores_300k_rows_exactly_like_in_process_scoring() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("customers.parquet");
     write_parquet(datasets::customers(300_000, 3), &input);
-    let model = train_churn_model();
+    let model = churn_model().clone();
     let model_path = dir.path().join("churn.model.arrow");
     model.save(&model_path).unwrap();
 
@@ -262,7 +212,7 @@ fn cli_scores_300k_rows_exactly_like_in_process_scoring() {
 fn small_setup(rows: usize) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let model_path = dir.path().join("model.arrow");
-    train_churn_model().save(&model_path).unwrap();
+    churn_model().save(&model_path).unwrap();
     let input = dir.path().join("input.parquet");
     write_parquet(datasets::customers(rows, 8), &input);
     (dir, model_path, input)

@@ -1133,6 +1133,12 @@ fn churn_run(rows: usize, trainer: Arc<dyn Step>) -> (Model, fuseflow::RunOutput
     (model, run)
 }
 
+/// The 20,000-row logistic churn run, trained once for the tests that read it.
+fn logistic_churn() -> &'static (Model, fuseflow::RunOutput) {
+    static RUN: std::sync::OnceLock<(Model, fuseflow::RunOutput)> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| churn_run(20_000, logistic_trainer()))
+}
+
 /// Binary probabilities by hand: `sigmoid(b + w . x)` over prepared columns,
 /// in f64 as the model computes whatever the feature types.
 fn probabilities_by_hand(model: &Model, prepared: &Table) -> Vec<f64> {
@@ -1209,27 +1215,13 @@ fn score_on_raw_rows_equals_the_model_on_prepared_rows() {
 }
 
 #[test]
-fn score_with_one_hot_features_matches_the_f64_model() {
-    let (model, run) = churn_run(20_000, logistic_trainer());
-    let expected = probabilities_by_hand(&model, run.output("t_encoded").unwrap());
-    let actual = common::f64_column(run.output("scores").unwrap(), "probability");
-    let worst = actual
-        .iter()
-        .zip(&expected)
-        .map(|(a, e)| (a.unwrap() - e).abs())
-        .fold(0.0f64, f64::max);
-    // Tolerance 1e-9: the one-hot inputs are exactly 0 or 1.
-    assert!(worst <= 1e-9, "largest difference {worst:e}");
-}
-
-#[test]
 fn lineage_pipeline_with_one_hot_region_scores_raw_rows() {
-    let (model, run) = churn_run(20_000, logistic_trainer());
+    let (model, run) = logistic_churn();
     let scores = run.output("scores").unwrap();
     let prepared = run.output("t_encoded").unwrap();
     let actual = common::f64_column(scores, "probability");
     // Tolerance 1e-9: the model computes in f64 from raw rows.
-    let expected = probabilities_by_hand(&model, prepared);
+    let expected = probabilities_by_hand(model, prepared);
     assert_eq!(actual.len(), expected.len());
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
         assert_close(a.unwrap(), *e, 1e-9, &format!("row {i}"));
@@ -1246,9 +1238,9 @@ fn lineage_pipeline_with_one_hot_region_scores_raw_rows() {
             .expr
             .clone()
     };
-    let age_mean = fitted_stat(&run, "age", "mean");
-    let age_std = fitted_stat(&run, "age", "std");
-    let income_mean = fitted_stat(&run, "income_log", "mean");
+    let age_mean = fitted_stat(run, "age", "mean");
+    let age_std = fitted_stat(run, "age", "std");
+    let income_mean = fitted_stat(run, "income_log", "mean");
     let age = expr("age");
     assert!(
         age.contains(&format!("{age_mean}")),
@@ -1268,7 +1260,7 @@ fn lineage_pipeline_with_one_hot_region_scores_raw_rows() {
     );
     let visits = expr("visits");
     assert!(
-        visits.contains(&format!("{}", fitted_stat(&run, "visits", "mean"))),
+        visits.contains(&format!("{}", fitted_stat(run, "visits", "mean"))),
         "{visits}"
     );
     assert!(
@@ -1493,7 +1485,7 @@ fn a_model_with_a_bool_feature_scores() {
 
 #[test]
 fn binary_evaluation_reports_metrics_and_confusion() {
-    let (_, run) = churn_run(20_000, logistic_trainer());
+    let (_, run) = logistic_churn();
     let scores = run.output("scores").unwrap();
     let rows = scores.num_rows();
     let metrics = metrics_map(run.output("evaluation.metrics").unwrap());
