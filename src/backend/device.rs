@@ -381,23 +381,12 @@ impl Kernel {
     fn on_device(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let projection = self.narrowed.as_ref().unwrap_or(self.projection());
         let backend = self.device.backend();
-        let inputs = projection
-            .input_schema()
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| {
+        let inputs = (0..projection.input_schema().fields().len())
+            .map(|i| {
                 if !self.reads[i] {
                     return Ok(None);
                 }
-                let array: &ArrayRef =
-                    batch
-                        .column_by_name(field.name())
-                        .ok_or_else(|| Error::Schema {
-                            step: "<expression>".into(),
-                            column: field.name().clone(),
-                            message: "the column is missing from this batch".into(),
-                        })?;
+                let array = projection.input_column(batch, i)?;
                 // The CPU's "upload" is a handle to the host array: nothing to cache.
                 if self.device.is_cpu() {
                     self.device.upload(array).map(Some)

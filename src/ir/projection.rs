@@ -52,6 +52,23 @@ impl Projection {
         &self.input
     }
 
+    /// The column of `batch` that input field `index` names.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] naming the column when the batch lacks it.
+    pub fn input_column<'a>(
+        &self,
+        batch: &'a arrow_array::RecordBatch,
+        index: usize,
+    ) -> Result<&'a arrow_array::ArrayRef> {
+        let name = self.input.field(index).name();
+        batch.column_by_name(name).ok_or_else(|| Error::Schema {
+            step: "<expression>".into(),
+            column: name.clone(),
+            message: "the column is missing from this batch".into(),
+        })
+    }
+
     /// The typed nodes.
     pub fn arena(&self) -> &ExprArena {
         &self.arena

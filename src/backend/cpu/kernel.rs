@@ -216,13 +216,7 @@ impl CpuKernel {
             .iter()
             .map(|&index| {
                 let field = schema.field(index);
-                let array = batch
-                    .column_by_name(field.name())
-                    .ok_or_else(|| Error::Schema {
-                        step: "<expression>".into(),
-                        column: field.name().clone(),
-                        message: "the column is missing from this batch".into(),
-                    })?;
+                let array = self.projection.input_column(batch, index)?;
                 ensure!(
                     array.data_type() == field.data_type(),
                     Error::Schema {
