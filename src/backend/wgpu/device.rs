@@ -51,6 +51,20 @@ pub(crate) struct Dispatch<'a> {
     pub groups: [u32; 3],
 }
 
+impl<'a> Dispatch<'a> {
+    /// A dispatch binding `resources` to bindings 0, 1, 2, ... in order.
+    pub fn new(
+        resources: impl IntoIterator<Item = wgpu::BindingResource<'a>>,
+        groups: [u32; 3],
+    ) -> Self {
+        let entries = (0u32..)
+            .zip(resources)
+            .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
+            .collect();
+        Dispatch { entries, groups }
+    }
+}
+
 impl WgpuBackend {
     /// Open the adapter chosen by the environment and a device on it.
     ///

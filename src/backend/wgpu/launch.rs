@@ -110,15 +110,7 @@ pub(crate) fn launch(
                 if let Some(nulls) = &nulls {
                     resources.push(nulls.as_entire_binding());
                 }
-                let entries = resources
-                    .into_iter()
-                    .enumerate()
-                    .map(|(binding, resource)| wgpu::BindGroupEntry {
-                        binding: binding as u32,
-                        resource,
-                    })
-                    .collect();
-                Ok(Dispatch { entries, groups })
+                Ok(Dispatch::new(resources, groups))
             })
             .collect::<Result<Vec<_>>>()?;
         backend.dispatch("fused kernel", &pipeline, dispatches)?;

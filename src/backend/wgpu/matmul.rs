@@ -58,27 +58,17 @@ pub(crate) fn matmul(backend: &WgpuBackend, a: Matrix<'_>, b: Matrix<'_>) -> Res
             u32::from(b.transposed),
             groups_x,
         ])?;
-        let entries = [
+        let resources = [
             params.as_entire_binding(),
             a_values.as_entire_binding(),
             b_values.as_entire_binding(),
             out.as_entire_binding(),
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(binding, resource)| wgpu::BindGroupEntry {
-            binding: binding as u32,
-            resource,
-        })
-        .collect();
+        ];
         let pipeline = backend.pipeline("matmul", SOURCE)?;
         backend.dispatch(
             "matmul",
             &pipeline,
-            vec![Dispatch {
-                entries,
-                groups: [groups_x, groups_y[0], rows_z],
-            }],
+            vec![Dispatch::new(resources, [groups_x, groups_y[0], rows_z])],
         )?;
     }
     Ok(DeviceArray::new(

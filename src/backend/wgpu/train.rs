@@ -264,15 +264,9 @@ fn launch(
     groups: [u32; 3],
 ) -> Result<()> {
     let uniform = backend.uniform(params)?;
-    let entries = std::iter::once(uniform.as_entire_binding())
-        .chain(inputs.iter().chain(outputs).map(|b| b.as_entire_binding()))
-        .enumerate()
-        .map(|(binding, resource)| wgpu::BindGroupEntry {
-            binding: binding as u32,
-            resource,
-        })
-        .collect();
+    let resources = std::iter::once(uniform.as_entire_binding())
+        .chain(inputs.iter().chain(outputs).map(|b| b.as_entire_binding()));
     let what = format!("training kernel `{name}`");
     let pipeline = backend.pipeline(&what, source)?;
-    backend.dispatch(&what, &pipeline, vec![Dispatch { entries, groups }])
+    backend.dispatch(&what, &pipeline, vec![Dispatch::new(resources, groups)])
 }
