@@ -105,7 +105,7 @@ fn model_table(model: &Model) -> Result<Table> {
 macro_rules! training_step_io {
     ($kind:literal) => {
         fn op_kind(&self) -> OpKind {
-            OpKind::Model
+            OpKind::Train
         }
         fn kind(&self) -> &str {
             $kind

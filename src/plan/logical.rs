@@ -18,28 +18,24 @@ pub enum OpKind {
     Fit,
     /// Transforming rows (derived columns, scaling, filtering, encoding).
     Map,
-    /// Training or applying a model.
+    /// Training a model: many passes over the data, a small table out.
+    Train,
+    /// Applying a model to rows.
     Model,
     /// Computing metrics from scores.
     Metric,
 }
 
-impl OpKind {
-    /// The name `explain` prints.
-    pub fn name(self) -> &'static str {
-        match self {
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             OpKind::Io => "io",
             OpKind::Fit => "fit",
             OpKind::Map => "map",
+            OpKind::Train => "train",
             OpKind::Model => "model",
             OpKind::Metric => "metric",
-        }
-    }
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        })
     }
 }
 
@@ -84,12 +80,11 @@ pub struct LogicalOp {
 impl LogicalOp {
     /// What the cost model counts for this op, moving `bytes_in` and `bytes_out`.
     pub fn work(&self, bytes_in: u64, bytes_out: u64) -> Work {
-        let training = trains(self.op, &self.kind);
         Work {
             bytes_in,
             bytes_out,
             flops: self.flops,
-            launches: if training {
+            launches: if self.op == OpKind::Train {
                 TRAINING_PASSES * LAUNCHES_PER_PASS
             } else {
                 1.0
@@ -126,9 +121,8 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
         let bytes_in = data.and_then(|(p, _)| out_bytes[p]);
         let bytes_out = match (op, data) {
             (_, None) => step.size_hint(),
-            (OpKind::Fit | OpKind::Metric, _) => Some(SMALL_TABLE_BYTES),
-            // Training writes a model: a small table.
-            (op, _) if trains(op, step.kind()) => Some(SMALL_TABLE_BYTES),
+            // Fitting and training write small tables (statistics, a model).
+            (OpKind::Fit | OpKind::Train | OpKind::Metric, _) => Some(SMALL_TABLE_BYTES),
             _ => bytes_in,
         };
         out_bytes[i] = bytes_out;
@@ -140,7 +134,7 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
             row_local,
         );
         let flops = match (bytes_in, input_schema.as_ref()) {
-            (Some(bytes), Some(schema)) => flops(op, step.kind(), bytes, schema),
+            (Some(bytes), Some(schema)) => flops(op, bytes, schema),
             _ => 0.0,
         };
         ops.push(LogicalOp {
@@ -162,14 +156,8 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
     ops
 }
 
-/// Whether a model op trains (`train_*` kinds) rather than scores.
-fn trains(op: OpKind, kind: &str) -> bool {
-    op == OpKind::Model && kind.starts_with("train")
-}
-
-/// Estimated arithmetic of an op of kind `op` (step kind `kind`) reading
-/// `bytes` of a table with `schema`.
-fn flops(op: OpKind, kind: &str, bytes: u64, schema: &SchemaRef) -> f64 {
+/// Estimated arithmetic of an op of kind `op` reading `bytes` of a table with `schema`.
+fn flops(op: OpKind, bytes: u64, schema: &SchemaRef) -> f64 {
     let widths: Vec<usize> = schema
         .fields()
         .iter()
@@ -183,7 +171,7 @@ fn flops(op: OpKind, kind: &str, bytes: u64, schema: &SchemaRef) -> f64 {
     let d = widths.len() as f64;
     match op {
         OpKind::Fit | OpKind::Map => FLOPS_PER_VALUE * rows * d,
-        op if trains(op, kind) => TRAINING_PASSES * rows * 2.0 * d * d,
+        OpKind::Train => TRAINING_PASSES * rows * 2.0 * d * d,
         OpKind::Model => rows * 2.0 * d,
         OpKind::Io | OpKind::Metric => 0.0,
     }
