@@ -44,6 +44,21 @@ impl Scorer {
     /// source column the model reads, has it with another dtype, or lacks a
     /// `keep` column.
     pub fn new(step: &str, model: Model, input: &SchemaRef, keep: &[String]) -> Result<Scorer> {
+        Scorer::on_device(step, model, input, keep, &Device::cpu())
+    }
+
+    /// [`Scorer::new`] with the fused kernel compiled for `device` (falling
+    /// back to the CPU per batch where the device cannot run it).
+    ///
+    /// # Errors
+    /// As [`Scorer::new`].
+    pub fn on_device(
+        step: &str,
+        model: Model,
+        input: &SchemaRef,
+        keep: &[String],
+        device: &Device,
+    ) -> Result<Scorer> {
         model.check_input(step, input)?;
         let keep: Vec<usize> = keep
             .iter()
@@ -96,23 +111,12 @@ impl Scorer {
         let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
         Ok(Scorer {
             model,
-            kernel: Device::cpu().kernel(projection),
+            kernel: device.kernel(projection),
             notes: Notes::default(),
             fused,
             keep,
             schema,
         })
-    }
-
-    /// The same scorer with its fused kernel on `device`.
-    pub fn on(self, device: &Device) -> Scorer {
-        if device.is_cpu() {
-            return self;
-        }
-        Scorer {
-            kernel: device.kernel(self.kernel.projection().clone()),
-            ..self
-        }
     }
 
     /// Why batches were scored on the CPU rather than the chosen device, if any were.

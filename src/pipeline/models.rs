@@ -470,7 +470,8 @@ impl Step for Score {
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let model = model_from_table(ctx.name, &inputs[0])?;
-        let scorer = Scorer::new(ctx.name, model, inputs[1].schema(), &self.keep)?.on(ctx.device);
+        let scorer =
+            Scorer::on_device(ctx.name, model, inputs[1].schema(), &self.keep, ctx.device)?;
         let batches = inputs[1]
             .batches()
             .iter()
