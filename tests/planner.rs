@@ -342,11 +342,22 @@ fn f64_work_stays_off_a_device_without_f64() {
     let mut gpu = Faulty::hardware(usize::MAX, None);
     Arc::get_mut(&mut gpu).unwrap().info.f64 = false;
     let plan = prep(Sized::new(4_000_000_000, DataType::Float64))
-        .plan(&options(DeviceSet::with([Device::new(gpu)])))
+        .plan(&options(DeviceSet::with([Device::new(gpu.clone())])))
         .unwrap();
     let feats = placement_of(&plan, "feats");
     assert_eq!(feats.device, DeviceKind::Cpu);
     assert_eq!(feats.reason, "auto: cpu (cuda cannot compute on f64)");
+
+    // With f32 accepted for f64 work, the device is a candidate again.
+    let relaxed = RunOptions {
+        allow_f32: true,
+        ..options(DeviceSet::with([Device::new(gpu)]))
+    };
+    let plan = prep(Sized::new(4_000_000_000, DataType::Float64))
+        .plan(&relaxed)
+        .unwrap();
+    let feats = placement_of(&plan, "feats");
+    assert!(feats.reason.contains("vs cuda"), "{}", feats.reason);
 }
 
 #[test]

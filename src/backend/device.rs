@@ -150,6 +150,12 @@ impl Device {
         self.f64_as_f32
     }
 
+    /// Whether this device computes work of `dtype`: natively, or f64 in f32
+    /// where that is accepted.
+    pub fn computes(&self, dtype: DType) -> bool {
+        self.info().supports(dtype) || (dtype == DType::Float64 && self.f64_as_f32)
+    }
+
     /// Open the device `choice` names; the GPU backends are opened once per
     /// process and shared.
     ///

@@ -332,6 +332,9 @@ fn plan_run(
             DeviceSet::probe(choices)
         }
     };
+    // Configured before planning, so that placement sees what each device
+    // will compute (f64 accepted in f32 or not).
+    let devices = devices.map(|d| d.allowing_f32(options.allow_f32).fusing(options.fuse));
     let calibration = match (&options.calibration, &options.workspace) {
         (Some(c), _) => c.clone(),
         (None, Some(ws)) => Calibration::load(ws.root())?,
@@ -641,8 +644,13 @@ fn devices_of(
         .iter()
         .enumerate()
         .map(|(i, node)| {
+            let cpu = || {
+                set.get(crate::backend::DeviceKind::Cpu)
+                    .cloned()
+                    .unwrap_or_else(Device::cpu)
+            };
             let Some(placed) = plan.node(i).map(|n| &n.placement) else {
-                return Device::cpu();
+                return cpu();
             };
             let asked = node.device.unwrap_or(default);
             if node.step.uses_device()
@@ -650,7 +658,7 @@ fn devices_of(
             {
                 notes[i].push(format!("placed: {}", placed.reason));
             }
-            set.get(placed.device).cloned().unwrap_or_else(Device::cpu)
+            set.get(placed.device).cloned().unwrap_or_else(cpu)
         })
         .collect()
 }
@@ -723,10 +731,7 @@ fn schedule(
         .iter()
         .map(|r| r.iter().map(|s| s.to_string()).collect())
         .collect();
-    let devices: Vec<Device> = devices_of(nodes, options.device, plan, set, &mut notes)
-        .into_iter()
-        .map(|d| d.allowing_f32(options.allow_f32).fusing(options.fuse))
-        .collect();
+    let devices: Vec<Device> = devices_of(nodes, options.device, plan, set, &mut notes);
     // Fused groups: members before the tail complete without running (the
     // tail's job computes them), the tail runs the whole chain.
     let mut fused_into: Vec<Option<usize>> = vec![None; n];

@@ -55,6 +55,14 @@ impl DeviceSet {
         set
     }
 
+    /// The same set, each device configured by `f` (how it computes, whether it fuses).
+    pub fn map(self, f: impl FnMut(Device) -> Device) -> DeviceSet {
+        DeviceSet {
+            devices: self.devices.into_iter().map(f).collect(),
+            ..self
+        }
+    }
+
     /// The device of `kind`, when it opened.
     pub fn get(&self, kind: DeviceKind) -> Option<&Device> {
         self.devices.iter().find(|d| d.info().kind == kind)
@@ -168,13 +176,13 @@ fn auto(
     let able: Vec<&Device> = gpus
         .iter()
         .copied()
-        .filter(|d| op.dtypes.iter().all(|t| d.info().supports(*t)))
+        .filter(|d| op.dtypes.iter().all(|t| d.computes(*t)))
         .collect();
     if able.is_empty() {
         let lacking = op
             .dtypes
             .iter()
-            .find(|t| !gpus[0].info().supports(**t))
+            .find(|t| !gpus[0].computes(**t))
             .map_or_else(String::new, |t| t.to_string());
         return cpu(&format!(
             "{} cannot compute on {lacking}",
