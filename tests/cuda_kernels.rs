@@ -145,23 +145,7 @@ fn fused_kernel_source_snapshot() {
     let mut nullable = vec![false; 6];
     nullable[0] = true;
     let kernel = fused_kernel(&projection, &nullable, "test").unwrap();
-    // Relative: cargo runs tests in the package root, and so does scripts/gpu-check.sh.
-    let path = std::path::Path::new("tests/snapshots/cuda_fused_prep.cu");
-    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
-        std::fs::write(path, &kernel.source).unwrap();
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to create it",
-            path.display()
-        )
-    });
-    assert_eq!(
-        kernel.source,
-        expected,
-        "generated CUDA differs from {}; rerun with UPDATE_SNAPSHOTS=1 if the change is intended",
-        path.display()
-    );
+    common::snapshot("cuda_fused_prep.cu", &kernel.source);
 }
 
 #[test]

@@ -113,25 +113,6 @@ fn fake_gpu() -> (Arc<Faulty>, Device) {
     (gpu, device)
 }
 
-fn snapshot(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/snapshots")
-        .join(name);
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "the plan differs from {}:\n{actual}",
-        path.display()
-    );
-}
-
 // ================================================================ snapshots
 
 #[test]

@@ -21,7 +21,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array};
 use arrow_schema::{DataType, Field, Schema};
-use common::{Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array};
+use common::{
+    Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array, snapshot,
+};
 use fuseflow::DeviceFailure;
 use fuseflow::backend::wgpu::{WgpuBackend, fused_kernel_source};
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind, Matrix};
@@ -280,18 +282,5 @@ fn generated_wgsl_matches_the_snapshot() {
     let kernel = source
         .strip_prefix(prelude)
         .expect("the kernel starts with the prelude");
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/snapshots/wgpu_fused_kernel.wgsl"
-    );
-    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
-        std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
-        std::fs::write(path, kernel).unwrap();
-    }
-    let want = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}; run with UPDATE_SNAPSHOTS=1 to write it"));
-    assert_eq!(
-        kernel, want,
-        "generated WGSL changed; if on purpose, rerun with UPDATE_SNAPSHOTS=1"
-    );
+    snapshot("wgpu_fused_kernel.wgsl", kernel);
 }

@@ -355,3 +355,27 @@ pub fn assert_device_failure(err: &fuseflow::Error, want: fuseflow::DeviceFailur
         "expected a {want:?} device error, got: {err}"
     );
 }
+
+/// Compare `actual` with the snapshot `tests/snapshots/NAME`, or write it
+/// there when `UPDATE_SNAPSHOTS=1`. The path is relative: cargo runs tests in
+/// the package root, and so does `scripts/gpu-check.sh` with packaged binaries.
+#[track_caller]
+pub fn snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new("tests/snapshots").join(name);
+    if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
+        std::fs::create_dir_all("tests/snapshots").unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_SNAPSHOTS=1 to write it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "the output differs from {}; if the change is intended, rerun with UPDATE_SNAPSHOTS=1",
+        path.display()
+    );
+}
