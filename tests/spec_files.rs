@@ -182,23 +182,19 @@ fn cli_reports_errors_with_exit_status() {
     );
 }
 
-/// The float score columns of `step`'s output, one after the other, as f64.
-fn scores(run: &fuseflow::RunOutput, step: &str) -> Vec<f64> {
-    use arrow_array::Array;
-    let table = run.output(step).unwrap();
-    let batch = arrow_select::concat::concat_batches(table.schema(), table.batches()).unwrap();
-    let mut out = Vec::new();
-    for column in batch.columns() {
-        if column.data_type().is_floating() {
-            let column = arrow_cast::cast(column, &arrow_schema::DataType::Float64).unwrap();
-            let values = column
-                .as_any()
-                .downcast_ref::<arrow_array::Float64Array>()
-                .unwrap();
-            out.extend(values.values().iter());
-        }
-    }
-    out
+/// The float score columns of `step`'s output, one after the other, as f64
+/// (nulls kept as `None`, so a null on one side only is a difference).
+fn scores(run: &fuseflow::RunOutput, step: &str) -> Vec<Option<f64>> {
+    let batch = run.output(step).unwrap().concat().unwrap();
+    batch
+        .columns()
+        .iter()
+        .filter(|c| c.data_type().is_floating())
+        .flat_map(|c| {
+            let c = arrow_cast::cast(c, &arrow_schema::DataType::Float64).unwrap();
+            common::f64_values(c.as_ref())
+        })
+        .collect()
 }
 
 #[test]
@@ -232,6 +228,7 @@ fn shipped_training_spec_scores_the_same_on_wgpu_as_on_the_cpu() {
         assert_eq!(want.len(), got.len());
         assert!(want.len() > 50, "{step}: the test split has about 100 rows");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let (g, w) = (g.expect("a score"), w.expect("a score"));
             assert!((g - w).abs() <= 1e-3, "{step}, row {i}: {g} vs {w}");
         }
     }
