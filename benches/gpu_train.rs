@@ -13,6 +13,9 @@
 //! `--bench` (as `cargo test --benches` runs it) it is a smoke run on 20,000
 //! rows. `benches/peers/torch_logistic.py` runs the same workload in PyTorch.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use fuseflow::backend::{Backend, Device, DeviceChoice};
@@ -26,14 +29,12 @@ const WIDTH: usize = 32;
 
 /// Rows: `FUSEFLOW_BENCH_ROWS`, else 1,000,000 under `--bench` and 20,000 otherwise.
 fn rows() -> usize {
-    std::env::var("FUSEFLOW_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if std::env::args().any(|a| a == "--bench") {
-            1_000_000
-        } else {
-            20_000
-        })
+    let default = if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        20_000
+    };
+    common::rows_from_env("FUSEFLOW_BENCH_ROWS", default)
 }
 
 /// Seeded standard-normal features; labels from a softmax (sigmoid) over
