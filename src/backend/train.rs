@@ -37,6 +37,18 @@ pub enum Activation {
     Tanh,
 }
 
+impl Activation {
+    /// The code the training kernels (WGSL and CUDA) take for an optional
+    /// activation: 0 for none.
+    pub fn kernel_code(activation: Option<Activation>) -> u32 {
+        match activation {
+            None => 0,
+            Some(Activation::Relu) => 1,
+            Some(Activation::Tanh) => 2,
+        }
+    }
+}
+
 /// The loss a [`TrainKernel::Head`] computes from logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Loss {
@@ -50,6 +62,15 @@ pub enum Loss {
 }
 
 impl Loss {
+    /// The code the training kernels (WGSL and CUDA) take for this loss.
+    pub fn kernel_code(self) -> u32 {
+        match self {
+            Loss::Squared => 0,
+            Loss::Logistic => 1,
+            Loss::Softmax => 2,
+        }
+    }
+
     /// Columns of the Hessian weights for `k` logits: none for the squared
     /// loss, `p(1-p)` for the logistic, and for the softmax one column per
     /// pair `b <= a`, `p_a (δ_ab - p_b)`, at column [`Loss::pair`]`(a, b)`.

@@ -66,14 +66,9 @@ const BETA2: f64 = 0.999;
 /// Adam's denominator guard.
 const ADAM_EPS: f64 = 1e-8;
 
-/// Nonlinearity applied after every hidden layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// `max(z, 0)`.
-    Relu,
-    /// `tanh(z)`.
-    Tanh,
-}
+/// Nonlinearity applied after every hidden layer (one type for the host and
+/// the device trainers).
+pub use crate::backend::train::Activation;
 
 impl Activation {
     fn apply(self, z: f64) -> f64 {

@@ -390,10 +390,7 @@ impl<'b> DeviceMlp<'b> {
             rows: x.rows,
             features: x.width(),
             loss: loss_of(model.head),
-            activation: match model.activation {
-                mlp::Activation::Relu => train::Activation::Relu,
-                mlp::Activation::Tanh => train::Activation::Tanh,
-            },
+            activation: model.activation,
             layers,
             learning_rate: config.learning_rate as f32,
             l2: config.l2,

@@ -13,7 +13,7 @@ use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKerne
 use super::compile::ModuleCache;
 use super::device::Device;
 use super::memory::{CudaColumn, alloc, alloc_zeros, column};
-use crate::backend::train::{Activation, GRAM_BLOCK_ROWS, Loss};
+use crate::backend::train::{Activation, GRAM_BLOCK_ROWS};
 use crate::backend::{DeviceArray, Matrix, TrainKernel};
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::DType;
@@ -53,11 +53,7 @@ pub(super) fn train<'b>(
             let columns = loss.hessian_columns(k);
             let (mut residual, mut losses, mut weights) =
                 (f32s(n * k)?, f32s(n)?, f32s(n * columns)?);
-            let code: i32 = match loss {
-                Loss::Squared => 0,
-                Loss::Logistic => 1,
-                Loss::Softmax => 2,
-            };
+            let code = loss.kernel_code() as i32;
             let (rows, k32) = (n as i64, k as i32);
             let function = modules.function(device, TRAIN_SOURCE, "ff_train_head")?;
             let mut builder = device.stream.launch_builder(&function);
@@ -84,7 +80,11 @@ pub(super) fn train<'b>(
         } => {
             let total = z.rows * z.cols;
             let mut out = f32s(total)?;
-            let (rows, count, act) = (z.rows as i64, total as i64, activation_code(activation));
+            let (rows, count, act) = (
+                z.rows as i64,
+                total as i64,
+                Activation::kernel_code(activation) as i32,
+            );
             let function = modules.function(device, TRAIN_SOURCE, "ff_bias_activation")?;
             let mut builder = device.stream.launch_builder(&function);
             builder
@@ -104,7 +104,10 @@ pub(super) fn train<'b>(
         } => {
             let total = delta.rows * delta.cols;
             let mut out = f32s(total)?;
-            let (count, act) = (total as i64, activation_code(Some(activation)));
+            let (count, act) = (
+                total as i64,
+                Activation::kernel_code(Some(activation)) as i32,
+            );
             let function = modules.function(device, TRAIN_SOURCE, "ff_activation_backward")?;
             let mut builder = device.stream.launch_builder(&function);
             builder
@@ -161,15 +164,6 @@ pub(super) fn train<'b>(
             launch(device, "ff_adam", len, builder)?;
             Ok(vec![wrap(p_out, len), wrap(m_out, len), wrap(v_out, len)])
         }
-    }
-}
-
-/// The kernels' activation codes.
-fn activation_code(activation: Option<Activation>) -> i32 {
-    match activation {
-        None => 0,
-        Some(Activation::Relu) => 1,
-        Some(Activation::Tanh) => 2,
     }
 }
 

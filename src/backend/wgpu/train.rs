@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::WgpuBackend;
 use super::buffers::Column;
 use super::device::Dispatch;
-use crate::backend::train::{Activation, GRAM_BLOCK_ROWS, Loss};
+use crate::backend::train::{Activation, GRAM_BLOCK_ROWS};
 use crate::backend::{DeviceArray, TrainKernel};
 use crate::error::{DeviceFailure, Result};
 use crate::ir::DType;
@@ -71,11 +71,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
                 output(backend, name, n)?,
                 output(backend, name, n * columns)?,
             ];
-            let code = match loss {
-                Loss::Squared => 0,
-                Loss::Logistic => 1,
-                Loss::Softmax => 2,
-            };
+            let code = loss.kernel_code();
             let inputs = [values(backend, logits.data)?, values(backend, target)?];
             let refs: Vec<&wgpu::Buffer> = outs.iter().collect();
             elementwise(
@@ -101,7 +97,11 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
         } => {
             let total = z.rows * z.cols;
             let out = output(backend, name, total)?;
-            let params = [z.rows as u32, total as u32, activation_code(activation)];
+            let params = [
+                z.rows as u32,
+                total as u32,
+                Activation::kernel_code(activation),
+            ];
             let inputs = [values(backend, z.data)?, values(backend, bias)?];
             elementwise(
                 backend,
@@ -121,7 +121,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
         } => {
             let total = delta.rows * delta.cols;
             let out = output(backend, name, total)?;
-            let params = [total as u32, activation_code(Some(activation))];
+            let params = [total as u32, Activation::kernel_code(Some(activation))];
             let inputs = [values(backend, delta.data)?, values(backend, act)?];
             elementwise(
                 backend,
@@ -180,15 +180,6 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
             let [p, m, v] = outs;
             Ok(vec![wrap(p, len), wrap(m, len), wrap(v, len)])
         }
-    }
-}
-
-/// The shaders' activation codes.
-fn activation_code(activation: Option<Activation>) -> u32 {
-    match activation {
-        None => 0,
-        Some(Activation::Relu) => 1,
-        Some(Activation::Tanh) => 2,
     }
 }
 
