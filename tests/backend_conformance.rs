@@ -534,6 +534,53 @@ fn conform_training(
 const TRAIN_ROWS: [usize; 5] = [1, 17, 255, 4097, 8195];
 
 #[test]
+fn matmul_refuses_operands_that_do_not_fit() {
+    for backend in backends() {
+        let info = backend.info().clone();
+        let dense = backend
+            .upload(&(Arc::new(Float32Array::from(vec![1.0f32; 6])) as ArrayRef))
+            .unwrap();
+        let holey = backend
+            .upload(
+                &(Arc::new(Float32Array::from(vec![
+                    Some(1.0f32),
+                    None,
+                    Some(2.0),
+                    Some(3.0),
+                    Some(4.0),
+                    Some(5.0),
+                ])) as ArrayRef),
+            )
+            .unwrap();
+        let refused = |a: Matrix<'_>, b: Matrix<'_>, what: &str| {
+            let err = backend.matmul(a, b).unwrap_err();
+            assert!(
+                matches!(err, fuseflow::Error::Internal(_)) && err.to_string().contains(what),
+                "{info}: {err}"
+            );
+        };
+        // 2x3 by 2x3: the inner sizes differ.
+        refused(
+            Matrix::new(&dense, 2, 3),
+            Matrix::new(&dense, 2, 3),
+            "matmul of 2x3 by 2x3",
+        );
+        // A null in an operand.
+        refused(
+            Matrix::new(&holey, 2, 3),
+            Matrix::new(&dense, 3, 2),
+            "null-free f32",
+        );
+        // Fewer values than rows * cols.
+        refused(
+            Matrix::new(&dense, 4, 2),
+            Matrix::new(&dense, 2, 3),
+            "null-free f32",
+        );
+    }
+}
+
+#[test]
 fn block_products_agree_with_the_cpu() {
     let mut rng = Rng::new(21);
     for n in TRAIN_ROWS {

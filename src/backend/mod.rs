@@ -212,6 +212,39 @@ impl<'a> Matrix<'a> {
             (self.rows, self.cols)
         }
     }
+
+    /// `(m, k, n)` of the product `a · b`, after checking that the inner
+    /// sizes agree and both operands are null-free f32 with `rows * cols` values.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] describing the operand that does not fit.
+    pub(crate) fn product_shape(
+        a: &Matrix<'_>,
+        b: &Matrix<'_>,
+    ) -> crate::Result<(usize, usize, usize)> {
+        let ((m, k), (kb, n)) = (a.shape(), b.shape());
+        if k != kb {
+            return Err(crate::Error::Internal(format!(
+                "matmul of {m}x{k} by {kb}x{n}"
+            )));
+        }
+        for x in [a, b] {
+            if x.data.dtype() != DType::Float32
+                || x.data.null_count() != 0
+                || x.data.len() != x.rows * x.cols
+            {
+                return Err(crate::Error::Internal(format!(
+                    "matmul operands must be null-free f32 with rows*cols values, got {} {}x{} over {} values with {} nulls",
+                    x.data.dtype(),
+                    x.rows,
+                    x.cols,
+                    x.data.len(),
+                    x.data.null_count()
+                )));
+            }
+        }
+        Ok((m, k, n))
+    }
 }
 
 /// The verbs every compute device offers.

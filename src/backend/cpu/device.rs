@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::CpuKernel;
 use super::stats::{ColumnStats, column_stats};
 use crate::backend::{Backend, DeviceArray, DeviceInfo, DeviceKind, Matrix, TrainKernel};
-use crate::error::{Error, Result, ensure};
+use crate::error::{Error, Result};
 use crate::ir::{DType, Projection};
 
 /// The CPU backend: fused block kernels and reductions with rayon.
@@ -100,20 +100,13 @@ impl Backend for CpuBackend {
     }
 
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
-        let (m, k) = a.shape();
-        let (kb, n) = b.shape();
-        ensure!(
-            k == kb,
-            Error::Internal(format!("matmul of {m}x{k} by {kb}x{n}"))
-        );
+        let (m, k, n) = Matrix::product_shape(&a, &b)?;
         let values = |x: Matrix<'_>| -> Result<Float32Array> {
-            let array = host(x.data)?;
-            array
+            host(x.data)?
                 .as_any()
                 .downcast_ref::<Float32Array>()
-                .filter(|v| v.len() == x.rows * x.cols && v.null_count() == 0)
                 .cloned()
-                .ok_or_else(|| Error::Internal("matmul operands must be null-free f32".into()))
+                .ok_or_else(|| Error::Internal("a matmul operand is not f32".into()))
         };
         let (av, bv) = (values(a)?, values(b)?);
         let (av, bv) = (av.values(), bv.values());

@@ -48,26 +48,7 @@ pub(super) fn matmul(
     a: Matrix<'_>,
     b: Matrix<'_>,
 ) -> Result<DeviceArray> {
-    let (m, k) = a.shape();
-    let (kb, n) = b.shape();
-    if k != kb {
-        return Err(Error::Internal(format!("matmul of {m}x{k} by {kb}x{n}")));
-    }
-    for x in [&a, &b] {
-        if x.data.dtype() != DType::Float32
-            || x.data.null_count() != 0
-            || x.data.len() != x.rows * x.cols
-        {
-            return Err(Error::Internal(format!(
-                "matmul operands must be null-free f32 with rows*cols values, got {} {}x{} over {} values with {} nulls",
-                x.data.dtype(),
-                x.rows,
-                x.cols,
-                x.data.len(),
-                x.data.null_count()
-            )));
-        }
-    }
+    let (m, k, n) = Matrix::product_shape(&a, &b)?;
     let doing = format!("sgemm {m}x{k} by {k}x{n}");
     let dim = |v: usize| {
         i32::try_from(v.max(1)).map_err(|_| {

@@ -6,7 +6,7 @@ use super::WgpuBackend;
 use super::buffers::Column;
 use super::device::Dispatch;
 use crate::backend::{DeviceArray, Matrix};
-use crate::error::{DeviceFailure, Error, Result, ensure};
+use crate::error::{DeviceFailure, Result};
 use crate::ir::DType;
 
 /// Rows and columns of C per workgroup (`TILE` in the kernel).
@@ -19,12 +19,7 @@ pub(crate) const SOURCE: &str = include_str!("../../../kernels/wgsl/matmul.wgsl"
 ///
 /// [`Backend::matmul`]: crate::backend::Backend::matmul
 pub(crate) fn matmul(backend: &WgpuBackend, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
-    let (m, k) = a.shape();
-    let (kb, n) = b.shape();
-    ensure!(
-        k == kb,
-        Error::Internal(format!("matmul of {m}x{k} by {kb}x{n}"))
-    );
+    let (m, k, n) = Matrix::product_shape(&a, &b)?;
     let (a_values, b_values) = (operand(backend, a)?, operand(backend, b)?);
     let out_bytes = (m as u64) * (n as u64) * 4;
     if out_bytes > backend.binding_limit() {
@@ -82,14 +77,9 @@ pub(crate) fn matmul(backend: &WgpuBackend, a: Matrix<'_>, b: Matrix<'_>) -> Res
     ))
 }
 
-/// The values of an operand, which must be null-free f32 within one binding.
+/// The values of an operand (checked by [`Matrix::product_shape`]), which
+/// must fit in one binding.
 fn operand<'a>(backend: &WgpuBackend, x: Matrix<'a>) -> Result<&'a wgpu::Buffer> {
-    ensure!(
-        x.data.dtype() == DType::Float32
-            && x.data.null_count() == 0
-            && x.data.len() == x.rows * x.cols,
-        Error::Internal("matmul operands must be null-free f32".into())
-    );
     let bytes = x.data.len() as u64 * 4;
     if bytes > backend.binding_limit() {
         return Err(backend.error(
