@@ -15,7 +15,6 @@ use super::device::{Device, guarded};
 use super::memory::{CudaColumn, alloc_zeros, column};
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::DType;
 
 /// Open cuBLAS on the device's stream.
 ///
@@ -101,13 +100,5 @@ pub(super) fn matmul(
         };
         result?;
     }
-    Ok(DeviceArray::new(
-        DType::Float32,
-        m * n,
-        0,
-        Arc::new(CudaColumn {
-            values: out,
-            validity: None,
-        }),
-    ))
+    Ok(CudaColumn::dense_f32(out, m * n))
 }

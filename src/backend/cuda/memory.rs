@@ -47,6 +47,21 @@ pub(super) struct CudaColumn {
     pub(super) validity: Option<CudaSlice<u8>>,
 }
 
+impl CudaColumn {
+    /// `len` null-free f32 values in `values` as a device array.
+    pub(super) fn dense_f32(values: CudaSlice<u8>, len: usize) -> DeviceArray {
+        DeviceArray::new(
+            DType::Float32,
+            len,
+            0,
+            Arc::new(CudaColumn {
+                values,
+                validity: None,
+            }),
+        )
+    }
+}
+
 /// The CUDA column behind a device array.
 pub(super) fn column(array: &DeviceArray) -> Result<&CudaColumn> {
     array.storage::<CudaColumn>().ok_or_else(|| {

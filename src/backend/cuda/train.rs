@@ -4,11 +4,11 @@
 //! for the last, partial block), the rest hand-written in
 //! `kernels/cuda/train.cu`.
 
-use std::sync::{Arc, MutexGuard};
+use std::sync::MutexGuard;
 
 use cudarc::cublas::sys::{cublasOperation_t, cublasSideMode_t, cublasStatus_t};
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig, StridedBatchedConfig};
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
+use cudarc::driver::{DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg};
 
 use super::compile::ModuleCache;
 use super::device::Device;
@@ -16,7 +16,6 @@ use super::memory::{CudaColumn, alloc, alloc_zeros, column};
 use crate::backend::train::{Activation, GRAM_BLOCK_ROWS};
 use crate::backend::{DeviceArray, Matrix, TrainKernel};
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::DType;
 
 /// The hand-written training kernels, as compiled by NVRTC.
 pub const TRAIN_SOURCE: &str = include_str!("../../../kernels/cuda/train.cu");
@@ -68,9 +67,9 @@ pub(super) fn train<'b>(
                 .arg(&mut weights);
             launch(device, "ff_train_head", n, builder)?;
             Ok(vec![
-                wrap(residual, n * k),
-                wrap(losses, n),
-                wrap(weights, n * columns),
+                CudaColumn::dense_f32(residual, n * k),
+                CudaColumn::dense_f32(losses, n),
+                CudaColumn::dense_f32(weights, n * columns),
             ])
         }
         TrainKernel::BiasActivation {
@@ -95,7 +94,7 @@ pub(super) fn train<'b>(
                 .arg(&act)
                 .arg(&mut out);
             launch(device, "ff_bias_activation", total, builder)?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![CudaColumn::dense_f32(out, total)])
         }
         TrainKernel::ActivationBackward {
             delta,
@@ -117,7 +116,7 @@ pub(super) fn train<'b>(
                 .arg(&act)
                 .arg(&mut out);
             launch(device, "ff_activation_backward", total, builder)?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![CudaColumn::dense_f32(out, total)])
         }
         TrainKernel::GatherRows { x, rows } => {
             let total = rows.len() * x.cols;
@@ -133,7 +132,7 @@ pub(super) fn train<'b>(
                 .arg(&count)
                 .arg(&mut out);
             launch(device, "ff_gather_rows", total, builder)?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![CudaColumn::dense_f32(out, total)])
         }
         TrainKernel::Adam {
             params,
@@ -162,22 +161,13 @@ pub(super) fn train<'b>(
                 .arg(&mut m_out)
                 .arg(&mut v_out);
             launch(device, "ff_adam", len, builder)?;
-            Ok(vec![wrap(p_out, len), wrap(m_out, len), wrap(v_out, len)])
+            Ok(vec![
+                CudaColumn::dense_f32(p_out, len),
+                CudaColumn::dense_f32(m_out, len),
+                CudaColumn::dense_f32(v_out, len),
+            ])
         }
     }
-}
-
-/// Device f32 values as a device array of `len` values.
-fn wrap(values: CudaSlice<u8>, len: usize) -> DeviceArray {
-    DeviceArray::new(
-        DType::Float32,
-        len,
-        0,
-        Arc::new(CudaColumn {
-            values,
-            validity: None,
-        }),
-    )
 }
 
 /// Launch `builder` (entry `entry` of [`TRAIN_SOURCE`] with its arguments
@@ -222,7 +212,7 @@ fn block_gram(
     let doing = format!("block products of {n} rows, {p}x{q}");
     let mut out = alloc_zeros(device, (blocks * p * q).max(1) * 4, &doing)?;
     if blocks == 0 || p == 0 || q == 0 {
-        return Ok(wrap(out, blocks * p * q));
+        return Ok(CudaColumn::dense_f32(out, blocks * p * q));
     }
     let dim = |v: usize| {
         i32::try_from(v).map_err(|_| {
@@ -326,5 +316,5 @@ fn block_gram(
                 .map_err(|e| failed("cublasSgemm", &e))?;
         }
     }
-    Ok(wrap(out, blocks * p * q))
+    Ok(CudaColumn::dense_f32(out, blocks * p * q))
 }

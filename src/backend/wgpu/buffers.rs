@@ -28,6 +28,19 @@ pub(crate) struct Column {
 }
 
 impl Column {
+    /// `len` null-free f32 values in `values` as a device array.
+    pub(crate) fn dense_f32(values: wgpu::Buffer, len: usize) -> DeviceArray {
+        DeviceArray::new(
+            DType::Float32,
+            len,
+            0,
+            Arc::new(Column {
+                values,
+                validity: None,
+            }),
+        )
+    }
+
     /// The storage behind a wgpu device array.
     pub(crate) fn of(array: &DeviceArray) -> Result<&Column> {
         array.storage::<Column>().ok_or_else(|| {

@@ -1,13 +1,10 @@
 //! Dense f32 matrix products with the tiled kernel `kernels/wgsl/matmul.wgsl`.
 
-use std::sync::Arc;
-
 use super::WgpuBackend;
 use super::buffers::Column;
 use super::device::Dispatch;
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{DeviceFailure, Result};
-use crate::ir::DType;
 
 /// Rows and columns of C per workgroup (`TILE` in the kernel).
 const TILE: usize = 16;
@@ -66,15 +63,7 @@ pub(crate) fn matmul(backend: &WgpuBackend, a: Matrix<'_>, b: Matrix<'_>) -> Res
             vec![Dispatch::new(resources, [groups_x, groups_y[0], rows_z])],
         )?;
     }
-    Ok(DeviceArray::new(
-        DType::Float32,
-        m * n,
-        0,
-        Arc::new(Column {
-            values: out,
-            validity: None,
-        }),
-    ))
+    Ok(Column::dense_f32(out, m * n))
 }
 
 /// The values of an operand (checked by [`Matrix::product_shape`]), which

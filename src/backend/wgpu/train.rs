@@ -2,15 +2,12 @@
 //! `kernels/wgsl/train_*.wgsl`: the block products in 16x16 tiles staged in
 //! workgroup memory, the rest one thread per element or row.
 
-use std::sync::Arc;
-
 use super::WgpuBackend;
 use super::buffers::Column;
 use super::device::Dispatch;
 use crate::backend::train::{Activation, GRAM_BLOCK_ROWS};
 use crate::backend::{DeviceArray, TrainKernel};
 use crate::error::{DeviceFailure, Result};
-use crate::ir::DType;
 
 const GRAM: &str = include_str!("../../../kernels/wgsl/train_gram.wgsl");
 const HEAD: &str = include_str!("../../../kernels/wgsl/train_head.wgsl");
@@ -57,7 +54,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
                 let inputs = [values(backend, a.data)?, values(backend, b.data)?, w];
                 launch(backend, name, GRAM, &params, &inputs, &[&parts], groups)?;
             }
-            Ok(vec![wrap(parts, blocks * p * q)])
+            Ok(vec![Column::dense_f32(parts, blocks * p * q)])
         }
         TrainKernel::Head {
             loss,
@@ -85,9 +82,9 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
             )?;
             let [residual, losses, weights] = outs;
             Ok(vec![
-                wrap(residual, n * k),
-                wrap(losses, n),
-                wrap(weights, n * columns),
+                Column::dense_f32(residual, n * k),
+                Column::dense_f32(losses, n),
+                Column::dense_f32(weights, n * columns),
             ])
         }
         TrainKernel::BiasActivation {
@@ -112,7 +109,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
                 &inputs,
                 &[&out],
             )?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![Column::dense_f32(out, total)])
         }
         TrainKernel::ActivationBackward {
             delta,
@@ -132,7 +129,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
                 &inputs,
                 &[&out],
             )?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![Column::dense_f32(out, total)])
         }
         TrainKernel::GatherRows { x, rows } => {
             let total = rows.len() * x.cols;
@@ -140,7 +137,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
             let params = [x.rows as u32, rows.len() as u32, total as u32];
             let inputs = [values(backend, x.data)?, values(backend, rows)?];
             elementwise(backend, name, GATHER, total, &params, &inputs, &[&out])?;
-            Ok(vec![wrap(out, total)])
+            Ok(vec![Column::dense_f32(out, total)])
         }
         TrainKernel::Adam {
             params: p,
@@ -178,7 +175,11 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
                 launch(backend, name, ADAM, &params, &inputs, &refs, groups)?;
             }
             let [p, m, v] = outs;
-            Ok(vec![wrap(p, len), wrap(m, len), wrap(v, len)])
+            Ok(vec![
+                Column::dense_f32(p, len),
+                Column::dense_f32(m, len),
+                Column::dense_f32(v, len),
+            ])
         }
     }
 }
@@ -209,19 +210,6 @@ fn output(backend: &WgpuBackend, kernel: &str, len: usize) -> Result<wgpu::Buffe
         return Err(too_large(backend, kernel, len));
     }
     backend.storage(&format!("{kernel} output"), bytes)
-}
-
-/// An output buffer as a device array of `len` f32 values.
-fn wrap(values: wgpu::Buffer, len: usize) -> DeviceArray {
-    DeviceArray::new(
-        DType::Float32,
-        len,
-        0,
-        Arc::new(Column {
-            values,
-            validity: None,
-        }),
-    )
 }
 
 /// Launch a one-thread-per-item kernel over `items`; `params` get the
