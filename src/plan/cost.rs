@@ -230,7 +230,10 @@ impl Estimate {
         let time = format_seconds(self.seconds);
         match self.transfer_bytes {
             0 => time,
-            bytes => format!("{time} incl. {} transfer", format_bytes(bytes)),
+            bytes => format!(
+                "{time} incl. {} transfer",
+                crate::track::format_bytes(bytes)
+            ),
         }
     }
 }
@@ -250,19 +253,5 @@ pub(crate) fn format_seconds(seconds: f64) -> String {
         format!("{:.1} ms", seconds * 1e3)
     } else {
         format!("{seconds:.2} s")
-    }
-}
-
-/// A size for people, in decimal units: `512 B`, `4.1 KB`, `1.3 GB`.
-pub(crate) fn format_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b < 1e3 {
-        format!("{bytes} B")
-    } else if b < 1e6 {
-        format!("{:.1} KB", b / 1e3)
-    } else if b < 1e9 {
-        format!("{:.1} MB", b / 1e6)
-    } else {
-        format!("{:.1} GB", b / 1e9)
     }
 }

@@ -3,12 +3,13 @@
 
 use std::fmt::{self, Write as _};
 
-use super::cost::{Calibration, format_bytes, format_seconds};
+use super::cost::{Calibration, format_seconds};
 use super::fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
 use super::logical::{LogicalOp, OpKind, lower};
 use super::place::{DeviceSet, Placement, place};
 use crate::backend::{DeviceChoice, DeviceKind};
 use crate::pipeline::graph::{Graph, Pipeline};
+use crate::track::format_bytes;
 
 /// What the planner needs besides the pipeline.
 #[derive(Clone, Debug)]

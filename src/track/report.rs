@@ -264,8 +264,9 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// `512 B`, `1.5 KiB`, `20.0 MiB`, ...
-fn bytes(n: u64) -> String {
+/// A size for people, in binary units: `512 B`, `1.5 KiB`, `20.0 MiB`, ...
+/// (run reports and plans print sizes alike).
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");
