@@ -12,6 +12,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use common::faulty::Faulty;
+use common::steps::TestStep;
 use common::*;
 use fuseflow::backend::{Device, DeviceChoice, DeviceKind, Notes};
 use fuseflow::cache::DeviceTier;
@@ -198,38 +199,6 @@ fn a_pin_a_request_or_a_second_consumer_ends_a_fused_chain() {
     );
 }
 
-/// Hands its data on unchanged, but declares its schema known only after running.
-#[derive(Debug)]
-struct Opaque;
-
-impl Step for Opaque {
-    fn kind(&self) -> &str {
-        "opaque"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
-    }
-    fn params(&self) -> String {
-        String::new()
-    }
-    fn output_schemas(
-        &self,
-        _: StepContext,
-        inputs: &[SchemaRef],
-    ) -> fuseflow::Result<Vec<SchemaRef>> {
-        Ok(vec![Arc::clone(&inputs[0])])
-    }
-    fn schema_depends_on_data(&self) -> bool {
-        true
-    }
-    fn run(&self, _: StepContext, inputs: &[Table]) -> fuseflow::Result<Vec<Table>> {
-        Ok(vec![inputs[0].clone()])
-    }
-}
-
 #[test]
 fn a_fused_chain_after_a_data_dependent_schema_runs_like_the_unfused_steps() {
     // raw -> opaque; the chain filled -> scaled reads opaque, whose schema is
@@ -237,7 +206,10 @@ fn a_fused_chain_after_a_data_dependent_schema_runs_like_the_unfused_steps() {
     // tail has a side input (the statistics), which the check must not miss.
     let mut p = Pipeline::new("late");
     p.add("raw", MemorySource::new(raw(10_000)));
-    p.add("opaque", Opaque).input("data", "raw");
+    // Hands its data on unchanged, but declares its schema known only after running.
+    let opaque = TestStep::new("opaque", |_, inputs| Ok(vec![inputs[0].clone()]));
+    p.add("opaque", opaque.schema_depends_on_data())
+        .input("data", "raw");
     p.add("stats", FitStats::new(["x", "y"]))
         .input("data", "opaque");
     p.add("filled", FillNull::new(["x"], FillValue::Mean))

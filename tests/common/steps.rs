@@ -13,6 +13,7 @@ type Run = dyn Fn(StepContext, &[Table]) -> fuseflow::Result<Vec<Table>> + Send 
 pub struct TestStep {
     kind: &'static str,
     run: Box<Run>,
+    schema_depends_on_data: bool,
 }
 
 impl TestStep {
@@ -24,6 +25,15 @@ impl TestStep {
         TestStep {
             kind,
             run: Box::new(run),
+            schema_depends_on_data: false,
+        }
+    }
+
+    /// The same step, declaring its output schema known only after running.
+    pub fn schema_depends_on_data(self) -> TestStep {
+        TestStep {
+            schema_depends_on_data: true,
+            ..self
         }
     }
 }
@@ -53,6 +63,9 @@ impl Step for TestStep {
         inputs: &[SchemaRef],
     ) -> fuseflow::Result<Vec<SchemaRef>> {
         Ok(vec![inputs[0].clone()])
+    }
+    fn schema_depends_on_data(&self) -> bool {
+        self.schema_depends_on_data
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> fuseflow::Result<Vec<Table>> {
         (self.run)(ctx, inputs)
