@@ -40,6 +40,6 @@ mod key;
 mod store;
 
 pub use device_tier::{DEFAULT_DEVICE_BUDGET, DeviceTier};
-pub use hash::{ContentHash, hash_file, hash_table, hashable_type_name};
+pub use hash::{ContentHash, hash_file, hash_table, type_name};
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
 pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
