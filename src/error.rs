@@ -113,18 +113,6 @@ pub enum Error {
         message: String,
     },
 
-    /// A column's type has no canonical encoding, so its table cannot be
-    /// content-hashed (and the step producing it cannot be cached).
-    #[error(
-        "column '{column}': type {data_type} cannot be content-hashed; cast it to bool, an integer, f32, f64 or utf8, or turn caching off for the step"
-    )]
-    Unhashable {
-        /// The offending column.
-        column: String,
-        /// Its Arrow data type.
-        data_type: String,
-    },
-
     /// A content hash, cache key or stored cache-key record could not be parsed.
     #[error("cannot parse {what}: {message}")]
     CacheParse {
@@ -257,3 +245,13 @@ macro_rules! ensure {
 }
 
 pub(crate) use {bail, ensure};
+
+/// The message of a caught panic (`&str` or `String` payloads), for errors
+/// that report a panic contained at a boundary.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

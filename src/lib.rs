@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod data;
 pub mod datasets;
 pub mod error;
 pub mod exec;

@@ -17,13 +17,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::hash::{ContentHash, hash_table};
+use crate::data::MappedIpcFile;
 use crate::error::{Error, Result};
 use crate::pipeline::Table;
 
@@ -145,7 +146,6 @@ impl ObjectStore {
     /// is only marked as used.
     ///
     /// # Errors
-    /// [`Error::Unhashable`] when a column type cannot be hashed;
     /// [`Error::Io`] naming the object when it cannot be written (its
     /// temporary file is removed and existing objects are untouched).
     pub fn put(&self, table: &Table) -> Result<ContentHash> {
@@ -208,7 +208,7 @@ impl ObjectStore {
         };
         // Holding the open file, the read succeeds even if gc unlinks the
         // path meanwhile.
-        let verdict = read_ipc(&file).and_then(|table| match hash_table(&table) {
+        let verdict = read_ipc(&file, &path).and_then(|table| match hash_table(&table) {
             Ok(h) if h == *hash => Ok(table),
             Ok(h) => Err(format!("content hashes to {}, not to its name", h.short())),
             Err(e) => Err(e.to_string()),
@@ -324,14 +324,14 @@ impl ObjectStore {
     }
 }
 
-/// Decode an IPC file into a table; the error says why it is unreadable.
-fn read_ipc(file: &File) -> std::result::Result<Table, String> {
-    let reader = arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)
-        .map_err(|e| format!("not a readable Arrow IPC file: {e}"))?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a readable Arrow IPC file: {e}"))?;
+/// Decode an IPC file in place into a table; the error says why it is unreadable.
+fn read_ipc(file: &File, path: &Path) -> std::result::Result<Table, String> {
+    let mapped = MappedIpcFile::map(file, path).map_err(|e| e.to_string())?;
+    let schema = Arc::clone(mapped.schema());
+    let batches = mapped
+        .batches()
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
     Table::try_new(schema, batches).map_err(|e| e.to_string())
 }
 

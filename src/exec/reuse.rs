@@ -197,7 +197,7 @@ pub(crate) fn record_step(
             false,
             None,
             tables.iter().map(|t| t.num_rows() as u64).sum(),
-            tables.iter().map(|t| t.memory_size() as u64).sum(),
+            tables.iter().map(|t| t.data_size() as u64).sum(),
             tables.iter().flat_map(metric_rows).collect::<Vec<_>>(),
         ),
         Provenance::Reused { row, schemas } => {

@@ -18,7 +18,7 @@ use super::fused::{Member, run_group};
 use super::reuse::{self, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
 use crate::cache::ContentHash;
-use crate::error::{Error, Result, ensure};
+use crate::error::{Error, Result, ensure, panic_message};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::pipeline::step::StepContext;
 use crate::pipeline::table::Table;
@@ -934,7 +934,7 @@ fn schedule(
                         )?;
                     }
                     let rows = tables.iter().map(Table::num_rows).collect();
-                    let bytes = tables.iter().map(Table::memory_size).sum();
+                    let bytes = tables.iter().map(Table::data_size).sum();
                     produced[i] = Produced {
                         tables: Some(tables),
                         hashes,
@@ -1050,12 +1050,4 @@ fn record_members(
         )?;
     }
     Ok(())
-}
-
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

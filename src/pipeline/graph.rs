@@ -58,7 +58,7 @@ impl StepNode {
                     step: self.name.clone(),
                     message: format!(
                         "panicked while planning: {}",
-                        crate::exec::scheduler::panic_message(&panic)
+                        crate::error::panic_message(&panic)
                     ),
                 })
             })

@@ -19,6 +19,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::step::{Source, Step, StepContext};
 use super::table::{Table, normalize_batch, normalize_schema};
 use crate::cache::{hash_file, hash_table};
+use crate::data::MappedIpcFile;
 use crate::error::{Error, Result};
 use crate::plan::OpKind;
 
@@ -131,11 +132,9 @@ impl Read {
 /// with types normalized to fuseflow's dtypes. Only the current chunk (and,
 /// for Parquet, the current row group's pages) is held in memory.
 pub struct BatchReader {
-    path: PathBuf,
-    format: FileFormat,
     schema: SchemaRef,
     total_rows: Option<usize>,
-    batches: Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>,
+    batches: Box<dyn Iterator<Item = Result<RecordBatch>> + Send>,
     batch_rows: usize,
     pending: Option<(RecordBatch, usize)>,
 }
@@ -184,18 +183,19 @@ impl BatchReader {
                     .with_batch_size(batch_rows)
                     .build()
                     .map_err(|e| corrupt(format, &e))?;
-                (schema, total, Box::new(reader))
+                (schema, total, decoded(path, format, reader))
             }
             FileFormat::ArrowFile => {
-                let reader = arrow_ipc::reader::FileReader::try_new(open()?, None)
-                    .map_err(|e| corrupt(format, &e))?;
-                (reader.schema(), None, Box::new(reader))
+                // Mapped and decoded in place: the batches point into the file.
+                let file = MappedIpcFile::open(path)?;
+                let schema = Arc::clone(file.schema());
+                (schema, None, Box::new(file.batches()))
             }
             FileFormat::ArrowStream => {
                 let reader =
                     arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
                         .map_err(|e| corrupt(format, &e))?;
-                (reader.schema(), None, Box::new(reader))
+                (reader.schema(), None, decoded(path, format, reader))
             }
             FileFormat::Csv => {
                 let mut file = open()?;
@@ -210,12 +210,10 @@ impl BatchReader {
                     .with_batch_size(batch_rows)
                     .build(BufReader::new(file))
                     .map_err(|e| corrupt(format, &e))?;
-                (reader.schema(), None, Box::new(reader))
+                (reader.schema(), None, decoded(path, format, reader))
             }
         };
         Ok(BatchReader {
-            path: path.to_path_buf(),
-            format,
             schema: normalize_schema(&schema),
             total_rows,
             batches,
@@ -235,6 +233,18 @@ impl BatchReader {
     }
 }
 
+/// A decoder's batches, its errors naming the file and format.
+fn decoded(
+    path: &Path,
+    format: FileFormat,
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
+) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
+    let path = path.to_path_buf();
+    Box::new(batches.map(move |b| {
+        b.map_err(|e| Error::io(&path, format!("not a readable {} file: {e}", format.name())))
+    }))
+}
+
 impl Iterator for BatchReader {
     type Item = Result<RecordBatch>;
 
@@ -249,12 +259,7 @@ impl Iterator for BatchReader {
         }
         let batch = match self.batches.next()? {
             Ok(b) => b,
-            Err(e) => {
-                return Some(Err(Error::io(
-                    &self.path,
-                    format!("not a readable {} file: {e}", self.format.name()),
-                )));
-            }
+            Err(e) => return Some(Err(e)),
         };
         match normalize_batch(batch) {
             Ok(b) if b.num_rows() > self.batch_rows => {

@@ -1,8 +1,10 @@
 //! [`Table`]: the data that flows between steps.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_data::ArrayData;
 use arrow_schema::{Field, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
@@ -67,11 +69,40 @@ impl Table {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
-    /// Bytes held by the table's buffers.
+    /// Bytes of memory the table keeps alive: every allocation its buffers
+    /// point into, counted once however many batches or columns share it
+    /// (batches sliced from one decoded chunk, or mapped from one file; of a
+    /// mapping, the bytes its buffers reach).
     pub fn memory_size(&self) -> usize {
+        fn visit(data: &ArrayData, seen: &mut HashMap<*const u8, usize>) {
+            let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
+            for b in buffers {
+                // A mapped file's buffers report no capacity: count the bytes
+                // they reach.
+                let size = seen.entry(b.data_ptr().as_ptr().cast_const()).or_default();
+                *size = (*size).max(b.capacity()).max(b.len());
+            }
+            for child in data.child_data() {
+                visit(child, seen);
+            }
+        }
+        let mut seen = HashMap::new();
+        for batch in &self.batches {
+            for column in batch.columns() {
+                visit(&column.to_data(), &mut seen);
+            }
+        }
+        seen.values().sum()
+    }
+
+    /// Bytes of the table's rows: values, offsets and validity of the rows
+    /// it holds, as its own buffers would hold them (what run tables report
+    /// per output, whatever buffers the rows share with other tables).
+    pub fn data_size(&self) -> usize {
         self.batches
             .iter()
-            .map(RecordBatch::get_array_memory_size)
+            .flat_map(|b| b.columns())
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
             .sum()
     }
 

@@ -1,0 +1,201 @@
+//! Arrow IPC files read in place.
+//!
+//! [`MappedIpcFile`] memory-maps an IPC file and decodes its record batches
+//! over the mapping: the batches' buffers point into the file's pages, so
+//! reading costs page faults on first touch instead of a copy, and pages the
+//! kernel can drop again instead of private memory. Buffers that the writer
+//! left misaligned are copied (Arrow's decoder realigns them); everything
+//! else is zero-copy.
+//!
+//! Every offset and length that the footer declares is checked against the
+//! real size of the file before anything is sliced or allocated, and the
+//! decoder validates each batch, so a damaged file is an error, not a panic
+//! or a giant allocation.
+//!
+//! The mapping lives as long as any batch decoded from it. As with every
+//! memory-mapped reader, the file must not be truncated or rewritten in
+//! place meanwhile (writers that replace files atomically, as fuseflow's do,
+//! are safe: the mapping keeps the old inode).
+
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::{FileDecoder, read_footer_length};
+use arrow_ipc::{Block, convert::fb_to_schema, root_as_footer};
+use arrow_schema::SchemaRef;
+
+use crate::error::{Error, Result, panic_message};
+
+/// Bytes at the end of an IPC file: the footer's length (4) and `ARROW1` (6).
+const TRAILER: usize = 10;
+
+/// An Arrow IPC file, memory-mapped, with its footer read.
+pub struct MappedIpcFile {
+    path: PathBuf,
+    buffer: Buffer,
+    decoder: FileDecoder,
+    blocks: Vec<Block>,
+    schema: SchemaRef,
+}
+
+impl std::fmt::Debug for MappedIpcFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedIpcFile")
+            .field("path", &self.path)
+            .field("bytes", &self.buffer.len())
+            .field("batches", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl MappedIpcFile {
+    /// Map `path` and read its footer: the schema, dictionaries and where
+    /// each record batch lies.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when it cannot be opened or mapped, or
+    /// is damaged or not an Arrow IPC file (in words, with what is wrong).
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path)
+            .map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))?;
+        Self::map(&file, path)
+    }
+
+    /// Map the open `file` (found at `path`, which errors name) and read
+    /// its footer, as [`MappedIpcFile::open`] does.
+    ///
+    /// # Errors
+    /// As [`MappedIpcFile::open`].
+    pub fn map(file: &File, path: &Path) -> Result<Self> {
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(path, format!("cannot read its size: {e}")))?
+            .len() as usize;
+        let damaged = |what: String| {
+            Error::io(
+                path,
+                format!("the file is damaged or not an Arrow IPC file: {what}"),
+            )
+        };
+        if len < TRAILER + 8 {
+            return Err(damaged(format!("it has {len} bytes, too few for a footer")));
+        }
+        // SAFETY: the mapping is read-only and owned by the buffers decoded
+        // from it; the module docs state the one caveat of mapped files
+        // (truncation by another process while they are read).
+        let map = unsafe { memmap2::Mmap::map(file) }
+            .map_err(|e| Error::io(path, format!("cannot memory-map: {e}")))?;
+        let ptr = NonNull::new(map.as_ptr().cast_mut())
+            .ok_or_else(|| Error::Internal("a memory map at address 0".into()))?;
+        // SAFETY: `ptr` points to `len` readable bytes that live as long as
+        // `map`, which the buffer owns.
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, map.len(), Arc::new(map)) };
+
+        let contained = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<_, String> {
+            let trailer: [u8; TRAILER] = buffer[len - TRAILER..]
+                .try_into()
+                .map_err(|_| "no trailer".to_string())?;
+            let footer_len = read_footer_length(trailer).map_err(|e| e.to_string())?;
+            if footer_len > len - TRAILER {
+                return Err(format!(
+                    "its footer claims {footer_len} bytes of a {len}-byte file"
+                ));
+            }
+            let footer = root_as_footer(&buffer[len - TRAILER - footer_len..len - TRAILER])
+                .map_err(|e| format!("unreadable footer: {e}"))?;
+            let schema = Arc::new(fb_to_schema(
+                footer.schema().ok_or("the footer has no schema")?,
+            ));
+            let mut decoder = FileDecoder::new(Arc::clone(&schema), footer.version());
+            for block in footer.dictionaries().iter().flatten() {
+                let data = block_bytes(&buffer, block)?;
+                decoder
+                    .read_dictionary(block, &data)
+                    .map_err(|e| format!("unreadable dictionary: {e}"))?;
+            }
+            let blocks: Vec<Block> = footer
+                .recordBatches()
+                .map(|b| b.iter().copied().collect())
+                .unwrap_or_default();
+            for block in &blocks {
+                block_bytes(&buffer, block)?;
+            }
+            Ok((schema, decoder, blocks))
+        }));
+        let (schema, decoder, blocks) = match contained {
+            Ok(read) => read.map_err(damaged)?,
+            Err(panic) => return Err(damaged(panic_message(&panic))),
+        };
+        Ok(MappedIpcFile {
+            path: path.to_path_buf(),
+            buffer,
+            decoder,
+            blocks,
+            schema,
+        })
+    }
+
+    /// The file's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// How many record batches the file holds.
+    pub fn num_batches(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Decode the `i`-th record batch over the mapping.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when the batch is damaged.
+    ///
+    /// # Panics
+    /// When `i` is not below [`MappedIpcFile::num_batches`].
+    pub fn batch(&self, i: usize) -> Result<RecordBatch> {
+        let block = &self.blocks[i];
+        let decoded = catch_unwind(AssertUnwindSafe(|| {
+            let data = block_bytes(&self.buffer, block)?;
+            self.decoder
+                .read_record_batch(block, &data)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "a record batch block holds no batch".to_string())
+        }))
+        .unwrap_or_else(|panic| Err(panic_message(&panic)));
+        decoded.map_err(|e| {
+            Error::io(
+                &self.path,
+                format!("the file is damaged: record batch {i}: {e}"),
+            )
+        })
+    }
+
+    /// Every record batch in file order.
+    pub fn batches(self) -> impl Iterator<Item = Result<RecordBatch>> + Send {
+        (0..self.num_batches()).map(move |i| self.batch(i))
+    }
+}
+
+/// The bytes of one block (message and body), checked against the file.
+fn block_bytes(buffer: &Buffer, block: &Block) -> std::result::Result<Buffer, String> {
+    let (offset, meta, body) = (block.offset(), block.metaDataLength(), block.bodyLength());
+    let fits = offset >= 0
+        && meta >= 8
+        && body >= 0
+        && (offset as u64)
+            .checked_add(meta as u64)
+            .and_then(|end| end.checked_add(body as u64))
+            .is_some_and(|end| end <= buffer.len() as u64);
+    if !fits {
+        return Err(format!(
+            "a block at offset {offset} with {meta} + {body} bytes lies outside the {}-byte file",
+            buffer.len()
+        ));
+    }
+    Ok(buffer.slice_with_length(offset as usize, meta as usize + body as usize))
+}
