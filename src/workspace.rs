@@ -14,11 +14,15 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
-use crate::cache::{ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore};
+use crate::cache::{
+    ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, hash_file,
+};
 use crate::error::{Error, Result};
-use crate::pipeline::Table;
-use crate::track::{RunId, RunStore};
+use crate::pipeline::io::{FileFormat, Read};
+use crate::pipeline::{SourceFile, Step, StepContext, Table};
+use crate::track::{FileStat, RunId, RunStore};
 
 /// The workspace directory used when none is named.
 pub const DEFAULT_DIR: &str = ".fuseflow";
@@ -102,10 +106,38 @@ impl Workspace {
         Ok(hash)
     }
 
+    /// Record `table`, just read from `file` whose content hashes to
+    /// `file_hash`, under `hash` without copying it: the workspace keeps a
+    /// reference, and [`Workspace::load`] reads the file again (after
+    /// checking that its content still hashes to `file_hash`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the reference when it cannot be written.
+    pub fn store_source(
+        &self,
+        hash: ContentHash,
+        table: &Table,
+        file: &SourceFile,
+        file_hash: ContentHash,
+    ) -> Result<()> {
+        let reference = SourceReference {
+            file: file.clone(),
+            file_hash: file_hash.to_string(),
+        };
+        let text = toml::to_string(&reference)
+            .map_err(|e| Error::Internal(format!("cannot write a source reference: {e}")))?;
+        self.objects.put_reference(&hash, &text)?;
+        self.memory.insert(hash, table.clone());
+        Ok(())
+    }
+
     /// Whether an output can be loaded without recomputing it (a cheap check:
-    /// the object exists; [`Workspace::load`] verifies its content).
+    /// the object, or a reference to its source, exists; [`Workspace::load`]
+    /// verifies its content).
     pub fn has(&self, hash: &ContentHash) -> bool {
-        self.memory.get(hash).is_some() || self.objects.object_path(hash).is_file()
+        self.memory.get(hash).is_some()
+            || self.objects.object_path(hash).is_file()
+            || self.objects.reference_path(hash).is_file()
     }
 
     /// Load a step output by content hash: from memory, else from disk,
@@ -118,7 +150,12 @@ impl Workspace {
         if let Some(table) = self.memory.get(hash) {
             return Ok(Lookup::Hit(table));
         }
-        let found = self.objects.get(hash)?;
+        let mut found = self.objects.get(hash)?;
+        if let Lookup::Missing = found
+            && let Some(text) = self.objects.reference(hash)?
+        {
+            found = self.read_reference(hash, &text)?;
+        }
         if let Lookup::Hit(table) = &found {
             self.memory.insert(*hash, table.clone());
         }
@@ -126,7 +163,91 @@ impl Workspace {
     }
 }
 
+/// What a reference (`objects/ab/….source`) says: the file an output was
+/// read from, how, and the file's content hash then.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SourceReference {
+    file: SourceFile,
+    file_hash: String,
+}
+
 impl Workspace {
+    /// Read an output again from the source file its reference names, if
+    /// the file still has the content it had; otherwise the reference is
+    /// removed and the output reported as lost.
+    fn read_reference(&self, hash: &ContentHash, text: &str) -> Result<Lookup> {
+        let lost = |reason: String| -> Result<Lookup> {
+            self.objects.remove_reference(hash)?;
+            Ok(Lookup::Corrupt {
+                path: self.objects.reference_path(hash),
+                reason,
+            })
+        };
+        let reference: SourceReference = match toml::from_str(text) {
+            Ok(r) => r,
+            Err(e) => return lost(format!("an unreadable source reference: {e}")),
+        };
+        let path = &reference.file.path;
+        let now = match self.source_hash(path, false) {
+            Ok(h) => h.to_string(),
+            Err(e) => return lost(format!("its source file cannot be read: {e}")),
+        };
+        if now != reference.file_hash {
+            return lost(format!(
+                "its source file {} changed since it was read",
+                path.display()
+            ));
+        }
+        let mut read = Read::new(path).batch_rows(reference.file.batch_rows);
+        if let Some(format) = reference.file.format.as_deref().and_then(FileFormat::parse) {
+            read = read.format(format);
+        }
+        match read.run(StepContext::new("source"), &[]) {
+            Ok(mut tables) if tables.len() == 1 => Ok(Lookup::Hit(tables.remove(0))),
+            Ok(_) => Err(Error::Internal("a read step returned several tables".into())),
+            Err(e) => lost(format!("its source file cannot be read: {e}")),
+        }
+    }
+}
+
+/// A source file modified this recently may change again within the
+/// resolution of its modification time, unseen by its stat: its hash is not
+/// remembered (git's "racy" entries).
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+impl Workspace {
+    /// The content hash of the source file at `path`: from the stat cache
+    /// when the file has the size, modification time and inode it had when
+    /// hashed, else (or when `verify`) hashed and remembered.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when it cannot be read; the run store's
+    /// error when the stat cache cannot be read or written.
+    pub fn source_hash(&self, path: &Path, verify: bool) -> Result<ContentHash> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, format!("cannot read to hash its content: {e}")))?;
+        let stat = FileStat::of(&meta);
+        let name = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let name = name.to_string_lossy();
+        if !verify
+            && let Some(hex) = self.runs().source_hash(&name, &stat)?
+            && let Ok(hash) = hex.parse()
+        {
+            return Ok(hash);
+        }
+        let hash = hash_file(path)?;
+        let settled = meta
+            .modified()
+            .ok()
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age >= RACY_WINDOW);
+        if settled {
+            self.runs()
+                .remember_source_hash(&name, &stat, &hash.to_string())?;
+        }
+        Ok(hash)
+    }
+
     /// An output of a step of a past run: `run` is an id, a unique prefix of
     /// one, or `latest`; `port` may be left out when the step has one output.
     ///

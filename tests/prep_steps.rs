@@ -192,6 +192,47 @@ fn select_keeps_named_columns_in_the_given_order() {
     assert_eq!((names(&out), out.num_rows()), (vec!["f".to_string()], 0));
 }
 
+/// A select after row-local steps fuses into their kernel, which then
+/// computes only the kept columns; the result is the unfused one.
+#[test]
+fn select_fuses_with_the_steps_before_it_and_keeps_only_its_columns() {
+    let build = || {
+        let mut p = Pipeline::new("pushdown");
+        p.add("raw", MemorySource::new(small()));
+        p.add("wide", Derive::new([("y", col("x") * lit(2.0)), ("x", col("x") + lit(1.0))]))
+            .input("data", "raw");
+        p.add("picked", Select::new(["y", "s"])).input("data", "wide");
+        p
+    };
+    let fused = build().run().unwrap();
+    let group = &fused.plan.groups;
+    assert_eq!(group.len(), 1, "{}", fused.plan);
+    assert_eq!(group[0].members.len(), 2, "{}", fused.plan);
+    let unfused = build()
+        .run_with(&RunOptions {
+            fuse: false,
+            ..RunOptions::default()
+        })
+        .unwrap();
+    for run in [&fused, &unfused] {
+        let out = run.output("picked").unwrap();
+        assert_eq!(names(out), ["y", "s"]);
+        assert_eq!(
+            f64_column(out, "y"),
+            vec![Some(2.0), Some(4.0), None, Some(8.0), Some(20.0)]
+        );
+        assert_eq!(str_column(out, "s"), str_column(&small(), "s"));
+    }
+    // A kept column the chain never had names the step.
+    let mut p = Pipeline::new("pushdown");
+    p.add("raw", MemorySource::new(small()));
+    p.add("wide", Derive::new([("y", col("x") * lit(2.0))]))
+        .input("data", "raw");
+    p.add("picked", Select::new(["nope"])).input("data", "wide");
+    let err = p.run().unwrap_err().to_string();
+    assert!(err.contains("picked") && err.contains("nope"), "{err}");
+}
+
 #[test]
 fn rename_renames_in_place_and_names_conflicts() {
     let out = run_step(Rename::new([("x", "price"), ("s", "kind")]), small()).unwrap();

@@ -587,3 +587,106 @@ fn without_a_workspace_nothing_is_cached_or_recorded() {
     assert!(out.steps.iter().all(|s| s.cache == CacheUse::Off));
     assert!(out.output_hash("scaled").unwrap().is_none());
 }
+
+/// An Arrow IPC file of `rows` rows of `x` (and its version in `y`), with
+/// its modification time an hour ago (outside the stat cache's racy window).
+fn write_ipc(path: &Path, rows: usize, version: f64) {
+    let x: ArrayRef = Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64)));
+    let y: ArrayRef = Arc::new(Float64Array::from(vec![version; rows]));
+    let batch = RecordBatch::try_from_iter([("x", x), ("y", y)]).unwrap();
+    fuseflow::pipeline::io::write_table(
+        &Table::from_batch(batch),
+        path,
+        fuseflow::pipeline::io::FileFormat::ArrowFile,
+    )
+    .unwrap();
+    set_mtime(path, 3600);
+}
+
+fn set_mtime(path: &Path, seconds_ago: u64) {
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(seconds_ago);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+fn read_and_derive(path: &Path, add: f64) -> Pipeline {
+    let mut p = Pipeline::new("sourced");
+    p.add("raw", Read::new(path));
+    p.add("wide", Derive::new([("z", col("x") + lit(add))]))
+        .input("data", "raw");
+    p
+}
+
+#[test]
+fn a_read_step_keeps_a_reference_to_its_file_not_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let file = dir.path().join("data.arrow");
+    write_ipc(&file, 1000, 1.0);
+    let first = run(&read_and_derive(&file, 1.0), &ws, Rerun::Nothing);
+    // Only the derive step's output is an object; the read is a reference.
+    assert_eq!(ws.objects().list().unwrap().len(), 1);
+    let raw_hash = first.output_hash("raw").unwrap().unwrap();
+    assert!(!ws.objects().object_path(&raw_hash).exists());
+    assert!(ws.objects().reference_path(&raw_hash).exists());
+
+    // A changed downstream step reads the file again through the reference.
+    let changed = run(&read_and_derive(&file, 2.0), &ws, Rerun::Nothing);
+    assert!(matches!(cache_of(&changed, &["raw"])[0], CacheUse::Hit { .. }));
+    assert_eq!(cache_of(&changed, &["wide"]), vec![CacheUse::Miss]);
+    let z = batches(&changed, "wide");
+    let z = z.column_by_name("z").unwrap();
+    assert_eq!(common::f64_values(z.as_ref())[999], Some(1001.0));
+
+    // The first run's read output is fetched from the file...
+    let id = first.run_id.as_ref().unwrap().as_str();
+    let fetched = ws.fetch_output(id, "raw", None).unwrap();
+    assert_eq!(fetched.num_rows(), 1000);
+    // ...until the file changes: then the output is gone, and says why.
+    write_ipc(&file, 1000, 2.0);
+    let fresh = Arc::new(Workspace::open(dir.path().join("ws")).unwrap());
+    let err = fresh.fetch_output(id, "raw", None).unwrap_err().to_string();
+    assert!(err.contains("changed since it was read"), "{err}");
+}
+
+#[test]
+fn the_stat_cache_spares_rehashing_until_the_file_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let file = dir.path().join("data.arrow");
+    write_ipc(&file, 100, 1.0);
+    let hash = ws.source_hash(&file, false).unwrap();
+    let name = std::fs::canonicalize(&file).unwrap();
+    let stat = fuseflow::track::FileStat::of(&std::fs::metadata(&file).unwrap());
+    let remembered = ws.runs().source_hash(&name.to_string_lossy(), &stat).unwrap();
+    assert_eq!(remembered, Some(hash.to_string()));
+
+    // New bytes of the same size with the old modification time and inode
+    // keep the stat: the cache trusts it, and verifying sources sees through it.
+    let old_mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(old_mtime)
+        .unwrap();
+    assert_eq!(ws.source_hash(&file, false).unwrap(), hash);
+    assert_ne!(ws.source_hash(&file, true).unwrap(), hash);
+
+    // A touched file (new modification time) is hashed again, and a run
+    // keyed on it re-runs its reader.
+    write_ipc(&file, 100, 1.0);
+    let first = run(&read_and_derive(&file, 1.0), &ws, Rerun::Nothing);
+    write_ipc(&file, 100, 3.0);
+    let after = run(&read_and_derive(&file, 1.0), &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&first, &["raw"]), vec![CacheUse::Miss]);
+    assert_eq!(cache_of(&after, &["raw", "wide"]), vec![CacheUse::Miss; 2]);
+}

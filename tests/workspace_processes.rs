@@ -414,7 +414,10 @@ fn cli_caching_only_materialized_outputs_fuses_and_still_reuses() {
         "--keep",
         "filled",
     ]));
-    assert!(plan.contains("fused groups: 0"), "{plan}");
+    // Kept, `filled` ends the chain before it instead of fusing into it
+    // (the select at the end still fuses with the derive before it).
+    assert!(!plan.contains("fused group 1: filled"), "{plan}");
+    assert!(plan.contains("materialized: requested"), "{plan}");
 
     let first = ok(ff(&materialized));
     assert!(first.contains("fused"), "{first}");
@@ -516,7 +519,12 @@ fn concurrent_runs_on_one_fresh_workspace() {
         }
         for (_, hex) in outputs {
             let hash: ContentHash = hex.parse().unwrap();
-            assert!(objects.contains(&hash), "output {hex} is not stored");
+            // A read step's output is a reference to its file, not a copy.
+            let referenced = workspace.objects().reference_path(&hash).is_file();
+            assert!(
+                objects.contains(&hash) || referenced,
+                "output {hex} is not stored"
+            );
         }
     }
     assert_eq!(
@@ -764,7 +772,8 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
         &["run", "-q", small.to_str().unwrap()],
     ));
     let before = verify_all_objects(&ws);
-    assert_eq!(before.len(), 2, "raw and picked");
+    // `picked`; `raw` is a reference to its file, not a copy.
+    assert_eq!(before.len(), 1, "picked");
 
     let out = full_disk_run(dir.path(), &ws, &big);
     assert_ne!(
@@ -812,7 +821,7 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
     ));
     let after = verify_all_objects(&ws);
     assert!(before.iter().all(|h| after.contains(h)));
-    assert_eq!(after.len(), 4);
+    assert_eq!(after.len(), 2, "both runs' `picked`");
     let stdout = ok(fuseflow_ws(
         dir.path(),
         &ws,

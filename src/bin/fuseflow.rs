@@ -63,6 +63,10 @@ enum Command {
         /// instead of as fused kernels (slower; for checking fused results).
         #[arg(long)]
         no_fuse: bool,
+        /// Hash every source file again instead of trusting the workspace's
+        /// stat cache (an unchanged size, modification time and inode).
+        #[arg(long)]
+        verify_sources: bool,
         #[command(flatten)]
         outputs: OutputArgs,
         /// Print nothing but errors.
@@ -203,12 +207,14 @@ fn main() -> ExitCode {
             device,
             allow_f32,
             no_fuse,
+            verify_sources,
             outputs,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
             let mut options = RunOptions {
                 device,
                 allow_f32,
+                verify_sources,
                 ..RunOptions::default()
             };
             outputs.apply(&mut options);

@@ -69,6 +69,23 @@ impl fmt::Display for FieldChange {
 /// Shown in a [`FieldChange`] for an input present on one side only.
 const ABSENT: &str = "(none)";
 
+/// Version tag of the identity of an output read again from its source.
+const SOURCE_OUTPUT_TAG: &[u8] = b"fuseflow.source-output.v1";
+
+impl CacheKey {
+    /// The identity of the output of a step keyed `self` that is not stored
+    /// but read again from its source file when needed: derived from the
+    /// key, which covers the file's content hash, so downstream keys change
+    /// exactly when the file (or how it is read) does.
+    pub fn source_output(&self) -> ContentHash {
+        let mut hasher = blake3::Hasher::new();
+        let mut enc = Encoder(&mut hasher);
+        enc.bytes(SOURCE_OUTPUT_TAG);
+        enc.0.update(self.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
 impl KeyFields {
     /// The cache key: BLAKE3 over the canonical encoding of the fields.
     pub fn key(&self) -> CacheKey {

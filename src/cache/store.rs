@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! objects/ab/ab12…ef.arrow   one table, named by its ContentHash
+//! objects/ab/ab34…01.source  a reference: how to read an output again from
+//!                            its source file, in place of a copy
 //! tmp/                       objects being written, renamed into objects/ when complete
 //! ```
 //!
@@ -33,6 +35,10 @@ pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// File extension of stored objects.
 const OBJECT_EXT: &str = "arrow";
+
+/// File extension of references: outputs read again from their source
+/// rather than stored.
+const REFERENCE_EXT: &str = "source";
 
 /// Advice appended to write failures.
 const WRITE_ADVICE: &str = "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`";
@@ -102,6 +108,9 @@ pub struct GcReport {
     pub remaining_bytes: u64,
     /// Temporary files of dead writers removed.
     pub stale_temp_files: usize,
+    /// References to source files removed (only when nothing may remain:
+    /// they take a few hundred bytes each and cost nothing to keep).
+    pub references: usize,
 }
 
 impl ObjectStore {
@@ -186,6 +195,57 @@ impl ObjectStore {
             )
         })?;
         Ok(hash)
+    }
+
+    /// Where the reference with `hash` lives (whether or not it exists).
+    pub fn reference_path(&self, hash: &ContentHash) -> PathBuf {
+        self.object_path(hash).with_extension(REFERENCE_EXT)
+    }
+
+    /// Store a reference under `hash`: a few lines of text saying how to
+    /// read the data again from outside the workspace (a source file), in
+    /// place of a copy of it. Written atomically, like objects.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the reference when it cannot be written.
+    pub fn put_reference(&self, hash: &ContentHash, text: &str) -> Result<()> {
+        let path = self.reference_path(hash);
+        let tmp = TempFile(self.tmp.join(temp_name(hash)));
+        let written = (|| -> std::io::Result<()> {
+            std::fs::write(&tmp.0, text)?;
+            std::fs::create_dir_all(path.parent().unwrap_or(&self.objects))?;
+            std::fs::rename(&tmp.0, &path)
+        })();
+        written.map_err(|e| {
+            Error::io(
+                &path,
+                format!("cannot store cache reference: {e}; {WRITE_ADVICE}"),
+            )
+        })
+    }
+
+    /// The text of the reference with `hash`, if there is one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the reference when it exists but cannot be read.
+    pub fn reference(&self, hash: &ContentHash) -> Result<Option<String>> {
+        let path = self.reference_path(hash);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(
+                &path,
+                format!("cannot read cache reference: {e}; check the workspace's permissions"),
+            )),
+        }
+    }
+
+    /// Remove the reference with `hash` (one that can no longer be honoured).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the reference when it cannot be removed.
+    pub fn remove_reference(&self, hash: &ContentHash) -> Result<()> {
+        remove(&self.reference_path(hash)).map(|_| ())
     }
 
     /// Read the object with `hash`, verifying that its content still hashes
@@ -276,7 +336,8 @@ impl ObjectStore {
     }
 
     /// Remove least-recently-used objects until at most `max_bytes` remain,
-    /// and temporary files older than [`STALE_TEMP_AGE`].
+    /// and temporary files older than [`STALE_TEMP_AGE`]; with `max_bytes`
+    /// 0, references to source files too.
     ///
     /// # Errors
     /// [`Error::Io`] naming the file or directory that cannot be read or removed.
@@ -311,6 +372,19 @@ impl ObjectStore {
             }
         }
         report.remaining_bytes = remaining;
+        if max_bytes == 0 {
+            for shard in read_dir(&self.objects)? {
+                if !shard.is_dir() {
+                    continue;
+                }
+                for path in read_dir(&shard)? {
+                    let is_reference = path.extension().is_some_and(|e| e == REFERENCE_EXT);
+                    if is_reference && remove(&path)? {
+                        report.references += 1;
+                    }
+                }
+            }
+        }
         Ok(report)
     }
 

@@ -4,7 +4,8 @@
 //! (every column reference replaced by its definition so far) gives
 //! expressions over the head's input alone, compiled into one projection.
 //! Each chunk is then read once and written once, and the tables between
-//! members never exist.
+//! members never exist. A projection (`select`) at the end keeps only some
+//! columns, so the kernel computes and writes only those.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::prep::{apply_kernel, with_columns_schema};
 use crate::pipeline::step::StepContext;
-use crate::pipeline::table::Table;
+use crate::pipeline::table::{Table, column_index};
 
 /// A member of a fused group with its side inputs (all inputs but the data).
 pub(crate) struct Member<'a> {
@@ -50,7 +51,14 @@ pub(crate) fn run_group(
             .map_err(|e| e.in_step(name))?;
         // The member's own output schema, with the lineage its real
         // parameters give (as when it runs on its own).
-        let next = with_columns_schema(name, &schema, &exprs)?.0;
+        let mut next = with_columns_schema(name, &schema, &exprs)?.0;
+        if let Some(kept) = row_local.keeps() {
+            let indices = kept
+                .iter()
+                .map(|c| column_index(name, &next, c))
+                .collect::<Result<Vec<_>>>()?;
+            next = Arc::new(next.project(&indices)?);
+        }
         let composed: Vec<(String, Expr)> = exprs
             .iter()
             .map(|(column, e)| {

@@ -19,7 +19,7 @@ use crate::backend::Device;
 use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
 use crate::error::{Error, Result};
 use crate::pipeline::graph::StepNode;
-use crate::pipeline::{Source, Table};
+use crate::pipeline::{Source, SourceContent, Table};
 use crate::track::{RunId, StepRecord, StepRunRow};
 use crate::workspace::Workspace;
 
@@ -37,13 +37,36 @@ pub(crate) struct StepKey {
     pub(crate) device: String,
     pub(crate) fields: KeyFields,
     pub(crate) key: CacheKey,
-    pub(crate) sources: Vec<Source>,
+    /// The step's sources, each with the content hash the key used.
+    pub(crate) sources: Vec<(Source, ContentHash)>,
+}
+
+/// How a run learns its sources' content hashes: files through the
+/// workspace's stat cache, or rehashed when the run verifies its sources.
+#[derive(Clone, Copy)]
+pub(crate) struct SourceHashes<'a> {
+    pub(crate) ws: &'a Workspace,
+    pub(crate) verify: bool,
+}
+
+impl SourceHashes<'_> {
+    fn hash(&self, source: &Source) -> Result<ContentHash> {
+        match &source.content {
+            SourceContent::Hash(h) => Ok(*h),
+            SourceContent::File(path) => self.ws.source_hash(path, self.verify),
+        }
+    }
 }
 
 impl StepKey {
     /// Key `node` given the content hashes of its inputs, in port order.
-    pub(crate) fn new(node: &StepNode, inputs: &[ContentHash], device: &Device) -> Result<StepKey> {
-        StepKey::from_ports(node, named_ports(node, inputs), device)
+    pub(crate) fn new(
+        node: &StepNode,
+        inputs: &[ContentHash],
+        device: &Device,
+        sources: SourceHashes<'_>,
+    ) -> Result<StepKey> {
+        StepKey::from_ports(node, named_ports(node, inputs), device, sources)
     }
 
     /// Key a member of a fused group whose data input, never materialized,
@@ -56,24 +79,35 @@ impl StepKey {
         previous: &StepKey,
         side: &[ContentHash],
         device: &Device,
+        sources: SourceHashes<'_>,
     ) -> Result<StepKey> {
         let data = ContentHash::from_bytes(*previous.key.as_bytes());
         let mut ports = named_ports(node, &[&[data], side].concat());
         ports[0].0 = format!("{FUSED_PREFIX}{producer}");
-        StepKey::from_ports(node, ports, device)
+        StepKey::from_ports(node, ports, device, sources)
     }
 
     fn from_ports(
         node: &StepNode,
         mut ports: Vec<(String, ContentHash)>,
         device: &Device,
+        hashes: SourceHashes<'_>,
     ) -> Result<StepKey> {
         let step = &node.step;
-        let sources = step.sources().map_err(|e| e.in_step(&node.name))?;
+        let in_step = |e: Error| e.in_step(&node.name);
+        let sources = step
+            .sources()
+            .map_err(in_step)?
+            .into_iter()
+            .map(|s| {
+                let hash = hashes.hash(&s).map_err(in_step)?;
+                Ok((s, hash))
+            })
+            .collect::<Result<Vec<_>>>()?;
         ports.extend(
             sources
                 .iter()
-                .map(|s| (format!("{SOURCE_PREFIX}{}", s.name), s.hash)),
+                .map(|(s, h)| (format!("{SOURCE_PREFIX}{}", s.name), *h)),
         );
         let fields = KeyFields {
             format_version: FORMAT_VERSION,
@@ -100,9 +134,9 @@ impl StepKey {
     fn notes(&self) -> Vec<String> {
         self.sources
             .iter()
-            .map(|s| match &s.version {
-                Some(v) => format!("source {} version '{v}' ({})", s.name, s.hash.short()),
-                None => format!("source {} ({})", s.name, s.hash.short()),
+            .map(|(s, hash)| match &s.version {
+                Some(v) => format!("source {} version '{v}' ({})", s.name, hash.short()),
+                None => format!("source {} ({})", s.name, hash.short()),
             })
             .collect()
     }
@@ -148,7 +182,22 @@ pub(crate) fn output_hashes(row: &StepRunRow) -> Result<Vec<ContentHash>> {
 }
 
 /// Hash and store every output (in parallel); their hashes in port order.
-pub(crate) fn store_outputs(ws: &Workspace, tables: &[Table]) -> Result<Vec<ContentHash>> {
+/// The output of a step that only reads a file is not copied: the workspace
+/// keeps a reference to the file, under an identity derived from the step's
+/// key (which covers the file's content hash).
+pub(crate) fn store_outputs(
+    ws: &Workspace,
+    node: &StepNode,
+    key: Option<&StepKey>,
+    tables: &[Table],
+) -> Result<Vec<ContentHash>> {
+    if let (Some(file), Some(key), [table]) = (node.step.source_file(), key, tables)
+        && let [(_, file_hash)] = key.sources.as_slice()
+    {
+        let hash = key.key.source_output();
+        ws.store_source(hash, table, &file, *file_hash)?;
+        return Ok(vec![hash]);
+    }
     tables.par_iter().map(|t| ws.store(t)).collect()
 }
 

@@ -15,7 +15,7 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
 use super::fused::{Member, run_group};
-use super::reuse::{self, StepKey};
+use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
 use crate::cache::ContentHash;
 use crate::error::{Error, Result, ensure, panic_message};
@@ -70,6 +70,10 @@ pub struct RunOptions {
     /// The cost model's constants; `None` reads the workspace's calibration
     /// (`fuseflow calibrate`), else the documented defaults.
     pub calibration: Option<Calibration>,
+    /// Hash every source file again instead of trusting the workspace's stat
+    /// cache (which takes a file with the size, modification time and inode
+    /// it had when hashed to be unchanged).
+    pub verify_sources: bool,
 }
 
 impl Default for RunOptions {
@@ -87,6 +91,7 @@ impl Default for RunOptions {
             cache: CachePolicy::default(),
             devices: None,
             calibration: None,
+            verify_sources: false,
         }
     }
 }
@@ -424,14 +429,19 @@ fn run_job(
     nodes: &[StepNode],
     device: &Device,
     ws: Option<&Workspace>,
+    verify_sources: bool,
     job: Job,
     keys: &mut Keys,
 ) -> Result<Outcome> {
     let node = &nodes[job.step];
     if let Some(ws) = ws {
+        let sources = SourceHashes {
+            ws,
+            verify: verify_sources,
+        };
         let own = keys
             .own
-            .insert(key_job(nodes, device, &job, &mut keys.members)?);
+            .insert(key_job(nodes, device, sources, &job, &mut keys.members)?);
         if job.reuse
             && let Some(row) = reuse::find_reusable(ws, &own.key)?
         {
@@ -490,9 +500,11 @@ fn run_job(
     );
     let hashes = match ws {
         Some(ws) => Some(
-            reuse::store_outputs(ws, &tables).map_err(|e| Error::Execution {
-                step: name.clone(),
-                message: format!("its output could not be cached: {e}"),
+            reuse::store_outputs(ws, node, keys.own.as_ref(), &tables).map_err(|e| {
+                Error::Execution {
+                    step: name.clone(),
+                    message: format!("its output could not be cached: {e}"),
+                }
             })?,
         ),
         None => None,
@@ -510,6 +522,7 @@ fn run_job(
 fn key_job(
     nodes: &[StepNode],
     device: &Device,
+    sources: SourceHashes<'_>,
     job: &Job,
     members: &mut Vec<(usize, StepKey)>,
 ) -> Result<StepKey> {
@@ -518,16 +531,21 @@ fn key_job(
     for (m, side) in &job.fused {
         let side = hashes(side)?;
         let key = match &previous {
-            None => StepKey::new(&nodes[*m], &[&inputs[..], &side].concat(), device)?,
+            None => StepKey::new(
+                &nodes[*m],
+                &[&inputs[..], &side].concat(),
+                device,
+                sources,
+            )?,
             Some((p, before)) => {
-                StepKey::fused(&nodes[*m], &nodes[*p].name, before, &side, device)?
+                StepKey::fused(&nodes[*m], &nodes[*p].name, before, &side, device, sources)?
             }
         };
         members.extend(previous.replace((*m, key)));
     }
     match previous {
         Some((_, tail)) => Ok(tail),
-        None => StepKey::new(&nodes[job.step], &inputs, device),
+        None => StepKey::new(&nodes[job.step], &inputs, device, sources),
     }
 }
 
@@ -770,7 +788,14 @@ fn schedule(
                         let step = job.step;
                         let started = start.elapsed();
                         let mut keys = Keys::default();
-                        let result = run_job(nodes, &devices[step], ws, job, &mut keys);
+                        let result = run_job(
+                            nodes,
+                            &devices[step],
+                            ws,
+                            options.verify_sources,
+                            job,
+                            &mut keys,
+                        );
                         let duration = start.elapsed() - started;
                         let done = Done {
                             step,

@@ -14,11 +14,16 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use rayon::prelude::*;
 
-use super::step::{Source, Step, StepContext};
+use super::step::{Source, SourceContent, SourceFile, Step, StepContext};
 use super::table::{Table, normalize_batch, normalize_schema};
-use crate::cache::{hash_file, hash_table};
+use crate::cache::hash_table;
 use crate::data::MappedIpcFile;
 use crate::error::{Error, Result};
 use crate::plan::OpKind;
@@ -74,7 +79,8 @@ impl FileFormat {
         })
     }
 
-    fn name(self) -> &'static str {
+    /// The format's name as spec files write it ([`FileFormat::parse`] reads it back).
+    pub fn name(self) -> &'static str {
         match self {
             FileFormat::Parquet => "parquet",
             FileFormat::ArrowFile => "arrow",
@@ -121,6 +127,13 @@ impl Read {
     pub fn batch_rows(mut self, rows: usize) -> Self {
         self.batch_rows = rows.max(1);
         self
+    }
+
+    fn format_of(&self) -> Result<FileFormat> {
+        match self.format {
+            Some(f) => Ok(f),
+            None => FileFormat::from_path(&self.path),
+        }
     }
 
     fn open(&self) -> Result<BatchReader> {
@@ -298,11 +311,21 @@ impl Step for Read {
     fn sources(&self) -> Result<Vec<Source>> {
         Ok(vec![Source {
             name: self.path.display().to_string(),
-            hash: hash_file(&self.path)?,
+            content: SourceContent::File(self.path.clone()),
             version: self.version.clone(),
         }])
     }
+    fn source_file(&self) -> Option<SourceFile> {
+        Some(SourceFile {
+            path: self.path.clone(),
+            format: self.format.map(|f| f.name().to_string()),
+            batch_rows: self.batch_rows,
+        })
+    }
     fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
+        if self.format_of()? == FileFormat::Parquet {
+            return Ok(vec![read_parquet_parallel(&self.path, self.batch_rows)?]);
+        }
         let reader = self.open()?;
         let schema = Arc::clone(reader.schema());
         Ok(vec![Table::try_new(
@@ -310,6 +333,32 @@ impl Step for Read {
             reader.collect::<Result<Vec<_>>>()?,
         )?])
     }
+}
+
+/// A whole Parquet file, its row groups decoded in parallel (each on its
+/// own reader over the metadata parsed once), in file order.
+fn read_parquet_parallel(path: &Path, batch_rows: usize) -> Result<Table> {
+    let open =
+        || File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")));
+    let corrupt = |e: &dyn std::fmt::Display| Error::io(path, format!("not a readable parquet file: {e}"));
+    let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
+        .map_err(|e| corrupt(&e))?;
+    let schema = normalize_schema(metadata.schema());
+    let groups: Vec<Vec<RecordBatch>> = (0..metadata.metadata().num_row_groups())
+        .into_par_iter()
+        .map(|group| {
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
+                    .with_row_groups(vec![group])
+                    .with_batch_size(batch_rows.max(1))
+                    .build()
+                    .map_err(|e| corrupt(&e))?;
+            decoded(path, FileFormat::Parquet, reader)
+                .map(|b| b.and_then(normalize_batch))
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    Table::try_new(schema, groups.into_iter().flatten().collect())
 }
 
 /// Write a table to a file (`kind = "write"`).
@@ -376,9 +425,11 @@ impl BatchWriter {
             std::fs::create_dir_all(dir)?;
             let file = File::create(&writer.tmp)?;
             Ok(match format {
-                FileFormat::Parquet => {
-                    Sink::Parquet(ArrowWriter::try_new(file, Arc::clone(schema), None)?)
-                }
+                FileFormat::Parquet => Sink::Parquet(ArrowWriter::try_new(
+                    file,
+                    Arc::clone(schema),
+                    Some(parquet_properties(schema)),
+                )?),
                 FileFormat::ArrowFile => {
                     Sink::ArrowFile(arrow_ipc::writer::FileWriter::try_new(file, schema)?)
                 }
@@ -440,6 +491,20 @@ impl BatchWriter {
         })();
         result.map_err(|e| self.error(e))
     }
+}
+
+/// Parquet writer settings: dictionary encoding off for float columns,
+/// whose values rarely repeat (building the dictionary, only to abandon it
+/// at its size limit, cost more than encoding the column).
+fn parquet_properties(schema: &SchemaRef) -> WriterProperties {
+    schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_floating())
+        .fold(WriterProperties::builder(), |props, f| {
+            props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
+        })
+        .build()
 }
 
 impl Drop for BatchWriter {
@@ -532,7 +597,7 @@ impl Step for MemorySource {
     fn sources(&self) -> Result<Vec<Source>> {
         Ok(vec![Source {
             name: "memory".into(),
-            hash: hash_table(&self.table)?,
+            content: SourceContent::Hash(hash_table(&self.table)?),
             version: None,
         }])
     }

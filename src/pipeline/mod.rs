@@ -17,5 +17,5 @@ pub mod step;
 pub mod table;
 
 pub use graph::{Graph, Pipeline, StepRef};
-pub use step::{RowLocal, Source, Step, StepContext};
+pub use step::{RowLocal, Source, SourceContent, SourceFile, Step, StepContext};
 pub use table::Table;

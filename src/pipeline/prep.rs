@@ -161,6 +161,20 @@ impl Step for Select {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(vec![Table::try_new(schema, batches)?])
     }
+    /// A projection fuses with the row-local steps before it, so that their
+    /// kernel computes and writes only the columns it keeps.
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
+}
+
+impl RowLocal for Select {
+    fn row_exprs(&self, _: StepContext, _: &SchemaRef, _: &[Table]) -> Result<Vec<(String, Expr)>> {
+        Ok(Vec::new())
+    }
+    fn keeps(&self) -> Option<&[String]> {
+        Some(&self.columns)
+    }
 }
 
 /// Rename columns (`kind = "rename"`).

@@ -1,6 +1,7 @@
 //! The [`Step`] trait: what every step, built-in or user-written, implements.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
@@ -125,6 +126,15 @@ pub trait Step: Send + Sync + fmt::Debug {
         Ok(Vec::new())
     }
 
+    /// How to read the step's (one) output again from the file it came
+    /// from, for a step that only reads a file: a workspace then records
+    /// this reference instead of storing a copy of the file's data, and
+    /// reads the file again (checking its content hash) when the output is
+    /// needed later.
+    fn source_file(&self) -> Option<SourceFile> {
+        None
+    }
+
     /// Whether running the step does something besides computing its outputs
     /// (writing a file). Such steps run every time: a cached result would skip
     /// the effect.
@@ -164,8 +174,9 @@ pub trait Step: Send + Sync + fmt::Debug {
 /// first input (`data`), replacing columns of the same name and appending the
 /// others; every other input is a small side table (fitted statistics).
 ///
-/// Its output must equal `data` with these columns evaluated: the executor
-/// relies on that when it fuses a chain of such steps into one kernel.
+/// Its output must equal `data` with these columns evaluated (and, for a
+/// projection, only [`RowLocal::keeps`] kept): the executor relies on that
+/// when it fuses a chain of such steps into one kernel.
 pub trait RowLocal {
     /// The `(column, expression)` pairs over `data`, given the side inputs
     /// (the step's inputs after the first).
@@ -178,16 +189,48 @@ pub trait RowLocal {
         data: &SchemaRef,
         side: &[Table],
     ) -> Result<Vec<(String, Expr)>>;
+
+    /// The columns the output keeps, in order, when the step is a projection
+    /// (`select`): then its output is `data` with the expressions evaluated
+    /// and only these columns kept, so a fused kernel computes and writes
+    /// only what they need. `None` (the default) keeps every column.
+    fn keeps(&self) -> Option<&[String]> {
+        None
+    }
 }
 
-/// External data a step reads: what it is, its content hash, and an optional
-/// human version label recorded beside the hash.
+/// External data a step reads: what it is, what identifies its content, and
+/// an optional human version label recorded beside its hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
     /// The file path, or a description of an in-memory source.
     pub name: String,
-    /// BLAKE3 hash of the content.
-    pub hash: ContentHash,
+    /// What the content hash is taken of.
+    pub content: SourceContent,
     /// A label the user gave this version of the data (`"2026-q3"`).
     pub version: Option<String>,
+}
+
+/// What identifies a source's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceContent {
+    /// A file, hashed (BLAKE3 of its bytes) by the run: through the
+    /// workspace's stat cache, so an unchanged file (same size, modification
+    /// time and inode) is not read again.
+    File(PathBuf),
+    /// Content already hashed (an in-memory table).
+    Hash(ContentHash),
+}
+
+/// How a step's output is read again from its source file (see
+/// [`Step::source_file`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its format's name as spec files write it (`parquet`, `arrow`, ...),
+    /// when the step names one rather than inferring it from the extension.
+    pub format: Option<String>,
+    /// Rows per chunk.
+    pub batch_rows: usize,
 }

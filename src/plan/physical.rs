@@ -258,6 +258,8 @@ fn group_span<'a>(group: &FusedGroup, by_step: &dyn Fn(usize) -> &'a LogicalOp) 
     let mut span = by_step(group.tail()).clone();
     span.bytes_in = head.bytes_in;
     span.flops = group.members.iter().map(|&m| by_step(m).flops).sum();
+    // A group that ends in a projection still computes on a device.
+    span.uses_device = group.members.iter().any(|&m| by_step(m).uses_device);
     for &m in &group.members {
         for t in &by_step(m).dtypes {
             if !span.dtypes.contains(t) {

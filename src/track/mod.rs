@@ -46,4 +46,4 @@ pub use record::{
 };
 pub(crate) use report::bytes as format_bytes;
 pub use report::{render_gc, render_objects, render_run, render_runs};
-pub use store::{BUSY_TIMEOUT, RunStore};
+pub use store::{BUSY_TIMEOUT, FileStat, RunStore};

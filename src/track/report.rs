@@ -206,8 +206,12 @@ pub fn render_objects(objects: &[ObjectInfo], now: SystemTime) -> String {
 
 /// `fuseflow cache gc` and `clear`: what was removed and what remains.
 pub fn render_gc(report: &GcReport) -> String {
+    let references = match report.references {
+        0 => String::new(),
+        n => format!(" and {n} references to source files"),
+    };
     format!(
-        "removed {} objects ({}); {} remain\n",
+        "removed {} objects ({}){references}; {} remain\n",
         report.removed,
         bytes(report.freed_bytes),
         bytes(report.remaining_bytes)

@@ -88,6 +88,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, step, name)
     ) WITHOUT ROWID;
     ",
+    // 2: the stat cache of source files' content hashes.
+    "
+    CREATE TABLE source_hashes (
+        path     TEXT PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        inode    INTEGER NOT NULL,
+        hash     TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build creates and understands.

@@ -30,6 +30,39 @@ const ID_ATTEMPTS: usize = 1000;
 /// Runs shown in an "ambiguous prefix" error.
 const CANDIDATES_SHOWN: usize = 10;
 
+/// What the stat cache of source hashes compares: a file with the same size,
+/// modification time and inode as when it was hashed is taken to have the
+/// same content (as git and Bazel do).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    /// Bytes.
+    pub size: i64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// The inode (0 where the platform has none).
+    pub inode: i64,
+}
+
+impl FileStat {
+    /// The stat of a file from its metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileStat {
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| saturating_i64(d.as_nanos().min(u64::MAX as u128) as u64));
+        #[cfg(unix)]
+        let inode = saturating_i64(std::os::unix::fs::MetadataExt::ino(meta));
+        #[cfg(not(unix))]
+        let inode = 0;
+        FileStat {
+            size: saturating_i64(meta.len()),
+            mtime_ns,
+            inode,
+        }
+    }
+}
+
 /// The run store of one workspace: a SQLite database in WAL mode.
 ///
 /// Every write is its own short transaction, taken with the write lock up
@@ -495,6 +528,40 @@ impl RunStore {
             ),
         };
         Err(Error::run_store(&self.path, message))
+    }
+
+    /// The content hash (hex) recorded for the file at `path` when it had
+    /// exactly the `stat` it has now, if any.
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the database cannot be read.
+    pub fn source_hash(&self, path: &str, stat: &FileStat) -> Result<Option<String>> {
+        self.conn()
+            .query_row(
+                "SELECT hash FROM source_hashes
+                 WHERE path = ?1 AND size = ?2 AND mtime_ns = ?3 AND inode = ?4",
+                params![path, stat.size, stat.mtime_ns, stat.inode],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Remember that the file at `path` with `stat` hashes to `hash` (hex).
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the database cannot be written.
+    pub fn remember_source_hash(&self, path: &str, stat: &FileStat, hash: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO source_hashes (path, size, mtime_ns, inode, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (path) DO UPDATE SET
+                   size = ?2, mtime_ns = ?3, inode = ?4, hash = ?5",
+                params![path, stat.size, stat.mtime_ns, stat.inode, hash],
+            )
+        })?;
+        Ok(())
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
