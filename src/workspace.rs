@@ -131,6 +131,15 @@ impl Workspace {
         Ok(())
     }
 
+    /// Make every object written since the last sync durable (see
+    /// [`ObjectStore::sync`]); a run does so before it records success.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::sync`].
+    pub fn sync(&self) -> Result<()> {
+        self.objects.sync()
+    }
+
     /// Whether an output can be loaded without recomputing it (a cheap check:
     /// the object, or a reference to its source, exists; [`Workspace::load`]
     /// verifies its content).

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
 use fuseflow::backend::DeviceChoice;
-use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
+use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, StepProgress, score_file};
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
@@ -215,6 +215,7 @@ fn main() -> ExitCode {
                 device,
                 allow_f32,
                 verify_sources,
+                observer: Some(Arc::new(StepProgress::new(ProgressMode::detect(quiet)))),
                 ..RunOptions::default()
             };
             outputs.apply(&mut options);

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use rayon::prelude::*;
+
 use super::hash::{ContentHash, hash_table};
 use crate::data::MappedIpcFile;
 use crate::error::{Error, Result};
@@ -44,10 +46,17 @@ const REFERENCE_EXT: &str = "source";
 const WRITE_ADVICE: &str = "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`";
 
 /// A directory of tables stored as Arrow IPC files addressed by content hash.
+///
+/// Writes are not synced one by one on the critical path: the files written
+/// since the last [`ObjectStore::sync`] are synced together by it (a run
+/// calls it before it records itself as succeeded), or when the store is
+/// dropped.
 #[derive(Debug)]
 pub struct ObjectStore {
     root: PathBuf,
     objects: PathBuf,
+    /// Files written and renamed into place but not yet synced.
+    unsynced: Mutex<Vec<PathBuf>>,
     tmp: PathBuf,
 }
 
@@ -123,6 +132,7 @@ impl ObjectStore {
         let store = ObjectStore {
             objects: root.join("objects"),
             tmp: root.join("tmp"),
+            unsynced: Mutex::new(Vec::new()),
             root,
         };
         for dir in [&store.objects, &store.tmp] {
@@ -173,9 +183,7 @@ impl ObjectStore {
                 writer.write(batch)?;
             }
             writer.finish()?;
-            let file = writer.into_inner()?.into_inner()?;
-            file.sync_all()?;
-            drop(file);
+            drop(writer.into_inner()?.into_inner()?);
             let shard = path.parent().unwrap_or(&self.objects);
             std::fs::create_dir_all(shard)?;
             if let Err(e) = std::fs::rename(&tmp.0, &path) {
@@ -185,7 +193,10 @@ impl ObjectStore {
                     return Err(e.into());
                 }
             }
-            sync_dir(shard);
+            // Synced later, with the run's other objects. Until then a power
+            // loss may leave the object short or empty, which reads detect
+            // (they verify the content hash) and recompute.
+            self.written(path.clone());
             Ok(())
         })();
         written.map_err(|e| {
@@ -195,6 +206,39 @@ impl ObjectStore {
             )
         })?;
         Ok(hash)
+    }
+
+    fn written(&self, path: PathBuf) {
+        self.unsynced
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(path);
+    }
+
+    /// Make every file written since the last sync durable: the files, then
+    /// their directories (which hold the renames), in parallel. Files removed
+    /// meanwhile (by gc) are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming a file that cannot be synced (its data may not
+    /// survive a power loss; reads would detect that and recompute it).
+    pub fn sync(&self) -> Result<()> {
+        let files = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
+        let sync = |path: &Path| -> Result<()> {
+            match File::open(path).and_then(|f| f.sync_all()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                    path,
+                    format!("cannot make the cache file durable: {e}; {WRITE_ADVICE}"),
+                )),
+                _ => Ok(()),
+            }
+        };
+        files.par_iter().try_for_each(|f| sync(f))?;
+        let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+        dirs.sort_unstable();
+        dirs.dedup();
+        dirs.par_iter().for_each(|d| sync_dir(d));
+        Ok(())
     }
 
     /// Where the reference with `hash` lives (whether or not it exists).
@@ -214,7 +258,9 @@ impl ObjectStore {
         let written = (|| -> std::io::Result<()> {
             std::fs::write(&tmp.0, text)?;
             std::fs::create_dir_all(path.parent().unwrap_or(&self.objects))?;
-            std::fs::rename(&tmp.0, &path)
+            std::fs::rename(&tmp.0, &path)?;
+            self.written(path.clone());
+            Ok(())
         })();
         written.map_err(|e| {
             Error::io(
@@ -395,6 +441,14 @@ impl ObjectStore {
     /// As [`ObjectStore::gc`].
     pub fn clear(&self) -> Result<GcReport> {
         self.gc(0)
+    }
+}
+
+impl Drop for ObjectStore {
+    fn drop(&mut self) {
+        // Best effort: a failure here has no one to report to, and reads
+        // verify what they find.
+        let _ = self.sync();
     }
 }
 

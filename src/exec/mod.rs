@@ -9,5 +9,5 @@ mod reuse;
 pub mod scheduler;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, score_file};
-pub use progress::{Progress, ProgressMode};
+pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
 pub use scheduler::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};

@@ -15,6 +15,7 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
 use super::fused::{Member, run_group};
+use super::progress::RunObserver;
 use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
 use crate::cache::ContentHash;
@@ -74,6 +75,8 @@ pub struct RunOptions {
     /// cache (which takes a file with the size, modification time and inode
     /// it had when hashed to be unchanged).
     pub verify_sources: bool,
+    /// Told of each step as it starts and finishes (progress display).
+    pub observer: Option<Arc<dyn RunObserver>>,
 }
 
 impl Default for RunOptions {
@@ -92,6 +95,7 @@ impl Default for RunOptions {
             devices: None,
             calibration: None,
             verify_sources: false,
+            observer: None,
         }
     }
 }
@@ -588,8 +592,20 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         Some(ws) => Some(begin_run(pipeline, ws, options)?),
         None => None,
     };
-    let result = schedule(pipeline, graph, options, &plan, &devices, run_id.as_ref());
+    if let Some(o) = &options.observer {
+        o.run_started(nodes.len());
+    }
+    let mut result = schedule(pipeline, graph, options, &plan, &devices, run_id.as_ref());
+    if let Some(o) = &options.observer {
+        o.run_finished();
+    }
     if let (Some(ws), Some(id)) = (ws, &run_id) {
+        // Succeeded only once its objects are durable: one batched sync.
+        if result.is_ok()
+            && let Err(e) = ws.sync()
+        {
+            result = Err(e);
+        }
         let (status, error) = match &result {
             Ok(_) => (RunStatus::Succeeded, None),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
@@ -770,6 +786,7 @@ fn schedule(
         ));
     }
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let observer: Option<&dyn RunObserver> = options.observer.as_deref();
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<Job>();
     let (done_tx, done_rx) = unbounded::<Done>();
@@ -847,6 +864,9 @@ fn schedule(
                         notes,
                         device: devices[i].to_string(),
                     });
+                    if let (Some(o), Some(report)) = (observer, reports.last()) {
+                        o.step_finished(report);
+                    }
                     release(consumers[i].clone(), &mut waiting, &mut ready, &position);
                     continue;
                 }
@@ -888,6 +908,9 @@ fn schedule(
                 job_tx
                     .send(job)
                     .map_err(|_| Error::Internal("worker pool stopped".into()))?;
+                if let Some(o) = observer {
+                    o.step_started(&nodes[i].name, nodes[i].step.kind());
+                }
                 running += 1;
             }
             if running == 0 {
@@ -1014,6 +1037,9 @@ fn schedule(
                 notes: std::mem::take(&mut notes[i]),
                 device: devices[i].to_string(),
             });
+            if let (Some(o), Some(report)) = (observer, reports.last()) {
+                        o.step_finished(report);
+                    }
             // A step re-run because its output was lost releases only the
             // steps that were waiting for it; the others already have it.
             let released = if blocked_on[i].is_empty() {
