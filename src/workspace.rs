@@ -213,7 +213,9 @@ impl Workspace {
         }
         match read.run(StepContext::new("source"), &[]) {
             Ok(mut tables) if tables.len() == 1 => Ok(Lookup::Hit(tables.remove(0))),
-            Ok(_) => Err(Error::Internal("a read step returned several tables".into())),
+            Ok(_) => Err(Error::Internal(
+                "a read step returned several tables".into(),
+            )),
             Err(e) => lost(format!("its source file cannot be read: {e}")),
         }
     }

@@ -199,9 +199,13 @@ fn select_fuses_with_the_steps_before_it_and_keeps_only_its_columns() {
     let build = || {
         let mut p = Pipeline::new("pushdown");
         p.add("raw", MemorySource::new(small()));
-        p.add("wide", Derive::new([("y", col("x") * lit(2.0)), ("x", col("x") + lit(1.0))]))
-            .input("data", "raw");
-        p.add("picked", Select::new(["y", "s"])).input("data", "wide");
+        p.add(
+            "wide",
+            Derive::new([("y", col("x") * lit(2.0)), ("x", col("x") + lit(1.0))]),
+        )
+        .input("data", "raw");
+        p.add("picked", Select::new(["y", "s"]))
+            .input("data", "wide");
         p
     };
     let fused = build().run().unwrap();

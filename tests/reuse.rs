@@ -636,7 +636,10 @@ fn a_read_step_keeps_a_reference_to_its_file_not_a_copy() {
 
     // A changed downstream step reads the file again through the reference.
     let changed = run(&read_and_derive(&file, 2.0), &ws, Rerun::Nothing);
-    assert!(matches!(cache_of(&changed, &["raw"])[0], CacheUse::Hit { .. }));
+    assert!(matches!(
+        cache_of(&changed, &["raw"])[0],
+        CacheUse::Hit { .. }
+    ));
     assert_eq!(cache_of(&changed, &["wide"]), vec![CacheUse::Miss]);
     let z = batches(&changed, "wide");
     let z = z.column_by_name("z").unwrap();
@@ -662,7 +665,10 @@ fn the_stat_cache_spares_rehashing_until_the_file_is_touched() {
     let hash = ws.source_hash(&file, false).unwrap();
     let name = std::fs::canonicalize(&file).unwrap();
     let stat = fuseflow::track::FileStat::of(&std::fs::metadata(&file).unwrap());
-    let remembered = ws.runs().source_hash(&name.to_string_lossy(), &stat).unwrap();
+    let remembered = ws
+        .runs()
+        .source_hash(&name.to_string_lossy(), &stat)
+        .unwrap();
     assert_eq!(remembered, Some(hash.to_string()));
 
     // New bytes of the same size with the old modification time and inode

@@ -273,7 +273,15 @@ fn training_spec_runs_with_the_default_workspace() {
     assert!(why.contains("cache hit"), "{why}");
     let model = dir.path().join("model.arrow");
     let model = model.to_str().unwrap();
-    run(&["output", "latest", "logistic", "-o", model, "--workspace", ws]);
+    run(&[
+        "output",
+        "latest",
+        "logistic",
+        "-o",
+        model,
+        "--workspace",
+        ws,
+    ]);
     let scored = dir.path().join("scores.parquet");
     run(&[
         "score",

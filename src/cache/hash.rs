@@ -355,7 +355,13 @@ fn nested<'f>(
     let fields: Vec<&FieldRef> = fields.into_iter().collect();
     let _ = write!(out, "{name}<{}:", fields.len());
     for f in fields {
-        let _ = write!(out, "{}:{}:{}:", f.name().len(), f.name(), u8::from(f.is_nullable()));
+        let _ = write!(
+            out,
+            "{}:{}:{}:",
+            f.name().len(),
+            f.name(),
+            u8::from(f.is_nullable())
+        );
         write_type(out, f.data_type());
         let mut meta: Vec<_> = f.metadata().iter().collect();
         meta.sort();
@@ -392,7 +398,9 @@ fn hash_column(dtype: &DataType, chunks: &[ArrayRef]) -> Result<blake3::Hash> {
             .iter()
             .map(|a| arrow_cast::cast(a, &value))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Internal(format!("cannot decode a {dtype} column to hash it: {e}")))?;
+            .map_err(|e| {
+                Error::Internal(format!("cannot decode a {dtype} column to hash it: {e}"))
+            })?;
         return hash_column(&value, &decoded);
     }
     let rows: usize = chunks.iter().map(|a| a.len()).sum();
@@ -582,7 +590,11 @@ fn hash_views<T: ByteViewType>(chunks: &[ArrayRef]) -> Vec<blake3::Hash> {
     for a in chunks {
         let a = a.as_byte_view::<T>();
         for i in 0..a.len() {
-            let bytes: &[u8] = if a.is_valid(i) { a.value(i).as_ref() } else { &[] };
+            let bytes: &[u8] = if a.is_valid(i) {
+                a.value(i).as_ref()
+            } else {
+                &[]
+            };
             lengths.update(&(bytes.len() as u64).to_le_bytes());
             data.update(bytes);
         }
@@ -630,13 +642,20 @@ fn row_lengths<'a>(
     sizes: impl Iterator<Item = usize> + 'a,
     nulls: Option<&'a NullBuffer>,
 ) -> impl Iterator<Item = u64> + 'a {
-    sizes
-        .enumerate()
-        .map(move |(i, n)| if nulls.is_some_and(|v| v.is_null(i)) { 0 } else { n as u64 })
+    sizes.enumerate().map(move |(i, n)| {
+        if nulls.is_some_and(|v| v.is_null(i)) {
+            0
+        } else {
+            n as u64
+        }
+    })
 }
 
 /// Lists as their row lengths and the child rows of valid rows.
-fn hash_lists<O: OffsetSizeTrait>(child: &FieldRef, chunks: &[ArrayRef]) -> Result<Vec<blake3::Hash>> {
+fn hash_lists<O: OffsetSizeTrait>(
+    child: &FieldRef,
+    chunks: &[ArrayRef],
+) -> Result<Vec<blake3::Hash>> {
     let lists: Vec<&GenericListArray<O>> = chunks.iter().map(|a| a.as_list::<O>()).collect();
     let children = lists
         .iter()
@@ -649,7 +668,10 @@ fn hash_lists<O: OffsetSizeTrait>(child: &FieldRef, chunks: &[ArrayRef]) -> Resu
         })
         .collect::<Vec<_>>();
     let lengths = lists.iter().flat_map(|l| {
-        let sizes = l.value_offsets().windows(2).map(|w| (w[1] - w[0]).as_usize());
+        let sizes = l
+            .value_offsets()
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_usize());
         row_lengths(sizes, l.nulls())
     });
     shape_and_child(lengths, child, &children)
@@ -753,7 +775,9 @@ fn hash_unions(fields: &UnionFields, chunks: &[ArrayRef]) -> Result<Vec<blake3::
                 arrow_select::take::take(u.child(id).as_ref(), &rows, None)
             })
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Internal(format!("cannot gather a union's rows to hash them: {e}")))?;
+            .map_err(|e| {
+                Error::Internal(format!("cannot gather a union's rows to hash them: {e}"))
+            })?;
         streams.push(hash_column(field.data_type(), &children)?);
     }
     Ok(streams)
@@ -851,10 +875,9 @@ mod tests {
     use arrow_array::types::{Float32Type, Float64Type, Int32Type};
     use arrow_array::{
         BinaryArray, BooleanArray, Date32Array, Decimal128Array, DictionaryArray,
-        FixedSizeBinaryArray, FixedSizeListArray, Float32Array, Float64Array,
-        Int32Array, Int64Array, LargeListArray, LargeStringArray, ListArray, ListViewArray,
-        NullArray, RecordBatch, RunArray, StringArray, StringViewArray,
-        TimestampMicrosecondArray,
+        FixedSizeBinaryArray, FixedSizeListArray, Float32Array, Float64Array, Int32Array,
+        Int64Array, LargeListArray, LargeStringArray, ListArray, ListViewArray, NullArray,
+        RecordBatch, RunArray, StringArray, StringViewArray, TimestampMicrosecondArray,
     };
     use arrow_buffer::{OffsetBuffer, ScalarBuffer};
     use arrow_schema::Field;
@@ -1151,10 +1174,16 @@ mod tests {
         let mut valid = |p: f64| rng.uniform() >= p;
         let mask: Vec<bool> = (0..n).map(|_| valid(0.15)).collect();
         let maybe = |i: usize| mask[i];
-        let ints: Vec<Option<i64>> = (0..n).map(|i| maybe(i).then_some(i as i64 * 7 - 40)).collect();
+        let ints: Vec<Option<i64>> = (0..n)
+            .map(|i| maybe(i).then_some(i as i64 * 7 - 40))
+            .collect();
         let lists = || {
             (0..n).map(|i| {
-                maybe(i).then(|| (0..i % 4).map(|k| (k != 2).then_some(i as f64 + k as f64)).collect::<Vec<_>>())
+                maybe(i).then(|| {
+                    (0..i % 4)
+                        .map(|k| (k != 2).then_some(i as f64 + k as f64))
+                        .collect::<Vec<_>>()
+                })
             })
         };
         let list = ListArray::from_iter_primitive::<Float64Type, _, _>(lists());
@@ -1166,7 +1195,11 @@ mod tests {
             ]),
             vec![
                 Arc::new(Int64Array::from(ints.clone())),
-                Arc::new((0..n).map(|i| maybe(i).then(|| format!("s{}", i % 9))).collect::<StringArray>()),
+                Arc::new(
+                    (0..n)
+                        .map(|i| maybe(i).then(|| format!("s{}", i % 9)))
+                        .collect::<StringArray>(),
+                ),
             ],
             Some(struct_nulls),
         )
@@ -1175,7 +1208,8 @@ mod tests {
         for i in 0..n {
             for k in 0..i % 3 {
                 maps.keys().append_value(format!("k{k}"));
-                maps.values().append_option(maybe((i + k) % n).then_some(k as i64));
+                maps.values()
+                    .append_option(maybe((i + k) % n).then_some(k as i64));
             }
             maps.append(maybe(i)).unwrap();
         }
@@ -1193,33 +1227,100 @@ mod tests {
             None,
             vec![
                 Arc::new(Int64Array::from(ints.clone())),
-                Arc::new(Float32Array::from((0..n).map(|i| i as f32 / 3.0).collect::<Vec<_>>())),
+                Arc::new(Float32Array::from(
+                    (0..n).map(|i| i as f32 / 3.0).collect::<Vec<_>>(),
+                )),
             ],
         )
         .unwrap();
         let runs = RunArray::<Int32Type>::try_new(
             &Int32Array::from((1..=n as i32 / 3).map(|r| r * 3).collect::<Vec<_>>()),
-            &Int64Array::from((0..n as i64 / 3).map(|r| (r % 4 != 1).then_some(r)).collect::<Vec<_>>()),
+            &Int64Array::from(
+                (0..n as i64 / 3)
+                    .map(|r| (r % 4 != 1).then_some(r))
+                    .collect::<Vec<_>>(),
+            ),
         )
         .unwrap();
         let words = (0..n).map(|i| maybe(i).then(|| ["north", "south", "east"][i % 3]));
-        let halves = Float32Array::from((0..n).map(|i| maybe(i).then_some(i as f32 / 8.0)).collect::<Vec<_>>());
+        let halves = Float32Array::from(
+            (0..n)
+                .map(|i| maybe(i).then_some(i as f32 / 8.0))
+                .collect::<Vec<_>>(),
+        );
         vec![
             ("null", Arc::new(NullArray::new(n)) as ArrayRef),
-            ("f16", arrow_cast::cast(&halves, &DataType::Float16).unwrap()),
-            ("date", Arc::new(Date32Array::from((0..n).map(|i| maybe(i).then_some(i as i32)).collect::<Vec<_>>()))),
-            ("ts", Arc::new(TimestampMicrosecondArray::from(ints.clone()).with_timezone("UTC"))),
-            ("dec", Arc::new(Decimal128Array::from(ints.iter().map(|v| v.map(i128::from)).collect::<Vec<_>>()).with_precision_and_scale(12, 2).unwrap())),
-            ("bin", Arc::new(BinaryArray::from_iter((0..n).map(|i| maybe(i).then(|| vec![i as u8; i % 5]))))),
-            ("fixed_bin", Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size((0..n).map(|i| maybe(i).then(|| [i as u8, 1, 2])), 3).unwrap())),
-            ("view", Arc::new((0..n).map(|i| maybe(i).then(|| format!("a string longer than twelve bytes {i}"))).collect::<StringViewArray>())),
+            (
+                "f16",
+                arrow_cast::cast(&halves, &DataType::Float16).unwrap(),
+            ),
+            (
+                "date",
+                Arc::new(Date32Array::from(
+                    (0..n)
+                        .map(|i| maybe(i).then_some(i as i32))
+                        .collect::<Vec<_>>(),
+                )),
+            ),
+            (
+                "ts",
+                Arc::new(TimestampMicrosecondArray::from(ints.clone()).with_timezone("UTC")),
+            ),
+            (
+                "dec",
+                Arc::new(
+                    Decimal128Array::from(
+                        ints.iter().map(|v| v.map(i128::from)).collect::<Vec<_>>(),
+                    )
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+                ),
+            ),
+            (
+                "bin",
+                Arc::new(BinaryArray::from_iter(
+                    (0..n).map(|i| maybe(i).then(|| vec![i as u8; i % 5])),
+                )),
+            ),
+            (
+                "fixed_bin",
+                Arc::new(
+                    FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                        (0..n).map(|i| maybe(i).then(|| [i as u8, 1, 2])),
+                        3,
+                    )
+                    .unwrap(),
+                ),
+            ),
+            (
+                "view",
+                Arc::new(
+                    (0..n)
+                        .map(|i| maybe(i).then(|| format!("a string longer than twelve bytes {i}")))
+                        .collect::<StringViewArray>(),
+                ),
+            ),
             ("list", Arc::new(list.clone())),
-            ("large_list", Arc::new(LargeListArray::from_iter_primitive::<Float64Type, _, _>(lists()))),
+            (
+                "large_list",
+                Arc::new(LargeListArray::from_iter_primitive::<Float64Type, _, _>(
+                    lists(),
+                )),
+            ),
             ("list_view", Arc::new(ListViewArray::from(list))),
-            ("fixed_list", Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>((0..n).map(|i| maybe(i).then(|| vec![Some(i as i32), None, Some(1)])), 3))),
+            (
+                "fixed_list",
+                Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
+                    (0..n).map(|i| maybe(i).then(|| vec![Some(i as i32), None, Some(1)])),
+                    3,
+                )),
+            ),
             ("struct", Arc::new(structs)),
             ("map", Arc::new(maps.finish())),
-            ("dict", Arc::new(words.collect::<DictionaryArray<Int32Type>>())),
+            (
+                "dict",
+                Arc::new(words.collect::<DictionaryArray<Int32Type>>()),
+            ),
             ("union", Arc::new(union)),
             ("runs", Arc::new(runs)),
         ]
@@ -1242,15 +1343,29 @@ mod tests {
             }
             let field = Arc::new(Field::new(name, column.data_type().clone(), true));
             let schema = Arc::new(Schema::new(vec![field]));
-            let batch = |offset, len| RecordBatch::try_new(Arc::clone(&schema), vec![column.slice(offset, len)]).unwrap();
-            let chunked = Table::try_new(Arc::clone(&schema), vec![batch(0, 101), batch(101, 0), batch(101, n - 101)]).unwrap();
+            let batch = |offset, len| {
+                RecordBatch::try_new(Arc::clone(&schema), vec![column.slice(offset, len)]).unwrap()
+            };
+            let chunked = Table::try_new(
+                Arc::clone(&schema),
+                vec![batch(0, 101), batch(101, 0), batch(101, n - 101)],
+            )
+            .unwrap();
             assert_eq!(h(&chunked), whole, "{name}: re-chunked");
             // One row fewer, or the rows in another order, is other content.
-            assert_ne!(h(&one_column(name, column.slice(0, n - 1))), whole, "{name}: one row fewer");
+            assert_ne!(
+                h(&one_column(name, column.slice(0, n - 1))),
+                whole,
+                "{name}: one row fewer"
+            );
             if name != "null" {
                 let reversed = UInt32Array::from_iter_values((0..n as u32).rev());
                 let reversed = arrow_select::take::take(column.as_ref(), &reversed, None).unwrap();
-                assert_ne!(h(&one_column(name, reversed)), whole, "{name}: rows reversed");
+                assert_ne!(
+                    h(&one_column(name, reversed)),
+                    whole,
+                    "{name}: rows reversed"
+                );
             }
         }
     }
@@ -1260,7 +1375,10 @@ mod tests {
         let list = |rows: Vec<Option<Vec<Option<f64>>>>| -> ArrayRef {
             Arc::new(ListArray::from_iter_primitive::<Float64Type, _, _>(rows))
         };
-        let base = h(&one_column("w", list(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![])])));
+        let base = h(&one_column(
+            "w",
+            list(vec![Some(vec![Some(1.0), Some(2.0)]), Some(vec![])]),
+        ));
         let changed = [
             list(vec![Some(vec![Some(1.0), Some(2.5)]), Some(vec![])]),
             list(vec![Some(vec![Some(1.0), None]), Some(vec![])]),
@@ -1286,7 +1404,10 @@ mod tests {
             Some(NullBuffer::from(vec![true, false])),
         );
         let clean = list(vec![Some(vec![Some(1.0), Some(2.0)]), None]);
-        assert_eq!(h(&one_column("w", Arc::new(with_garbage))), h(&one_column("w", clean)));
+        assert_eq!(
+            h(&one_column("w", Arc::new(with_garbage))),
+            h(&one_column("w", clean))
+        );
 
         // A dictionary hashes by its values, not by how they are encoded,
         // but is not the same column as its plain values.
@@ -1311,9 +1432,16 @@ mod tests {
             type_name(&list("item", true)),
             type_name(&list("item", false)),
             type_name(&list("element", true)),
-            type_name(&DataType::LargeList(Arc::new(Field::new("item", DataType::Float64, true)))),
+            type_name(&DataType::LargeList(Arc::new(Field::new(
+                "item",
+                DataType::Float64,
+                true,
+            )))),
             type_name(&DataType::Timestamp(TimeUnit::Microsecond, None)),
-            type_name(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+            type_name(&DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into()),
+            )),
             type_name(&DataType::Timestamp(TimeUnit::Nanosecond, None)),
             type_name(&DataType::Decimal128(12, 2)),
             type_name(&DataType::Decimal128(12, 3)),

@@ -223,7 +223,8 @@ impl ObjectStore {
     /// [`Error::Io`] naming a file that cannot be synced (its data may not
     /// survive a power loss; reads would detect that and recompute it).
     pub fn sync(&self) -> Result<()> {
-        let files = std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
+        let files =
+            std::mem::take(&mut *self.unsynced.lock().unwrap_or_else(PoisonError::into_inner));
         let sync = |path: &Path| -> Result<()> {
             match File::open(path).and_then(|f| f.sync_all()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(

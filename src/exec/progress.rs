@@ -93,8 +93,9 @@ impl Progress {
             }
             None => {
                 self.bar.unset_length();
-                self.bar
-                    .set_style(style("{spinner} {msg} {human_pos} rows {per_sec} {elapsed}"));
+                self.bar.set_style(style(
+                    "{spinner} {msg} {human_pos} rows {per_sec} {elapsed}",
+                ));
             }
         }
         self.bar.enable_steady_tick(Duration::from_millis(100));
@@ -122,10 +123,7 @@ impl Progress {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let done = self.bar.position();
         let status = match self.bar.length() {
-            Some(t) if t > 0 => format!(
-                "{done}/{t} rows ({:.0}%)",
-                100.0 * done as f64 / t as f64
-            ),
+            Some(t) if t > 0 => format!("{done}/{t} rows ({:.0}%)", 100.0 * done as f64 / t as f64),
             _ => format!("{done} rows"),
         };
         eprintln!(
@@ -199,7 +197,9 @@ impl RunObserver for StepProgress {
                 let running = running.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut steps: Vec<String> = running
                     .iter()
-                    .map(|(name, (_, since))| format!("{name} ({:.0} s)", since.elapsed().as_secs_f64()))
+                    .map(|(name, (_, since))| {
+                        format!("{name} ({:.0} s)", since.elapsed().as_secs_f64())
+                    })
                     .collect();
                 steps.sort();
                 eprintln!(
@@ -234,7 +234,12 @@ impl RunObserver for StepProgress {
     }
 
     fn run_finished(&self) {
-        if let Some((stop, heartbeat)) = self.lines.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some((stop, heartbeat)) = self
+            .lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             drop(stop);
             let _ = heartbeat.join();
         }

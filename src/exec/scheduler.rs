@@ -535,12 +535,7 @@ fn key_job(
     for (m, side) in &job.fused {
         let side = hashes(side)?;
         let key = match &previous {
-            None => StepKey::new(
-                &nodes[*m],
-                &[&inputs[..], &side].concat(),
-                device,
-                sources,
-            )?,
+            None => StepKey::new(&nodes[*m], &[&inputs[..], &side].concat(), device, sources)?,
             Some((p, before)) => {
                 StepKey::fused(&nodes[*m], &nodes[*p].name, before, &side, device, sources)?
             }
@@ -1038,8 +1033,8 @@ fn schedule(
                 device: devices[i].to_string(),
             });
             if let (Some(o), Some(report)) = (observer, reports.last()) {
-                        o.step_finished(report);
-                    }
+                o.step_finished(report);
+            }
             // A step re-run because its output was lost releases only the
             // steps that were waiting for it; the others already have it.
             let released = if blocked_on[i].is_empty() {

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use super::step::{Source, SourceContent, SourceFile, Step, StepContext};
@@ -340,7 +340,8 @@ impl Step for Read {
 fn read_parquet_parallel(path: &Path, batch_rows: usize) -> Result<Table> {
     let open =
         || File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")));
-    let corrupt = |e: &dyn std::fmt::Display| Error::io(path, format!("not a readable parquet file: {e}"));
+    let corrupt =
+        |e: &dyn std::fmt::Display| Error::io(path, format!("not a readable parquet file: {e}"));
     let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
         .map_err(|e| corrupt(&e))?;
     let schema = normalize_schema(metadata.schema());

@@ -75,7 +75,10 @@ impl Table {
     /// mapping, the bytes its buffers reach).
     pub fn memory_size(&self) -> usize {
         fn visit(data: &ArrayData, seen: &mut HashMap<*const u8, usize>) {
-            let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
+            let buffers = data
+                .buffers()
+                .iter()
+                .chain(data.nulls().map(|n| n.buffer()));
             for b in buffers {
                 // A mapped file's buffers report no capacity: count the bytes
                 // they reach.
@@ -102,7 +105,11 @@ impl Table {
         self.batches
             .iter()
             .flat_map(|b| b.columns())
-            .map(|c| c.to_data().get_slice_memory_size().unwrap_or_else(|_| c.get_array_memory_size()))
+            .map(|c| {
+                c.to_data()
+                    .get_slice_memory_size()
+                    .unwrap_or_else(|_| c.get_array_memory_size())
+            })
             .sum()
     }
 
