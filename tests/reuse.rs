@@ -696,3 +696,41 @@ fn the_stat_cache_spares_rehashing_until_the_file_is_touched() {
     assert_eq!(cache_of(&first, &["raw"]), vec![CacheUse::Miss]);
     assert_eq!(cache_of(&after, &["raw", "wide"]), vec![CacheUse::Miss; 2]);
 }
+
+#[test]
+fn a_write_step_is_skipped_while_its_file_holds_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = open(dir.path());
+    let out = dir.path().join("out.parquet");
+    let build = || {
+        let mut p = Pipeline::new("writes");
+        p.add("raw", MemorySource::new(data(500, 9)));
+        p.add("wide", Derive::new([("z", col("x") + lit(1.0))]))
+            .input("data", "raw");
+        p.add("save", fuseflow::pipeline::io::Write::new(&out))
+            .input("data", "wide");
+        p
+    };
+    let first = run(&build(), &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&first, &["save"]), vec![CacheUse::Miss]);
+    let again = run(&build(), &ws, Rerun::Nothing);
+    assert!(matches!(
+        cache_of(&again, &["save"])[0],
+        CacheUse::Hit { .. }
+    ));
+
+    // Changed by someone else, or gone: written again.
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes.push(0);
+    std::fs::write(&out, &bytes).unwrap();
+    let changed = run(&build(), &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&changed, &["save"]), vec![CacheUse::Miss]);
+    assert_eq!(std::fs::read(&out).unwrap().len(), bytes.len() - 1);
+    std::fs::remove_file(&out).unwrap();
+    let gone = run(&build(), &ws, Rerun::Nothing);
+    assert_eq!(cache_of(&gone, &["save"]), vec![CacheUse::Miss]);
+    assert!(out.exists());
+    // Asked for, it runs.
+    let asked = run(&build(), &ws, Rerun::Steps(vec!["save".into()]));
+    assert_eq!(cache_of(&asked, &["save"]), vec![CacheUse::Miss]);
+}

@@ -7,6 +7,7 @@
 //! re-runs and produces the same output lets its dependents hit the cache
 //! (early cutoff).
 
+use std::path::Path;
 use std::time::Duration;
 
 use arrow_array::Array;
@@ -25,6 +26,10 @@ use crate::workspace::Workspace;
 
 /// Input ports carrying a source's content hash are named `source:<name>`.
 const SOURCE_PREFIX: &str = "source:";
+
+/// The files a step wrote are recorded beside its outputs, by content hash,
+/// on ports named `file:<path>`.
+const FILE_PREFIX: &str = "file:";
 
 /// The data input of a step inside a fused group is keyed by its producer's
 /// cache key, on a port named `fused:<producer>`.
@@ -160,7 +165,19 @@ pub(crate) fn find_reusable(ws: &Workspace, key: &CacheKey) -> Result<Option<Ste
         return Ok(None);
     };
     let hashes = output_hashes(&row)?;
-    Ok(hashes.iter().all(|h| ws.has(h)).then_some(row))
+    let there = row
+        .record
+        .outputs
+        .iter()
+        .zip(&hashes)
+        .all(|((port, _), hash)| {
+            match port.strip_prefix(FILE_PREFIX) {
+                // A file the step wrote must still hold what it wrote.
+                Some(path) => ws.source_hash(Path::new(path), false).ok() == Some(*hash),
+                None => ws.has(hash),
+            }
+        });
+    Ok(there.then_some(row))
 }
 
 /// The run that computed a recorded step run's outputs: itself, or for a
@@ -181,24 +198,34 @@ pub(crate) fn output_hashes(row: &StepRunRow) -> Result<Vec<ContentHash>> {
         .collect()
 }
 
-/// Hash and store every output (in parallel); their hashes in port order.
-/// The output of a step that only reads a file is not copied: the workspace
-/// keeps a reference to the file, under an identity derived from the step's
-/// key (which covers the file's content hash).
+/// Hash and store every output (in parallel); their hashes in port order,
+/// then those of the files the step wrote. The output of a step that only
+/// reads a file is not copied: the workspace keeps a reference to the file,
+/// under an identity derived from the step's key (which covers the file's
+/// content hash).
 pub(crate) fn store_outputs(
     ws: &Workspace,
     node: &StepNode,
     key: Option<&StepKey>,
     tables: &[Table],
 ) -> Result<Vec<ContentHash>> {
-    if let (Some(file), Some(key), [table]) = (node.step.source_file(), key, tables)
-        && let [(_, file_hash)] = key.sources.as_slice()
-    {
-        let hash = key.key.source_output();
-        ws.store_source(hash, table, &file, *file_hash)?;
-        return Ok(vec![hash]);
+    let mut hashes = match (node.step.source_file(), key, tables) {
+        (Some(file), Some(key), [table]) if key.sources.len() == 1 => {
+            let hash = key.key.source_output();
+            ws.store_source(hash, table, &file, key.sources[0].1)?;
+            vec![hash]
+        }
+        _ => tables
+            .par_iter()
+            .map(|t| ws.store(t))
+            .collect::<Result<_>>()?,
+    };
+    // The files the step wrote follow its outputs, so that a re-run can
+    // tell whether they still hold what it wrote.
+    for file in node.step.written_files() {
+        hashes.push(ws.source_hash(&file, true)?);
     }
-    tables.par_iter().map(|t| ws.store(t)).collect()
+    Ok(hashes)
 }
 
 /// How a step's outputs came to be, for the run store.
@@ -240,8 +267,15 @@ pub(crate) fn record_step(
         Provenance::Ran { tables, hashes } => (
             ports
                 .iter()
+                .map(|p| p.to_string())
+                .chain(
+                    node.step
+                        .written_files()
+                        .iter()
+                        .map(|f| format!("{FILE_PREFIX}{}", f.display())),
+                )
                 .zip(hashes)
-                .map(|(p, h)| (p.to_string(), h.to_string()))
+                .map(|(p, h)| (p, h.to_string()))
                 .collect(),
             false,
             None,

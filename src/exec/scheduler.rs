@@ -707,9 +707,15 @@ fn release(
     }
 }
 
+/// Whether a step's effects cannot be checked, so that it runs every time
+/// (a step that only writes files is skipped while they hold what it wrote).
+fn runs_every_time(node: &StepNode) -> bool {
+    node.step.has_side_effects() && node.step.written_files().is_empty()
+}
+
 /// Why a step must run although a cached result could stand in, if it must.
 fn reason_to_run(node: &StepNode, rerun: &Rerun) -> Option<&'static str> {
-    if node.step.has_side_effects() {
+    if runs_every_time(node) {
         Some("runs every time: it has effects outside the workspace")
     } else if !node.reuse {
         Some("runs every time: reuse is off for this step")
@@ -939,7 +945,7 @@ fn schedule(
                 Outcome::Reused(row) => CacheUse::Hit {
                     from: reuse::producer(row),
                 },
-                _ if ws.is_none() || !node.reuse || node.step.has_side_effects() => CacheUse::Off,
+                _ if ws.is_none() || !node.reuse || runs_every_time(node) => CacheUse::Off,
                 _ => CacheUse::Miss,
             };
             let (rows, bytes) = match outcome {

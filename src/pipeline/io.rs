@@ -561,6 +561,9 @@ impl Step for Write {
     fn has_side_effects(&self) -> bool {
         true
     }
+    fn written_files(&self) -> Vec<PathBuf> {
+        vec![self.path.clone()]
+    }
 }
 
 /// A table given in memory (`kind` is `"memory"`; not available in spec files).

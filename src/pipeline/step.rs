@@ -135,6 +135,15 @@ pub trait Step: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The files the step writes, when writing files is its side effect.
+    /// With a workspace, such a step whose inputs and parameters did not
+    /// change, and whose files still hold what it wrote (by content hash,
+    /// through the stat cache), is not run again; a step with other side
+    /// effects runs every time.
+    fn written_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
     /// Whether running the step does something besides computing its outputs
     /// (writing a file). Such steps run every time: a cached result would skip
     /// the effect.
