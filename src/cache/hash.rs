@@ -605,7 +605,7 @@ fn hash_views<T: ByteViewType>(chunks: &[ArrayRef]) -> Vec<blake3::Hash> {
 /// Each maximal run `start..end` of valid rows of an array of `len` rows.
 fn valid_runs(len: usize, nulls: Option<&NullBuffer>) -> Vec<Range<usize>> {
     let Some(nulls) = nulls.filter(|n| n.null_count() > 0) else {
-        return if len == 0 { vec![] } else { vec![0..len] };
+        return (len > 0).then_some(0..len).into_iter().collect();
     };
     nulls
         .inner()
@@ -1286,7 +1286,7 @@ mod tests {
                 "fixed_bin",
                 Arc::new(
                     FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-                        (0..n).map(|i| maybe(i).then(|| [i as u8, 1, 2])),
+                        (0..n).map(|i| maybe(i).then_some([i as u8, 1, 2])),
                         3,
                     )
                     .unwrap(),
