@@ -1,23 +1,24 @@
-//! Quickstart: prepare a 1M-row customer table with a fuseflow pipeline.
+//! Quickstart: a whole pipeline, run twice in a workspace.
 //!
-//! Generates a deterministic synthetic data set (numeric columns with nulls, a
-//! categorical column, a binary label), then: split into train/test, fit
-//! statistics and categories on the training rows only, fill nulls with the
-//! training means, derive a log feature, z-score, one-hot encode the region,
-//! and print a summary of both prepared splits.
+//! On a deterministic synthetic customer table (1M rows, nulls, a
+//! categorical region, a churn label; generated in memory, no files needed):
+//! split, derive features, fit statistics and categories on the training
+//! rows, fill nulls, z-score, one-hot encode, train a logistic regression,
+//! score the held-out rows with the model (which carries its fitted
+//! preparation) and evaluate. The first run computes every step and caches
+//! its outputs in a fresh workspace; the second run changes one parameter
+//! (the model's L2 penalty), so only the model and what depends on it run
+//! again, and the rest is reused.
 //!
-//! Run with `cargo run --release --example quickstart`; add `-- --device cuda`
-//! (or `wgpu`) to run the preparation steps on a GPU. Without one, the run
-//! goes on on the CPU and each step says why.
+//! Run with `cargo run --release --example quickstart`; add `-- --device
+//! cuda` (or `wgpu`) to compute on a GPU. Without one, the run goes on on the
+//! CPU and each step says why.
+
+use std::sync::Arc;
 
 use fuseflow::backend::DeviceChoice;
-use fuseflow::ir::{col, lit};
-use fuseflow::pipeline::io::MemorySource;
-use fuseflow::pipeline::prep::{
-    Derive, Encode, EncodeMethod, FillNull, FillValue, FitCategories, FitStats, Scale, ScaleMethod,
-    Split, UnknownCategory,
-};
-use fuseflow::{Pipeline, RunOptions, Table, datasets};
+use fuseflow::ml::logistic::LogisticConfig;
+use fuseflow::{CacheUse, RunOptions, RunOutput, Table, Workspace, datasets};
 
 fn main() -> fuseflow::Result<()> {
     let device = DeviceChoice::from_args(std::env::args())?;
@@ -30,95 +31,57 @@ fn main() -> fuseflow::Result<()> {
         .collect();
     let table = Table::try_new(data.schema(), chunks)?;
 
-    let numeric = ["age", "income_log", "visits", "tenure"];
-    let mut p = Pipeline::new("quickstart");
-    p.add("raw", MemorySource::new(table));
-    p.add(
-        "features",
-        Derive::new([("income_log", col("income").log1p())]),
-    )
-    .input("data", "raw");
-    p.add("split", Split::new(0.2, 7)).input("data", "features");
-    p.add("stats", FitStats::new(numeric))
-        .input("data", "split.train");
-    p.add("categories", FitCategories::new(["region"]))
-        .input("data", "split.train");
-    for part in ["train", "test"] {
-        let (filled, scaled, encoded) = (
-            format!("filled_{part}"),
-            format!("scaled_{part}"),
-            format!("prepared_{part}"),
-        );
-        p.add(filled.as_str(), FillNull::new(numeric, FillValue::Mean))
-            .input("data", &format!("split.{part}"))
-            .input("stats", "stats");
-        p.add(scaled.as_str(), Scale::new(ScaleMethod::ZScore))
-            .input("data", &filled)
-            .input("stats", "stats");
-        p.add(
-            encoded.as_str(),
-            Encode::new(EncodeMethod::OneHot, UnknownCategory::Ignore),
-        )
-        .input("data", &scaled)
-        .input("categories", "categories");
-    }
-    p.add(
-        "old_customers",
-        fuseflow::pipeline::prep::Filter::new(col("age").gt(lit(2.0))),
-    )
-    .input("data", "prepared_test");
-
-    print!("{}", p.explain()?);
-    let run = p.run_with(&RunOptions {
+    let dir = std::env::temp_dir().join(format!("fuseflow-quickstart-{}", std::process::id()));
+    let workspace = Arc::new(Workspace::open(&dir)?);
+    let options = RunOptions {
         device,
-        ..RunOptions::default()
-    })?;
-    println!(
-        "\nran {} steps in {:.3} s",
-        run.steps.len(),
-        run.duration.as_secs_f64()
-    );
+        ..RunOptions::default().with_workspace(Arc::clone(&workspace))
+    };
+    let result = (|| {
+        for (label, l2) in [("first run", 1.0), ("second run, l2 = 10", 10.0)] {
+            let config = LogisticConfig {
+                l2,
+                ..LogisticConfig::default()
+            };
+            let run = datasets::churn_pipeline_with(table.clone(), config).run_with(&options)?;
+            report(label, &run)?;
+            // After a change: why the model ran again, field by field.
+            let reused = run
+                .steps
+                .iter()
+                .any(|s| matches!(s.cache, CacheUse::Hit { .. }));
+            if let (true, Some(id)) = (reused, &run.run_id) {
+                println!("why 'model' ran: {}", workspace.why(id.as_str(), "model")?);
+            }
+        }
+        Ok(())
+    })();
+    // The workspace was only for this demonstration.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// The run's time, what it reused and what it computed, and its metrics.
+fn report(label: &str, run: &RunOutput) -> fuseflow::Result<()> {
+    println!("== {label}: {:.3} s", run.duration.as_secs_f64());
+    let names = |reused: bool| -> Vec<&str> {
+        run.steps
+            .iter()
+            .filter(|s| matches!(s.cache, CacheUse::Hit { .. }) == reused)
+            .map(|s| s.name.as_str())
+            .collect()
+    };
+    println!("   reused:     {}", names(true).join(", "));
+    println!("   recomputed: {}", names(false).join(", "));
     for step in &run.steps {
-        println!(
-            "  {:<16} {:<15} {:<5} {:>8.1} ms  rows {:?}",
-            step.name,
-            step.kind,
-            step.device.split(':').next().unwrap_or_default(),
-            step.duration.as_secs_f64() * 1e3,
-            step.rows
-        );
-        for note in &step.notes {
-            println!("    note: {note}");
+        for note in step.notes.iter().filter(|n| n.contains("fell back")) {
+            println!("   note on {}: {note}", step.name);
         }
     }
-
-    let stats = run.output("stats")?.concat()?;
-    println!(
-        "\nfitted on the training split:\n{}",
-        arrow_cast::pretty::pretty_format_batches(&[stats]).map_err(fuseflow::Error::from)?
-    );
-    for part in ["train", "test"] {
-        let prepared = run.output(&format!("prepared_{part}"))?;
-        let columns: Vec<&str> = prepared
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        println!(
-            "{part}: {} rows, columns: {}",
-            prepared.num_rows(),
-            columns.join(", ")
-        );
-    }
-    let head = run.output("prepared_test")?.concat()?.slice(0, 5);
+    let metrics = run.output("evaluation.metrics")?.concat()?;
     println!(
         "{}",
-        arrow_cast::pretty::pretty_format_batches(&[head]).map_err(fuseflow::Error::from)?
-    );
-    println!(
-        "test rows with age more than 2 std above the mean: {}",
-        run.output("old_customers")?.num_rows()
+        arrow_cast::pretty::pretty_format_batches(&[metrics]).map_err(fuseflow::Error::from)?
     );
     Ok(())
 }

@@ -113,6 +113,12 @@ pub fn customers(rows: usize, seed: u64) -> RecordBatch {
 /// (which re-applies its fitted preparation) scoring the raw test split
 /// (`scores`), and `evaluation` of those scores.
 pub fn churn_pipeline(data: Table) -> Pipeline {
+    churn_pipeline_with(data, LogisticConfig::default())
+}
+
+/// [`churn_pipeline`] with the logistic regression configured by `config`
+/// (the quickstart changes its `l2` between two runs).
+pub fn churn_pipeline_with(data: Table, config: LogisticConfig) -> Pipeline {
     let numeric = ["age", "income_log", "visits", "tenure"];
     let mut p = Pipeline::new("churn");
     p.add("raw", MemorySource::new(data));
@@ -149,11 +155,8 @@ pub fn churn_pipeline(data: Table) -> Pipeline {
         "region=south",
         "region=west",
     ];
-    p.add(
-        "model",
-        TrainLogistic::new(features, "churned", LogisticConfig::default()),
-    )
-    .input("data", "encoded");
+    p.add("model", TrainLogistic::new(features, "churned", config))
+        .input("data", "encoded");
     p.add("scores", Score::new(["churned"]))
         .inputs(["model", "split.test"]);
     p.add("evaluation", Evaluate::new()).input("data", "scores");
