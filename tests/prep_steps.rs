@@ -208,7 +208,13 @@ fn select_fuses_with_the_steps_before_it_and_keeps_only_its_columns() {
             .input("data", "wide");
         p
     };
-    let fused = build().run().unwrap();
+    // Fused on purpose, also when the suite runs with FUSEFLOW_FUSE=0.
+    let fused = build()
+        .run_with(&RunOptions {
+            fuse: true,
+            ..RunOptions::default()
+        })
+        .unwrap();
     let group = &fused.plan.groups;
     assert_eq!(group.len(), 1, "{}", fused.plan);
     assert_eq!(group[0].members.len(), 2, "{}", fused.plan);
