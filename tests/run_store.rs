@@ -35,6 +35,7 @@ fn step(name: &str, hit: bool) -> StepRecord {
         duration: Duration::from_micros(1500),
         rows: 100,
         bytes: 800,
+        sizes: Vec::new(),
         error: None,
         notes: None,
     }
@@ -129,6 +130,7 @@ fn a_run_round_trips() {
         notes: Some("fell back from wgpu: no adapter".to_string()),
         rows: u64::from(u32::MAX) + 7,
         bytes: 1 << 40,
+        sizes: vec![(u64::from(u32::MAX), 1 << 39), (7, 1 << 39)],
         ..step("split", false)
     };
     let fit = StepRecord {

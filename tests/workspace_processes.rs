@@ -135,7 +135,8 @@ fn shown_steps(show_stdout: &str) -> Vec<ShownStep> {
                 kind: cells[1].to_string(),
                 cache: cells[3].to_string(),
                 reused_from: cells[4].to_string(),
-                rows: cells[6].parse().unwrap(),
+                // One figure per output, joined by `/`.
+                rows: cells[6].split('/').map(|r| r.parse::<u64>().unwrap()).sum(),
             }
         })
         .collect()

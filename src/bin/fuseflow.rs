@@ -13,7 +13,7 @@ use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, calibrate};
-use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
+use fuseflow::track::{format_bytes, render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CachePolicy, CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
@@ -423,7 +423,7 @@ fn print_run(name: &str, run: &RunOutput) {
     }
     println!(
         "{:<20} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
-        "step", "kind", "device", "ms", "rows", "MB"
+        "step", "kind", "device", "ms", "rows", "bytes"
     );
     for step in &run.steps {
         let rows: Vec<String> = step.rows.iter().map(usize::to_string).collect();
@@ -434,7 +434,7 @@ fn print_run(name: &str, run: &RunOutput) {
         };
         let device = step.device.split(':').next().unwrap_or_default();
         println!(
-            "{:<20} {:<15} {device:<6} {:>10.1} {:>12} {:>10.1}  {cache}",
+            "{:<20} {:<15} {device:<6} {:>10.1} {:>12} {:>10}  {cache}",
             step.name,
             step.kind,
             step.duration.as_secs_f64() * 1e3,
@@ -443,7 +443,11 @@ fn print_run(name: &str, run: &RunOutput) {
             } else {
                 rows.join("/")
             },
-            step.bytes as f64 / 1e6
+            step.bytes
+                .iter()
+                .map(|&b| format_bytes(b as u64))
+                .collect::<Vec<_>>()
+                .join("/")
         );
         for note in &step.notes {
             println!("  note: {note}");

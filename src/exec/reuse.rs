@@ -263,6 +263,14 @@ pub(crate) fn record_step(
 ) -> Result<()> {
     notes.extend(key.notes());
     let ports = node.step.outputs();
+    let sizes: Vec<(u64, u64)> = match &provenance {
+        Provenance::Ran { tables, .. } => tables
+            .iter()
+            .map(|t| (t.num_rows() as u64, t.data_size() as u64))
+            .collect(),
+        Provenance::Reused { row, .. } => row.record.sizes.clone(),
+        Provenance::Fused { .. } => Vec::new(),
+    };
     let (outputs, cache_hit, reused_from, rows, bytes, metrics) = match provenance {
         Provenance::Ran { tables, hashes } => (
             ports
@@ -318,6 +326,7 @@ pub(crate) fn record_step(
         reused_from,
         rows,
         bytes,
+        sizes,
         notes: (!notes.is_empty()).then(|| notes.join("; ")),
         ..record_of(node, &key.device, Some(key), duration)?
     };
@@ -367,6 +376,7 @@ fn record_of(
         duration,
         rows: 0,
         bytes: 0,
+        sizes: Vec::new(),
         error: None,
         notes: None,
     })

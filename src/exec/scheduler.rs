@@ -192,8 +192,9 @@ pub struct StepReport {
     pub duration: Duration,
     /// Rows in each output.
     pub rows: Vec<usize>,
-    /// Bytes held by all outputs.
-    pub bytes: usize,
+    /// Bytes of the rows of each output (shared buffers counted per output,
+    /// for the rows it holds).
+    pub bytes: Vec<usize>,
     /// Whether the outputs were reused.
     pub cache: CacheUse,
     /// Things the user should know, e.g. a corrupt cached object that was
@@ -860,7 +861,7 @@ fn schedule(
                         started: start.elapsed(),
                         duration: Duration::ZERO,
                         rows: Vec::new(),
-                        bytes: 0,
+                        bytes: Vec::new(),
                         cache: CacheUse::Off,
                         notes,
                         device: devices[i].to_string(),
@@ -983,7 +984,7 @@ fn schedule(
                         )?;
                     }
                     let rows = tables.iter().map(Table::num_rows).collect();
-                    let bytes = tables.iter().map(Table::data_size).sum();
+                    let bytes = tables.iter().map(Table::data_size).collect();
                     produced[i] = Produced {
                         tables: Some(tables),
                         hashes,
@@ -1010,7 +1011,13 @@ fn schedule(
                         tables: None,
                         hashes: Some(reuse::output_hashes(&row)?),
                     };
-                    (vec![row.record.rows as usize], row.record.bytes as usize)
+                    match row.record.sizes.as_slice() {
+                        [] => (
+                            vec![row.record.rows as usize],
+                            vec![row.record.bytes as usize],
+                        ),
+                        sizes => sizes.iter().map(|&(r, b)| (r as usize, b as usize)).unzip(),
+                    }
                 }
             };
             if let (Some(ws), Some(run)) = (ws, run) {

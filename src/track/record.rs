@@ -117,8 +117,11 @@ pub struct StepRecord {
     pub duration: Duration,
     /// Rows across the step's outputs.
     pub rows: u64,
-    /// Bytes held by the step's outputs.
+    /// Bytes of the rows of the step's outputs.
     pub bytes: u64,
+    /// Rows and bytes of each output, in port order (empty where no output
+    /// was materialized, and for steps recorded before fuseflow kept them).
+    pub sizes: Vec<(u64, u64)>,
     /// The step's error, if it failed.
     pub error: Option<String>,
     /// Free-form notes, such as why the step fell back to another device.

@@ -107,8 +107,8 @@ pub fn render_run(detail: &RunDetail) -> String {
                         .as_ref()
                         .map_or_else(|| "-".to_string(), |id| id.to_string()),
                     format!("{:.1}", r.duration.as_secs_f64() * 1000.0),
-                    r.rows.to_string(),
-                    bytes(r.bytes),
+                    per_output(&r.sizes, r.rows, |(rows, _)| rows.to_string()),
+                    per_output(&r.sizes, r.bytes, |(_, b)| bytes(b)),
                 ]
             })
             .collect();
@@ -218,6 +218,15 @@ pub fn render_gc(report: &GcReport) -> String {
     )
 }
 
+/// One cell for a step's outputs: each output's figure joined by `/`, or
+/// `total` for a step recorded without per-output sizes.
+fn per_output(sizes: &[(u64, u64)], total: u64, cell: impl Fn((u64, u64)) -> String) -> String {
+    match sizes {
+        [] => cell((total, total)),
+        sizes => sizes.iter().map(|&s| cell(s)).collect::<Vec<_>>().join("/"),
+    }
+}
+
 /// Columns padded to their widest cell, two spaces apart, no trailing spaces.
 fn table(columns: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
@@ -270,7 +279,7 @@ fn duration(d: Duration) -> String {
 
 /// A size for people, in binary units: `512 B`, `1.5 KiB`, `20.0 MiB`, ...
 /// (run reports and plans print sizes alike).
-pub(crate) fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");

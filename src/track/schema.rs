@@ -97,6 +97,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         inode    INTEGER NOT NULL,
         hash     TEXT NOT NULL
     ) WITHOUT ROWID;
+    -- Rows and bytes of each output, `rows:bytes` joined by commas.
+    ALTER TABLE step_runs ADD COLUMN output_sizes TEXT NOT NULL DEFAULT '';
     ",
 ];
 

@@ -217,9 +217,9 @@ impl RunStore {
             let inserted = tx.execute(
                 "INSERT INTO step_runs (run, step, seq, kind, cache_key, key_fields, device,
                                         cache_hit, reused_from, duration_us, rows, bytes,
-                                        error, notes, recorded_ms)
+                                        error, notes, recorded_ms, output_sizes)
                  VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM step_runs WHERE run = ?1),
-                         ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                         ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (run, step) DO NOTHING",
                 params![
                     run.as_str(),
@@ -236,6 +236,7 @@ impl RunStore {
                     step.error,
                     step.notes,
                     now,
+                    encode_sizes(&step.sizes),
                 ],
             )?;
             if inserted == 0 {
@@ -725,7 +726,8 @@ const SUMMARY_SELECT: &str = "
 /// a `JOIN` or `WHERE` follows.
 const STEP_SELECT: &str = "
     SELECT s.run, s.step, s.kind, s.cache_key, s.key_fields, s.device, s.cache_hit,
-           s.reused_from, s.duration_us, s.rows, s.bytes, s.error, s.notes, s.recorded_ms
+           s.reused_from, s.duration_us, s.rows, s.bytes, s.error, s.notes, s.recorded_ms,
+           s.output_sizes
     FROM step_runs s";
 
 fn summary_of(row: &Row<'_>, here: &Owner) -> rusqlite::Result<RunSummary> {
@@ -763,6 +765,22 @@ fn summary_of(row: &Row<'_>, here: &Owner) -> rusqlite::Result<RunSummary> {
     })
 }
 
+/// Rows and bytes per output as stored: `rows:bytes` joined by commas.
+fn encode_sizes(sizes: &[(u64, u64)]) -> String {
+    let sizes: Vec<String> = sizes.iter().map(|(r, b)| format!("{r}:{b}")).collect();
+    sizes.join(",")
+}
+
+/// The inverse of [`encode_sizes`]; what does not parse is left out.
+fn decode_sizes(text: &str) -> Vec<(u64, u64)> {
+    text.split(',')
+        .filter_map(|s| {
+            let (r, b) = s.split_once(':')?;
+            Some((r.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
 /// A step run without its outputs (see [`with_outputs`]).
 fn step_of(row: &Row<'_>) -> rusqlite::Result<StepRunRow> {
     Ok(StepRunRow {
@@ -779,6 +797,7 @@ fn step_of(row: &Row<'_>) -> rusqlite::Result<StepRunRow> {
             duration: Duration::from_micros(count(row, 8)?),
             rows: count(row, 9)?,
             bytes: count(row, 10)?,
+            sizes: decode_sizes(&row.get::<_, String>(14)?),
             error: row.get(11)?,
             notes: row.get(12)?,
         },
