@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -174,36 +174,15 @@ impl ObjectStore {
         if touch(&path).is_ok() {
             return Ok(hash);
         }
-        let tmp = TempFile(self.tmp.join(temp_name(&hash)));
-        let written = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
-            let file = File::options().write(true).create_new(true).open(&tmp.0)?;
+        self.place(&hash, &path, "cache object", |file| {
             let mut writer =
                 arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), table.schema())?;
             for batch in table.batches() {
                 writer.write(batch)?;
             }
             writer.finish()?;
-            drop(writer.into_inner()?.into_inner()?);
-            let shard = path.parent().unwrap_or(&self.objects);
-            std::fs::create_dir_all(shard)?;
-            if let Err(e) = std::fs::rename(&tmp.0, &path) {
-                // Where rename does not replace (Windows), a concurrent writer
-                // of the same object may have won; its bytes are ours.
-                if !path.is_file() {
-                    return Err(e.into());
-                }
-            }
-            // Synced later, with the run's other objects. Until then a power
-            // loss may leave the object short or empty, which reads detect
-            // (they verify the content hash) and recompute.
-            self.written(path.clone());
+            writer.into_inner()?.into_inner()?;
             Ok(())
-        })();
-        written.map_err(|e| {
-            Error::io(
-                &path,
-                format!("cannot store cache object: {e}; {WRITE_ADVICE}"),
-            )
         })?;
         Ok(hash)
     }
@@ -255,20 +234,42 @@ impl ObjectStore {
     /// [`Error::Io`] naming the reference when it cannot be written.
     pub fn put_reference(&self, hash: &ContentHash, text: &str) -> Result<()> {
         let path = self.reference_path(hash);
+        self.place(hash, &path, "cache reference", |mut file| {
+            file.write_all(text.as_bytes())?;
+            Ok(())
+        })
+    }
+
+    /// Write the file at `path` (named for `hash`, described as `what` in
+    /// errors) atomically: `write` fills a new temporary file, which is
+    /// renamed into place (its shard created) and queued for the batched
+    /// sync. A failure removes the temporary file and leaves existing files
+    /// untouched.
+    fn place(
+        &self,
+        hash: &ContentHash,
+        path: &Path,
+        what: &str,
+        write: impl FnOnce(File) -> std::result::Result<(), Box<dyn std::error::Error>>,
+    ) -> Result<()> {
         let tmp = TempFile(self.tmp.join(temp_name(hash)));
-        let written = (|| -> std::io::Result<()> {
-            std::fs::write(&tmp.0, text)?;
+        let placed = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+            write(File::options().write(true).create_new(true).open(&tmp.0)?)?;
             std::fs::create_dir_all(path.parent().unwrap_or(&self.objects))?;
-            std::fs::rename(&tmp.0, &path)?;
-            self.written(path.clone());
+            if let Err(e) = std::fs::rename(&tmp.0, path) {
+                // Where rename does not replace (Windows), a concurrent writer
+                // of the same file may have won; its bytes are ours.
+                if !path.is_file() {
+                    return Err(e.into());
+                }
+            }
+            // Synced later, with the run's other files. Until then a power
+            // loss may leave the file short or empty, which reads detect
+            // (they verify content hashes) and recompute.
+            self.written(path.to_path_buf());
             Ok(())
         })();
-        written.map_err(|e| {
-            Error::io(
-                &path,
-                format!("cannot store cache reference: {e}; {WRITE_ADVICE}"),
-            )
-        })
+        placed.map_err(|e| Error::io(path, format!("cannot store {what}: {e}; {WRITE_ADVICE}")))
     }
 
     /// The text of the reference with `hash`, if there is one.
