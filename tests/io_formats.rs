@@ -384,6 +384,61 @@ fn corrupt_and_truncated_files_are_io_errors_naming_them() {
     assert_io_error(&err, &ragged, &["csv"]);
 }
 
+/// The mapped IPC reader checks what the footer declares before trusting it:
+/// a footer claiming more bytes than the file, a block outside the file, and
+/// seeded random byte flips all over a valid file end as an I/O error naming
+/// the file (or read fine), never as a panic or a giant allocation.
+#[test]
+fn damaged_ipc_files_are_refused_by_the_mapped_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("good.arrow");
+    let original = all_types(2000, 4, 21, false);
+    write_table(&original, &path, FileFormat::ArrowFile).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let n = good.len();
+    let footer_len = i32::from_le_bytes(good[n - 10..n - 6].try_into().unwrap()) as usize;
+
+    let damaged = dir.path().join("damaged.arrow");
+    let refused = |bytes: &[u8], what: &str, fragments: &[&str]| {
+        std::fs::write(&damaged, bytes).unwrap();
+        let err = expect_err(read(Read::new(&damaged)), what);
+        assert_io_error(&err, &damaged, fragments);
+    };
+    let mut huge_footer = good.clone();
+    huge_footer[n - 10..n - 6].copy_from_slice(&i32::MAX.to_le_bytes());
+    refused(
+        &huge_footer,
+        "a footer longer than the file",
+        &["damaged", "footer"],
+    );
+    refused(&good[..12], "a stub", &["damaged"]);
+
+    let mut rng = fuseflow::datasets::Rng::new(5);
+    let mut outcomes = [0usize; 2];
+    for round in 0..200 {
+        let mut bytes = good.clone();
+        // Half the rounds hit the footer (offsets, lengths, schema), half anywhere.
+        let (lo, span) = if round % 2 == 0 {
+            (n - 10 - footer_len, footer_len)
+        } else {
+            (0, n)
+        };
+        for _ in 0..1 + rng.next_u64() % 4 {
+            let at = lo + (rng.next_u64() as usize) % span;
+            bytes[at] ^= 1 << (rng.next_u64() % 8);
+        }
+        std::fs::write(&damaged, &bytes).unwrap();
+        match read(Read::new(&damaged)) {
+            Ok(_) => outcomes[0] += 1,
+            Err(err) => {
+                assert_io_error(&err, &damaged, &[]);
+                outcomes[1] += 1;
+            }
+        }
+    }
+    assert!(outcomes[1] > 0, "no flip was refused: {outcomes:?}");
+}
+
 #[test]
 fn an_unknown_extension_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
