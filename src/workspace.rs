@@ -20,7 +20,7 @@ use crate::cache::{
     ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, hash_file,
 };
 use crate::error::{Error, Result};
-use crate::pipeline::io::{FileFormat, Read};
+use crate::pipeline::io::Read;
 use crate::pipeline::{SourceFile, Step, StepContext, Table};
 use crate::track::{FileStat, RunId, RunStore};
 
@@ -122,7 +122,7 @@ impl Workspace {
     ) -> Result<()> {
         let reference = SourceReference {
             file: file.clone(),
-            file_hash: file_hash.to_string(),
+            file_hash,
         };
         let text = toml::to_string(&reference)
             .map_err(|e| Error::Internal(format!("cannot write a source reference: {e}")))?;
@@ -177,7 +177,7 @@ impl Workspace {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SourceReference {
     file: SourceFile,
-    file_hash: String,
+    file_hash: ContentHash,
 }
 
 impl Workspace {
@@ -198,7 +198,7 @@ impl Workspace {
         };
         let path = &reference.file.path;
         let now = match self.source_hash(path, false) {
-            Ok(h) => h.to_string(),
+            Ok(h) => h,
             Err(e) => return lost(format!("its source file cannot be read: {e}")),
         };
         if now != reference.file_hash {
@@ -208,14 +208,15 @@ impl Workspace {
             ));
         }
         let mut read = Read::new(path).batch_rows(reference.file.batch_rows);
-        if let Some(format) = reference.file.format.as_deref().and_then(FileFormat::parse) {
+        if let Some(format) = reference.file.format {
             read = read.format(format);
         }
-        match read.run(StepContext::new("source"), &[]) {
-            Ok(mut tables) if tables.len() == 1 => Ok(Lookup::Hit(tables.remove(0))),
-            Ok(_) => Err(Error::Internal(
-                "a read step returned several tables".into(),
-            )),
+        match read
+            .run(StepContext::new("source"), &[])
+            .map(|mut t| t.pop())
+        {
+            Ok(Some(table)) => Ok(Lookup::Hit(table)),
+            Ok(None) => Err(Error::Internal("a read step returned no table".into())),
             Err(e) => lost(format!("its source file cannot be read: {e}")),
         }
     }

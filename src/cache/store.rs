@@ -352,27 +352,33 @@ impl ObjectStore {
     /// [`Error::Io`] naming the directory when it cannot be read.
     pub fn list(&self) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        for shard in read_dir(&self.objects)? {
-            if !shard.is_dir() {
+        for path in self.shard_files()? {
+            let Some(hash) = object_hash(&path) else {
                 continue;
-            }
-            for path in read_dir(&shard)? {
-                let Some(hash) = object_hash(&path) else {
-                    continue;
-                };
-                let Ok(meta) = std::fs::metadata(&path) else {
-                    continue;
-                };
-                out.push(ObjectInfo {
-                    hash,
-                    bytes: meta.len(),
-                    last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    path,
-                });
-            }
+            };
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            out.push(ObjectInfo {
+                hash,
+                bytes: meta.len(),
+                last_used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                path,
+            });
         }
         out.sort_by_key(|o| o.hash);
         Ok(out)
+    }
+
+    /// Every file in the shards of `objects/` (objects and references).
+    fn shard_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for shard in read_dir(&self.objects)? {
+            if shard.is_dir() {
+                files.extend(read_dir(&shard)?);
+            }
+        }
+        Ok(files)
     }
 
     /// Total bytes of stored objects.
@@ -421,15 +427,10 @@ impl ObjectStore {
         }
         report.remaining_bytes = remaining;
         if max_bytes == 0 {
-            for shard in read_dir(&self.objects)? {
-                if !shard.is_dir() {
-                    continue;
-                }
-                for path in read_dir(&shard)? {
-                    let is_reference = path.extension().is_some_and(|e| e == REFERENCE_EXT);
-                    if is_reference && remove(&path)? {
-                        report.references += 1;
-                    }
+            for path in self.shard_files()? {
+                let is_reference = path.extension().is_some_and(|e| e == REFERENCE_EXT);
+                if is_reference && remove(&path)? {
+                    report.references += 1;
                 }
             }
         }

@@ -57,7 +57,6 @@ pub struct Progress {
     mode: ProgressMode,
     label: String,
     bar: ProgressBar,
-    start: Instant,
     last_line: Instant,
 }
 
@@ -70,13 +69,11 @@ impl Progress {
             _ => ProgressBar::hidden(),
         };
         bar.set_message(label.clone());
-        let now = Instant::now();
         let mut progress = Progress {
             mode,
             label,
             bar,
-            start: now,
-            last_line: now,
+            last_line: Instant::now(),
         };
         progress.set_total(total);
         progress
@@ -120,7 +117,7 @@ impl Progress {
     }
 
     fn line(&self) {
-        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let secs = self.bar.elapsed().as_secs_f64().max(1e-9);
         let done = self.bar.position();
         let status = match self.bar.length() {
             Some(t) if t > 0 => format!("{done}/{t} rows ({:.0}%)", 100.0 * done as f64 / t as f64),
@@ -156,7 +153,8 @@ pub struct StepProgress {
     mode: ProgressMode,
     multi: MultiProgress,
     overall: ProgressBar,
-    running: Arc<Mutex<HashMap<String, (ProgressBar, Instant)>>>,
+    /// A spinner per running step (its elapsed time is the step's).
+    running: Arc<Mutex<HashMap<String, ProgressBar>>>,
     lines: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
 
@@ -178,7 +176,7 @@ impl StepProgress {
         }
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ProgressBar, Instant)>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProgressBar>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -191,20 +189,19 @@ impl RunObserver for StepProgress {
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let (running, overall) = (Arc::clone(&self.running), self.overall.clone());
-        let start = Instant::now();
         let heartbeat = std::thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(LINE_EVERY) {
                 let running = running.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut steps: Vec<String> = running
                     .iter()
-                    .map(|(name, (_, since))| {
-                        format!("{name} ({:.0} s)", since.elapsed().as_secs_f64())
+                    .map(|(name, spinner)| {
+                        format!("{name} ({:.0} s)", spinner.elapsed().as_secs_f64())
                     })
                     .collect();
                 steps.sort();
                 eprintln!(
                     "[{:.0} s] {}/{} steps done; running: {}",
-                    start.elapsed().as_secs_f64(),
+                    overall.elapsed().as_secs_f64(),
                     overall.position(),
                     overall.length().unwrap_or(0),
                     steps.join(", ")
@@ -221,12 +218,11 @@ impl RunObserver for StepProgress {
         if self.mode == ProgressMode::Bar {
             spinner.enable_steady_tick(Duration::from_millis(100));
         }
-        self.running()
-            .insert(step.to_string(), (spinner, Instant::now()));
+        self.running().insert(step.to_string(), spinner);
     }
 
     fn step_finished(&self, report: &StepReport) {
-        if let Some((spinner, _)) = self.running().remove(&report.name) {
+        if let Some(spinner) = self.running().remove(&report.name) {
             spinner.finish_and_clear();
             self.multi.remove(&spinner);
         }
@@ -243,7 +239,7 @@ impl RunObserver for StepProgress {
             drop(stop);
             let _ = heartbeat.join();
         }
-        for (_, (spinner, _)) in self.running().drain() {
+        for (_, spinner) in self.running().drain() {
             spinner.finish_and_clear();
         }
         self.overall.finish_and_clear();

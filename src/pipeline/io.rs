@@ -31,16 +31,20 @@ use crate::plan::OpKind;
 /// Rows per chunk when reading files.
 pub const DEFAULT_BATCH_ROWS: usize = 128 * 1024;
 
-/// A tabular file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A tabular file format (serialized by the names spec files use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FileFormat {
     /// Apache Parquet.
+    #[serde(rename = "parquet")]
     Parquet,
     /// Arrow IPC file format (`.arrow`, `.ipc`, `.feather`).
+    #[serde(rename = "arrow")]
     ArrowFile,
     /// Arrow IPC stream format (`.arrows`).
+    #[serde(rename = "arrows")]
     ArrowStream,
     /// Comma-separated values with a header row.
+    #[serde(rename = "csv")]
     Csv,
 }
 
@@ -79,8 +83,18 @@ impl FileFormat {
         })
     }
 
-    /// The format's name as spec files write it ([`FileFormat::parse`] reads it back).
-    pub fn name(self) -> &'static str {
+    /// The format named, else the one `path`'s extension implies.
+    ///
+    /// # Errors
+    /// As [`FileFormat::from_path`].
+    pub fn given_or_from_path(given: Option<FileFormat>, path: &Path) -> Result<Self> {
+        match given {
+            Some(f) => Ok(f),
+            None => FileFormat::from_path(path),
+        }
+    }
+
+    fn name(self) -> &'static str {
         match self {
             FileFormat::Parquet => "parquet",
             FileFormat::ArrowFile => "arrow",
@@ -129,13 +143,6 @@ impl Read {
         self
     }
 
-    fn format_of(&self) -> Result<FileFormat> {
-        match self.format {
-            Some(f) => Ok(f),
-            None => FileFormat::from_path(&self.path),
-        }
-    }
-
     fn open(&self) -> Result<BatchReader> {
         BatchReader::open(&self.path, self.format, self.batch_rows)
     }
@@ -158,16 +165,9 @@ impl BatchReader {
     /// # Errors
     /// [`Error::Io`] naming the file when it is missing, unreadable or not of the format.
     pub fn open(path: &Path, format: Option<FileFormat>, batch_rows: usize) -> Result<Self> {
-        let format = match format {
-            Some(f) => f,
-            None => FileFormat::from_path(path)?,
-        };
-        let open = || {
-            File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))
-        };
-        let corrupt = |format: FileFormat, e: &dyn std::fmt::Display| {
-            Error::io(path, format!("not a readable {} file: {e}", format.name()))
-        };
+        let format = FileFormat::given_or_from_path(format, path)?;
+        let open = || open_for_reading(path);
+        let corrupt = |format, e: &dyn std::fmt::Display| unreadable(path, format, e);
         // IPC files and streams are told apart by the file's magic bytes.
         let format = if matches!(format, FileFormat::ArrowFile | FileFormat::ArrowStream) {
             let mut magic = [0u8; 6];
@@ -253,9 +253,17 @@ fn decoded(
     batches: impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
     let path = path.to_path_buf();
-    Box::new(batches.map(move |b| {
-        b.map_err(|e| Error::io(&path, format!("not a readable {} file: {e}", format.name())))
-    }))
+    Box::new(batches.map(move |b| b.map_err(|e| unreadable(&path, format, &e))))
+}
+
+/// The file opened for reading, or an error naming it.
+fn open_for_reading(path: &Path) -> Result<File> {
+    File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))
+}
+
+/// The error for a file that does not decode as `format`.
+fn unreadable(path: &Path, format: FileFormat, e: &dyn std::fmt::Display) -> Error {
+    Error::io(path, format!("not a readable {} file: {e}", format.name()))
 }
 
 impl Iterator for BatchReader {
@@ -318,12 +326,12 @@ impl Step for Read {
     fn source_file(&self) -> Option<SourceFile> {
         Some(SourceFile {
             path: self.path.clone(),
-            format: self.format.map(|f| f.name().to_string()),
+            format: self.format,
             batch_rows: self.batch_rows,
         })
     }
     fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
-        if self.format_of()? == FileFormat::Parquet {
+        if FileFormat::given_or_from_path(self.format, &self.path)? == FileFormat::Parquet {
             return Ok(vec![read_parquet_parallel(&self.path, self.batch_rows)?]);
         }
         let reader = self.open()?;
@@ -338,10 +346,8 @@ impl Step for Read {
 /// A whole Parquet file, its row groups decoded in parallel (each on its
 /// own reader over the metadata parsed once), in file order.
 fn read_parquet_parallel(path: &Path, batch_rows: usize) -> Result<Table> {
-    let open =
-        || File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")));
-    let corrupt =
-        |e: &dyn std::fmt::Display| Error::io(path, format!("not a readable parquet file: {e}"));
+    let open = || open_for_reading(path);
+    let corrupt = |e: &dyn std::fmt::Display| unreadable(path, FileFormat::Parquet, e);
     let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
         .map_err(|e| corrupt(&e))?;
     let schema = normalize_schema(metadata.schema());
@@ -545,16 +551,11 @@ impl Step for Write {
         format!("path={}", self.path.display())
     }
     fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        if self.format.is_none() {
-            FileFormat::from_path(&self.path)?;
-        }
+        FileFormat::given_or_from_path(self.format, &self.path)?;
         Ok(vec![])
     }
     fn run(&self, _: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        let format = match self.format {
-            Some(f) => f,
-            None => FileFormat::from_path(&self.path)?,
-        };
+        let format = FileFormat::given_or_from_path(self.format, &self.path)?;
         write_table(&inputs[0], &self.path, format)?;
         Ok(vec![])
     }

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
 
+use super::io::FileFormat;
 use super::table::Table;
 use crate::backend::{Device, Notes};
 use crate::cache::ContentHash;
@@ -237,9 +238,9 @@ pub enum SourceContent {
 pub struct SourceFile {
     /// The file.
     pub path: PathBuf,
-    /// Its format's name as spec files write it (`parquet`, `arrow`, ...),
-    /// when the step names one rather than inferring it from the extension.
-    pub format: Option<String>,
+    /// Its format, when the step names one rather than inferring it from
+    /// the extension.
+    pub format: Option<FileFormat>,
     /// Rows per chunk.
     pub batch_rows: usize,
 }

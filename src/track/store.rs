@@ -50,9 +50,7 @@ impl FileStat {
             .modified()
             .ok()
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| {
-                saturating_i64(d.as_nanos().min(u64::MAX as u128) as u64)
-            });
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         #[cfg(unix)]
         let inode = saturating_i64(std::os::unix::fs::MetadataExt::ino(meta));
         #[cfg(not(unix))]
