@@ -106,17 +106,18 @@ impl Workspace {
         Ok(hash)
     }
 
-    /// Record `table`, just read from `file` whose content hashes to
+    /// Record the output of a step that read `file`, whose content hashes to
     /// `file_hash`, under `hash` without copying it: the workspace keeps a
     /// reference, and [`Workspace::load`] reads the file again (after
-    /// checking that its content still hashes to `file_hash`).
+    /// checking that its content still hashes to `file_hash`). A `table`
+    /// read whole is also kept in the memory tier.
     ///
     /// # Errors
     /// [`Error::Io`] naming the reference when it cannot be written.
     pub fn store_source(
         &self,
         hash: ContentHash,
-        table: &Table,
+        table: Option<&Table>,
         file: &SourceFile,
         file_hash: ContentHash,
     ) -> Result<()> {
@@ -127,7 +128,9 @@ impl Workspace {
         let text = toml::to_string(&reference)
             .map_err(|e| Error::Internal(format!("cannot write a source reference: {e}")))?;
         self.objects.put_reference(&hash, &text)?;
-        self.memory.insert(hash, table.clone());
+        if let Some(table) = table {
+            self.memory.insert(hash, table.clone());
+        }
         Ok(())
     }
 

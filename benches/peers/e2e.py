@@ -65,7 +65,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import polars as pl
@@ -80,6 +80,7 @@ DEFAULT_DATA_DIR = REPO_ROOT / "target" / "e2e-data"
 DEFAULT_FUSEFLOW_BIN = REPO_ROOT / "target" / "release" / "fuseflow"
 IPC_BATCH_ROWS = 131_072
 PARQUET_ROW_GROUP_ROWS = 1 << 20
+GENERATE_CHUNK_ROWS = 20_000_000
 SCORE_TOLERANCE = 1e-5
 # fuseflow's Parquet writer uses the arrow-rs defaults (no compression); Polars
 # writes the same, so neither pays for compressing a column of random floats.
@@ -148,42 +149,66 @@ class Result:
 # --- data --------------------------------------------------------------------
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary name and rename, so a killed run leaves no half file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def ensure_data(files: Files) -> None:
-    """Generate the data set and write whichever of the two files is missing."""
+    """Generate the data set and write whichever of the two files is missing.
+
+    Up to GENERATE_CHUNK_ROWS rows are one generate() call (the data of
+    prep_score.py); larger sets are written chunk by chunk, chunk k generated
+    with seed 42 + k, so that 100M rows never sit in memory at once."""
     missing = [kind for kind in ("ipc", "parquet") if not files.source(kind).exists()]
     if not missing:
         return
     print(f"generating {files.rows} rows for {', '.join(missing)}", file=sys.stderr, flush=True)
-    data = generate(files.rows)
-    table = pa.table(
-        {column_name(j): pa.array(col, mask=mask) for j, (col, mask) in enumerate(zip(data.columns, data.null_masks))}
-    )
-    del data
     files.data_dir.mkdir(parents=True, exist_ok=True)
-    if "ipc" in missing:
+    chunks = [(start, min(files.rows, start + GENERATE_CHUNK_ROWS)) for start in range(0, files.rows, GENERATE_CHUNK_ROWS)]
 
-        def write_ipc(path: Path) -> None:
-            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                for batch in table.to_batches(max_chunksize=IPC_BATCH_ROWS):
-                    writer.write_batch(batch)
-
-        write_atomically(files.source("ipc"), write_ipc)
-    if "parquet" in missing:
-        write_atomically(
-            files.source("parquet"),
-            # No dictionaries: random floats do not repeat, and a dictionary that
-            # overflows and falls back makes the file half again as large.
-            lambda path: pq.write_table(
-                table, str(path), row_group_size=PARQUET_ROW_GROUP_ROWS, compression="snappy", use_dictionary=False
-            ),
+    def chunk_table(k: int, rows: int) -> pa.Table:
+        data = generate(rows) if len(chunks) == 1 else generate_seeded(rows, k)
+        return pa.table(
+            {column_name(j): pa.array(col, mask=mask) for j, (col, mask) in enumerate(zip(data.columns, data.null_masks))}
         )
+
+    def write_all(ipc: Optional[Path], parquet: Optional[Path]) -> None:
+        ipc_writer = parquet_writer = None
+        try:
+            for k, (start, end) in enumerate(chunks):
+                table = chunk_table(k, end - start)
+                if ipc is not None:
+                    if ipc_writer is None:
+                        ipc_sink = pa.OSFile(str(ipc), "wb")
+                        ipc_writer = pa.ipc.new_file(ipc_sink, table.schema)
+                    for batch in table.to_batches(max_chunksize=IPC_BATCH_ROWS):
+                        ipc_writer.write_batch(batch)
+                if parquet is not None:
+                    if parquet_writer is None:
+                        # No dictionaries: random floats do not repeat, and a dictionary that
+                        # overflows and falls back makes the file half again as large.
+                        parquet_writer = pq.ParquetWriter(str(parquet), table.schema, compression="snappy", use_dictionary=False)
+                    parquet_writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
+                del table
+        finally:
+            if ipc_writer is not None:
+                ipc_writer.close()
+                ipc_sink.close()
+            if parquet_writer is not None:
+                parquet_writer.close()
+
+    tmp = {kind: files.source(kind).with_name(files.source(kind).name + ".tmp") for kind in missing}
+    write_all(tmp.get("ipc"), tmp.get("parquet"))
+    for kind, path in tmp.items():
+        os.replace(path, files.source(kind))
+
+
+def generate_seeded(rows: int, chunk: int):
+    """generate(rows) with seed 42 + chunk (one chunk of a large data set)."""
+    import prep_score
+
+    saved = prep_score.SEED
+    prep_score.SEED = saved + chunk
+    try:
+        return generate(rows)
+    finally:
+        prep_score.SEED = saved
 
 
 def score_expression_text() -> str:

@@ -213,28 +213,46 @@ impl Device {
         columns: &[(String, Vec<ArrayRef>)],
         notes: &Notes,
     ) -> Result<Vec<ColumnStats>> {
+        let mut stats = vec![ColumnStats::EMPTY; columns.len()];
+        self.column_stats_onto(&mut stats, columns, notes)?;
+        Ok(stats)
+    }
+
+    /// Merge the statistics of more chunks of each column into `stats`, in
+    /// chunk order (so that a stream fitted window by window gets the
+    /// statistics of all its chunks at once), computed here with the same
+    /// fallback as [`Device::column_stats`].
+    ///
+    /// # Errors
+    /// As [`Device::column_stats`].
+    pub fn column_stats_onto(
+        &self,
+        stats: &mut [ColumnStats],
+        columns: &[(String, Vec<ArrayRef>)],
+        notes: &Notes,
+    ) -> Result<()> {
         if self.is_cpu() {
-            return stats::column_stats(columns);
+            return stats::column_stats_onto(stats, columns);
         }
-        columns
-            .iter()
-            .map(|column @ (name, chunks)| {
-                let on_device = chunks.iter().try_fold(ColumnStats::EMPTY, |acc, chunk| {
-                    let reduced = self.backend().reduce(&self.upload(chunk)?)?;
-                    Ok::<_, Error>(acc.merge(reduced))
-                });
-                match on_device {
-                    Ok(stats) => Ok(stats),
-                    Err(Error::Device { message, .. }) => {
-                        notes.add(format!(
-                            "statistics of '{name}' computed on the CPU: {message}"
-                        ));
-                        Ok(stats::column_stats(std::slice::from_ref(column))?[0])
-                    }
-                    Err(other) => Err(other),
+        for (acc, column @ (name, chunks)) in stats.iter_mut().zip(columns) {
+            let on_device = chunks.iter().try_fold(*acc, |acc, chunk| {
+                let reduced = self.backend().reduce(&self.upload(chunk)?)?;
+                Ok::<_, Error>(acc.merge(reduced))
+            });
+            *acc = match on_device {
+                Ok(merged) => merged,
+                Err(Error::Device { message, .. }) => {
+                    notes.add(format!(
+                        "statistics of '{name}' computed on the CPU: {message}"
+                    ));
+                    let mut merged = [*acc];
+                    stats::column_stats_onto(&mut merged, std::slice::from_ref(column))?;
+                    merged[0]
                 }
-            })
-            .collect()
+                Err(other) => return Err(other),
+            };
+        }
+        Ok(())
     }
 
     /// Copy a column to the device, an f64 column as f32 when this device

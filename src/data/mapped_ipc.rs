@@ -12,6 +12,11 @@
 //! decoder validates each batch, so a damaged file is an error, not a panic
 //! or a giant allocation.
 //!
+//! [`MappedIpcFile::scan`] decodes each batch over its own view of the
+//! mapping and hands that view's pages back to the kernel when the batch is
+//! dropped, so a pass over a file larger than memory keeps only the batches
+//! in flight resident.
+//!
 //! The mapping lives as long as any batch decoded from it. As with every
 //! memory-mapped reader, the file must not be truncated or rewritten in
 //! place meanwhile (writers that replace files atomically, as fuseflow's do,
@@ -28,6 +33,7 @@ use arrow_buffer::Buffer;
 use arrow_ipc::reader::{FileDecoder, read_footer_length};
 use arrow_ipc::{Block, convert::fb_to_schema, root_as_footer};
 use arrow_schema::SchemaRef;
+use memmap2::Mmap;
 
 use crate::error::{Error, Result, panic_message};
 
@@ -37,6 +43,7 @@ const TRAILER: usize = 10;
 /// An Arrow IPC file, memory-mapped, with its footer read.
 pub struct MappedIpcFile {
     path: PathBuf,
+    map: Arc<Mmap>,
     buffer: Buffer,
     decoder: FileDecoder,
     blocks: Vec<Block>,
@@ -88,13 +95,15 @@ impl MappedIpcFile {
         // SAFETY: the mapping is read-only and owned by the buffers decoded
         // from it; the module docs state the one caveat of mapped files
         // (truncation by another process while they are read).
-        let map = unsafe { memmap2::Mmap::map(file) }
-            .map_err(|e| Error::io(path, format!("cannot memory-map: {e}")))?;
+        let map = Arc::new(
+            unsafe { Mmap::map(file) }
+                .map_err(|e| Error::io(path, format!("cannot memory-map: {e}")))?,
+        );
         let ptr = NonNull::new(map.as_ptr().cast_mut())
             .ok_or_else(|| Error::Internal("a memory map at address 0".into()))?;
         // SAFETY: `ptr` points to `len` readable bytes that live as long as
         // `map`, which the buffer owns.
-        let buffer = unsafe { Buffer::from_custom_allocation(ptr, map.len(), Arc::new(map)) };
+        let buffer = unsafe { Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
 
         let contained = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<_, String> {
             let trailer: [u8; TRAILER] = buffer[len - TRAILER..]
@@ -133,6 +142,7 @@ impl MappedIpcFile {
         };
         Ok(MappedIpcFile {
             path: path.to_path_buf(),
+            map,
             buffer,
             decoder,
             blocks,
@@ -158,44 +168,127 @@ impl MappedIpcFile {
     /// # Panics
     /// When `i` is not below [`MappedIpcFile::num_batches`].
     pub fn batch(&self, i: usize) -> Result<RecordBatch> {
+        self.decode(i, &self.buffer)
+    }
+
+    /// Decode the `i`-th record batch over a view of the mapping of its own,
+    /// whose pages are released (`MADV_DONTNEED`) once the batch and every
+    /// array sliced from it are dropped. Reading released pages again faults
+    /// them back in from the page cache, so this is only a hint: what the
+    /// batch holds never changes.
+    ///
+    /// # Errors
+    /// As [`MappedIpcFile::batch`].
+    ///
+    /// # Panics
+    /// As [`MappedIpcFile::batch`].
+    pub fn released_batch(&self, i: usize) -> Result<RecordBatch> {
+        let block = &self.blocks[i];
+        let range = block_range(self.map.len(), block).map_err(|e| self.damaged(i, e))?;
+        let pages = Arc::new(Pages {
+            map: Arc::clone(&self.map),
+            range: range.clone(),
+        });
+        // In bounds: `block_range` checked the block against the mapping.
+        let ptr = NonNull::new(self.map.as_ptr().wrapping_add(range.start).cast_mut())
+            .ok_or_else(|| Error::Internal("a memory map at address 0".into()))?;
+        // SAFETY: `ptr` points to `range.len()` readable bytes of the
+        // mapping, which `pages` keeps alive.
+        let view = unsafe { Buffer::from_custom_allocation(ptr, range.len(), pages) };
+        self.decode_block(i, &view)
+    }
+
+    fn decode(&self, i: usize, buffer: &Buffer) -> Result<RecordBatch> {
+        let block = &self.blocks[i];
+        let data = block_bytes(buffer, block).map_err(|e| self.damaged(i, e))?;
+        self.decode_block(i, &data)
+    }
+
+    /// Decode the batch of block `i` from `data`, its bytes.
+    fn decode_block(&self, i: usize, data: &Buffer) -> Result<RecordBatch> {
         let block = &self.blocks[i];
         let decoded = catch_unwind(AssertUnwindSafe(|| {
-            let data = block_bytes(&self.buffer, block)?;
             self.decoder
-                .read_record_batch(block, &data)
+                .read_record_batch(block, data)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "a record batch block holds no batch".to_string())
         }))
         .unwrap_or_else(|panic| Err(panic_message(&panic)));
-        decoded.map_err(|e| {
-            Error::io(
-                &self.path,
-                format!("the file is damaged: record batch {i}: {e}"),
-            )
-        })
+        decoded.map_err(|e| self.damaged(i, e))
+    }
+
+    fn damaged(&self, i: usize, e: String) -> Error {
+        Error::io(
+            &self.path,
+            format!("the file is damaged: record batch {i}: {e}"),
+        )
     }
 
     /// Every record batch in file order.
     pub fn batches(self) -> impl Iterator<Item = Result<RecordBatch>> + Send {
         (0..self.num_batches()).map(move |i| self.batch(i))
     }
+
+    /// Every record batch in file order, each releasing its pages when
+    /// dropped (see [`MappedIpcFile::released_batch`]).
+    pub fn scan(self) -> impl Iterator<Item = Result<RecordBatch>> + Send {
+        (0..self.num_batches()).map(move |i| self.released_batch(i))
+    }
+}
+
+/// Pages of a mapping that one batch reads, released when it is dropped.
+struct Pages {
+    map: Arc<Mmap>,
+    range: std::ops::Range<usize>,
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        // Only the pages wholly inside the range: a page shared with the
+        // next batch's bytes stays resident.
+        let page = page_size();
+        let start = self.range.start.next_multiple_of(page);
+        let end = self.range.end / page * page;
+        if end > start {
+            // SAFETY: `start..end` lies inside the live, read-only, file-backed
+            // mapping (`range` was checked against it). MADV_DONTNEED on such
+            // a mapping only drops the page table entries: later reads fault
+            // the same file bytes back in, so no reader sees a change. A
+            // failure leaves the pages resident, which is harmless.
+            unsafe {
+                libc::madvise(
+                    self.map.as_ptr().add(start).cast_mut().cast(),
+                    end - start,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096).max(1)
 }
 
 /// The bytes of one block (message and body), checked against the file.
 fn block_bytes(buffer: &Buffer, block: &Block) -> std::result::Result<Buffer, String> {
+    let range = block_range(buffer.len(), block)?;
+    Ok(buffer.slice_with_length(range.start, range.len()))
+}
+
+/// Where one block (message and body) lies in a file of `len` bytes.
+fn block_range(len: usize, block: &Block) -> std::result::Result<std::ops::Range<usize>, String> {
     let (offset, meta, body) = (block.offset(), block.metaDataLength(), block.bodyLength());
-    let fits = offset >= 0
-        && meta >= 8
-        && body >= 0
-        && (offset as u64)
-            .checked_add(meta as u64)
-            .and_then(|end| end.checked_add(body as u64))
-            .is_some_and(|end| end <= buffer.len() as u64);
-    if !fits {
-        return Err(format!(
-            "a block at offset {offset} with {meta} + {body} bytes lies outside the {}-byte file",
-            buffer.len()
-        ));
+    let end = u64::try_from(offset)
+        .ok()
+        .filter(|_| meta >= 8 && body >= 0)
+        .and_then(|start| start.checked_add(meta as u64)?.checked_add(body as u64));
+    match end {
+        Some(end) if end <= len as u64 => Ok(offset as usize..end as usize),
+        _ => Err(format!(
+            "a block at offset {offset} with {meta} + {body} bytes lies outside the {len}-byte file"
+        )),
     }
-    Ok(buffer.slice_with_length(offset as usize, meta as usize + body as usize))
 }

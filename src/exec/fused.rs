@@ -5,10 +5,13 @@
 //! expressions over the head's input alone, compiled into one projection.
 //! Each chunk is then read once and written once, and the tables between
 //! members never exist. A projection (`select`) at the end keeps only some
-//! columns, so the kernel computes and writes only those.
+//! columns, so the kernel computes and writes only those. A group may end in
+//! a step that streams its input (a fit, a writer): the kernel's batches
+//! then flow into it one at a time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_schema::SchemaRef;
 
@@ -16,8 +19,10 @@ use crate::backend::{Device, Notes};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
-use crate::pipeline::prep::{apply_kernel, with_columns_schema};
+use super::data::Data;
+use crate::pipeline::prep::{apply_batch, apply_kernel, with_columns_schema};
 use crate::pipeline::step::StepContext;
+use crate::pipeline::stream::Stream;
 use crate::pipeline::table::{Table, column_index};
 
 /// A member of a fused group with its side inputs (all inputs but the data).
@@ -26,20 +31,82 @@ pub(crate) struct Member<'a> {
     pub(crate) side: Vec<Table>,
 }
 
-/// Run `members` (head first) over `data` as one kernel on `device`; the
-/// result is the tail's output.
+/// What flowed from a fused chain into the sink at its end.
+pub(crate) struct Piped {
+    /// Rows that flowed.
+    pub(crate) rows: usize,
+    /// The chain's output, computed again on every scan (so that it can be
+    /// fetched after the run without having been held).
+    pub(crate) stream: Stream,
+}
+
+/// Run `members` (head first) over `data` as one kernel on `device`. A
+/// group whose tail streams its input (a [sink](crate::plan::FusedGroup::sink))
+/// runs the kernel batch by batch into it, so the chain's output never exists
+/// whole; otherwise the result is the tail's output. Returns the tail's
+/// outputs and, for a sink, what flowed into it.
 pub(crate) fn run_group(
     members: &[Member<'_>],
-    data: &Table,
+    data: &Data,
     device: &Device,
     notes: &Notes,
-) -> Result<Table> {
+) -> Result<(Vec<Table>, Option<Piped>)> {
     let tail = members
         .last()
         .ok_or_else(|| Error::Internal("an empty fused group".into()))?;
-    let mut schema: SchemaRef = Arc::clone(data.schema());
+    let sink = tail.node.step.row_local().is_none();
+    let chain = &members[..members.len() - usize::from(sink)];
+    let kernel_tail = chain
+        .last()
+        .ok_or_else(|| Error::Internal("a fused group without a row-local step".into()))?;
+    let input_schema = match data {
+        Data::Table(t) => Arc::clone(t.schema()),
+        Data::Stream(s) => Arc::clone(s.schema()),
+    };
+    let (schema, projection) = compose(chain, &input_schema)?;
+    let name = kernel_tail.node.name.clone();
+    let kernel = Arc::new(device.kernel(projection));
+    if !sink {
+        let ctx = StepContext::new(&name).on(device, notes);
+        let table = match data {
+            Data::Table(t) => apply_kernel(ctx, t, &schema, &kernel)?,
+            Data::Stream(s) => {
+                let batches = s
+                    .scan()?
+                    .map(|b| apply_batch(&name, notes, &b?, &schema, &kernel))
+                    .collect::<Result<Vec<_>>>()?;
+                Table::try_new(Arc::clone(&schema), batches)?
+            }
+        };
+        return Ok((vec![table], None));
+    }
+    // The kernel's notes (a fallback to the CPU) are gathered while the sink
+    // scans, then handed on.
+    let kernel_notes = Arc::new(Notes::default());
+    let rows = Arc::new(AtomicUsize::new(0));
+    let piped = {
+        let (notes, rows, schema) = (Arc::clone(&kernel_notes), Arc::clone(&rows), Arc::clone(&schema));
+        data.stream().map(Arc::clone(&schema), move |batch| {
+            rows.fetch_add(batch.num_rows(), Ordering::Relaxed);
+            apply_batch(&name, &notes, &batch, &schema, &kernel)
+        })
+    };
+    let ctx = StepContext::new(&tail.node.name).on(device, notes);
+    let outputs = tail.node.step.run_stream(ctx, &piped, &tail.side);
+    for note in kernel_notes.take() {
+        notes.add(note);
+    }
+    let rows = rows.load(Ordering::Relaxed);
+    Ok((outputs?, Some(Piped { rows, stream: piped })))
+}
+
+/// The expressions of a chain of row-local members composed over the head's
+/// input (`input`): the tail's output schema and the projection computing
+/// its columns.
+fn compose(chain: &[Member<'_>], input: &SchemaRef) -> Result<(SchemaRef, Projection)> {
+    let mut schema: SchemaRef = Arc::clone(input);
     let mut defs: HashMap<String, Expr> = HashMap::new();
-    for member in members {
+    for member in chain {
         let name = &member.node.name;
         let row_local = member.node.step.row_local().ok_or_else(|| {
             Error::Internal(format!(
@@ -74,9 +141,8 @@ pub(crate) fn run_group(
         .iter()
         .filter_map(|f| defs.get(f.name()).map(|e| (f.name().clone(), e.clone())))
         .collect();
-    let tail_name = &tail.node.name;
+    let tail_name = chain.last().map_or("", |m| m.node.name.as_str());
     let projection =
-        Projection::try_new(Arc::clone(data.schema()), &exprs).map_err(|e| e.in_step(tail_name))?;
-    let ctx = StepContext::new(tail_name).on(device, notes);
-    apply_kernel(ctx, data, &schema, &device.kernel(projection))
+        Projection::try_new(Arc::clone(input), &exprs).map_err(|e| e.in_step(tail_name))?;
+    Ok((schema, projection))
 }

@@ -3,6 +3,7 @@
 //! reporting.
 
 pub mod batch_score;
+mod data;
 mod fused;
 pub mod progress;
 mod reuse;

@@ -16,6 +16,7 @@ use arrow_array::types::Float64Type;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use rayon::prelude::*;
 
+use super::data::Data;
 use crate::backend::Device;
 use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
 use crate::error::{Error, Result};
@@ -207,17 +208,17 @@ pub(crate) fn store_outputs(
     ws: &Workspace,
     node: &StepNode,
     key: Option<&StepKey>,
-    tables: &[Table],
+    tables: &[Data],
 ) -> Result<Vec<ContentHash>> {
     let mut hashes = match (node.step.source_file(), key, tables) {
-        (Some(file), Some(key), [table]) if key.sources.len() == 1 => {
+        (Some(file), Some(key), [data]) if key.sources.len() == 1 => {
             let hash = key.key.source_output();
-            ws.store_source(hash, table, &file, key.sources[0].1)?;
+            ws.store_source(hash, data.as_table(), &file, key.sources[0].1)?;
             vec![hash]
         }
         _ => tables
             .par_iter()
-            .map(|t| ws.store(t))
+            .map(|t| ws.store(&t.table()?))
             .collect::<Result<_>>()?,
     };
     // The files the step wrote follow its outputs, so that a re-run can
@@ -232,7 +233,7 @@ pub(crate) fn store_outputs(
 pub(crate) enum Provenance<'a> {
     /// The step ran.
     Ran {
-        tables: &'a [Table],
+        tables: &'a [Data],
         hashes: &'a [ContentHash],
     },
     /// The outputs of an earlier step run were reused; `schemas` are the
@@ -266,7 +267,10 @@ pub(crate) fn record_step(
     let sizes: Vec<(u64, u64)> = match &provenance {
         Provenance::Ran { tables, .. } => tables
             .iter()
-            .map(|t| (t.num_rows() as u64, t.data_size() as u64))
+            .map(|t| {
+                let (rows, bytes) = t.size();
+                (rows as u64, bytes as u64)
+            })
             .collect(),
         Provenance::Reused { row, .. } => row.record.sizes.clone(),
         Provenance::Fused { .. } => Vec::new(),
@@ -287,9 +291,13 @@ pub(crate) fn record_step(
                 .collect(),
             false,
             None,
-            tables.iter().map(|t| t.num_rows() as u64).sum(),
-            tables.iter().map(|t| t.data_size() as u64).sum(),
-            tables.iter().flat_map(metric_rows).collect::<Vec<_>>(),
+            tables.iter().map(|t| t.size().0 as u64).sum(),
+            tables.iter().map(|t| t.size().1 as u64).sum(),
+            tables
+                .iter()
+                .filter_map(Data::as_table)
+                .flat_map(metric_rows)
+                .collect::<Vec<_>>(),
         ),
         Provenance::Reused { row, schemas } => {
             // Load only the (small) metrics tables, to record their values.

@@ -14,14 +14,17 @@ use std::time::{Duration, Instant};
 use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
-use super::fused::{Member, run_group};
+use super::data::Data;
+use super::fused::{Member, Piped, run_group};
 use super::progress::RunObserver;
 use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
 use crate::cache::ContentHash;
 use crate::error::{Error, Result, ensure, panic_message};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
+use crate::pipeline::io::source_stream;
 use crate::pipeline::step::StepContext;
+use crate::pipeline::stream::Stream;
 use crate::pipeline::table::Table;
 use crate::plan::{Calibration, DeviceSet, MaterializePolicy, PhysicalPlan, PlanOptions};
 use crate::track::{PipelineRecord, RunId, RunStatus, StepRunRow};
@@ -222,10 +225,12 @@ pub struct RunOutput {
     pub duration: Duration,
 }
 
-/// One output of a run: in memory, or a content hash to load it by.
+/// One output of a run: in memory, a stream to collect, or a content hash
+/// to load it by.
 #[derive(Debug)]
 struct OutputSlot {
     table: OnceLock<Table>,
+    stream: Option<Stream>,
     hash: Option<ContentHash>,
     /// The step this output's producer ran fused into (so it was never materialized).
     fused_into: Option<String>,
@@ -241,6 +246,10 @@ impl RunOutput {
         let slot = &self.outputs[key];
         if let Some(table) = slot.table.get() {
             return Ok(table);
+        }
+        if let Some(stream) = &slot.stream {
+            let table = stream.collect()?;
+            return Ok(slot.table.get_or_init(|| table));
         }
         if let Some(into) = &slot.fused_into {
             return Err(Error::InvalidParameter {
@@ -371,7 +380,7 @@ const WORKER_STACK: usize = 32 << 20;
 /// its content hash (to key the step, and to load the data if the step runs).
 struct Input {
     producer: usize,
-    table: Option<Table>,
+    table: Option<Data>,
     hash: Option<ContentHash>,
 }
 
@@ -410,10 +419,12 @@ struct Keys {
 enum Outcome {
     /// The step ran; with a workspace, its outputs were stored under `hashes`.
     Ran {
-        tables: Vec<Table>,
+        tables: Vec<Data>,
         hashes: Option<Vec<ContentHash>>,
         /// What the step noted while running (a fallback to the CPU).
         notes: Vec<String>,
+        /// For a fused group ending in a sink: what flowed into it.
+        piped: Option<Piped>,
     },
     /// An earlier run's outputs stand in.
     Reused(Box<StepRunRow>),
@@ -424,7 +435,7 @@ enum Outcome {
 /// What the coordinator knows of a finished step's outputs.
 #[derive(Default)]
 struct Produced {
-    tables: Option<Vec<Table>>,
+    tables: Option<Vec<Data>>,
     hashes: Option<Vec<ContentHash>>,
 }
 
@@ -465,7 +476,7 @@ fn run_job(
         let mut side = Vec::with_capacity(side_inputs.len());
         for input in side_inputs {
             match load_input(input, ws)? {
-                Ok(t) => side.push(t),
+                Ok(t) => side.push(t.table()?),
                 Err(lost) => return Ok(lost),
             }
         }
@@ -474,19 +485,10 @@ fn run_job(
             side,
         });
     }
-    if job.check_schemas {
-        let schemas: Vec<SchemaRef> = inputs.iter().map(|t| Arc::clone(t.schema())).collect();
-        node.planned_schemas(&schemas)?;
-    }
     let name = &node.name;
     let notes = Notes::default();
-    let tables = catch_unwind(AssertUnwindSafe(|| {
-        if members.is_empty() {
-            node.step
-                .run(StepContext::new(name).on(device, &notes), &inputs)
-        } else {
-            Ok(vec![run_group(&members, &inputs[0], device, &notes)?])
-        }
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        compute(node, &members, inputs, job.check_schemas, device, &notes)
     }))
     .unwrap_or_else(|panic| {
         Err(Error::Execution {
@@ -494,7 +496,8 @@ fn run_job(
             message: format!("panicked: {}", panic_message(&panic)),
         })
     })
-    .map_err(|e| e.in_step(name))?;
+    .map_err(|e| e.in_step(name));
+    let (tables, piped) = ran?;
     ensure!(
         tables.len() == node.step.outputs().len(),
         Error::Internal(format!(
@@ -518,7 +521,51 @@ fn run_job(
         tables,
         hashes,
         notes: notes.take(),
+        piped,
     })
+}
+
+/// Compute a job's outputs from its loaded inputs: a file read as a stream,
+/// a fused group, a step streaming its data input, or a step given tables.
+fn compute(
+    node: &StepNode,
+    members: &[Member<'_>],
+    inputs: Vec<Data>,
+    check_schemas: bool,
+    device: &Device,
+    notes: &Notes,
+) -> Result<(Vec<Data>, Option<Piped>)> {
+    let ctx = StepContext::new(&node.name).on(device, notes);
+    if !members.is_empty() {
+        let (tables, piped) = run_group(members, &inputs[0], device, notes)?;
+        return Ok((tables.into_iter().map(Data::Table).collect(), piped));
+    }
+    if let Some(file) = node.step.source_file()
+        && let Some(stream) = source_stream(&file)?
+    {
+        return Ok((vec![Data::Stream(stream)], None));
+    }
+    if check_schemas {
+        let schemas: Vec<SchemaRef> = inputs
+            .iter()
+            .map(|d| match d {
+                Data::Table(t) => Arc::clone(t.schema()),
+                Data::Stream(s) => Arc::clone(s.schema()),
+            })
+            .collect();
+        node.planned_schemas(&schemas)?;
+    }
+    let tables = match inputs.split_first() {
+        Some((Data::Stream(data), side)) if node.step.streams_input() => {
+            let side = side.iter().map(Data::table).collect::<Result<Vec<_>>>()?;
+            node.step.run_stream(ctx, data, &side)?
+        }
+        _ => {
+            let inputs = inputs.iter().map(Data::table).collect::<Result<Vec<_>>>()?;
+            node.step.run(ctx, &inputs)?
+        }
+    };
+    Ok((tables.into_iter().map(Data::Table).collect(), None))
 }
 
 /// A job's cache key. A fused group's members are keyed in turn, each
@@ -562,10 +609,10 @@ fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
 
 /// An input's table: in memory, or loaded from the workspace. `Ok(Err(_))`
 /// says its cached object is gone, so its producer must run again.
-fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Result<Table, Outcome>> {
+fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Result<Data, Outcome>> {
     let found = match (input.table, input.hash, ws) {
         (Some(t), _, _) => Ok(t),
-        (None, Some(hash), Some(ws)) => ws.load(&hash)?.found(),
+        (None, Some(hash), Some(ws)) => ws.load(&hash)?.found().map(Data::Table),
         _ => {
             return Err(Error::Internal(
                 "an input with neither data nor a workspace".into(),
@@ -618,13 +665,15 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     let mut outputs = HashMap::new();
     for (i, (node, produced)) in nodes.iter().zip(produced).enumerate() {
         for (o, port) in node.step.outputs().iter().enumerate() {
-            let table = match &produced.tables {
-                Some(tables) => OnceLock::from(tables[o].clone()),
-                None => OnceLock::new(),
+            let (table, stream) = match produced.tables.as_ref().map(|t| &t[o]) {
+                Some(Data::Table(t)) => (OnceLock::from(t.clone()), None),
+                Some(Data::Stream(s)) => (OnceLock::new(), Some(s.clone())),
+                None => (OnceLock::new(), None),
             };
             let hash = produced.hashes.as_ref().map(|h| h[o]);
             let slot = OutputSlot {
                 table,
+                stream,
                 hash,
                 fused_into: fused_into(i),
             };
@@ -782,10 +831,14 @@ fn schedule(
             .iter()
             .map(|&m| format!("'{}'", nodes[m].name))
             .collect();
-        notes[tail].push(format!(
-            "ran fused with {} as one kernel",
-            others.join(", ")
-        ));
+        notes[tail].push(if group.sink {
+            format!(
+                "took its input batch by batch from the kernel of {}",
+                others.join(", ")
+            )
+        } else {
+            format!("ran fused with {} as one kernel", others.join(", "))
+        });
     }
     let mut blocked_on: Vec<Vec<usize>> = vec![Vec::new(); n];
     let observer: Option<&dyn RunObserver> = options.observer.as_deref();
@@ -949,6 +1002,9 @@ fn schedule(
                 _ if ws.is_none() || !node.reuse || runs_every_time(node) => CacheUse::Off,
                 _ => CacheUse::Miss,
             };
+            // The rows each member of a fused group passed on: the tail's
+            // output, or what flowed into a sink.
+            let mut member_rows: Option<Vec<usize>> = None;
             let (rows, bytes) = match outcome {
                 Outcome::InputLost { producer, note } => {
                     // Run the producer again, then this step.
@@ -964,6 +1020,7 @@ fn schedule(
                     tables,
                     hashes,
                     notes: ran_notes,
+                    piped,
                 } => {
                     notes[i].extend(ran_notes);
                     if let (Some(ws), Some(run), Some(key), Some(h)) =
@@ -983,12 +1040,16 @@ fn schedule(
                             notes[i].clone(),
                         )?;
                     }
-                    let rows = tables.iter().map(Table::num_rows).collect();
-                    let bytes = tables.iter().map(Table::data_size).collect();
+                    let (rows, bytes) = tables.iter().map(Data::size).unzip();
                     produced[i] = Produced {
                         tables: Some(tables),
                         hashes,
                     };
+                    if let (Some(piped), Some(&[.., kernel_tail, _])) = (piped, group_at_tail[i]) {
+                        // The chain's output stays fetchable, computed again.
+                        member_rows = Some(vec![piped.rows]);
+                        produced[kernel_tail].tables = Some(vec![Data::Stream(piped.stream)]);
+                    }
                     (rows, bytes)
                 }
                 Outcome::Reused(row) => {
@@ -1020,17 +1081,15 @@ fn schedule(
                     }
                 }
             };
-            if let (Some(ws), Some(run)) = (ws, run) {
-                record_members(
-                    ws,
-                    run,
-                    nodes,
-                    &done.keys.members,
-                    &cache,
-                    &rows,
-                    &mut reports,
-                )?;
-            }
+            record_members(
+                ws.zip(run),
+                nodes,
+                group_at_tail[i].unwrap_or_default(),
+                &done.keys.members,
+                &cache,
+                member_rows.as_deref().unwrap_or(&rows),
+                &mut reports,
+            )?;
             // A step run again after its cached outputs were lost replaces
             // its earlier report.
             reports.retain(|r: &StepReport| r.name != node.name);
@@ -1065,38 +1124,46 @@ fn schedule(
     })
 }
 
-/// Record the members of a fused group before its tail, now that the tail
-/// ran or was reused (with `cache` and `rows`), and update their reports.
+/// Update the reports of the members of a fused group before its tail
+/// (`group`), now that the tail ran or was reused (with `cache` and `rows`),
+/// and with a workspace record them (`members`: each with its key).
 fn record_members(
-    ws: &Workspace,
-    run: &RunId,
+    recording: Option<(&Workspace, &RunId)>,
     nodes: &[StepNode],
+    group: &[usize],
     members: &[(usize, StepKey)],
     cache: &CacheUse,
     rows: &[usize],
     reports: &mut [StepReport],
 ) -> Result<()> {
-    for (m, key) in members {
-        let node = &nodes[*m];
+    let reused_from = match cache {
+        CacheUse::Hit { from } => Some(from.clone()),
+        _ => None,
+    };
+    for &m in group.split_last().map_or(&[][..], |(_, before)| before) {
+        let node = &nodes[m];
         let Some(report) = reports.iter_mut().find(|r| r.name == node.name) else {
             return Err(Error::Internal(format!(
                 "fused step '{}' has no report",
                 node.name
             )));
         };
-        let reused_from = match cache {
-            CacheUse::Hit { from } => Some(from.clone()),
-            _ => None,
+        report.rows = rows.to_vec();
+        let Some((ws, run)) = recording else {
+            continue;
         };
         report.cache = match &reused_from {
             Some(from) => CacheUse::Hit { from: from.clone() },
             None if node.reuse => CacheUse::Miss,
             None => CacheUse::Off,
         };
-        report.rows = rows.to_vec();
+        let key = members
+            .iter()
+            .find_map(|(k, key)| (*k == m).then_some(key))
+            .ok_or_else(|| Error::Internal(format!("fused step '{}' has no key", node.name)))?;
         let provenance = reuse::Provenance::Fused {
             rows: rows.iter().sum::<usize>() as u64,
-            reused_from,
+            reused_from: reused_from.clone(),
         };
         reuse::record_step(
             ws,

@@ -14,14 +14,13 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
-};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use super::step::{Source, SourceContent, SourceFile, Step, StepContext};
+use super::stream::Stream;
 use super::table::{Table, normalize_batch, normalize_schema};
 use crate::cache::hash_table;
 use crate::data::MappedIpcFile;
@@ -170,9 +169,7 @@ impl BatchReader {
         let corrupt = |format, e: &dyn std::fmt::Display| unreadable(path, format, e);
         // IPC files and streams are told apart by the file's magic bytes.
         let format = if matches!(format, FileFormat::ArrowFile | FileFormat::ArrowStream) {
-            let mut magic = [0u8; 6];
-            let is_file = open()?.read_exact(&mut magic).is_ok() && &magic == b"ARROW1";
-            if is_file {
+            if is_ipc_file(path)? {
                 FileFormat::ArrowFile
             } else {
                 FileFormat::ArrowStream
@@ -187,22 +184,16 @@ impl BatchReader {
             Box<dyn Iterator<Item = _> + Send>,
         ) = match format {
             FileFormat::Parquet => {
-                let builder = ParquetRecordBatchReaderBuilder::try_new(open()?)
-                    .map_err(|e| corrupt(format, &e))?;
-                let total = usize::try_from(builder.metadata().file_metadata().num_rows()).ok();
-                // The builder's schema keeps the file's schema metadata.
-                let schema = Arc::clone(builder.schema());
-                let reader = builder
-                    .with_batch_size(batch_rows)
-                    .build()
-                    .map_err(|e| corrupt(format, &e))?;
-                (schema, total, decoded(path, format, reader))
+                let scan = ParquetScan::open(path, batch_rows)?;
+                let total = scan.rows();
+                (Arc::clone(scan.metadata.schema()), Some(total), Box::new(scan))
             }
             FileFormat::ArrowFile => {
-                // Mapped and decoded in place: the batches point into the file.
+                // Mapped and decoded in place: the batches point into the
+                // file, and release its pages when dropped.
                 let file = MappedIpcFile::open(path)?;
                 let schema = Arc::clone(file.schema());
-                (schema, None, Box::new(file.batches()))
+                (schema, None, Box::new(file.scan()))
             }
             FileFormat::ArrowStream => {
                 let reader =
@@ -331,9 +322,6 @@ impl Step for Read {
         })
     }
     fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
-        if FileFormat::given_or_from_path(self.format, &self.path)? == FileFormat::Parquet {
-            return Ok(vec![read_parquet_parallel(&self.path, self.batch_rows)?]);
-        }
         let reader = self.open()?;
         let schema = Arc::clone(reader.schema());
         Ok(vec![Table::try_new(
@@ -343,29 +331,136 @@ impl Step for Read {
     }
 }
 
-/// A whole Parquet file, its row groups decoded in parallel (each on its
-/// own reader over the metadata parsed once), in file order.
-fn read_parquet_parallel(path: &Path, batch_rows: usize) -> Result<Table> {
-    let open = || open_for_reading(path);
-    let corrupt = |e: &dyn std::fmt::Display| unreadable(path, FileFormat::Parquet, e);
-    let metadata = ArrowReaderMetadata::load(&open()?, ArrowReaderOptions::default())
-        .map_err(|e| corrupt(&e))?;
-    let schema = normalize_schema(metadata.schema());
-    let groups: Vec<Vec<RecordBatch>> = (0..metadata.metadata().num_row_groups())
-        .into_par_iter()
-        .map(|group| {
-            let reader =
-                ParquetRecordBatchReaderBuilder::new_with_metadata(open()?, metadata.clone())
-                    .with_row_groups(vec![group])
-                    .with_batch_size(batch_rows.max(1))
-                    .build()
-                    .map_err(|e| corrupt(&e))?;
-            decoded(path, FileFormat::Parquet, reader)
-                .map(|b| b.and_then(normalize_batch))
-                .collect()
+/// A Parquet file's row groups, decoded a few at a time in parallel (each on
+/// its own reader over the metadata parsed once), in file order: a scan
+/// holds only the row groups of one window in memory.
+struct ParquetScan {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    batch_rows: usize,
+    next_group: usize,
+    decoded: std::collections::VecDeque<Result<RecordBatch>>,
+}
+
+impl ParquetScan {
+    fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        let metadata = ArrowReaderMetadata::load(&open_for_reading(path)?, Default::default())
+            .map_err(|e| unreadable(path, FileFormat::Parquet, &e))?;
+        Ok(ParquetScan {
+            path: path.to_path_buf(),
+            metadata,
+            batch_rows: batch_rows.max(1),
+            next_group: 0,
+            decoded: Default::default(),
         })
-        .collect::<Result<_>>()?;
-    Table::try_new(schema, groups.into_iter().flatten().collect())
+    }
+
+    fn rows(&self) -> usize {
+        usize::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    /// Bytes the file's rows take in memory, from its footer: fixed-width
+    /// columns exactly (values, and validity where a row group has nulls or
+    /// does not say), others by their uncompressed size in the file.
+    fn data_size(&self) -> usize {
+        let schema = self.metadata.schema();
+        let mut bytes = 0u64;
+        for group in self.metadata.metadata().row_groups() {
+            let rows = group.num_rows().max(0) as u64;
+            for (field, column) in schema.fields().iter().zip(group.columns()) {
+                let nulls = column
+                    .statistics()
+                    .and_then(|s| s.null_count_opt())
+                    .is_none_or(|n| n > 0);
+                bytes += match field.data_type().primitive_width() {
+                    Some(width) => rows * width as u64 + if nulls { rows.div_ceil(8) } else { 0 },
+                    None => column.uncompressed_size().max(0) as u64,
+                };
+            }
+        }
+        bytes as usize
+    }
+
+    /// Decode the next window of row groups, one per thread.
+    fn decode_window(&mut self) {
+        let groups = self.metadata.metadata().num_row_groups();
+        let end = groups.min(self.next_group + rayon::current_num_threads().max(1));
+        let window = self.next_group..end;
+        self.next_group = end;
+        let (path, metadata, batch_rows) = (&self.path, &self.metadata, self.batch_rows);
+        let decoded: Vec<Vec<Result<RecordBatch>>> = window
+            .into_par_iter()
+            .map(|group| {
+                let reader = open_for_reading(path).and_then(|file| {
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
+                        .with_row_groups(vec![group])
+                        .with_batch_size(batch_rows)
+                        .build()
+                        .map_err(|e| unreadable(path, FileFormat::Parquet, &e))
+                });
+                match reader {
+                    Ok(reader) => decoded(path, FileFormat::Parquet, reader).collect(),
+                    Err(e) => vec![Err(e)],
+                }
+            })
+            .collect();
+        self.decoded.extend(decoded.into_iter().flatten());
+    }
+}
+
+impl Iterator for ParquetScan {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        while self.decoded.is_empty()
+            && self.next_group < self.metadata.metadata().num_row_groups()
+        {
+            self.decode_window();
+        }
+        self.decoded.pop_front()
+    }
+}
+
+/// The output of a step that reads `file`, as a stream every consumer scans
+/// again, for the formats whose footer tells their size without a scan
+/// (Parquet, the Arrow IPC file format). `None` for the others (CSV, Arrow
+/// IPC streams): those are read once, whole.
+///
+/// # Errors
+/// [`Error::Io`] naming the file when it is missing, unreadable or damaged.
+pub fn source_stream(file: &SourceFile) -> Result<Option<Stream>> {
+    let SourceFile {
+        path,
+        format,
+        batch_rows,
+    } = file.clone();
+    let size = match FileFormat::given_or_from_path(format, &path)? {
+        FileFormat::Parquet => {
+            let scan = ParquetScan::open(&path, batch_rows)?;
+            (scan.rows(), scan.data_size())
+        }
+        FileFormat::ArrowFile if is_ipc_file(&path)? => {
+            let mapped = MappedIpcFile::open(&path)?;
+            let mut size = (0, 0);
+            for batch in mapped.batches() {
+                let batch = batch?;
+                size.0 += batch.num_rows();
+                size.1 += Table::from_batch(batch).data_size();
+            }
+            size
+        }
+        _ => return Ok(None),
+    };
+    let schema = Arc::clone(BatchReader::open(&path, format, batch_rows)?.schema());
+    Ok(Some(Stream::new(schema, Some(size), move || {
+        Ok(Box::new(BatchReader::open(&path, format, batch_rows)?))
+    })))
+}
+
+/// Whether `path` starts with the Arrow IPC file format's magic bytes.
+fn is_ipc_file(path: &Path) -> Result<bool> {
+    let mut magic = [0u8; 6];
+    Ok(open_for_reading(path)?.read_exact(&mut magic).is_ok() && &magic == b"ARROW1")
 }
 
 /// Write a table to a file (`kind = "write"`).
@@ -557,6 +652,18 @@ impl Step for Write {
     fn run(&self, _: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let format = FileFormat::given_or_from_path(self.format, &self.path)?;
         write_table(&inputs[0], &self.path, format)?;
+        Ok(vec![])
+    }
+    fn streams_input(&self) -> bool {
+        true
+    }
+    fn run_stream(&self, _: StepContext, data: &Stream, _: &[Table]) -> Result<Vec<Table>> {
+        let format = FileFormat::given_or_from_path(self.format, &self.path)?;
+        let mut writer = BatchWriter::create(&self.path, format, data.schema())?;
+        for batch in data.scan()? {
+            writer.write(&batch?)?;
+        }
+        writer.finish()?;
         Ok(vec![])
     }
     fn has_side_effects(&self) -> bool {

@@ -2,7 +2,9 @@
 //!
 //! - [`Pipeline`]: the builder; [`Pipeline::validate`] turns it into a [`Graph`].
 //! - [`Step`]: the trait every step implements; add your own.
-//! - [`Table`]: the chunked Arrow data that flows between steps.
+//! - [`Table`]: the chunked Arrow data that flows between steps; [`Stream`]:
+//!   data read batch by batch (a file), which steps that can scan instead of
+//!   holding it whole.
 //! - [`io`]: read and write files; [`prep`]: data preparation.
 //! - [`spec`]: pipelines described in TOML files.
 
@@ -14,8 +16,10 @@ pub mod models;
 pub mod prep;
 pub mod spec;
 pub mod step;
+pub mod stream;
 pub mod table;
 
 pub use graph::{Graph, Pipeline, StepRef};
 pub use step::{RowLocal, Source, SourceContent, SourceFile, Step, StepContext};
+pub use stream::Stream;
 pub use table::Table;

@@ -17,8 +17,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::lineage;
 use super::step::{RowLocal, Step, StepContext};
+use super::stream::Stream;
 use super::table::{Table, column_dtype, column_index, numeric_column};
-use crate::backend::Kernel;
+use crate::backend::{Kernel, Notes};
 use crate::backend::cpu::CpuKernel;
 use crate::backend::cpu::stats::{self, ColumnStats};
 use crate::datasets::splitmix64;
@@ -82,27 +83,35 @@ pub(crate) fn apply_kernel(
     schema: &SchemaRef,
     kernel: &Kernel,
 ) -> Result<Table> {
-    let step = ctx.name;
     let batches = input
         .batches()
         .iter()
-        .map(|batch| {
-            let computed = kernel.evaluate(batch, ctx.notes).map_err(in_step(step))?;
-            let columns: Vec<ArrayRef> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    computed
-                        .column_by_name(f.name())
-                        .or_else(|| batch.column_by_name(f.name()))
-                        .cloned()
-                        .expect("column planned")
-                })
-                .collect();
-            Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-        })
+        .map(|batch| apply_batch(ctx.name, ctx.notes, batch, schema, kernel))
         .collect::<Result<Vec<_>>>()?;
     Table::try_new(Arc::clone(schema), batches)
+}
+
+/// One batch of [`apply_kernel`], for `step`, with fallback notes to `notes`.
+pub(crate) fn apply_batch(
+    step: &str,
+    notes: &Notes,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    kernel: &Kernel,
+) -> Result<RecordBatch> {
+    let computed = kernel.evaluate(batch, notes).map_err(in_step(step))?;
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            computed
+                .column_by_name(f.name())
+                .or_else(|| batch.column_by_name(f.name()))
+                .cloned()
+                .expect("column planned")
+        })
+        .collect();
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 macro_rules! step_io {
@@ -448,17 +457,68 @@ impl Step for FitStats {
             .map(|c| Ok((c.clone(), data.column(ctx.name, c)?)))
             .collect::<Result<_>>()?;
         let fitted = ctx.device.column_stats(&columns, ctx.notes)?;
-        for ((name, _), s) in columns.iter().zip(&fitted) {
+        self.check(ctx, &fitted, data.num_rows())?;
+        let quartiles: Vec<Option<Vec<f64>>> = columns
+            .iter()
+            .map(|(_, chunks)| {
+                if self.quantiles {
+                    stats::quantiles(chunks, &[0.5, 0.25, 0.75])
+                } else {
+                    None
+                }
+            })
+            .collect();
+        self.table(&fitted, &quartiles)
+    }
+    /// Without quantiles, statistics merge window by window.
+    fn streams_input(&self) -> bool {
+        !self.quantiles
+    }
+    fn run_stream(&self, ctx: StepContext, data: &Stream, side: &[Table]) -> Result<Vec<Table>> {
+        if self.quantiles {
+            return self.run(ctx, &[vec![data.collect()?], side.to_vec()].concat());
+        }
+        let indices = self
+            .columns
+            .iter()
+            .map(|c| column_index(ctx.name, data.schema(), c))
+            .collect::<Result<Vec<_>>>()?;
+        let mut fitted = vec![ColumnStats::EMPTY; self.columns.len()];
+        let mut rows = 0;
+        for window in data.windows(FIT_WINDOW_ROWS)? {
+            let window = window?;
+            rows += window.iter().map(RecordBatch::num_rows).sum::<usize>();
+            let columns: Vec<(String, Vec<ArrayRef>)> = self
+                .columns
+                .iter()
+                .zip(&indices)
+                .map(|(c, &i)| (c.clone(), window.iter().map(|b| Arc::clone(b.column(i))).collect()))
+                .collect();
+            ctx.device
+                .column_stats_onto(&mut fitted, &columns, ctx.notes)?;
+        }
+        self.check(ctx, &fitted, rows)?;
+        self.table(&fitted, &vec![None; self.columns.len()])
+    }
+}
+
+/// Rows a streamed fit reduces at once: enough blocks to keep every core
+/// busy, few enough that the window's pages stay a small part of memory.
+const FIT_WINDOW_ROWS: usize = 1 << 20;
+
+impl FitStats {
+    /// Refuse statistics of a column with NaN values or no value at all,
+    /// naming it and what to do.
+    fn check(&self, ctx: StepContext, fitted: &[ColumnStats], rows: usize) -> Result<()> {
+        for (name, s) in self.columns.iter().zip(fitted) {
             let problem = if s.nans > 0 {
                 Some(format!(
                     "{} of {} values are NaN; replace them (e.g. derive `if_else({name} != {name}, 0.0, {name})`) or filter those rows before fitting",
-                    s.nans,
-                    data.num_rows()
+                    s.nans, rows
                 ))
             } else if s.finite_count() == 0 {
                 Some(format!(
-                    "no non-null values among {} rows; statistics are undefined, drop the column or fill it first",
-                    data.num_rows()
+                    "no non-null values among {rows} rows; statistics are undefined, drop the column or fill it first"
                 ))
             } else {
                 None
@@ -471,16 +531,15 @@ impl Step for FitStats {
                 });
             }
         }
-        let quartiles: Vec<Option<Vec<f64>>> = columns
-            .iter()
-            .map(|(_, chunks)| {
-                if self.quantiles {
-                    stats::quantiles(chunks, &[0.5, 0.25, 0.75])
-                } else {
-                    None
-                }
-            })
-            .collect();
+        Ok(())
+    }
+
+    /// The statistics table: a row per column.
+    fn table(
+        &self,
+        fitted: &[ColumnStats],
+        quartiles: &[Option<Vec<f64>>],
+    ) -> Result<Vec<Table>> {
         let q = |i: usize| -> Float64Array {
             quartiles.iter().map(|v| v.as_ref().map(|v| v[i])).collect()
         };

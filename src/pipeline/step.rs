@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use arrow_schema::SchemaRef;
 
 use super::io::FileFormat;
+use super::stream::Stream;
 use super::table::Table;
 use crate::backend::{Device, Notes};
 use crate::cache::ContentHash;
@@ -109,6 +110,30 @@ pub trait Step: Send + Sync + fmt::Debug {
     /// # Errors
     /// Any [`Error`](crate::Error); the executor attributes it to the step.
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>>;
+
+    /// Whether the step can take its data input (the first) as a stream of
+    /// batches with bounded memory, in [`Step::run_stream`]: a fit that
+    /// merges partial statistics, a writer. Then a fused chain before it
+    /// runs batch by batch into it, and a file it reads is scanned rather
+    /// than held whole. The default (`false`) says the step needs its whole
+    /// input as a table.
+    fn streams_input(&self) -> bool {
+        false
+    }
+
+    /// Compute the outputs from the data input as a stream and the other
+    /// inputs (`side`) as tables; only called on steps that
+    /// [stream their input](Step::streams_input). The default collects the
+    /// stream and calls [`Step::run`].
+    ///
+    /// # Errors
+    /// As [`Step::run`], and a failure to read the stream.
+    fn run_stream(&self, ctx: StepContext, data: &Stream, side: &[Table]) -> Result<Vec<Table>> {
+        let inputs: Vec<Table> = std::iter::once(data.collect())
+            .chain(side.iter().cloned().map(Ok))
+            .collect::<Result<_>>()?;
+        self.run(ctx, &inputs)
+    }
 
     /// The version of the step's code, part of its cache key: bump it when the
     /// step computes something different from the same inputs and parameters,

@@ -48,13 +48,17 @@ impl fmt::Display for Materialized {
 }
 
 /// A chain of row-local steps that runs as one kernel: one read of the
-/// head's input, one write of the tail's output. Each member keeps its own
-/// step identity (name, kind, run record).
+/// head's input, one write of the tail's output. The chain may end in a
+/// step that takes its input as a stream (a fit, a writer): then the kernel
+/// runs batch by batch into it and the chain's output never exists whole.
+/// Each member keeps its own step identity (name, kind, run record).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FusedGroup {
     /// Step indices, head first; each member's data input is the previous
     /// member's output.
     pub members: Vec<usize>,
+    /// Whether the tail is such a streaming step rather than row-local.
+    pub sink: bool,
 }
 
 impl FusedGroup {
@@ -62,11 +66,17 @@ impl FusedGroup {
     pub fn tail(&self) -> usize {
         *self.members.last().expect("a group has members")
     }
+
+    /// The row-local members, head first (all but a sink).
+    pub fn row_local(&self) -> &[usize] {
+        &self.members[..self.members.len() - usize::from(self.sink)]
+    }
 }
 
 /// Fuse maximal chains of row-local ops. A producer fuses into its consumer
-/// when both are row-local, the consumer reads it as its data input, nothing
-/// else reads it, the policy does not keep it, and both run where the same
+/// when both are row-local (or the consumer streams its input, which then
+/// ends the chain), the consumer reads it as its data input, nothing else
+/// reads it, the policy does not keep it, and both run where the same
 /// device choice puts them. `ops` are in execution order; `default` is the
 /// run's device. Returns the groups (two members or more) and, per step
 /// index, why its outputs are or are not materialized.
@@ -102,7 +112,7 @@ pub fn fuse(
         let Some(producer) = by_step[p] else {
             continue;
         };
-        let fuses = op.row_local
+        let fuses = (op.row_local || op.streams)
             && producer.row_local
             && materialized[p] == Materialized::Boundary
             && producer.consumers == 1
@@ -117,12 +127,16 @@ pub fn fuse(
         let g = match group_of[p] {
             Some(g) => g,
             None => {
-                groups.push(FusedGroup { members: vec![p] });
+                groups.push(FusedGroup {
+                    members: vec![p],
+                    sink: false,
+                });
                 group_of[p] = Some(groups.len() - 1);
                 groups.len() - 1
             }
         };
         groups[g].members.push(op.step);
+        groups[g].sink = !op.row_local;
         group_of[op.step] = Some(g);
     }
     (groups, materialized)

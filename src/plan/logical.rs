@@ -55,6 +55,10 @@ pub struct LogicalOp {
     pub op: OpKind,
     /// Whether it is row-local, so that it can fuse with its neighbours.
     pub row_local: bool,
+    /// Whether it takes its data input as a stream (a fit, a writer), so
+    /// that a chain of row-local steps before it can run into it batch by
+    /// batch.
+    pub streams: bool,
     /// Whether it computes on a device (others always run on the CPU).
     pub uses_device: bool,
     /// The device the user pinned it to, if any.
@@ -143,6 +147,7 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
             kind: step.kind().to_string(),
             op,
             row_local,
+            streams: step.streams_input(),
             uses_device: step.uses_device(),
             pin: node.device,
             inputs: graph.edges[i].clone(),

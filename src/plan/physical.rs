@@ -255,7 +255,9 @@ impl PhysicalPlan {
 /// member's arithmetic and types.
 fn group_span<'a>(group: &FusedGroup, by_step: &dyn Fn(usize) -> &'a LogicalOp) -> LogicalOp {
     let head = by_step(group.members[0]);
-    let mut span = by_step(group.tail()).clone();
+    // Placed as its kernel: a sink at the end (a writer) only adds work.
+    let kernel_tail = *group.row_local().last().expect("a group has a row-local member");
+    let mut span = by_step(kernel_tail).clone();
     span.bytes_in = head.bytes_in;
     span.flops = group.members.iter().map(|&m| by_step(m).flops).sum();
     // A group that ends in a projection still computes on a device.

@@ -102,6 +102,21 @@ fn nan_max(a: f64, b: f64) -> f64 {
 /// # Errors
 /// [`Error::Type`] for a column that is not numeric.
 pub fn column_stats(columns: &[(String, Vec<ArrayRef>)]) -> Result<Vec<ColumnStats>> {
+    let mut stats = vec![ColumnStats::EMPTY; columns.len()];
+    column_stats_onto(&mut stats, columns)?;
+    Ok(stats)
+}
+
+/// Merge the statistics of more chunks of each column into `stats` (one per
+/// column), in chunk order: statistics gathered window by window over a
+/// stream equal those of all the chunks at once, bit for bit.
+///
+/// # Errors
+/// As [`column_stats`].
+pub fn column_stats_onto(
+    stats: &mut [ColumnStats],
+    columns: &[(String, Vec<ArrayRef>)],
+) -> Result<()> {
     for (name, chunks) in columns {
         if let Some(chunk) = chunks.first() {
             let dtype = DType::from_arrow(chunk.data_type());
@@ -132,11 +147,10 @@ pub fn column_stats(columns: &[(String, Vec<ArrayRef>)]) -> Result<Vec<ColumnSta
             (c, block_stats(array.as_ref(), start, len))
         })
         .collect();
-    let mut out = vec![ColumnStats::EMPTY; columns.len()];
     for (c, partial) in partials {
-        out[c] = out[c].merge(partial);
+        stats[c] = stats[c].merge(partial);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn block_stats(array: &dyn Array, start: usize, len: usize) -> ColumnStats {

@@ -1,0 +1,132 @@
+//! [`Stream`]: a table read batch by batch, as often as needed.
+//!
+//! A step that reads a file produces a stream instead of a table: each
+//! consumer scans it, and only the batches in flight are in memory. Steps
+//! that can work batch by batch (fits that merge partial statistics, file
+//! writers, fused kernels) take it as it comes; every other step gets it
+//! collected into a [`Table`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::table::Table;
+use crate::error::Result;
+
+/// The batches of one scan.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
+
+type Scan = dyn Fn() -> Result<Batches> + Send + Sync;
+
+/// A re-scannable sequence of record batches of one schema.
+#[derive(Clone)]
+pub struct Stream {
+    schema: SchemaRef,
+    /// Rows and bytes of a scan, when known before scanning.
+    size: Option<(usize, usize)>,
+    scan: Arc<Scan>,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("schema", &self.schema)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// A stream whose every scan calls `scan`; `size` is the rows of a scan
+    /// and their bytes as [`Table::data_size`] counts them, when known.
+    pub fn new(
+        schema: SchemaRef,
+        size: Option<(usize, usize)>,
+        scan: impl Fn() -> Result<Batches> + Send + Sync + 'static,
+    ) -> Self {
+        Stream {
+            schema,
+            size,
+            scan: Arc::new(scan),
+        }
+    }
+
+    /// The batches of a table in memory, as a stream.
+    pub fn from_table(table: Table) -> Self {
+        let size = Some((table.num_rows(), table.data_size()));
+        Stream::new(Arc::clone(table.schema()), size, move || {
+            Ok(Box::new(table.batches().to_vec().into_iter().map(Ok)))
+        })
+    }
+
+    /// The schema of every batch.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows in a scan and their bytes as [`Table::data_size`] counts them,
+    /// when known without scanning (a file's footer says).
+    pub fn size(&self) -> Option<(usize, usize)> {
+        self.size
+    }
+
+    /// Read the batches, from the first.
+    ///
+    /// # Errors
+    /// Whatever opening the source fails with (a file gone since it was
+    /// opened); each batch may fail too (a damaged file).
+    pub fn scan(&self) -> Result<Batches> {
+        (self.scan)()
+    }
+
+    /// Scan in windows of whole batches holding at least `rows` rows each
+    /// (the last may hold fewer), for work that parallelizes better over
+    /// more rows than one batch has.
+    ///
+    /// # Errors
+    /// As [`Stream::scan`].
+    pub fn windows(&self, rows: usize) -> Result<impl Iterator<Item = Result<Vec<RecordBatch>>>> {
+        let mut batches = self.scan()?;
+        Ok(std::iter::from_fn(move || {
+            let mut window = Vec::new();
+            let mut held = 0;
+            while held < rows {
+                match batches.next() {
+                    Some(Ok(batch)) => {
+                        held += batch.num_rows();
+                        window.push(batch);
+                    }
+                    Some(Err(e)) => return Some(Err(e)),
+                    None => break,
+                }
+            }
+            (!window.is_empty()).then_some(Ok(window))
+        }))
+    }
+
+    /// Every batch of one scan, as a table in memory.
+    ///
+    /// # Errors
+    /// As [`Stream::scan`].
+    pub fn collect(&self) -> Result<Table> {
+        let batches = self.scan()?.collect::<Result<Vec<_>>>()?;
+        Table::try_new(Arc::clone(&self.schema), batches)
+    }
+
+    /// This stream with `f` applied to each batch, lazily: every scan of the
+    /// result scans this stream. Its size is unknown until scanned.
+    pub fn map(
+        &self,
+        schema: SchemaRef,
+        f: impl Fn(RecordBatch) -> Result<RecordBatch> + Send + Sync + 'static,
+    ) -> Stream {
+        let input = self.clone();
+        let f = Arc::new(f);
+        Stream::new(schema, None, move || {
+            let f = Arc::clone(&f);
+            Ok(Box::new(input.scan()?.map(move |b| b.and_then(|b| f(b)))))
+        })
+    }
+}
