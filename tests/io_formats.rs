@@ -1,6 +1,7 @@
 //! Reading and writing files: round trips of every dtype with nulls through
 //! Parquet, Arrow IPC (file and stream) and CSV, chunked reads, corrupt,
-//! truncated and missing files, unknown extensions, and type normalization.
+//! truncated and missing files, unknown extensions, type normalization, and
+//! files streamed through pipelines (equal results, bounded memory).
 
 mod common;
 
@@ -15,9 +16,10 @@ use arrow_schema::DataType;
 use common::*;
 use fuseflow::Error;
 use fuseflow::ir::col;
-use fuseflow::pipeline::io::{FileFormat, MemorySource, Read, Write, write_table};
-use fuseflow::pipeline::prep::Derive;
+use fuseflow::pipeline::io::{BatchWriter, FileFormat, MemorySource, Read, Write, write_table};
+use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod, Select};
 use fuseflow::pipeline::{Pipeline, Table};
+use fuseflow::{CachePolicy, RunOptions, Workspace};
 
 /// A table with every dtype, ~10% nulls in every column, in `chunks` batches.
 /// `csv_safe` avoids values CSV cannot carry unchanged (NaN, inf, the empty
@@ -608,4 +610,226 @@ fn files_with_narrow_types_are_normalized_when_read() {
         );
         assert!(back.column("t", "large").unwrap()[0].is_null(0));
     }
+}
+
+// ================================================================ streaming
+
+/// Three f32 columns with 5% nulls in chunks of odd sizes (an empty one
+/// among them).
+fn scoring_input(seed: u64) -> Table {
+    let mut rng = Rng::new(seed);
+    let field = |name| arrow_schema::Field::new(name, DataType::Float32, true);
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        field("a"),
+        field("b"),
+        field("c"),
+    ]));
+    let batches: Vec<RecordBatch> = [1000, 1, 17, 4097, 0, 3000]
+        .into_iter()
+        .map(|n| {
+            let mut column = || {
+                let values: Vec<Option<f32>> = (0..n)
+                    .map(|_| (!rng.chance(0.05)).then(|| rng.range(-10.0, 10.0) as f32))
+                    .collect();
+                f32_array(&values)
+            };
+            let columns = vec![column(), column(), column()];
+            RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()
+        })
+        .collect();
+    Table::try_new(schema, batches).unwrap()
+}
+
+/// The e2e pipeline's shape over `source`: fit, fill nulls with the mean,
+/// z-score, derive a score, keep it, write it to `out`.
+fn scoring(source: impl fuseflow::Step + 'static, out: &Path) -> Pipeline {
+    let columns = ["a", "b", "c"];
+    let mut p = Pipeline::new("stream");
+    p.add("raw", source);
+    p.add("stats", FitStats::new(columns)).input("data", "raw");
+    p.add("filled", FillNull::new(columns, FillValue::Mean))
+        .inputs(["raw", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    p.add(
+        "scored",
+        Derive::new([("score", col("a") * 0.5 + col("b") - col("c"))]),
+    )
+    .input("data", "scaled");
+    p.add("selected", Select::new(["score"]))
+        .input("data", "scored");
+    p.add("save", Write::new(out)).input("data", "selected");
+    p
+}
+
+#[test]
+fn a_streamed_pipeline_equals_the_same_pipeline_on_a_table_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = scoring_input(11);
+    let n = input.num_rows();
+    for (file, format) in [
+        ("in.arrow", FileFormat::ArrowFile),
+        ("in.parquet", FileFormat::Parquet),
+    ] {
+        let source = dir.path().join(file);
+        write_table(&input, &source, format).unwrap();
+        // The reference: the file read whole, then the same steps on the table.
+        let whole = read(Read::new(&source)).unwrap();
+        let expected_out = dir.path().join("expected.arrow");
+        let expected = scoring(MemorySource::new(whole), &expected_out)
+            .run()
+            .unwrap();
+        let expected_scores = read(Read::new(&expected_out)).unwrap();
+
+        let policies = [
+            None,
+            Some(CachePolicy::Materialized),
+            Some(CachePolicy::EveryStep),
+        ];
+        for policy in policies {
+            let what = format!("{file}, workspace {policy:?}");
+            let out = dir.path().join("out.arrow");
+            let ws_dir = tempfile::tempdir().unwrap();
+            let mut options = RunOptions::default();
+            if let Some(policy) = policy {
+                let ws = Workspace::open(ws_dir.path()).unwrap();
+                options = options.with_workspace(Arc::new(ws));
+                options.cache = policy;
+            }
+            let run = scoring(Read::new(&source), &out)
+                .run_with(&options)
+                .unwrap();
+            assert_same_values(&read(Read::new(&out)).unwrap(), &expected_scores, &what);
+            assert_same_values(
+                run.output("stats").unwrap(),
+                expected.output("stats").unwrap(),
+                &what,
+            );
+            // The chain's output was never held, yet can be fetched from
+            // this run: it is computed again.
+            assert_same_values(run.output("selected").unwrap(), &expected_scores, &what);
+            let report = |name: &str| run.steps.iter().find(|s| s.name == name).unwrap();
+            assert_eq!(report("raw").rows, vec![n], "{what}");
+            if policy == Some(CachePolicy::EveryStep) {
+                // Every table is stored, so nothing is fused.
+                assert_eq!(report("selected").rows, vec![n], "{what}");
+            } else {
+                assert!(
+                    report("save")
+                        .notes
+                        .iter()
+                        .any(|note| note.contains("batch by batch")),
+                    "{what}: {:?}",
+                    report("save").notes
+                );
+                assert_eq!(report("scaled").rows, vec![n], "{what}: rows streamed");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_streamed_read_reports_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("in.parquet");
+    write_table(&scoring_input(12), &source, FileFormat::Parquet).unwrap();
+    let pipeline = scoring(Read::new(&source), &dir.path().join("out.arrow"));
+    // Damaged after planning would read its footer: the run fails naming it.
+    std::fs::write(&source, b"PAR1 not really parquet PAR1").unwrap();
+    let err = pipeline.run().unwrap_err();
+    assert_io_error(&err, &source, &["parquet"]);
+    assert!(
+        !dir.path().join("out.arrow").exists(),
+        "nothing half written"
+    );
+}
+
+/// Peak resident memory of `fuseflow run SPEC` in bytes (`ru_maxrss`).
+fn peak_rss_of_run(spec: &Path) -> u64 {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
+        .args(["run", "--no-workspace", "--device", "cpu", "--quiet"])
+        .env("FUSEFLOW_FUSE", "1")
+        .arg(spec)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "fuseflow run {} failed",
+        spec.display()
+    );
+    usage.ru_maxrss as u64 * 1024
+}
+
+#[test]
+fn a_file_larger_than_memory_held_streams_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |name: &str, rows: usize| {
+        // 16 f32 columns, a tenth of them null: 64 bytes a row.
+        let mut rng = Rng::new(rows as u64);
+        let names: Vec<String> = (0..16).map(|j| format!("f{j}")).collect();
+        let source = dir.path().join(format!("{name}.arrow"));
+        let columns = |rng: &mut Rng, n: usize| -> RecordBatch {
+            batch(
+                names
+                    .iter()
+                    .map(|c| {
+                        let values: Vec<Option<f32>> = (0..n)
+                            .map(|_| (!rng.chance(0.1)).then(|| rng.range(-3.0, 3.0) as f32))
+                            .collect();
+                        (c.as_str(), f32_array(&values))
+                    })
+                    .collect(),
+            )
+        };
+        let first = columns(&mut rng, rows.min(65_536));
+        let mut writer =
+            BatchWriter::create(&source, FileFormat::ArrowFile, &first.schema()).unwrap();
+        writer.write(&first).unwrap();
+        for _ in 1..rows.div_ceil(65_536) {
+            writer.write(&columns(&mut rng, 65_536)).unwrap();
+        }
+        writer.finish().unwrap();
+        let list = names
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = format!(
+            "name = \"bounded\"\n\
+             [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"{name}.arrow\"\n\
+             [[steps]]\nname = \"stats\"\nkind = \"fit_stats\"\ninput = \"raw\"\ncolumns = [{list}]\n\
+             [[steps]]\nname = \"scaled\"\nkind = \"scale\"\ninputs = {{ data = \"raw\", stats = \"stats\" }}\nmethod = \"zscore\"\n\
+             [[steps]]\nname = \"save\"\nkind = \"write\"\ninput = \"scaled\"\npath = \"{name}-out.arrow\"\n"
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        (path, source)
+    };
+    let (small, _) = spec("small", 1000);
+    let (large, source) = spec("large", 1 << 20);
+    let bytes = std::fs::metadata(&source).unwrap().len();
+    assert!(bytes > 64 << 20, "a 64 MiB source: {bytes}");
+    let baseline = peak_rss_of_run(&small);
+    let peak = peak_rss_of_run(&large);
+    let held = peak.saturating_sub(baseline);
+    eprintln!("peak RSS {peak} B, baseline {baseline} B, source {bytes} B");
+    // Every column is scaled and written, so nothing is smaller than the
+    // source; a whole-table run would hold it (and its scaled copy).
+    assert!(
+        held < bytes / 3,
+        "peak RSS {peak} B is {held} B over a 1000-row run's {baseline} B, for a {bytes} B source"
+    );
+    assert_eq!(
+        read(Read::new(dir.path().join("large-out.arrow")))
+            .unwrap()
+            .num_rows(),
+        1 << 20
+    );
 }

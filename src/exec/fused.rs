@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_schema::SchemaRef;
 
+use super::data::Data;
 use crate::backend::{Device, Notes};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
-use super::data::Data;
 use crate::pipeline::prep::{apply_batch, apply_kernel, with_columns_schema};
 use crate::pipeline::step::StepContext;
 use crate::pipeline::stream::Stream;
@@ -85,7 +85,11 @@ pub(crate) fn run_group(
     let kernel_notes = Arc::new(Notes::default());
     let rows = Arc::new(AtomicUsize::new(0));
     let piped = {
-        let (notes, rows, schema) = (Arc::clone(&kernel_notes), Arc::clone(&rows), Arc::clone(&schema));
+        let (notes, rows, schema) = (
+            Arc::clone(&kernel_notes),
+            Arc::clone(&rows),
+            Arc::clone(&schema),
+        );
         data.stream().map(Arc::clone(&schema), move |batch| {
             rows.fetch_add(batch.num_rows(), Ordering::Relaxed);
             apply_batch(&name, &notes, &batch, &schema, &kernel)
@@ -97,7 +101,13 @@ pub(crate) fn run_group(
         notes.add(note);
     }
     let rows = rows.load(Ordering::Relaxed);
-    Ok((outputs?, Some(Piped { rows, stream: piped })))
+    Ok((
+        outputs?,
+        Some(Piped {
+            rows,
+            stream: piped,
+        }),
+    ))
 }
 
 /// The expressions of a chain of row-local members composed over the head's

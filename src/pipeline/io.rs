@@ -186,7 +186,11 @@ impl BatchReader {
             FileFormat::Parquet => {
                 let scan = ParquetScan::open(path, batch_rows)?;
                 let total = scan.rows();
-                (Arc::clone(scan.metadata.schema()), Some(total), Box::new(scan))
+                (
+                    Arc::clone(scan.metadata.schema()),
+                    Some(total),
+                    Box::new(scan),
+                )
             }
             FileFormat::ArrowFile => {
                 // Mapped and decoded in place: the batches point into the
@@ -412,8 +416,7 @@ impl Iterator for ParquetScan {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
-        while self.decoded.is_empty()
-            && self.next_group < self.metadata.metadata().num_row_groups()
+        while self.decoded.is_empty() && self.next_group < self.metadata.metadata().num_row_groups()
         {
             self.decode_window();
         }

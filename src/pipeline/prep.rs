@@ -19,9 +19,9 @@ use super::lineage;
 use super::step::{RowLocal, Step, StepContext};
 use super::stream::Stream;
 use super::table::{Table, column_dtype, column_index, numeric_column};
-use crate::backend::{Kernel, Notes};
 use crate::backend::cpu::CpuKernel;
 use crate::backend::cpu::stats::{self, ColumnStats};
+use crate::backend::{Kernel, Notes};
 use crate::datasets::splitmix64;
 use crate::error::{Error, Result, bail, ensure};
 use crate::ir::{DType, Expr, Projection, col, lit};
@@ -485,14 +485,19 @@ impl Step for FitStats {
             .collect::<Result<Vec<_>>>()?;
         let mut fitted = vec![ColumnStats::EMPTY; self.columns.len()];
         let mut rows = 0;
-        for window in data.windows(FIT_WINDOW_ROWS)? {
+        for window in data.windows(FIT_WINDOW_BYTES)? {
             let window = window?;
             rows += window.iter().map(RecordBatch::num_rows).sum::<usize>();
             let columns: Vec<(String, Vec<ArrayRef>)> = self
                 .columns
                 .iter()
                 .zip(&indices)
-                .map(|(c, &i)| (c.clone(), window.iter().map(|b| Arc::clone(b.column(i))).collect()))
+                .map(|(c, &i)| {
+                    (
+                        c.clone(),
+                        window.iter().map(|b| Arc::clone(b.column(i))).collect(),
+                    )
+                })
                 .collect();
             ctx.device
                 .column_stats_onto(&mut fitted, &columns, ctx.notes)?;
@@ -502,9 +507,9 @@ impl Step for FitStats {
     }
 }
 
-/// Rows a streamed fit reduces at once: enough blocks to keep every core
-/// busy, few enough that the window's pages stay a small part of memory.
-const FIT_WINDOW_ROWS: usize = 1 << 20;
+/// Bytes of rows a streamed fit reduces at once: enough blocks to keep
+/// every core busy, few enough that a window stays a small part of memory.
+const FIT_WINDOW_BYTES: usize = 16 << 20;
 
 impl FitStats {
     /// Refuse statistics of a column with NaN values or no value at all,
@@ -535,11 +540,7 @@ impl FitStats {
     }
 
     /// The statistics table: a row per column.
-    fn table(
-        &self,
-        fitted: &[ColumnStats],
-        quartiles: &[Option<Vec<f64>>],
-    ) -> Result<Vec<Table>> {
+    fn table(&self, fitted: &[ColumnStats], quartiles: &[Option<Vec<f64>>]) -> Result<Vec<Table>> {
         let q = |i: usize| -> Float64Array {
             quartiles.iter().map(|v| v.as_ref().map(|v| v[i])).collect()
         };

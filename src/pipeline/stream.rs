@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::table::Table;
+use super::table::{Table, batch_data_size};
 use crate::error::Result;
 
 /// The batches of one scan.
@@ -81,21 +81,21 @@ impl Stream {
         (self.scan)()
     }
 
-    /// Scan in windows of whole batches holding at least `rows` rows each
-    /// (the last may hold fewer), for work that parallelizes better over
-    /// more rows than one batch has.
+    /// Scan in windows of whole batches holding at least `bytes` bytes of
+    /// rows each (the last may hold fewer), for work that parallelizes
+    /// better over more rows than one batch has while memory stays bounded.
     ///
     /// # Errors
     /// As [`Stream::scan`].
-    pub fn windows(&self, rows: usize) -> Result<impl Iterator<Item = Result<Vec<RecordBatch>>>> {
+    pub fn windows(&self, bytes: usize) -> Result<impl Iterator<Item = Result<Vec<RecordBatch>>>> {
         let mut batches = self.scan()?;
         Ok(std::iter::from_fn(move || {
             let mut window = Vec::new();
             let mut held = 0;
-            while held < rows {
+            while held < bytes {
                 match batches.next() {
                     Some(Ok(batch)) => {
-                        held += batch.num_rows();
+                        held += batch_data_size(&batch);
                         window.push(batch);
                     }
                     Some(Err(e)) => return Some(Err(e)),

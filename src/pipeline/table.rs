@@ -102,15 +102,7 @@ impl Table {
     /// it holds, as its own buffers would hold them (what run tables report
     /// per output, whatever buffers the rows share with other tables).
     pub fn data_size(&self) -> usize {
-        self.batches
-            .iter()
-            .flat_map(|b| b.columns())
-            .map(|c| {
-                c.to_data()
-                    .get_slice_memory_size()
-                    .unwrap_or_else(|_| c.get_array_memory_size())
-            })
-            .sum()
+        self.batches.iter().map(batch_data_size).sum()
     }
 
     /// The chunks of one column.
@@ -133,6 +125,19 @@ impl Table {
             &self.batches,
         )?)
     }
+}
+
+/// Bytes of a batch's rows, as [`Table::data_size`] counts them.
+pub(crate) fn batch_data_size(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// Index of `name` in `schema`, or an error naming the step, the column and the

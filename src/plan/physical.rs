@@ -256,7 +256,10 @@ impl PhysicalPlan {
 fn group_span<'a>(group: &FusedGroup, by_step: &dyn Fn(usize) -> &'a LogicalOp) -> LogicalOp {
     let head = by_step(group.members[0]);
     // Placed as its kernel: a sink at the end (a writer) only adds work.
-    let kernel_tail = *group.row_local().last().expect("a group has a row-local member");
+    let kernel_tail = *group
+        .row_local()
+        .last()
+        .expect("a group has a row-local member");
     let mut span = by_step(kernel_tail).clone();
     span.bytes_in = head.bytes_in;
     span.flops = group.members.iter().map(|&m| by_step(m).flops).sum();
