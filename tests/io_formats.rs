@@ -748,6 +748,7 @@ fn a_streamed_read_reports_errors_naming_the_file() {
 fn peak_rss_of_run(spec: &Path) -> u64 {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
         .args(["run", "--no-workspace", "--device", "cpu", "--quiet"])
+        .args(["--memory-budget", "16MiB"])
         .env("FUSEFLOW_FUSE", "1")
         .arg(spec)
         .stdout(std::process::Stdio::null())
@@ -768,7 +769,7 @@ fn peak_rss_of_run(spec: &Path) -> u64 {
 }
 
 #[test]
-fn a_file_larger_than_memory_held_streams_with_bounded_memory() {
+fn a_file_larger_than_the_memory_budget_streams_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let spec = |name: &str, rows: usize| {
         // 16 f32 columns, a tenth of them null: 64 bytes a row.

@@ -67,6 +67,11 @@ enum Command {
         /// stat cache (an unchanged size, modification time and inode).
         #[arg(long)]
         verify_sources: bool,
+        /// Data the run may keep resident (e.g. 2GiB): a memory-mapped
+        /// source larger than this is streamed with each batch's pages
+        /// released after use (default: a quarter of physical memory).
+        #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+        memory_budget: Option<u64>,
         #[command(flatten)]
         outputs: OutputArgs,
         /// Print nothing but errors.
@@ -208,6 +213,7 @@ fn main() -> ExitCode {
             allow_f32,
             no_fuse,
             verify_sources,
+            memory_budget,
             outputs,
             quiet,
         } => spec::load(&spec).and_then(|pipeline| {
@@ -224,6 +230,9 @@ fn main() -> ExitCode {
             }
             if let Some(n) = concurrent_steps {
                 options.max_concurrent_steps = n.max(1);
+            }
+            if let Some(bytes) = memory_budget {
+                options.memory_budget = bytes;
             }
             if !no_workspace {
                 options.workspace = Some(Arc::new(open()?));

@@ -155,6 +155,16 @@ impl MappedIpcFile {
         &self.schema
     }
 
+    /// The file's size in bytes.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether the file is empty (never: a file without a footer does not open).
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
     /// How many record batches the file holds.
     pub fn num_batches(&self) -> usize {
         self.blocks.len()

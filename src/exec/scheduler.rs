@@ -80,6 +80,13 @@ pub struct RunOptions {
     pub verify_sources: bool,
     /// Told of each step as it starts and finishes (progress display).
     pub observer: Option<Arc<dyn RunObserver>>,
+    /// Bytes of data a run may keep resident: a memory-mapped source larger
+    /// than this is scanned with each batch's pages released once it has
+    /// been used, so that a file larger than memory streams in bounded
+    /// memory; smaller ones stay mapped, so that a second pass over them
+    /// costs no page faults. The default is a quarter of physical memory,
+    /// or `FUSEFLOW_MEMORY_BUDGET` (bytes) when set.
+    pub memory_budget: u64,
 }
 
 impl Default for RunOptions {
@@ -99,7 +106,29 @@ impl Default for RunOptions {
             calibration: None,
             verify_sources: false,
             observer: None,
+            memory_budget: default_memory_budget(),
         }
+    }
+}
+
+/// A quarter of physical memory, or `FUSEFLOW_MEMORY_BUDGET` when set.
+fn default_memory_budget() -> u64 {
+    if let Some(bytes) = std::env::var("FUSEFLOW_MEMORY_BUDGET")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return bytes;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages * page / 4,
+        _ => 4 << 30,
     }
 }
 
@@ -120,13 +149,14 @@ pub enum CachePolicy {
     #[default]
     EveryStep,
     /// Only the outputs the plan materializes: the last step of each fused
-    /// chain, outputs read by several steps, those in [`RunOptions::keep`],
-    /// and results. Chains of row-local steps run fused as without a
-    /// workspace. Each step inside a chain still has its own cache key (its
-    /// data input is keyed by the previous member's key) and run record, so
-    /// a re-run reuses the chain's output while the chain's input and steps
-    /// are unchanged; the outputs inside it are not stored and cannot be
-    /// fetched later.
+    /// chain (unless the chain runs batch by batch into a fit or a writer,
+    /// which then is the chain's end), outputs read by several steps, those
+    /// in [`RunOptions::keep`], and results. Chains of row-local steps run
+    /// fused as without a workspace. Each step inside a chain still has its
+    /// own cache key (its data input is keyed by the previous member's key)
+    /// and run record, so a re-run reuses the chain's output while the
+    /// chain's input and steps are unchanged; the outputs inside it are not
+    /// stored and cannot be fetched from a later process.
     Materialized,
 }
 
@@ -445,15 +475,16 @@ fn run_job(
     nodes: &[StepNode],
     device: &Device,
     ws: Option<&Workspace>,
-    verify_sources: bool,
+    options: &RunOptions,
     job: Job,
     keys: &mut Keys,
 ) -> Result<Outcome> {
+    let memory_budget = options.memory_budget;
     let node = &nodes[job.step];
     if let Some(ws) = ws {
         let sources = SourceHashes {
             ws,
-            verify: verify_sources,
+            verify: options.verify_sources,
         };
         let own = keys
             .own
@@ -488,7 +519,15 @@ fn run_job(
     let name = &node.name;
     let notes = Notes::default();
     let ran = catch_unwind(AssertUnwindSafe(|| {
-        compute(node, &members, inputs, job.check_schemas, device, &notes)
+        compute(
+            node,
+            &members,
+            inputs,
+            job.check_schemas,
+            device,
+            &notes,
+            memory_budget,
+        )
     }))
     .unwrap_or_else(|panic| {
         Err(Error::Execution {
@@ -534,6 +573,7 @@ fn compute(
     check_schemas: bool,
     device: &Device,
     notes: &Notes,
+    memory_budget: u64,
 ) -> Result<(Vec<Data>, Option<Piped>)> {
     let ctx = StepContext::new(&node.name).on(device, notes);
     if !members.is_empty() {
@@ -541,7 +581,7 @@ fn compute(
         return Ok((tables.into_iter().map(Data::Table).collect(), piped));
     }
     if let Some(file) = node.step.source_file()
-        && let Some(stream) = source_stream(&file)?
+        && let Some(stream) = source_stream(&file, memory_budget)?
     {
         return Ok((vec![Data::Stream(stream)], None));
     }
@@ -860,14 +900,7 @@ fn schedule(
                         let step = job.step;
                         let started = start.elapsed();
                         let mut keys = Keys::default();
-                        let result = run_job(
-                            nodes,
-                            &devices[step],
-                            ws,
-                            options.verify_sources,
-                            job,
-                            &mut keys,
-                        );
+                        let result = run_job(nodes, &devices[step], ws, options, job, &mut keys);
                         let duration = start.elapsed() - started;
                         let done = Done {
                             step,

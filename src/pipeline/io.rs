@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use super::step::{Source, SourceContent, SourceFile, Step, StepContext};
 use super::stream::Stream;
-use super::table::{Table, normalize_batch, normalize_schema};
+use super::table::{Table, batch_data_size, normalize_batch, normalize_schema};
 use crate::cache::hash_table;
 use crate::data::MappedIpcFile;
 use crate::error::{Error, Result};
@@ -164,6 +164,21 @@ impl BatchReader {
     /// # Errors
     /// [`Error::Io`] naming the file when it is missing, unreadable or not of the format.
     pub fn open(path: &Path, format: Option<FileFormat>, batch_rows: usize) -> Result<Self> {
+        Self::open_with(path, format, batch_rows, false)
+    }
+
+    /// [`BatchReader::open`]; with `release`, the batches of an Arrow IPC
+    /// file release their pages of its mapping when dropped (see
+    /// [`MappedIpcFile::scan`]), for one pass over a file larger than memory.
+    ///
+    /// # Errors
+    /// As [`BatchReader::open`].
+    pub fn open_with(
+        path: &Path,
+        format: Option<FileFormat>,
+        batch_rows: usize,
+        release: bool,
+    ) -> Result<Self> {
         let format = FileFormat::given_or_from_path(format, path)?;
         let open = || open_for_reading(path);
         let corrupt = |format, e: &dyn std::fmt::Display| unreadable(path, format, e);
@@ -193,11 +208,14 @@ impl BatchReader {
                 )
             }
             FileFormat::ArrowFile => {
-                // Mapped and decoded in place: the batches point into the
-                // file, and release its pages when dropped.
+                // Mapped and decoded in place: the batches point into the file.
                 let file = MappedIpcFile::open(path)?;
                 let schema = Arc::clone(file.schema());
-                (schema, None, Box::new(file.scan()))
+                if release {
+                    (schema, None, Box::new(file.scan()))
+                } else {
+                    (schema, None, Box::new(file.batches()))
+                }
             }
             FileFormat::ArrowStream => {
                 let reader =
@@ -427,37 +445,53 @@ impl Iterator for ParquetScan {
 /// The output of a step that reads `file`, as a stream every consumer scans
 /// again, for the formats whose footer tells their size without a scan
 /// (Parquet, the Arrow IPC file format). `None` for the others (CSV, Arrow
-/// IPC streams): those are read once, whole.
+/// IPC streams): those are read once, whole. An IPC file larger than
+/// `memory_budget` bytes releases each batch's pages once it is dropped
+/// (see [`MappedIpcFile::scan`]); a smaller one stays mapped, so that the
+/// next scan finds its pages in place.
 ///
 /// # Errors
 /// [`Error::Io`] naming the file when it is missing, unreadable or damaged.
-pub fn source_stream(file: &SourceFile) -> Result<Option<Stream>> {
+pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Stream>> {
     let SourceFile {
         path,
         format,
         batch_rows,
     } = file.clone();
-    let size = match FileFormat::given_or_from_path(format, &path)? {
+    let scanned = |size, release| -> Result<Option<Stream>> {
+        let schema = Arc::clone(BatchReader::open(&path, format, batch_rows)?.schema());
+        let path = path.clone();
+        Ok(Some(Stream::new(schema, Some(size), move || {
+            Ok(Box::new(BatchReader::open_with(
+                &path, format, batch_rows, release,
+            )?))
+        })))
+    };
+    match FileFormat::given_or_from_path(format, &path)? {
+        // Decoded again by every scan, a window of row groups at a time.
         FileFormat::Parquet => {
             let scan = ParquetScan::open(&path, batch_rows)?;
-            (scan.rows(), scan.data_size())
+            scanned((scan.rows(), scan.data_size()), false)
         }
         FileFormat::ArrowFile if is_ipc_file(&path)? => {
-            let mapped = MappedIpcFile::open(&path)?;
-            let mut size = (0, 0);
-            for batch in mapped.batches() {
-                let batch = batch?;
-                size.0 += batch.num_rows();
-                size.1 += Table::from_batch(batch).data_size();
+            if MappedIpcFile::open(&path)?.len() as u64 > memory_budget {
+                let mut size = (0, 0);
+                for batch in MappedIpcFile::open(&path)?.batches() {
+                    let batch = batch?;
+                    size.0 += batch.num_rows();
+                    size.1 += batch_data_size(&batch);
+                }
+                scanned(size, true)
+            } else {
+                // Mapped once, its pages kept: every scan decodes nothing.
+                let reader = BatchReader::open(&path, format, batch_rows)?;
+                let schema = Arc::clone(reader.schema());
+                let table = Table::try_new(schema, reader.collect::<Result<Vec<_>>>()?)?;
+                Ok(Some(Stream::from_table(table)))
             }
-            size
         }
-        _ => return Ok(None),
-    };
-    let schema = Arc::clone(BatchReader::open(&path, format, batch_rows)?.schema());
-    Ok(Some(Stream::new(schema, Some(size), move || {
-        Ok(Box::new(BatchReader::open(&path, format, batch_rows)?))
-    })))
+        _ => Ok(None),
+    }
 }
 
 /// Whether `path` starts with the Arrow IPC file format's magic bytes.
