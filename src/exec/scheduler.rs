@@ -1105,6 +1105,10 @@ fn schedule(
                         tables: None,
                         hashes: Some(reuse::output_hashes(&row)?),
                     };
+                    if group_at_tail[i].is_some() && node.step.row_local().is_none() {
+                        // A sink's record does not say what flowed into it.
+                        member_rows = Some(Vec::new());
+                    }
                     match row.record.sizes.as_slice() {
                         [] => (
                             vec![row.record.rows as usize],

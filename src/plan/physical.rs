@@ -126,11 +126,19 @@ impl PhysicalPlan {
             notices.push("no GPU: CPU plan".to_string());
         }
         if auto_work {
-            for gpu in options.devices.software_gpus() {
+            let software = options
+                .devices
+                .software_gpus()
+                .map(|gpu| (gpu.info().kind, gpu.info().to_string()))
+                .chain(
+                    options
+                        .devices
+                        .unopened_software()
+                        .map(|(kind, name)| (*kind, format!("{kind}: {name} (software)"))),
+                );
+            for (kind, gpu) in software {
                 notices.push(format!(
-                    "{} is a software adapter, no faster than the CPU: auto leaves it alone; pin steps or pass --device {} to use it",
-                    gpu.info(),
-                    gpu.info().kind
+                    "{gpu} is a software adapter, no faster than the CPU: auto leaves it alone; pin steps or pass --device {kind} to use it"
                 ));
             }
         }

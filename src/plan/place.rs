@@ -10,6 +10,8 @@ use crate::backend::{Device, DeviceChoice, DeviceKind};
 pub struct DeviceSet {
     devices: Vec<Device>,
     missing: Vec<(DeviceKind, String)>,
+    /// Software adapters `auto` found and left alone without opening them.
+    unopened_software: Vec<(DeviceKind, String)>,
 }
 
 impl DeviceSet {
@@ -18,6 +20,7 @@ impl DeviceSet {
         DeviceSet {
             devices: vec![Device::cpu()],
             missing: Vec::new(),
+            unopened_software: Vec::new(),
         }
     }
 
@@ -32,7 +35,9 @@ impl DeviceSet {
     /// `auto` every kind. Each GPU backend is opened once per process.
     pub fn probe(choices: impl IntoIterator<Item = DeviceChoice>) -> DeviceSet {
         let mut kinds: Vec<DeviceChoice> = Vec::new();
+        let mut named: Vec<DeviceChoice> = Vec::new();
         for choice in choices {
+            named.push(choice);
             let wanted: &[DeviceChoice] = match choice {
                 DeviceChoice::Cpu => &[],
                 DeviceChoice::Auto => &[DeviceChoice::Cuda, DeviceChoice::Wgpu],
@@ -47,6 +52,18 @@ impl DeviceSet {
         }
         let mut set = DeviceSet::cpu_only();
         for choice in kinds {
+            // Wanted only by `auto`, a software wgpu adapter is not opened.
+            if choice == DeviceChoice::Wgpu
+                && !named.contains(&DeviceChoice::Wgpu)
+                && let Some(name) = crate::backend::wgpu::WgpuBackend::software_adapter()
+            {
+                set.missing.push((
+                    DeviceKind::Wgpu,
+                    format!("only the software adapter {name}, which auto leaves alone"),
+                ));
+                set.unopened_software.push((DeviceKind::Wgpu, name));
+                continue;
+            }
             match Device::open(choice) {
                 Ok(device) => set.devices.push(device),
                 Err(e) => set.missing.push((kind_of(choice), e.to_string())),
@@ -81,6 +98,11 @@ impl DeviceSet {
         self.devices
             .iter()
             .filter(|d| !d.is_cpu() && d.info().software)
+    }
+
+    /// Software adapters `auto` found and did not open, as `(kind, name)`.
+    pub fn unopened_software(&self) -> impl Iterator<Item = &(DeviceKind, String)> {
+        self.unopened_software.iter()
     }
 
     fn why_missing(&self, kind: DeviceKind) -> String {

@@ -80,62 +80,7 @@ impl WgpuBackend {
     pub fn open() -> Result<WgpuBackend> {
         let unavailable =
             |message: String| Error::device("wgpu", DeviceFailure::Unavailable, message);
-        let (backends, apis) = match std::env::var("FUSEFLOW_WGPU_BACKEND") {
-            Err(_) => (
-                wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
-                "Vulkan, Metal or DX12",
-            ),
-            Ok(name) => match name.to_ascii_lowercase().as_str() {
-                "vulkan" => (wgpu::Backends::VULKAN, "Vulkan"),
-                "metal" => (wgpu::Backends::METAL, "Metal"),
-                "dx12" => (wgpu::Backends::DX12, "DX12"),
-                _ => {
-                    return Err(unavailable(format!(
-                        "FUSEFLOW_WGPU_BACKEND={name:?} is not one of vulkan, metal, dx12; fix or unset it"
-                    )));
-                }
-            },
-        };
-        let wanted = std::env::var("FUSEFLOW_WGPU_ADAPTER")
-            .ok()
-            .map(|s| s.to_lowercase());
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends,
-            ..wgpu::InstanceDescriptor::new_without_display_handle()
-        });
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        let found: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-        let adapter = adapters
-            .into_iter()
-            .filter(|a| {
-                let caps = a.get_downlevel_capabilities();
-                caps.flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-            })
-            .filter(|a| {
-                wanted
-                    .as_deref()
-                    .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
-            })
-            .min_by_key(|a| preference(a.get_info().device_type))
-            .ok_or_else(|| {
-                let filter = match &wanted {
-                    Some(w) => format!(" whose name contains {w:?} (FUSEFLOW_WGPU_ADAPTER)"),
-                    None => String::new(),
-                };
-                let advice = if found.is_empty() {
-                    "no adapter was found. Install a Vulkan driver (on Debian/Ubuntu: apt-get \
-                     install mesa-vulkan-drivers libvulkan1), or use --device cpu"
-                        .to_string()
-                } else {
-                    format!(
-                        "adapters found: {}. Pick one with FUSEFLOW_WGPU_ADAPTER, or use --device cpu",
-                        found.join(", ")
-                    )
-                };
-                unavailable(format!(
-                    "no {apis} adapter with compute shaders{filter}; {advice}"
-                ))
-            })?;
+        let adapter = choose_adapter()?;
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -180,6 +125,15 @@ impl WgpuBackend {
             limits,
             pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The name of the adapter [`WgpuBackend::open`] would use, when it is a
+    /// software one (Mesa's lavapipe): `auto` leaves such an adapter alone,
+    /// so the planner asks this rather than open a device it would not use
+    /// (which costs tens of milliseconds and of megabytes).
+    pub fn software_adapter() -> Option<String> {
+        let info = choose_adapter().ok()?.get_info();
+        (info.device_type == wgpu::DeviceType::Cpu).then_some(info.name)
     }
 
     /// The process-wide backend, opened on first use.
@@ -512,6 +466,69 @@ impl WgpuBackend {
 }
 
 /// Lower is better: real GPUs before software drivers.
+/// The adapter [`WgpuBackend::open`] would use: among those with compute
+/// shaders (and, with `FUSEFLOW_WGPU_ADAPTER`, a matching name), a discrete
+/// GPU first and a software one last.
+fn choose_adapter() -> Result<wgpu::Adapter> {
+    let unavailable = |message: String| Error::device("wgpu", DeviceFailure::Unavailable, message);
+    let (backends, apis) = match std::env::var("FUSEFLOW_WGPU_BACKEND") {
+        Err(_) => (
+            wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12,
+            "Vulkan, Metal or DX12",
+        ),
+        Ok(name) => match name.to_ascii_lowercase().as_str() {
+            "vulkan" => (wgpu::Backends::VULKAN, "Vulkan"),
+            "metal" => (wgpu::Backends::METAL, "Metal"),
+            "dx12" => (wgpu::Backends::DX12, "DX12"),
+            _ => {
+                return Err(unavailable(format!(
+                    "FUSEFLOW_WGPU_BACKEND={name:?} is not one of vulkan, metal, dx12; fix or unset it"
+                )));
+            }
+        },
+    };
+    let wanted = std::env::var("FUSEFLOW_WGPU_ADAPTER")
+        .ok()
+        .map(|s| s.to_lowercase());
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let found: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+    adapters
+        .into_iter()
+        .filter(|a| {
+            let caps = a.get_downlevel_capabilities();
+            caps.flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+        })
+        .filter(|a| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| a.get_info().name.to_lowercase().contains(w))
+        })
+        .min_by_key(|a| preference(a.get_info().device_type))
+        .ok_or_else(|| {
+            let filter = match &wanted {
+                Some(w) => format!(" whose name contains {w:?} (FUSEFLOW_WGPU_ADAPTER)"),
+                None => String::new(),
+            };
+            let advice = if found.is_empty() {
+                "no adapter was found. Install a Vulkan driver (on Debian/Ubuntu: apt-get \
+                     install mesa-vulkan-drivers libvulkan1), or use --device cpu"
+                    .to_string()
+            } else {
+                format!(
+                    "adapters found: {}. Pick one with FUSEFLOW_WGPU_ADAPTER, or use --device cpu",
+                    found.join(", ")
+                )
+            };
+            unavailable(format!(
+                "no {apis} adapter with compute shaders{filter}; {advice}"
+            ))
+        })
+}
+
 fn preference(kind: wgpu::DeviceType) -> u8 {
     match kind {
         wgpu::DeviceType::DiscreteGpu => 0,
