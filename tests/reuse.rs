@@ -476,6 +476,17 @@ fn under_the_materialized_policy_a_chain_runs_fused_and_only_its_end_is_stored()
         err.contains("recorded no outputs") && err.contains("fused into 'out'"),
         "{err}"
     );
+    // Computing it again needs the steps, which an API run records only as
+    // text: the error says so and what to do.
+    let err = fuseflow::exec::fetch_output(&ws, id, "scaled", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fused into 'out'")
+            && err.contains("not a spec file")
+            && err.contains("--keep scaled"),
+        "{err}"
+    );
     assert_eq!(
         ws.fetch_output(id, "out", None).unwrap().concat().unwrap(),
         batches(&cold, "out")

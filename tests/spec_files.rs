@@ -296,3 +296,105 @@ fn training_spec_runs_with_the_default_workspace() {
     let run = check.run().unwrap();
     assert_eq!(run.output("scores").unwrap().num_rows(), 400);
 }
+
+#[test]
+fn a_fused_step_output_is_recomputed_on_fetch_and_equals_the_stored_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("examples/data/customers.csv", dir.path().join("c.csv")).unwrap();
+    let spec = dir.path().join("chain.toml");
+    std::fs::write(
+        &spec,
+        r#"name = "chain"
+[[steps]]
+name = "raw"
+kind = "read"
+path = "c.csv"
+[[steps]]
+name = "stats"
+kind = "fit_stats"
+input = "raw"
+columns = ["age", "income"]
+[[steps]]
+name = "filled"
+kind = "fill_null"
+inputs = { data = "raw", stats = "stats" }
+columns = ["age", "income"]
+value = "mean"
+[[steps]]
+name = "scaled"
+kind = "scale"
+inputs = { data = "filled", stats = "stats" }
+method = "zscore"
+[[steps]]
+name = "scored"
+kind = "derive"
+input = "scaled"
+columns = { s = "age * 0.5 - income" }
+[[steps]]
+name = "save"
+kind = "write"
+input = "scored"
+path = "out.parquet"
+"#,
+    )
+    .unwrap();
+    let spec = spec.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = fuseflow(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), stdout, stderr)
+    };
+    let fetched = |ws: &str, step: &str| {
+        let file = dir.path().join(format!("{step}-{}.arrow", ws.len()));
+        let (ok, _, err) = run(&[
+            "output",
+            "latest",
+            step,
+            "-o",
+            file.to_str().unwrap(),
+            "--workspace",
+            ws,
+        ]);
+        assert!(ok, "output {step} from {ws}: {err}");
+        let table = fuseflow::pipeline::io::Read::new(&file);
+        let mut p = fuseflow::Pipeline::new("back");
+        p.add("t", table);
+        p.run().unwrap().output("t").unwrap().concat().unwrap()
+    };
+    let every = dir.path().join("every");
+    let fused = dir.path().join("fused-ws");
+    let (every, fused) = (every.to_str().unwrap(), fused.to_str().unwrap());
+    let (ok, _, err) = run(&["run", spec, "--workspace", every, "--quiet"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["run", spec, "--workspace", fused, "--cache", "materialized"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("fused into"), "the chain ran fused:\n{out}");
+    // Members inside the chain (one never stored under either policy's
+    // fusion, 'scored' piped into the writer) equal every-step's stored tables.
+    for step in ["filled", "scaled", "scored"] {
+        assert_eq!(fetched(fused, step), fetched(every, step), "{step}");
+    }
+    // A recorded spec that no longer says what ran is refused, not replayed.
+    let db = rusqlite::Connection::open(Path::new(fused).join("runs.sqlite")).unwrap();
+    db.execute(
+        "UPDATE pipelines SET spec = replace(spec, 'age * 0.5', 'age * 0.7')",
+        [],
+    )
+    .unwrap();
+    let file = dir.path().join("tampered.arrow");
+    let (ok, _, err) = run(&[
+        "output",
+        "latest",
+        "scored",
+        "-o",
+        file.to_str().unwrap(),
+        "--workspace",
+        fused,
+    ]);
+    assert!(
+        !ok && err.contains("another cache key") && err.contains("params"),
+        "{err}"
+    );
+    assert!(!file.exists());
+}

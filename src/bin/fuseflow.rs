@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
 use fuseflow::backend::DeviceChoice;
-use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, StepProgress, score_file};
+use fuseflow::exec::{
+    Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, score_file,
+};
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
@@ -134,7 +136,9 @@ enum Command {
         /// A run id, a unique prefix of one, or `latest`.
         run: String,
     },
-    /// Write an output of a step of a past run to a file.
+    /// Write an output of a step of a past run to a file. An output the run
+    /// did not store (a step inside a fused chain) is computed again from
+    /// the chain's stored input, its key checked against the run's record.
     Output {
         /// A run id, a unique prefix of one, or `latest`.
         run: String,
@@ -339,7 +343,7 @@ fn main() -> ExitCode {
             port,
             output,
         } => open().and_then(|ws| {
-            let table = ws.fetch_output(&run, &step, port.as_deref())?;
+            let table = fetch_output(&ws, &run, &step, port.as_deref())?;
             write_table(&table, &output, FileFormat::from_path(&output)?)?;
             println!(
                 "wrote {} rows of '{step}' to {}",

@@ -206,7 +206,8 @@ impl Encoder<'_> {
 /// [`Error::Io`] naming the file when it cannot be opened or read.
 pub fn hash_file(path: &Path) -> Result<ContentHash> {
     const WINDOW: usize = 64 << 20;
-    let unreadable = |e: std::io::Error| Error::io(path, format!("cannot read to hash its content: {e}"));
+    let unreadable =
+        |e: std::io::Error| Error::io(path, format!("cannot read to hash its content: {e}"));
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let len = file.metadata().map_err(unreadable)?.len();
     let mut hasher = blake3::Hasher::new();
@@ -223,8 +224,10 @@ pub fn hash_file(path: &Path) -> Result<ContentHash> {
         // SAFETY: `start..end` lies in the mapping and nothing borrows it any
         // more; dropping the pages of a read-only file mapping only means a
         // later read faults them in again.
-        unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) }
-            .map_err(unreadable)?;
+        unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        }
+        .map_err(unreadable)?;
     }
     Ok(hasher.finalize().into())
 }

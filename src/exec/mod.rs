@@ -6,9 +6,11 @@ pub mod batch_score;
 mod data;
 mod fused;
 pub mod progress;
+mod replay;
 mod reuse;
 pub mod scheduler;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, score_file};
 pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
+pub use replay::fetch_output;
 pub use scheduler::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};

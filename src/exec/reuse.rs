@@ -88,6 +88,18 @@ impl StepKey {
         sources: SourceHashes<'_>,
     ) -> Result<StepKey> {
         let data = ContentHash::from_bytes(*previous.key.as_bytes());
+        StepKey::fused_on(node, producer, data, side, device, sources)
+    }
+
+    /// [`StepKey::fused`] given the producer's cache key as `data`.
+    pub(crate) fn fused_on(
+        node: &StepNode,
+        producer: &str,
+        data: ContentHash,
+        side: &[ContentHash],
+        device: &Device,
+        sources: SourceHashes<'_>,
+    ) -> Result<StepKey> {
         let mut ports = named_ports(node, &[&[data], side].concat());
         ports[0].0 = format!("{FUSED_PREFIX}{producer}");
         StepKey::from_ports(node, ports, device, sources)

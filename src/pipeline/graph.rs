@@ -213,6 +213,12 @@ impl Pipeline {
         })
     }
 
+    /// For each step and input port: the producing step and its output
+    /// index, without checking schemas (which may read files).
+    pub(crate) fn edges(&self) -> Result<Vec<Vec<(usize, usize)>>> {
+        self.resolve_edges(&self.index_names()?)
+    }
+
     fn index_names(&self) -> Result<HashMap<&str, usize>> {
         let mut index = HashMap::new();
         for (i, node) in self.nodes.iter().enumerate() {

@@ -412,6 +412,23 @@ impl RunStore {
         read().map_err(|e| self.sql(e))
     }
 
+    /// The pipeline definition recorded for a run: the spec file's text for
+    /// runs of spec files, else the pipeline's `explain` output.
+    ///
+    /// # Errors
+    /// As [`RunStore::resolve`], and [`Error::RunStore`] when the database
+    /// cannot be read.
+    pub fn spec_of(&self, run: &RunId) -> Result<String> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT p.spec FROM runs r JOIN pipelines p \
+             ON p.name = r.pipeline AND p.spec_hash = r.spec_hash WHERE r.id = ?1",
+            [run.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(|e| self.sql(e))
+    }
+
     /// The record of `step` in the run named by `run` (see [`RunStore::resolve`]).
     ///
     /// # Errors

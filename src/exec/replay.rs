@@ -1,0 +1,186 @@
+//! Fetching a step output that a run never stored: the output of a step that
+//! ran inside a fused chain is computed again from what the run did store.
+//!
+//! The run's recorded spec gives the steps. From the step asked for, the
+//! chain is walked back along data inputs to the first producer whose output
+//! was stored (the chain's input, or a source read again from its file); the
+//! members then run one by one on the CPU over that input and their side
+//! inputs, loaded by the hashes the run recorded. Before each member runs,
+//! its cache key is computed again from the spec's step and those hashes and
+//! must equal the key the run recorded, so a spec that no longer says what
+//! ran (or a code change in the step) is an error, never a wrong table. The
+//! CPU computes fused and unfused alike bit for bit; a chain that ran on a
+//! GPU is recomputed within the GPU's tolerance.
+
+use std::path::Path;
+
+use super::reuse::{SourceHashes, StepKey};
+use crate::backend::Device;
+use crate::cache::{ContentHash, KeyFields};
+use crate::error::{Error, Result};
+use crate::pipeline::graph::Pipeline;
+use crate::pipeline::spec;
+use crate::pipeline::step::StepContext;
+use crate::pipeline::table::Table;
+use crate::workspace::Workspace;
+
+/// An output of a step of a past run (`run`: an id, a unique prefix or
+/// `latest`; `port` may be left out for a step with one output): loaded when
+/// the run stored it, else computed again as the module docs describe.
+///
+/// # Errors
+/// As [`Workspace::fetch_output`]; for an output computed again,
+/// [`Error::Execution`] naming the step when the run was not started from a
+/// spec file (an API run records no spec to rebuild its steps from), when an
+/// input of its chain is no longer stored, or when the recorded spec no
+/// longer gives the key the step ran with.
+pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -> Result<Table> {
+    let row = ws.runs().step_run(run, step)?;
+    if !row.record.outputs.is_empty() {
+        return ws.fetch_output(run, step, port);
+    }
+    let stored_only = ws.fetch_output(run, step, port).unwrap_err();
+    let cannot = |why: String| Error::Execution {
+        step: step.to_string(),
+        message: format!("{stored_only}; it cannot be computed again: {why}"),
+    };
+    let detail = ws.runs().run(run)?;
+    let text = ws.runs().spec_of(&detail.summary.id)?;
+    let pipeline = spec::parse(&text, Path::new("recorded.toml")).map_err(|e| {
+        cannot(format!(
+            "the run's recorded definition is not a spec file ({e}); keep the step (--keep {step}) or cache every step to store it"
+        ))
+    })?;
+    replay(ws, &pipeline, &detail.summary.id.to_string(), step, port)
+        .map_err(|e| cannot(e.to_string()))
+}
+
+/// Compute `step`'s output in `run` again over `pipeline`'s steps.
+fn replay(
+    ws: &Workspace,
+    pipeline: &Pipeline,
+    run: &str,
+    step: &str,
+    port: Option<&str>,
+) -> Result<Table> {
+    let edges = pipeline.edges()?;
+    let index = |name: &str| {
+        pipeline
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| Error::Internal(format!("the recorded spec has no step '{name}'")))
+    };
+    let output_hash = |producer: usize, output: usize| -> Result<Option<ContentHash>> {
+        let node = &pipeline.nodes[producer];
+        let row = ws.runs().step_run(run, &node.name)?;
+        let port = node.step.outputs()[output];
+        row.record
+            .outputs
+            .iter()
+            .find(|(p, _)| p == port)
+            .map(|(_, h)| h.parse())
+            .transpose()
+    };
+    // Walk back to the first stored data input: the chain, head first.
+    let mut chain = vec![index(step)?];
+    let (input, data_hash) = loop {
+        let &(producer, output) = edges[*chain.last().expect("a member")]
+            .first()
+            .ok_or_else(|| Error::Internal(format!("step '{step}' has no data input")))?;
+        match output_hash(producer, output)? {
+            Some(hash) => break (producer, hash),
+            None => chain.push(producer),
+        }
+    };
+    chain.reverse();
+    let load = |hash: &ContentHash, what: &str| {
+        ws.load(hash)?.found().map_err(|why| Error::Execution {
+            step: step.to_string(),
+            message: format!("{what} ({}) {why}", hash.short()),
+        })
+    };
+    let mut data = load(
+        &data_hash,
+        &format!(
+            "the chain's input, the output of '{}',",
+            pipeline.nodes[input].name
+        ),
+    )?;
+    let sources = SourceHashes { ws, verify: false };
+    let cpu = Device::cpu();
+    let mut previous: Option<(String, ContentHash)> = None;
+    for &m in &chain {
+        let node = &pipeline.nodes[m];
+        let record = ws.runs().step_run(run, &node.name)?.record;
+        let recorded = KeyFields::from_text(&record.key_fields)?;
+        let mut side = Vec::new();
+        let mut side_hashes = Vec::new();
+        for &(producer, output) in &edges[m][1..] {
+            let hash = output_hash(producer, output)?.ok_or_else(|| Error::Execution {
+                step: node.name.clone(),
+                message: format!(
+                    "its input from '{}' was not stored either",
+                    pipeline.nodes[producer].name
+                ),
+            })?;
+            side.push(load(
+                &hash,
+                &format!("its input from '{}'", pipeline.nodes[producer].name),
+            )?);
+            side_hashes.push(hash);
+        }
+        let mut key = match &previous {
+            None => StepKey::new(
+                node,
+                &[&[data_hash][..], &side_hashes].concat(),
+                &cpu,
+                sources,
+            )?,
+            Some((producer, before)) => {
+                StepKey::fused_on(node, producer, *before, &side_hashes, &cpu, sources)?
+            }
+        };
+        // Computed on the CPU, keyed as it ran.
+        key.fields.numeric_mode = recorded.numeric_mode.clone();
+        let again = key.fields.key();
+        if again.to_string() != record.cache_key {
+            let changes: Vec<String> = key
+                .fields
+                .diff(&recorded)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return Err(Error::Execution {
+                step: node.name.clone(),
+                message: format!(
+                    "the recorded spec gives it another cache key than it ran with ({}); run the pipeline again to recompute it",
+                    changes.join("; ")
+                ),
+            });
+        }
+        let inputs: Vec<Table> = std::iter::once(data).chain(side).collect();
+        let mut outputs = node
+            .step
+            .run(StepContext::new(&node.name), &inputs)
+            .map_err(|e| e.in_step(&node.name))?;
+        data = outputs.swap_remove(0);
+        previous = Some((
+            node.name.clone(),
+            ContentHash::from_bytes(*again.as_bytes()),
+        ));
+    }
+    let node = &pipeline.nodes[*chain.last().expect("a member")];
+    if let Some(port) = port
+        && node.step.outputs().first() != Some(&port)
+    {
+        return Err(Error::InvalidParameter {
+            step: node.name.clone(),
+            message: format!(
+                "has no output '{port}'; its output is '{}'",
+                node.step.outputs()[0]
+            ),
+        });
+    }
+    Ok(data)
+}
