@@ -21,50 +21,66 @@ use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::prep::{apply_batch, apply_kernel, with_columns_schema};
-use crate::pipeline::step::StepContext;
+use crate::pipeline::step::{Step, StepContext};
 use crate::pipeline::stream::Stream;
 use crate::pipeline::table::{Table, column_index};
 
 /// A member of a fused group with its side inputs (all inputs but the data).
-pub(crate) struct Member<'a> {
-    pub(crate) node: &'a StepNode,
+#[derive(Clone)]
+pub(crate) struct Member {
+    pub(crate) name: String,
+    pub(crate) step: Arc<dyn Step>,
     pub(crate) side: Vec<Table>,
 }
 
-/// What flowed from a fused chain into the sink at its end.
-pub(crate) struct Piped {
-    /// Rows that flowed.
-    pub(crate) rows: usize,
-    /// The chain's output, computed again on every scan (so that it can be
-    /// fetched after the run without having been held).
-    pub(crate) stream: Stream,
+impl Member {
+    pub(crate) fn of(node: &StepNode, side: Vec<Table>) -> Self {
+        Member {
+            name: node.name.clone(),
+            step: Arc::clone(&node.step),
+            side,
+        }
+    }
+}
+
+/// What a fused group left besides its tail's outputs.
+pub(crate) struct Ran {
+    /// The tail's outputs.
+    pub(crate) outputs: Vec<Table>,
+    /// For a group ending in a sink: the rows that flowed into it.
+    pub(crate) piped_rows: Option<usize>,
+    /// The output of each row-local member whose output never existed
+    /// (`(index in the group, output)`): a stream that computes it again
+    /// from the group's input when scanned, so that every step of a run can
+    /// be fetched afterwards without having been held.
+    pub(crate) unheld: Vec<(usize, Stream)>,
 }
 
 /// Run `members` (head first) over `data` as one kernel on `device`. A
 /// group whose tail streams its input (a [sink](crate::plan::FusedGroup::sink))
 /// runs the kernel batch by batch into it, so the chain's output never exists
-/// whole; otherwise the result is the tail's output. Returns the tail's
-/// outputs and, for a sink, what flowed into it.
+/// whole; otherwise the result is the tail's output.
 pub(crate) fn run_group(
-    members: &[Member<'_>],
+    members: &[Member],
     data: &Data,
     device: &Device,
     notes: &Notes,
-) -> Result<(Vec<Table>, Option<Piped>)> {
+) -> Result<Ran> {
     let tail = members
         .last()
         .ok_or_else(|| Error::Internal("an empty fused group".into()))?;
-    let sink = tail.node.step.row_local().is_none();
+    let sink = tail.step.row_local().is_none();
     let chain = &members[..members.len() - usize::from(sink)];
     let kernel_tail = chain
         .last()
         .ok_or_else(|| Error::Internal("a fused group without a row-local step".into()))?;
-    let input_schema = match data {
-        Data::Table(t) => Arc::clone(t.schema()),
-        Data::Stream(s) => Arc::clone(s.schema()),
-    };
-    let (schema, projection) = compose(chain, &input_schema)?;
-    let name = kernel_tail.node.name.clone();
+    let input = data.stream();
+    // Every member whose output is not the group's result, computed lazily.
+    let unheld: Vec<(usize, Stream)> = (1..=chain.len() - usize::from(!sink))
+        .map(|n| Ok((n - 1, recomputed(&chain[..n], &input, device)?)))
+        .collect::<Result<_>>()?;
+    let (schema, projection) = compose(chain, input.schema())?;
+    let name = kernel_tail.name.clone();
     let kernel = Arc::new(device.kernel(projection));
     if !sink {
         let ctx = StepContext::new(&name).on(device, notes);
@@ -78,7 +94,11 @@ pub(crate) fn run_group(
                 Table::try_new(Arc::clone(&schema), batches)?
             }
         };
-        return Ok((vec![table], None));
+        return Ok(Ran {
+            outputs: vec![table],
+            piped_rows: None,
+            unheld,
+        });
     }
     // The kernel's notes (a fallback to the CPU) are gathered while the sink
     // scans, then handed on.
@@ -90,35 +110,48 @@ pub(crate) fn run_group(
             Arc::clone(&rows),
             Arc::clone(&schema),
         );
-        data.stream().map(Arc::clone(&schema), move |batch| {
+        input.map(Arc::clone(&schema), move |batch| {
             rows.fetch_add(batch.num_rows(), Ordering::Relaxed);
             apply_batch(&name, &notes, &batch, &schema, &kernel)
         })
     };
-    let ctx = StepContext::new(&tail.node.name).on(device, notes);
-    let outputs = tail.node.step.run_stream(ctx, &piped, &tail.side);
+    let ctx = StepContext::new(&tail.name).on(device, notes);
+    let outputs = tail.step.run_stream(ctx, &piped, &tail.side);
     for note in kernel_notes.take() {
         notes.add(note);
     }
-    let rows = rows.load(Ordering::Relaxed);
-    Ok((
-        outputs?,
-        Some(Piped {
-            rows,
-            stream: piped,
-        }),
-    ))
+    Ok(Ran {
+        outputs: outputs?,
+        piped_rows: Some(rows.load(Ordering::Relaxed)),
+        unheld,
+    })
+}
+
+/// The output of the last of `chain` over `input`, as a stream that
+/// composes and compiles the chain's kernel when scanned.
+fn recomputed(chain: &[Member], input: &Stream, device: &Device) -> Result<Stream> {
+    let (schema, _) = compose(chain, input.schema())?;
+    let (chain, input, device) = (chain.to_vec(), input.clone(), device.clone());
+    let name = chain.last().map(|m| m.name.clone()).unwrap_or_default();
+    Ok(Stream::new(Arc::clone(&schema), None, move || {
+        let (schema, projection) = compose(&chain, input.schema())?;
+        let kernel = device.kernel(projection);
+        let (name, notes) = (name.clone(), Notes::default());
+        Ok(Box::new(input.scan()?.map(move |b| {
+            apply_batch(&name, &notes, &b?, &schema, &kernel)
+        })))
+    }))
 }
 
 /// The expressions of a chain of row-local members composed over the head's
 /// input (`input`): the tail's output schema and the projection computing
 /// its columns.
-fn compose(chain: &[Member<'_>], input: &SchemaRef) -> Result<(SchemaRef, Projection)> {
+fn compose(chain: &[Member], input: &SchemaRef) -> Result<(SchemaRef, Projection)> {
     let mut schema: SchemaRef = Arc::clone(input);
     let mut defs: HashMap<String, Expr> = HashMap::new();
     for member in chain {
-        let name = &member.node.name;
-        let row_local = member.node.step.row_local().ok_or_else(|| {
+        let name = &member.name;
+        let row_local = member.step.row_local().ok_or_else(|| {
             Error::Internal(format!(
                 "step '{name}' is in a fused group but is not row-local"
             ))
@@ -151,7 +184,7 @@ fn compose(chain: &[Member<'_>], input: &SchemaRef) -> Result<(SchemaRef, Projec
         .iter()
         .filter_map(|f| defs.get(f.name()).map(|e| (f.name().clone(), e.clone())))
         .collect();
-    let tail_name = chain.last().map_or("", |m| m.node.name.as_str());
+    let tail_name = chain.last().map_or("", |m| m.name.as_str());
     let projection =
         Projection::try_new(Arc::clone(input), &exprs).map_err(|e| e.in_step(tail_name))?;
     Ok((schema, projection))

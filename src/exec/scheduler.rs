@@ -15,7 +15,7 @@ use arrow_schema::SchemaRef;
 use crossbeam_channel::unbounded;
 
 use super::data::Data;
-use super::fused::{Member, Piped, run_group};
+use super::fused::{Member, Ran, run_group};
 use super::progress::RunObserver;
 use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, DeviceChoice, Notes};
@@ -453,8 +453,9 @@ enum Outcome {
         hashes: Option<Vec<ContentHash>>,
         /// What the step noted while running (a fallback to the CPU).
         notes: Vec<String>,
-        /// For a fused group ending in a sink: what flowed into it.
-        piped: Option<Piped>,
+        /// For a fused group: the rows that flowed into a sink, and the
+        /// members' outputs it never held.
+        group: Option<Ran>,
     },
     /// An earlier run's outputs stand in.
     Reused(Box<StepRunRow>),
@@ -511,10 +512,7 @@ fn run_job(
                 Err(lost) => return Ok(lost),
             }
         }
-        members.push(Member {
-            node: &nodes[m],
-            side,
-        });
+        members.push(Member::of(&nodes[m], side));
     }
     let name = &node.name;
     let notes = Notes::default();
@@ -536,7 +534,7 @@ fn run_job(
         })
     })
     .map_err(|e| e.in_step(name));
-    let (tables, piped) = ran?;
+    let (tables, group) = ran?;
     ensure!(
         tables.len() == node.step.outputs().len(),
         Error::Internal(format!(
@@ -560,7 +558,7 @@ fn run_job(
         tables,
         hashes,
         notes: notes.take(),
-        piped,
+        group,
     })
 }
 
@@ -568,17 +566,18 @@ fn run_job(
 /// a fused group, a step streaming its data input, or a step given tables.
 fn compute(
     node: &StepNode,
-    members: &[Member<'_>],
+    members: &[Member],
     inputs: Vec<Data>,
     check_schemas: bool,
     device: &Device,
     notes: &Notes,
     memory_budget: u64,
-) -> Result<(Vec<Data>, Option<Piped>)> {
+) -> Result<(Vec<Data>, Option<Ran>)> {
     let ctx = StepContext::new(&node.name).on(device, notes);
     if !members.is_empty() {
-        let (tables, piped) = run_group(members, &inputs[0], device, notes)?;
-        return Ok((tables.into_iter().map(Data::Table).collect(), piped));
+        let mut ran = run_group(members, &inputs[0], device, notes)?;
+        let tables = std::mem::take(&mut ran.outputs);
+        return Ok((tables.into_iter().map(Data::Table).collect(), Some(ran)));
     }
     if let Some(file) = node.step.source_file()
         && let Some(stream) = source_stream(&file, memory_budget)?
@@ -1053,7 +1052,7 @@ fn schedule(
                     tables,
                     hashes,
                     notes: ran_notes,
-                    piped,
+                    group,
                 } => {
                     notes[i].extend(ran_notes);
                     if let (Some(ws), Some(run), Some(key), Some(h)) =
@@ -1078,10 +1077,12 @@ fn schedule(
                         tables: Some(tables),
                         hashes,
                     };
-                    if let (Some(piped), Some(&[.., kernel_tail, _])) = (piped, group_at_tail[i]) {
-                        // The chain's output stays fetchable, computed again.
-                        member_rows = Some(vec![piped.rows]);
-                        produced[kernel_tail].tables = Some(vec![Data::Stream(piped.stream)]);
+                    if let (Some(group), Some(members)) = (group, group_at_tail[i]) {
+                        member_rows = group.piped_rows.map(|r| vec![r]);
+                        // Outputs never held stay fetchable, computed again.
+                        for (m, stream) in group.unheld {
+                            produced[members[m]].tables = Some(vec![Data::Stream(stream)]);
+                        }
                     }
                     (rows, bytes)
                 }
