@@ -155,10 +155,11 @@ fn a_large_chain_goes_to_a_gpu_only_over_a_link_faster_than_the_cpu() {
 }
 
 #[test]
-fn with_a_workspace_every_output_is_cached_so_nothing_fuses() {
+fn caching_every_step_keeps_every_output_so_nothing_fuses() {
     let dir = tempfile::tempdir().unwrap();
     let opts = RunOptions {
         workspace: Some(Arc::new(Workspace::open(dir.path()).unwrap())),
+        cache: fuseflow::CachePolicy::EveryStep,
         ..options(DeviceSet::cpu_only())
     };
     let plan = prep(MemorySource::new(raw(10_000))).plan(&opts).unwrap();
@@ -390,7 +391,17 @@ fn a_requested_intermediate_is_materialized() {
     };
     let run = prep(MemorySource::new(raw(1000))).run_with(&opts).unwrap();
     assert_eq!(run.output("filled").unwrap().num_rows(), 1000);
-    assert!(run.output("scaled").is_err());
+    let plan = |step: &str| {
+        &run.plan
+            .node(run.plan.nodes.iter().position(|n| n.name == step).unwrap())
+            .unwrap()
+            .materialized
+    };
+    assert_eq!(*plan("filled"), fuseflow::plan::Materialized::Requested);
+    assert!(matches!(
+        plan("scaled"),
+        fuseflow::plan::Materialized::Fused { .. }
+    ));
 }
 
 #[test]
@@ -604,7 +615,18 @@ fn cli_calibrates_and_explains_the_plan_as_text_and_dot() {
     let spec = "examples/prep.toml";
     let (text, _) = fuseflow(&["--workspace", ws, "explain", spec, "--device", "cpu"]);
     assert!(text.contains("(costs: defaults)"), "{text}");
-    assert!(text.contains("materialized: cached by policy"), "{text}");
+    assert!(text.contains("not materialized (fused into"), "{text}");
+    let (every, _) = fuseflow(&[
+        "--workspace",
+        ws,
+        "explain",
+        spec,
+        "--device",
+        "cpu",
+        "--cache",
+        "every-step",
+    ]);
+    assert!(every.contains("materialized: cached by policy"), "{every}");
     let (dot, _) = fuseflow(&[
         "--workspace",
         ws,

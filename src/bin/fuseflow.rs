@@ -182,12 +182,13 @@ enum CacheAction {
 /// Which step outputs a run keeps, shared by `run` and `explain`.
 #[derive(clap::Args)]
 struct OutputArgs {
-    /// Which outputs the workspace stores: every-step (each step's outputs,
-    /// so any can be reused and fetched later; chains of row-local steps then
-    /// run step by step) or materialized (only the outputs the plan
-    /// materializes, so chains run fused as one kernel and the tables inside
-    /// them are neither stored nor fetchable).
-    #[arg(long, default_value = "every-step", value_name = "POLICY")]
+    /// Which outputs the workspace stores: materialized (the default: only
+    /// the outputs the plan materializes, so chains run fused as one kernel;
+    /// `fuseflow output` computes a step inside a chain again from the
+    /// chain's stored input) or every-step (each step's outputs, so any can
+    /// be reused on its own; chains of row-local steps then run step by
+    /// step).
+    #[arg(long, default_value = "materialized", value_name = "POLICY")]
     cache: CachePolicy,
     /// Keep this step's outputs although it fuses into the next step
     /// (repeatable); they are then stored and can be fetched.

@@ -144,9 +144,8 @@ impl RunOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CachePolicy {
     /// Every step's outputs, so that each can be reused on its own and
-    /// fetched later. The tables between row-local steps are then written
-    /// anyway, so each such step runs as its own kernel.
-    #[default]
+    /// fetched later from the store. The tables between row-local steps are
+    /// then written anyway, so each such step runs as its own kernel.
     EveryStep,
     /// Only the outputs the plan materializes: the last step of each fused
     /// chain (unless the chain runs batch by batch into a fit or a writer,
@@ -156,7 +155,9 @@ pub enum CachePolicy {
     /// own cache key (its data input is keyed by the previous member's key)
     /// and run record, so a re-run reuses the chain's output while the
     /// chain's input and steps are unchanged; the outputs inside it are not
-    /// stored and cannot be fetched from a later process.
+    /// stored, and `fuseflow output` (or [`fetch_output`](crate::exec::fetch_output))
+    /// computes them again from the chain's stored input. The default.
+    #[default]
     Materialized,
 }
 
@@ -1190,6 +1191,12 @@ fn record_members(
         let Some((ws, run)) = recording else {
             continue;
         };
+        if let (Some(from), true) = (&reused_from, rows.is_empty()) {
+            // Reused from a sink's group, whose record does not say what
+            // flowed through: the member's own earlier record does.
+            let earlier = ws.runs().step_run(from.as_str(), &node.name)?;
+            report.rows = vec![earlier.record.rows as usize];
+        }
         report.cache = match &reused_from {
             Some(from) => CacheUse::Hit { from: from.clone() },
             None if node.reuse => CacheUse::Miss,
@@ -1200,7 +1207,7 @@ fn record_members(
             .find_map(|(k, key)| (*k == m).then_some(key))
             .ok_or_else(|| Error::Internal(format!("fused step '{}' has no key", node.name)))?;
         let provenance = reuse::Provenance::Fused {
-            rows: rows.iter().sum::<usize>() as u64,
+            rows: report.rows.iter().sum::<usize>() as u64,
             reused_from: reused_from.clone(),
         };
         reuse::record_step(
