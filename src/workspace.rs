@@ -14,10 +14,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::{
-    ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, hash_file,
+    ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, ObjectWriter, hash_file,
+    hash_table,
 };
 use crate::error::{Error, Result};
 use crate::pipeline::io::Read;
@@ -36,7 +38,8 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 1 << 30;
 #[derive(Debug)]
 pub struct Workspace {
     root: PathBuf,
-    objects: ObjectStore,
+    objects: Arc<ObjectStore>,
+    writer: ObjectWriter,
     memory: MemoryTier,
     runs: RunStore,
 }
@@ -66,8 +69,10 @@ impl Workspace {
                 format!("cannot create the workspace directory ({e}); choose another with --workspace or FUSEFLOW_WORKSPACE"),
             )
         })?;
+        let objects = Arc::new(ObjectStore::open(&root)?);
         Ok(Workspace {
-            objects: ObjectStore::open(&root)?,
+            writer: ObjectWriter::start(Arc::clone(&objects))?,
+            objects,
             runs: RunStore::open(&root.join("runs.sqlite"))?,
             memory: MemoryTier::new(DEFAULT_MEMORY_BUDGET),
             root,
@@ -95,14 +100,19 @@ impl Workspace {
         &self.runs
     }
 
-    /// Store a step output: on disk, and in memory for this process.
+    /// Store a step output: in memory for this process at once, and on disk
+    /// by the workspace's [`ObjectWriter`], off the caller's path; the object
+    /// is durable once [`Workspace::sync`] returns (a run syncs before it
+    /// records success), and is served from memory until written.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the object when it cannot be written (full disk,
-    /// unwritable workspace); objects already stored are untouched.
+    /// [`Error::Internal`] when the table cannot be hashed. A failed write
+    /// (full disk, unwritable workspace) is reported by [`Workspace::sync`];
+    /// objects already stored are untouched.
     pub fn store(&self, table: &Table) -> Result<ContentHash> {
-        let hash = self.objects.put(table)?;
+        let hash = hash_table(table)?;
         self.memory.insert(hash, table.clone());
+        self.writer.write(hash, table.clone());
         Ok(hash)
     }
 
@@ -134,12 +144,15 @@ impl Workspace {
         Ok(())
     }
 
-    /// Make every object written since the last sync durable (see
+    /// Wait for the objects queued by [`Workspace::store`] to be written,
+    /// then make every object written since the last sync durable (see
     /// [`ObjectStore::sync`]); a run does so before it records success.
     ///
     /// # Errors
-    /// As [`ObjectStore::sync`].
+    /// The first write that failed ([`Error::Io`] naming the object, e.g.
+    /// on a full disk), or as [`ObjectStore::sync`].
     pub fn sync(&self) -> Result<()> {
+        self.writer.flush()?;
         self.objects.sync()
     }
 
@@ -148,6 +161,7 @@ impl Workspace {
     /// verifies its content).
     pub fn has(&self, hash: &ContentHash) -> bool {
         self.memory.get(hash).is_some()
+            || self.writer.pending(hash).is_some()
             || self.objects.object_path(hash).is_file()
             || self.objects.reference_path(hash).is_file()
     }
@@ -159,7 +173,7 @@ impl Workspace {
     /// # Errors
     /// [`Error::Io`] when the object store cannot be read at all.
     pub fn load(&self, hash: &ContentHash) -> Result<Lookup> {
-        if let Some(table) = self.memory.get(hash) {
+        if let Some(table) = self.memory.get(hash).or_else(|| self.writer.pending(hash)) {
             return Ok(Lookup::Hit(table));
         }
         let mut found = self.objects.get(hash)?;

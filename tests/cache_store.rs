@@ -383,3 +383,47 @@ fn memory_tier_evicts_least_recently_used_by_bytes() {
     assert_eq!(tier.bytes(), 0);
     assert!(tier.get(&hashes[0]).is_none());
 }
+
+#[test]
+fn the_background_writer_serves_queued_outputs_and_reports_a_failed_write_at_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    // No memory tier: whatever is read back comes from the writer's queue or the disk.
+    let ws = fuseflow::Workspace::open(dir.path())
+        .unwrap()
+        .with_memory_budget(0);
+    let tables: Vec<Table> = (0..6).map(|i| dense_table(20_000 + i, i as u64)).collect();
+    let hashes: Vec<_> = tables.iter().map(|t| ws.store(t).unwrap()).collect();
+    for (t, h) in tables.iter().zip(&hashes) {
+        assert!(ws.has(h), "queued or written, it is there");
+        assert_eq!(ws.load(h).unwrap().found().unwrap().batches(), t.batches());
+    }
+    ws.sync().unwrap();
+    for h in &hashes {
+        assert!(ws.objects().object_path(h).is_file(), "written by sync");
+    }
+
+    // A write that fails (a file where the object's shard belongs) does not
+    // fail `store`; `sync` reports it, naming the object, and nothing stored
+    // before is touched.
+    let doomed = mixed_table(500, 9);
+    let hash = hash_table(&doomed).unwrap();
+    let shard = ws
+        .objects()
+        .object_path(&hash)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(!shard.exists(), "pick another seed: shards collide");
+    std::fs::write(&shard, b"in the way").unwrap();
+    assert_eq!(ws.store(&doomed).unwrap(), hash);
+    let err = expect_err(ws.sync(), "sync after a failed write");
+    assert_msg(
+        &err,
+        &[&hash.to_string(), "cannot store cache object", "free space"],
+    );
+    assert!(!ws.has(&hash), "a failed write leaves no object behind");
+    ws.sync().unwrap();
+    for h in &hashes {
+        assert!(ws.objects().get(h).unwrap().found().unwrap().num_rows() > 0);
+    }
+}

@@ -745,7 +745,10 @@ fn a_streamed_read_reports_errors_naming_the_file() {
 }
 
 /// Peak resident memory of `fuseflow run SPEC` in bytes (`ru_maxrss`).
-#[expect(clippy::zombie_processes, reason = "reaped by wait4, to read its rusage")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, to read its rusage"
+)]
 fn peak_rss_of_run(spec: &Path) -> u64 {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
         .args(["run", "--no-workspace", "--device", "cpu", "--quiet"])

@@ -8,7 +8,8 @@
 //!   and its hash. Downstream keys name their inputs by content hash, so a
 //!   step whose output did not change stops invalidation there.
 //! - [`ObjectStore`]: tables as Arrow IPC files named by content hash, with
-//!   least-recently-used eviction; [`MemoryTier`] keeps recent tables in memory,
+//!   least-recently-used eviction; [`ObjectWriter`] writes them on a thread
+//!   of its own; [`MemoryTier`] keeps recent tables in memory,
 //!   [`DeviceTier`] recent columns on devices.
 //!
 //! # Canonical encoding
@@ -38,8 +39,10 @@ mod device_tier;
 mod hash;
 mod key;
 mod store;
+mod writer;
 
 pub use device_tier::{DEFAULT_DEVICE_BUDGET, DeviceTier};
 pub use hash::{ContentHash, hash_file, hash_table, type_name};
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
 pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
+pub use writer::ObjectWriter;

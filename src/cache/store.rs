@@ -169,10 +169,21 @@ impl ObjectStore {
     /// temporary file is removed and existing objects are untouched).
     pub fn put(&self, table: &Table) -> Result<ContentHash> {
         let hash = hash_table(table)?;
+        self.put_hashed(&hash, table)?;
+        Ok(hash)
+    }
+
+    /// Store `table` under `hash`, its content hash ([`hash_table`]), as
+    /// [`ObjectStore::put`] does.
+    ///
+    /// # Errors
+    /// As [`ObjectStore::put`].
+    pub fn put_hashed(&self, hash: &ContentHash, table: &Table) -> Result<()> {
+        let hash = *hash;
         let path = self.object_path(&hash);
         // Fails (and so rewrites) when gc removed the object meanwhile.
         if touch(&path).is_ok() {
-            return Ok(hash);
+            return Ok(());
         }
         self.place(&hash, &path, "cache object", |file| {
             let mut writer =
@@ -183,8 +194,7 @@ impl ObjectStore {
             writer.finish()?;
             writer.into_inner()?.into_inner()?;
             Ok(())
-        })?;
-        Ok(hash)
+        })
     }
 
     fn written(&self, path: PathBuf) {
