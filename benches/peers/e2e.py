@@ -26,8 +26,9 @@ Modes, each timed best-of-R wall clock:
 * polars-eager-{ipc,parquet}  pl.read_ipc / pl.read_parquet, then the same on the
                               DataFrame, written with write_parquet.
 * fuseflow-mem-{ipc,parquet}  `fuseflow run SPEC --no-workspace` (fused, no cache).
-* fuseflow-cold-ipc           `fuseflow run SPEC --workspace NEW_DIR` (every step stored).
-* fuseflow-cold-mat-ipc       the same with `--cache materialized`.
+* fuseflow-cold-ipc           `fuseflow run SPEC --workspace NEW_DIR` (the default policy,
+                              materialized: what the plan materializes is stored).
+* fuseflow-cold-every-ipc     the same with `--cache every-step` (every step stored).
 * fuseflow-warm-ipc           a rerun of the unchanged pipeline in a workspace that
                               one untimed run filled (every step a cache hit; the
                               source is checked by its stat against the
@@ -97,9 +98,9 @@ MODES = {
     "polars-eager-parquet": ("Polars eager", "parquet"),
     "fuseflow-mem-ipc": ("fuseflow in-memory (--no-workspace)", "ipc"),
     "fuseflow-mem-parquet": ("fuseflow in-memory (--no-workspace)", "parquet"),
-    "fuseflow-cold-ipc": ("fuseflow cold, default workspace (every-step)", "ipc"),
-    "fuseflow-cold-mat-ipc": ("fuseflow cold, --cache materialized", "ipc"),
-    "fuseflow-warm-ipc": ("fuseflow warm rerun (every-step)", "ipc"),
+    "fuseflow-cold-ipc": ("fuseflow cold, default workspace (materialized)", "ipc"),
+    "fuseflow-cold-every-ipc": ("fuseflow cold, --cache every-step", "ipc"),
+    "fuseflow-warm-ipc": ("fuseflow warm rerun (default workspace)", "ipc"),
     "blake3-ipc": ("BLAKE3 hash of the source", "ipc"),
     "blake3-parquet": ("BLAKE3 hash of the source", "parquet"),
 }
@@ -462,8 +463,8 @@ def time_fuseflow(result: Result, files: Files, args: argparse.Namespace) -> Non
             for _ in range(args.repeats):
                 if not run_fuseflow_once(result, fuseflow_argv(args, spec, "--no-workspace"), None, args):
                     break
-        elif result.mode in ("fuseflow-cold-ipc", "fuseflow-cold-mat-ipc"):
-            cache = ["--cache", "materialized"] if result.mode == "fuseflow-cold-mat-ipc" else []
+        elif result.mode in ("fuseflow-cold-ipc", "fuseflow-cold-every-ipc"):
+            cache = ["--cache", "every-step"] if result.mode == "fuseflow-cold-every-ipc" else []
             for i in range(args.repeats):
                 ws = fresh_workspace(f"{result.mode}-{i}")
                 ok = run_fuseflow_once(result, fuseflow_argv(args, spec, "--workspace", str(ws), *cache), ws, args)

@@ -204,6 +204,14 @@ impl OutputArgs {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` ends quietly, as with other command-line tools,
+    // rather than as a panic on the first write after the pipe closed.
+    // SAFETY: restoring the default disposition of a signal, before any
+    // thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let ws_dir = Workspace::locate(cli.workspace.as_deref());
     let open = || Workspace::open(&ws_dir);

@@ -52,11 +52,19 @@ impl DeviceSet {
         }
         let mut set = DeviceSet::cpu_only();
         for choice in kinds {
-            // Wanted only by `auto`, a software wgpu adapter is not opened.
-            if choice == DeviceChoice::Wgpu
-                && !named.contains(&DeviceChoice::Wgpu)
-                && let Some(name) = crate::backend::wgpu::WgpuBackend::software_adapter()
-            {
+            // Wanted only by `auto`, a software wgpu adapter is not opened;
+            // on Linux, without a GPU device node no other kind can exist, so
+            // the Vulkan loader (which loads the software driver) is not even
+            // started.
+            let auto_only = choice == DeviceChoice::Wgpu && !named.contains(&DeviceChoice::Wgpu);
+            if auto_only && !gpu_device_nodes() {
+                set.missing.push((
+                    DeviceKind::Wgpu,
+                    "no GPU device node (/dev/dri/renderD*, /dev/nvidia*): only a software adapter could open, which auto leaves alone".into(),
+                ));
+                continue;
+            }
+            if auto_only && let Some(name) = crate::backend::wgpu::WgpuBackend::software_adapter() {
                 set.missing.push((
                     DeviceKind::Wgpu,
                     format!("only the software adapter {name}, which auto leaves alone"),
@@ -111,6 +119,23 @@ impl DeviceSet {
             .find(|(k, _)| *k == kind)
             .map_or_else(|| format!("{kind} was not opened"), |(_, why)| why.clone())
     }
+}
+
+/// Whether this machine may have a hardware GPU: always off Linux; on Linux,
+/// when a render node or an NVIDIA device node exists (a hardware Vulkan,
+/// Metal-less GPU is reached through one of them).
+fn gpu_device_nodes() -> bool {
+    if !cfg!(target_os = "linux") {
+        return true;
+    }
+    let named = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    named("/dev/dri", "renderD") || named("/dev", "nvidia")
 }
 
 fn kind_of(choice: DeviceChoice) -> DeviceKind {
