@@ -700,3 +700,45 @@ fn auto_trains_large_data_on_a_gpu_and_small_data_on_the_cpu() {
     let (device, reason) = placed(1_000_000);
     assert_eq!(device, DeviceKind::Cpu, "{reason}");
 }
+
+#[test]
+fn a_step_that_holds_data_over_the_memory_budget_gets_a_notice() {
+    let budget = |fuse: bool| RunOptions {
+        memory_budget: 1 << 10,
+        fuse,
+        ..options(DeviceSet::cpu_only())
+    };
+    let holding = |plan: &fuseflow::plan::PhysicalPlan| -> Vec<String> {
+        plan.notices
+            .iter()
+            .filter(|n| n.contains("memory budget"))
+            .cloned()
+            .collect()
+    };
+    let pipeline = prep(MemorySource::new(raw(10_000)));
+    // Fused, the chain streams and the fit merges window by window.
+    let fused = pipeline.plan(&budget(true)).unwrap();
+    assert_eq!(holding(&fused), Vec::<String>::new(), "{fused}");
+    // Unfused, each row-local step holds a whole table.
+    let unfused = pipeline.plan(&budget(false)).unwrap();
+    let notices = holding(&unfused);
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.starts_with("'filled' (fill_null) holds its data whole")),
+        "{notices:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.contains("'stats'")),
+        "{notices:?}"
+    );
+    // Within the budget, nothing to say.
+    let roomy = RunOptions {
+        fuse: false,
+        ..options(DeviceSet::cpu_only())
+    };
+    assert_eq!(
+        holding(&pipeline.plan(&roomy).unwrap()),
+        Vec::<String>::new()
+    );
+}

@@ -399,6 +399,7 @@ fn plan_run(
             keep: options.keep.clone(),
         },
         fuse: options.fuse,
+        memory_budget: options.memory_budget,
     };
     let plan = PhysicalPlan::build(pipeline, graph, &plan_options);
     Ok((plan, plan_options.devices))

@@ -24,6 +24,10 @@ pub struct PlanOptions {
     pub policy: MaterializePolicy,
     /// Whether chains of row-local steps fuse at all.
     pub fuse: bool,
+    /// Bytes of data the run may hold in memory
+    /// ([`RunOptions::memory_budget`](crate::RunOptions::memory_budget)):
+    /// a step that needs its whole input, estimated larger, gets a notice.
+    pub memory_budget: u64,
 }
 
 /// One step in the physical plan.
@@ -122,6 +126,23 @@ impl PhysicalPlan {
             .iter()
             .any(|o| o.uses_device && o.pin.unwrap_or(options.device) == DeviceChoice::Auto);
         let mut notices = Vec::new();
+        // Steps that hold their whole input: neither streaming it nor
+        // fused (into a kernel that streams it).
+        for op in &ops {
+            let in_group = groups.iter().any(|g| g.members.contains(&op.step));
+            if op.streams || in_group || op.inputs.is_empty() {
+                continue;
+            }
+            if let Some(bytes) = op.bytes_in.filter(|&b| b > options.memory_budget) {
+                notices.push(format!(
+                    "'{}' ({}) holds its data whole in memory, ~{}, over the memory budget of {}; it runs with that much resident (fits without quantiles, writers and fused chains into them stream instead)",
+                    op.name,
+                    op.kind,
+                    format_bytes(bytes),
+                    format_bytes(options.memory_budget)
+                ));
+            }
+        }
         if auto_work && options.devices.hardware_gpus().next().is_none() {
             notices.push("no GPU: CPU plan".to_string());
         }
