@@ -838,3 +838,129 @@ fn a_file_larger_than_the_memory_budget_streams_in_bounded_memory() {
         1 << 20
     );
 }
+
+#[test]
+fn a_parquet_source_decodes_only_the_columns_a_step_reads() {
+    use fuseflow::pipeline::step::SourceFile;
+    use fuseflow::pipeline::{Step, StepContext, Stream};
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = scoring_input(13);
+    let source = dir.path().join("wide.parquet");
+    write_table(&input, &source, FileFormat::Parquet).unwrap();
+    let file = SourceFile {
+        path: source.clone(),
+        format: None,
+        batch_rows: 1000,
+    };
+    let stream = fuseflow::pipeline::io::source_stream(&file, u64::MAX)
+        .unwrap()
+        .unwrap();
+    let nulls_of = |s: &Stream, column: usize| -> (usize, usize) {
+        let t = s.collect().unwrap();
+        let chunks = t.column("test", t.schema().field(column).name()).unwrap();
+        (chunks.iter().map(|c| c.null_count()).sum(), t.num_rows())
+    };
+    // Whole: 'c' has values. Narrowed to 'a' and 'b': 'c' comes as nulls
+    // (not decoded), its field nullable, and 'a' and 'b' as they are.
+    let (c_nulls, rows) = nulls_of(&stream, 2);
+    assert!(c_nulls < rows / 2, "{c_nulls} of {rows}");
+    let narrowed = stream.reading_only(&[true, true, false]).unwrap();
+    assert_eq!(nulls_of(&narrowed, 2), (rows, rows));
+    let (whole, narrow) = (stream.collect().unwrap(), narrowed.collect().unwrap());
+    for name in ["a", "b"] {
+        assert_eq!(
+            whole.column("t", name).unwrap(),
+            narrow.column("t", name).unwrap()
+        );
+    }
+
+    /// Reads only 'a', and records the null count of 'c' it was given.
+    #[derive(Debug, Default)]
+    struct OnlyA(std::sync::Mutex<Option<(usize, usize)>>);
+    impl Step for OnlyA {
+        fn kind(&self) -> &str {
+            "only_a"
+        }
+        fn inputs(&self) -> &[&str] {
+            &["data"]
+        }
+        fn outputs(&self) -> &[&str] {
+            &[]
+        }
+        fn params(&self) -> String {
+            String::new()
+        }
+        fn output_schemas(
+            &self,
+            _: StepContext,
+            _: &[arrow_schema::SchemaRef],
+        ) -> fuseflow::Result<Vec<arrow_schema::SchemaRef>> {
+            Ok(vec![])
+        }
+        fn run(&self, _: StepContext, _: &[Table]) -> fuseflow::Result<Vec<Table>> {
+            unreachable!("it streams")
+        }
+        fn streams_input(&self) -> bool {
+            true
+        }
+        fn columns_read(&self) -> Option<Vec<String>> {
+            Some(vec!["a".into()])
+        }
+        fn run_stream(
+            &self,
+            _: StepContext,
+            data: &Stream,
+            _: &[Table],
+        ) -> fuseflow::Result<Vec<Table>> {
+            let t = data.collect()?;
+            let c: usize = t
+                .column("only_a", "c")?
+                .iter()
+                .map(|c| c.null_count())
+                .sum();
+            *self.0.lock().unwrap() = Some((c, t.num_rows()));
+            Ok(vec![])
+        }
+    }
+    let step = std::sync::Arc::new(OnlyA::default());
+    let mut p = Pipeline::new("narrow");
+    p.add("raw", Read::new(&source));
+    p.add_shared("use", step.clone()).input("data", "raw");
+    p.run().unwrap();
+    assert_eq!(
+        *step.0.lock().unwrap(),
+        Some((rows, rows)),
+        "the scheduler narrowed its input"
+    );
+    // The same pipeline's fused chain reads only what its kept output needs,
+    // with results equal to those over the whole table.
+    let out = dir.path().join("kept.arrow");
+    let mut p = Pipeline::new("chain");
+    p.add("raw", Read::new(&source));
+    p.add("stats", FitStats::new(["a"])).input("data", "raw");
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["raw", "stats"]);
+    p.add("kept", Select::new(["a"])).input("data", "scaled");
+    p.add("save", Write::new(&out)).input("data", "kept");
+    let run = p.run().unwrap();
+    let mut q = Pipeline::new("expected");
+    q.add("raw", MemorySource::new(whole));
+    q.add("stats", FitStats::new(["a"])).input("data", "raw");
+    q.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["raw", "stats"]);
+    q.add("kept", Select::new(["a"])).input("data", "scaled");
+    let expected = q.run().unwrap();
+    assert_same_values(
+        &read(Read::new(&out)).unwrap(),
+        expected.output("kept").unwrap(),
+        "kept",
+    );
+    // A member before the select, fetched from the run, is whole: computed
+    // again from the whole input, not the narrowed one.
+    assert_same_values(
+        run.output("scaled").unwrap(),
+        expected.output("scaled").unwrap(),
+        "scaled",
+    );
+}

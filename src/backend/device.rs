@@ -13,7 +13,7 @@ use super::cpu::{CpuBackend, CpuKernel};
 use super::{Backend, DeviceInfo, DeviceKind};
 use crate::cache::DeviceTier;
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::{DType, Node, OpByOp, Projection};
+use crate::ir::{DType, OpByOp, Projection};
 
 /// Which device to run on, as written on the command line (`--device`) and in
 /// spec files (`device = "..."`).
@@ -283,7 +283,7 @@ impl Device {
         Kernel {
             device: self.clone(),
             unsupported,
-            reads: columns_read(on_device, &live),
+            reads: on_device.columns_read(),
             unfused: (!self.fused).then(|| on_device.op_by_op()),
             narrowed,
             cpu: CpuKernel::compile(projection),
@@ -462,16 +462,4 @@ impl Kernel {
             Err(e) => Err(e),
         }
     }
-}
-
-/// Which input columns the `live` nodes of a projection read.
-fn columns_read(projection: &Projection, live: &[bool]) -> Vec<bool> {
-    let mut reads = vec![false; projection.input_schema().fields().len()];
-    let arena = projection.arena();
-    for id in arena.ids().filter(|id| live[id.index()]) {
-        if let Node::Column(c) = arena.node(id) {
-            reads[*c] = true;
-        }
-    }
-    reads
 }

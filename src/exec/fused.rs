@@ -74,11 +74,15 @@ pub(crate) fn run_group(
     let kernel_tail = chain
         .last()
         .ok_or_else(|| Error::Internal("a fused group without a row-local step".into()))?;
-    let input = data.stream();
-    // Every member whose output is not the group's result, computed lazily.
+    let whole = data.stream();
+    // Every member whose output is not the group's result, computed lazily
+    // from the whole input.
     let unheld: Vec<(usize, Stream)> = (1..=chain.len() - usize::from(!sink))
-        .map(|n| Ok((n - 1, recomputed(&chain[..n], &input, device)?)))
+        .map(|n| Ok((n - 1, recomputed(&chain[..n], &whole, device)?)))
         .collect::<Result<_>>()?;
+    // The kernel reads only the columns it uses: a Parquet source decodes
+    // only those.
+    let input = whole.reading_only(&columns_used(members, whole.schema())?)?;
     let (schema, projection) = compose(chain, input.schema())?;
     let name = kernel_tail.name.clone();
     let kernel = Arc::new(device.kernel(projection));
@@ -86,8 +90,8 @@ pub(crate) fn run_group(
         let ctx = StepContext::new(&name).on(device, notes);
         let table = match data {
             Data::Table(t) => apply_kernel(ctx, t, &schema, &kernel)?,
-            Data::Stream(s) => {
-                let batches = s
+            Data::Stream(_) => {
+                let batches = input
                     .scan()?
                     .map(|b| apply_batch(&name, notes, &b?, &schema, &kernel))
                     .collect::<Result<Vec<_>>>()?;
@@ -125,6 +129,26 @@ pub(crate) fn run_group(
         piped_rows: Some(rows.load(Ordering::Relaxed)),
         unheld,
     })
+}
+
+/// Which columns of `input` a fused group reads (by index): those its
+/// kernel's kept outputs are computed from, and those passed through to its
+/// output.
+fn columns_used(members: &[Member], input: &SchemaRef) -> Result<Vec<bool>> {
+    let sink = members.last().is_some_and(|m| m.step.row_local().is_none());
+    let chain = &members[..members.len() - usize::from(sink)];
+    let (output, projection) = compose(chain, input)?;
+    let mut used = projection.columns_read();
+    for field in output.fields() {
+        let computed = projection
+            .outputs()
+            .iter()
+            .any(|(name, _)| name == field.name());
+        if !computed && let Ok(i) = input.index_of(field.name()) {
+            used[i] = true;
+        }
+    }
+    Ok(used)
 }
 
 /// The output of the last of `chain` over `input`, as a stream that

@@ -576,6 +576,21 @@ fn compute(
     memory_budget: u64,
 ) -> Result<(Vec<Data>, Option<Ran>)> {
     let ctx = StepContext::new(&node.name).on(device, notes);
+    // A stream read by a step that uses only some of its columns decodes
+    // only those, where its source can (Parquet).
+    // (A fused group narrows its own input: see `run_group`.)
+    let mut inputs = inputs;
+    if let (true, Some(Data::Stream(stream)), Some(columns)) =
+        (members.is_empty(), inputs.first(), node.step.columns_read())
+    {
+        let schema = stream.schema();
+        let needed: Vec<bool> = schema
+            .fields()
+            .iter()
+            .map(|f| columns.contains(f.name()))
+            .collect();
+        inputs[0] = Data::Stream(stream.reading_only(&needed)?);
+    }
     if !members.is_empty() {
         let mut ran = run_group(members, &inputs[0], device, notes)?;
         let tables = std::mem::take(&mut ran.outputs);

@@ -96,6 +96,18 @@ impl Projection {
         live
     }
 
+    /// Which input columns (by index) the outputs read.
+    pub fn columns_read(&self) -> Vec<bool> {
+        let live = self.live_nodes();
+        let mut reads = vec![false; self.input.fields().len()];
+        for id in self.arena.ids().filter(|id| live[id.index()]) {
+            if let Node::Column(c) = self.arena.node(id) {
+                reads[*c] = true;
+            }
+        }
+        reads
+    }
+
     /// The schema of the evaluated result (every column nullable).
     pub fn output_schema(&self) -> SchemaRef {
         let fields: Vec<Field> = self

@@ -11,10 +11,10 @@ use std::io::{BufReader, Read as _, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_schema::{ArrowError, SchemaRef};
-use parquet::arrow::ArrowWriter;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
@@ -164,12 +164,14 @@ impl BatchReader {
     /// # Errors
     /// [`Error::Io`] naming the file when it is missing, unreadable or not of the format.
     pub fn open(path: &Path, format: Option<FileFormat>, batch_rows: usize) -> Result<Self> {
-        Self::open_with(path, format, batch_rows, false)
+        Self::open_with(path, format, batch_rows, false, None)
     }
 
     /// [`BatchReader::open`]; with `release`, the batches of an Arrow IPC
     /// file release their pages of its mapping when dropped (see
-    /// [`MappedIpcFile::scan`]), for one pass over a file larger than memory.
+    /// [`MappedIpcFile::scan`]), for one pass over a file larger than memory;
+    /// with `columns`, a Parquet file decodes only the columns marked, and
+    /// gives the others as nulls (their fields made nullable).
     ///
     /// # Errors
     /// As [`BatchReader::open`].
@@ -178,6 +180,7 @@ impl BatchReader {
         format: Option<FileFormat>,
         batch_rows: usize,
         release: bool,
+        columns: Option<&[bool]>,
     ) -> Result<Self> {
         let format = FileFormat::given_or_from_path(format, path)?;
         let open = || open_for_reading(path);
@@ -199,13 +202,8 @@ impl BatchReader {
             Box<dyn Iterator<Item = _> + Send>,
         ) = match format {
             FileFormat::Parquet => {
-                let scan = ParquetScan::open(path, batch_rows)?;
-                let total = scan.rows();
-                (
-                    Arc::clone(scan.metadata.schema()),
-                    Some(total),
-                    Box::new(scan),
-                )
+                let scan = ParquetScan::open(path, batch_rows)?.reading(columns);
+                (scan.schema(), Some(scan.rows()), Box::new(scan))
             }
             FileFormat::ArrowFile => {
                 // Mapped and decoded in place: the batches point into the file.
@@ -360,6 +358,8 @@ struct ParquetScan {
     path: PathBuf,
     metadata: ArrowReaderMetadata,
     batch_rows: usize,
+    /// The columns to decode (all when `None`); the others come as nulls.
+    columns: Option<Vec<bool>>,
     next_group: usize,
     decoded: std::collections::VecDeque<Result<RecordBatch>>,
 }
@@ -372,9 +372,36 @@ impl ParquetScan {
             path: path.to_path_buf(),
             metadata,
             batch_rows: batch_rows.max(1),
+            columns: None,
             next_group: 0,
             decoded: Default::default(),
         })
+    }
+
+    /// Decode only the columns marked in `columns` (when given, and when
+    /// it marks as many as the file has).
+    fn reading(mut self, columns: Option<&[bool]>) -> Self {
+        let width = self.metadata.schema().fields().len();
+        self.columns = columns
+            .filter(|c| c.len() == width && c.contains(&false))
+            .map(<[bool]>::to_vec);
+        self
+    }
+
+    /// The schema of the batches: the file's, with the fields of columns not
+    /// decoded made nullable (they come as nulls).
+    fn schema(&self) -> SchemaRef {
+        let file = self.metadata.schema();
+        let Some(columns) = &self.columns else {
+            return Arc::clone(file);
+        };
+        let fields: Vec<Field> = file
+            .fields()
+            .iter()
+            .zip(columns)
+            .map(|(f, &read)| f.as_ref().clone().with_nullable(f.is_nullable() || !read))
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
     }
 
     fn rows(&self) -> usize {
@@ -410,24 +437,69 @@ impl ParquetScan {
         let window = self.next_group..end;
         self.next_group = end;
         let (path, metadata, batch_rows) = (&self.path, &self.metadata, self.batch_rows);
+        let (schema, columns) = (self.schema(), self.columns.as_deref());
+        let mask = columns.map(|columns| {
+            let roots = columns
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .map(|(i, _)| i);
+            ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots)
+        });
         let decoded: Vec<Vec<Result<RecordBatch>>> = window
             .into_par_iter()
             .map(|group| {
                 let reader = open_for_reading(path).and_then(|file| {
-                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
-                        .with_row_groups(vec![group])
-                        .with_batch_size(batch_rows)
-                        .build()
-                        .map_err(|e| unreadable(path, FileFormat::Parquet, &e))
+                    let builder =
+                        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
+                            .with_row_groups(vec![group])
+                            .with_batch_size(batch_rows);
+                    match &mask {
+                        Some(mask) => builder.with_projection(mask.clone()),
+                        None => builder,
+                    }
+                    .build()
+                    .map_err(|e| unreadable(path, FileFormat::Parquet, &e))
                 });
                 match reader {
-                    Ok(reader) => decoded(path, FileFormat::Parquet, reader).collect(),
+                    Ok(reader) => decoded(path, FileFormat::Parquet, reader)
+                        .map(|b| b.and_then(|b| with_unread_columns(b, &schema, columns)))
+                        .collect(),
                     Err(e) => vec![Err(e)],
                 }
             })
             .collect();
         self.decoded.extend(decoded.into_iter().flatten());
     }
+}
+
+/// `batch`, decoded with only the columns marked in `columns`, laid out in
+/// `schema` with every other column null. The nulls cost no decoding, and
+/// their zeroed buffers no page until something reads them.
+fn with_unread_columns(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    columns: Option<&[bool]>,
+) -> Result<RecordBatch> {
+    let Some(columns) = columns else {
+        return Ok(batch);
+    };
+    let mut decoded = batch.columns().iter();
+    let arrays: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(field, &read)| match read {
+            true => decoded.next().cloned().ok_or_else(|| {
+                Error::Internal("a projected Parquet batch has too few columns".into())
+            }),
+            false => Ok(arrow_array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<_>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), arrays)?)
 }
 
 impl Iterator for ParquetScan {
@@ -458,20 +530,30 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
         format,
         batch_rows,
     } = file.clone();
-    let scanned = |size, release| -> Result<Option<Stream>> {
-        let schema = Arc::clone(BatchReader::open(&path, format, batch_rows)?.schema());
+    let scanned = {
         let path = path.clone();
-        Ok(Some(Stream::new(schema, Some(size), move || {
-            Ok(Box::new(BatchReader::open_with(
-                &path, format, batch_rows, release,
-            )?))
-        })))
+        move |size, release, columns: Option<Vec<bool>>| -> Result<Stream> {
+            let path = path.clone();
+            let open = move || {
+                BatchReader::open_with(&path, format, batch_rows, release, columns.as_deref())
+            };
+            let schema = Arc::clone(open()?.schema());
+            Ok(Stream::new(schema, Some(size), move || {
+                Ok(Box::new(open()?))
+            }))
+        }
     };
     match FileFormat::given_or_from_path(format, &path)? {
         // Decoded again by every scan, a window of row groups at a time.
+        // A consumer that reads only some columns gets only those decoded.
         FileFormat::Parquet => {
             let scan = ParquetScan::open(&path, batch_rows)?;
-            scanned((scan.rows(), scan.data_size()), false)
+            let size = (scan.rows(), scan.data_size());
+            let narrow = {
+                let scanned = scanned.clone();
+                move |needed: &[bool]| scanned(size, false, Some(needed.to_vec()))
+            };
+            Ok(Some(scanned(size, false, None)?.narrowed_by(narrow)))
         }
         FileFormat::ArrowFile if is_ipc_file(&path)? => {
             if MappedIpcFile::open(&path)?.len() as u64 > memory_budget {
@@ -481,7 +563,7 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
                     size.0 += batch.num_rows();
                     size.1 += batch_data_size(&batch);
                 }
-                scanned(size, true)
+                scanned(size, true, None).map(Some)
             } else {
                 // Mapped once, its pages kept: every scan decodes nothing.
                 let reader = BatchReader::open(&path, format, batch_rows)?;

@@ -470,6 +470,9 @@ impl Step for FitStats {
             .collect();
         self.table(&fitted, &quartiles)
     }
+    fn columns_read(&self) -> Option<Vec<String>> {
+        Some(self.columns.clone())
+    }
     /// Without quantiles, statistics merge window by window.
     fn streams_input(&self) -> bool {
         !self.quantiles

@@ -135,6 +135,14 @@ pub trait Step: Send + Sync + fmt::Debug {
         self.run(ctx, &inputs)
     }
 
+    /// The columns of its data input the step reads, when it reads only
+    /// some (a fit of named columns): a source that can skip columns
+    /// (Parquet) then decodes only those for it, and the others may come as
+    /// nulls. `None` (the default): every column.
+    fn columns_read(&self) -> Option<Vec<String>> {
+        None
+    }
+
     /// The version of the step's code, part of its cache key: bump it when the
     /// step computes something different from the same inputs and parameters,
     /// so that outputs cached by the old code are not reused.

@@ -19,6 +19,7 @@ use crate::error::Result;
 pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 type Scan = dyn Fn() -> Result<Batches> + Send + Sync;
+type Narrow = dyn Fn(&[bool]) -> Result<Stream> + Send + Sync;
 
 /// A re-scannable sequence of record batches of one schema.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct Stream {
     /// Rows and bytes of a scan, when known before scanning.
     size: Option<(usize, usize)>,
     scan: Arc<Scan>,
+    /// For a source that can skip columns: the stream reading only some.
+    narrow: Option<Arc<Narrow>>,
 }
 
 impl fmt::Debug for Stream {
@@ -50,6 +53,36 @@ impl Stream {
             schema,
             size,
             scan: Arc::new(scan),
+            narrow: None,
+        }
+    }
+
+    /// This stream, able to skip the columns a consumer does not read:
+    /// `narrow` gives the stream of the same schema whose unread columns
+    /// (those not marked) may hold anything (see [`Stream::reading_only`]).
+    pub fn narrowed_by(
+        mut self,
+        narrow: impl Fn(&[bool]) -> Result<Stream> + Send + Sync + 'static,
+    ) -> Self {
+        self.narrow = Some(Arc::new(narrow));
+        self
+    }
+
+    /// The stream for a consumer that reads only the columns marked in
+    /// `needed` (by index in the schema): a source that can skip columns
+    /// (Parquet) decodes only those and gives every other one as nulls,
+    /// its field made nullable; any other stream is returned as it is.
+    ///
+    /// # Errors
+    /// As [`Stream::scan`].
+    pub fn reading_only(&self, needed: &[bool]) -> Result<Stream> {
+        match &self.narrow {
+            Some(narrow)
+                if needed.len() == self.schema.fields().len() && needed.contains(&false) =>
+            {
+                narrow(needed)
+            }
+            _ => Ok(self.clone()),
         }
     }
 
