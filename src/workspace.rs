@@ -161,7 +161,7 @@ impl Workspace {
     /// verifies its content).
     pub fn has(&self, hash: &ContentHash) -> bool {
         self.memory.get(hash).is_some()
-            || self.writer.pending(hash).is_some()
+            || self.writer.is_pending(hash)
             || self.objects.object_path(hash).is_file()
             || self.objects.reference_path(hash).is_file()
     }

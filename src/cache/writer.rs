@@ -90,6 +90,11 @@ impl ObjectWriter {
         lock(&self.pending).get(hash).cloned()
     }
 
+    /// Whether a table is queued and not yet written.
+    pub fn is_pending(&self, hash: &ContentHash) -> bool {
+        lock(&self.pending).contains_key(hash)
+    }
+
     /// Wait until every queued table is written.
     ///
     /// # Errors

@@ -155,16 +155,6 @@ impl MappedIpcFile {
         &self.schema
     }
 
-    /// The file's size in bytes.
-    pub fn len(&self) -> usize {
-        self.buffer.len()
-    }
-
-    /// Whether the file is empty (never: a file without a footer does not open).
-    pub fn is_empty(&self) -> bool {
-        self.buffer.is_empty()
-    }
-
     /// How many record batches the file holds.
     pub fn num_batches(&self) -> usize {
         self.blocks.len()
@@ -178,7 +168,8 @@ impl MappedIpcFile {
     /// # Panics
     /// When `i` is not below [`MappedIpcFile::num_batches`].
     pub fn batch(&self, i: usize) -> Result<RecordBatch> {
-        self.decode(i, &self.buffer)
+        let data = block_bytes(&self.buffer, &self.blocks[i]).map_err(|e| self.damaged(i, e))?;
+        self.decode_block(i, &data)
     }
 
     /// Decode the `i`-th record batch over a view of the mapping of its own,
@@ -206,12 +197,6 @@ impl MappedIpcFile {
         // mapping, which `pages` keeps alive.
         let view = unsafe { Buffer::from_custom_allocation(ptr, range.len(), pages) };
         self.decode_block(i, &view)
-    }
-
-    fn decode(&self, i: usize, buffer: &Buffer) -> Result<RecordBatch> {
-        let block = &self.blocks[i];
-        let data = block_bytes(buffer, block).map_err(|e| self.damaged(i, e))?;
-        self.decode_block(i, &data)
     }
 
     /// Decode the batch of block `i` from `data`, its bytes.

@@ -1,5 +1,7 @@
 //! [`Data`]: a step's output as the executor holds it.
 
+use arrow_schema::SchemaRef;
+
 use crate::error::Result;
 use crate::pipeline::{Stream, Table};
 
@@ -12,6 +14,14 @@ pub(crate) enum Data {
 }
 
 impl Data {
+    /// The schema of every batch.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        match self {
+            Data::Table(t) => t.schema(),
+            Data::Stream(s) => s.schema(),
+        }
+    }
+
     /// The rows as a table: a stream is scanned and collected.
     pub(crate) fn table(&self) -> Result<Table> {
         match self {

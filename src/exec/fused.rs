@@ -20,7 +20,7 @@ use crate::backend::{Device, Notes};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
-use crate::pipeline::prep::{apply_batch, apply_kernel, with_columns_schema};
+use crate::pipeline::prep::{apply_batch, with_columns_schema};
 use crate::pipeline::step::{Step, StepContext};
 use crate::pipeline::stream::Stream;
 use crate::pipeline::table::{Table, column_index};
@@ -75,29 +75,32 @@ pub(crate) fn run_group(
         .last()
         .ok_or_else(|| Error::Internal("a fused group without a row-local step".into()))?;
     let whole = data.stream();
+    let composed = compose(chain, whole.schema())?;
     // Every member whose output is not the group's result, computed lazily
     // from the whole input.
-    let unheld: Vec<(usize, Stream)> = (1..=chain.len() - usize::from(!sink))
-        .map(|n| Ok((n - 1, recomputed(&chain[..n], &whole, device)?)))
-        .collect::<Result<_>>()?;
+    let unheld: Vec<(usize, Stream)> = (0..chain.len() - usize::from(!sink))
+        .map(|m| {
+            let schema = Arc::clone(&composed.schemas[m]);
+            (m, recomputed(&chain[..=m], schema, &whole, device))
+        })
+        .collect();
     // The kernel reads only the columns it uses: a Parquet source decodes
-    // only those.
-    let input = whole.reading_only(&columns_used(members, whole.schema())?)?;
-    let (schema, projection) = compose(chain, input.schema())?;
+    // only those (and types the others' fields nullable, so the kernel is
+    // composed over what it is given).
+    let input = whole.reading_only(&composed.columns_used())?;
+    let Composed {
+        mut schemas,
+        projection,
+    } = compose(chain, input.schema())?;
+    let schema = schemas.pop().expect("a composed member");
     let name = kernel_tail.name.clone();
     let kernel = Arc::new(device.kernel(projection));
     if !sink {
-        let ctx = StepContext::new(&name).on(device, notes);
-        let table = match data {
-            Data::Table(t) => apply_kernel(ctx, t, &schema, &kernel)?,
-            Data::Stream(_) => {
-                let batches = input
-                    .scan()?
-                    .map(|b| apply_batch(&name, notes, &b?, &schema, &kernel))
-                    .collect::<Result<Vec<_>>>()?;
-                Table::try_new(Arc::clone(&schema), batches)?
-            }
-        };
+        let batches = input
+            .scan()?
+            .map(|b| apply_batch(&name, notes, &b?, &schema, &kernel))
+            .collect::<Result<Vec<_>>>()?;
+        let table = Table::try_new(Arc::clone(&schema), batches)?;
         return Ok(Ran {
             outputs: vec![table],
             piped_rows: None,
@@ -131,47 +134,60 @@ pub(crate) fn run_group(
     })
 }
 
-/// Which columns of `input` a fused group reads (by index): those its
-/// kernel's kept outputs are computed from, and those passed through to its
-/// output.
-fn columns_used(members: &[Member], input: &SchemaRef) -> Result<Vec<bool>> {
-    let sink = members.last().is_some_and(|m| m.step.row_local().is_none());
-    let chain = &members[..members.len() - usize::from(sink)];
-    let (output, projection) = compose(chain, input)?;
-    let mut used = projection.columns_read();
-    for field in output.fields() {
-        let computed = projection
-            .outputs()
-            .iter()
-            .any(|(name, _)| name == field.name());
-        if !computed && let Ok(i) = input.index_of(field.name()) {
-            used[i] = true;
-        }
-    }
-    Ok(used)
-}
-
-/// The output of the last of `chain` over `input`, as a stream that
-/// composes and compiles the chain's kernel when scanned.
-fn recomputed(chain: &[Member], input: &Stream, device: &Device) -> Result<Stream> {
-    let (schema, _) = compose(chain, input.schema())?;
+/// The output of the last of `chain` over `input`, of `schema`, as a stream
+/// that composes and compiles the chain's kernel when scanned.
+fn recomputed(chain: &[Member], schema: SchemaRef, input: &Stream, device: &Device) -> Stream {
     let (chain, input, device) = (chain.to_vec(), input.clone(), device.clone());
     let name = chain.last().map(|m| m.name.clone()).unwrap_or_default();
-    Ok(Stream::new(Arc::clone(&schema), None, move || {
-        let (schema, projection) = compose(&chain, input.schema())?;
+    Stream::new(schema, None, move || {
+        let Composed {
+            mut schemas,
+            projection,
+        } = compose(&chain, input.schema())?;
+        let schema = schemas.pop().expect("a composed member");
         let kernel = device.kernel(projection);
         let (name, notes) = (name.clone(), Notes::default());
         Ok(Box::new(input.scan()?.map(move |b| {
             apply_batch(&name, &notes, &b?, &schema, &kernel)
         })))
-    }))
+    })
+}
+
+/// A chain of row-local members composed over the head's input.
+struct Composed {
+    /// Each member's output schema, head first.
+    schemas: Vec<SchemaRef>,
+    /// The last member's computed columns over the head's input.
+    projection: Projection,
+}
+
+impl Composed {
+    /// Which input columns (by index) the chain reads: those its computed
+    /// columns are computed from, and those it passes through.
+    fn columns_used(&self) -> Vec<bool> {
+        let input = self.projection.input_schema();
+        let mut used = self.projection.columns_read();
+        let output = self.schemas.last().expect("a composed member");
+        for field in output.fields() {
+            let computed = self
+                .projection
+                .outputs()
+                .iter()
+                .any(|(name, _)| name == field.name());
+            if !computed && let Ok(i) = input.index_of(field.name()) {
+                used[i] = true;
+            }
+        }
+        used
+    }
 }
 
 /// The expressions of a chain of row-local members composed over the head's
-/// input (`input`): the tail's output schema and the projection computing
-/// its columns.
-fn compose(chain: &[Member], input: &SchemaRef) -> Result<(SchemaRef, Projection)> {
+/// input (`input`): each member's output schema and the projection
+/// computing the last one's columns.
+fn compose(chain: &[Member], input: &SchemaRef) -> Result<Composed> {
     let mut schema: SchemaRef = Arc::clone(input);
+    let mut schemas = Vec::with_capacity(chain.len());
     let mut defs: HashMap<String, Expr> = HashMap::new();
     for member in chain {
         let name = &member.name;
@@ -201,6 +217,7 @@ fn compose(chain: &[Member], input: &SchemaRef) -> Result<(SchemaRef, Projection
             })
             .collect();
         defs.extend(composed);
+        schemas.push(Arc::clone(&next));
         schema = next;
     }
     let exprs: Vec<(String, Expr)> = schema
@@ -211,5 +228,8 @@ fn compose(chain: &[Member], input: &SchemaRef) -> Result<(SchemaRef, Projection
     let tail_name = chain.last().map_or("", |m| m.name.as_str());
     let projection =
         Projection::try_new(Arc::clone(input), &exprs).map_err(|e| e.in_step(tail_name))?;
-    Ok((schema, projection))
+    Ok(Composed {
+        schemas,
+        projection,
+    })
 }

@@ -44,15 +44,13 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
         step: step.to_string(),
         message: format!("{stored_only}; it cannot be computed again: {why}"),
     };
-    let detail = ws.runs().run(run)?;
-    let text = ws.runs().spec_of(&detail.summary.id)?;
+    let text = ws.runs().spec_of(&row.run)?;
     let pipeline = spec::parse(&text, Path::new("recorded.toml")).map_err(|e| {
         cannot(format!(
             "the run's recorded definition is not a spec file ({e}); keep the step (--keep {step}) or cache every step to store it"
         ))
     })?;
-    replay(ws, &pipeline, &detail.summary.id.to_string(), step, port)
-        .map_err(|e| cannot(e.to_string()))
+    replay(ws, &pipeline, row.run.as_str(), step, port).map_err(|e| cannot(e.to_string()))
 }
 
 /// Compute `step`'s output in `run` again over `pipeline`'s steps.

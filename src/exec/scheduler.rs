@@ -602,13 +602,7 @@ fn compute(
         return Ok((vec![Data::Stream(stream)], None));
     }
     if check_schemas {
-        let schemas: Vec<SchemaRef> = inputs
-            .iter()
-            .map(|d| match d {
-                Data::Table(t) => Arc::clone(t.schema()),
-                Data::Stream(s) => Arc::clone(s.schema()),
-            })
-            .collect();
+        let schemas: Vec<SchemaRef> = inputs.iter().map(|d| Arc::clone(d.schema())).collect();
         node.planned_schemas(&schemas)?;
     }
     let tables = match inputs.split_first() {

@@ -20,7 +20,7 @@ use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 
 use super::step::{Source, SourceContent, SourceFile, Step, StepContext};
-use super::stream::Stream;
+use super::stream::{Batches, Stream};
 use super::table::{Table, batch_data_size, normalize_batch, normalize_schema};
 use crate::cache::hash_table;
 use crate::data::MappedIpcFile;
@@ -388,20 +388,12 @@ impl ParquetScan {
         self
     }
 
-    /// The schema of the batches: the file's, with the fields of columns not
-    /// decoded made nullable (they come as nulls).
+    /// The schema of the batches.
     fn schema(&self) -> SchemaRef {
-        let file = self.metadata.schema();
-        let Some(columns) = &self.columns else {
-            return Arc::clone(file);
-        };
-        let fields: Vec<Field> = file
-            .fields()
-            .iter()
-            .zip(columns)
-            .map(|(f, &read)| f.as_ref().clone().with_nullable(f.is_nullable() || !read))
-            .collect();
-        Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
+        match &self.columns {
+            Some(columns) => reading_only(self.metadata.schema(), columns),
+            None => Arc::clone(self.metadata.schema()),
+        }
     }
 
     fn rows(&self) -> usize {
@@ -473,6 +465,19 @@ impl ParquetScan {
     }
 }
 
+/// The schema of a file's batches when only the columns marked in `columns`
+/// are decoded: the file's, with the fields of the others made nullable
+/// (they come as nulls).
+fn reading_only(file: &Schema, columns: &[bool]) -> SchemaRef {
+    let fields: Vec<Field> = file
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(f, &read)| f.as_ref().clone().with_nullable(f.is_nullable() || !read))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
+}
+
 /// `batch`, decoded with only the columns marked in `columns`, laid out in
 /// `schema` with every other column null. The nulls cost no decoding, and
 /// their zeroed buffers no page until something reads them.
@@ -530,17 +535,17 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
         format,
         batch_rows,
     } = file.clone();
+    // Every scan opens the file again (its footer only; batches are decoded
+    // as they are read).
     let scanned = {
         let path = path.clone();
-        move |size, release, columns: Option<Vec<bool>>| -> Result<Stream> {
+        move |schema: SchemaRef, size, release, columns: Option<Vec<bool>>| {
             let path = path.clone();
-            let open = move || {
-                BatchReader::open_with(&path, format, batch_rows, release, columns.as_deref())
-            };
-            let schema = Arc::clone(open()?.schema());
-            Ok(Stream::new(schema, Some(size), move || {
-                Ok(Box::new(open()?))
-            }))
+            Stream::new(schema, Some(size), move || {
+                let reader =
+                    BatchReader::open_with(&path, format, batch_rows, release, columns.as_deref())?;
+                Ok(Box::new(reader) as Batches)
+            })
         }
     };
     match FileFormat::given_or_from_path(format, &path)? {
@@ -549,21 +554,31 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
         FileFormat::Parquet => {
             let scan = ParquetScan::open(&path, batch_rows)?;
             let size = (scan.rows(), scan.data_size());
+            let file = Arc::clone(scan.metadata.schema());
+            let schema = normalize_schema(&file);
             let narrow = {
                 let scanned = scanned.clone();
-                move |needed: &[bool]| scanned(size, false, Some(needed.to_vec()))
+                move |needed: &[bool]| {
+                    let schema = normalize_schema(&reading_only(&file, needed));
+                    Ok(scanned(schema, size, false, Some(needed.to_vec())))
+                }
             };
-            Ok(Some(scanned(size, false, None)?.narrowed_by(narrow)))
+            Ok(Some(scanned(schema, size, false, None).narrowed_by(narrow)))
         }
         FileFormat::ArrowFile if is_ipc_file(&path)? => {
-            if MappedIpcFile::open(&path)?.len() as u64 > memory_budget {
+            let file_len = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            if file_len > memory_budget {
+                let mapped = MappedIpcFile::open(&path)?;
+                let schema = normalize_schema(mapped.schema());
                 let mut size = (0, 0);
-                for batch in MappedIpcFile::open(&path)?.batches() {
+                for batch in mapped.batches() {
                     let batch = batch?;
                     size.0 += batch.num_rows();
                     size.1 += batch_data_size(&batch);
                 }
-                scanned(size, true, None).map(Some)
+                Ok(Some(scanned(schema, size, true, None)))
             } else {
                 // Mapped once, its pages kept: every scan decodes nothing.
                 let reader = BatchReader::open(&path, format, batch_rows)?;

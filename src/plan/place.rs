@@ -35,9 +35,9 @@ impl DeviceSet {
     /// `auto` every kind. Each GPU backend is opened once per process.
     pub fn probe(choices: impl IntoIterator<Item = DeviceChoice>) -> DeviceSet {
         let mut kinds: Vec<DeviceChoice> = Vec::new();
-        let mut named: Vec<DeviceChoice> = Vec::new();
+        let mut wgpu_named = false;
         for choice in choices {
-            named.push(choice);
+            wgpu_named |= choice == DeviceChoice::Wgpu;
             let wanted: &[DeviceChoice] = match choice {
                 DeviceChoice::Cpu => &[],
                 DeviceChoice::Auto => &[DeviceChoice::Cuda, DeviceChoice::Wgpu],
@@ -56,7 +56,7 @@ impl DeviceSet {
             // on Linux, without a GPU device node no other kind can exist, so
             // the Vulkan loader (which loads the software driver) is not even
             // started.
-            let auto_only = choice == DeviceChoice::Wgpu && !named.contains(&DeviceChoice::Wgpu);
+            let auto_only = choice == DeviceChoice::Wgpu && !wgpu_named;
             if auto_only && !gpu_device_nodes() {
                 set.missing.push((
                     DeviceKind::Wgpu,

@@ -416,8 +416,8 @@ impl RunStore {
     /// runs of spec files, else the pipeline's `explain` output.
     ///
     /// # Errors
-    /// As [`RunStore::resolve`], and [`Error::RunStore`] when the database
-    /// cannot be read.
+    /// [`Error::RunStore`] when the run is unknown or the database cannot be
+    /// read.
     pub fn spec_of(&self, run: &RunId) -> Result<String> {
         let conn = self.conn();
         conn.query_row(
