@@ -19,7 +19,7 @@ mod common;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 use fuseflow::backend::{Backend, Device, DeviceChoice};
-use fuseflow::datasets::Rng;
+use fuseflow::data::Rng;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::logistic::{self, LogisticConfig};
 use fuseflow::ml::on_device::{self, DeviceLogistic};

@@ -23,7 +23,7 @@ use std::time::Duration;
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 
 use common::{DEFAULT_BATCH_ROWS, DEFAULT_ROWS, N_COLUMNS, SplitMix64, generate, rows_from_env};
-use fuseflow::cache::{hash_file, hash_table};
+use fuseflow::data::{hash_file, hash_table};
 use fuseflow::pipeline::Table;
 
 fn benching() -> bool {

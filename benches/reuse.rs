@@ -28,9 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{DEFAULT_BATCH_ROWS, DEFAULT_ROWS, N_COLUMNS, column_name, generate, weight};
-use fuseflow::cache::hash_file;
+use fuseflow::data::files::{FileFormat, write_table};
+use fuseflow::data::hash_file;
 use fuseflow::ir::{Expr, col, lit};
-use fuseflow::pipeline::io::{FileFormat, Read, write_table};
+use fuseflow::pipeline::io::Read;
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
 use fuseflow::{CachePolicy, CacheUse, Pipeline, RunOptions, Table, Workspace};
 

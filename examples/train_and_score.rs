@@ -15,9 +15,9 @@
 use std::path::Path;
 
 use fuseflow::backend::DeviceChoice;
+use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::exec::{Progress, ProgressMode, RunOptions, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
-use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::metrics::Evaluate;
 use fuseflow::pipeline::models::model_from_table;
 use fuseflow::{Pipeline, Table, datasets};

@@ -17,13 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::cache::{
-    ContentHash, FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, ObjectWriter, hash_file,
-    hash_table,
-};
+use crate::cache::{FieldChange, KeyFields, Lookup, MemoryTier, ObjectStore, ObjectWriter};
+use crate::data::{ContentHash, Table, hash_file, hash_table};
 use crate::error::{Error, Result};
 use crate::pipeline::io::Read;
-use crate::pipeline::{SourceFile, Step, StepContext, Table};
+use crate::pipeline::{SourceFile, Step, StepContext};
 use crate::track::{FileStat, RunId, RunStore};
 
 /// The workspace directory used when none is named.

@@ -16,10 +16,10 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
 use arrow_schema::DataType;
 
+use fuseflow::data::files::{BatchReader, FileFormat, write_table};
 use fuseflow::exec::{Progress, ProgressMode, ScoreOptions, score_file};
 use fuseflow::ml::model::Model;
 use fuseflow::ml::score::Scorer;
-use fuseflow::pipeline::io::{BatchReader, FileFormat, write_table};
 use fuseflow::pipeline::models::model_from_table;
 use fuseflow::{Error, Table, datasets};
 

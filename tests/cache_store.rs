@@ -9,9 +9,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
 use fuseflow::Error;
-use fuseflow::cache::{
-    ContentHash, GcReport, Lookup, MemoryTier, ObjectStore, STALE_TEMP_AGE, hash_table,
-};
+use fuseflow::cache::{GcReport, Lookup, MemoryTier, ObjectStore, STALE_TEMP_AGE};
+use fuseflow::data::{ContentHash, hash_table};
 use fuseflow::pipeline::Table;
 
 use common::*;

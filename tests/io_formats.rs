@@ -15,8 +15,9 @@ use arrow_array::{
 use arrow_schema::DataType;
 use common::*;
 use fuseflow::Error;
+use fuseflow::data::files::{BatchWriter, FileFormat, write_table};
 use fuseflow::ir::col;
-use fuseflow::pipeline::io::{BatchWriter, FileFormat, MemorySource, Read, Write, write_table};
+use fuseflow::pipeline::io::{MemorySource, Read, Write};
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod, Select};
 use fuseflow::pipeline::{Pipeline, Table};
 use fuseflow::{CachePolicy, RunOptions, Workspace};
@@ -415,7 +416,7 @@ fn damaged_ipc_files_are_refused_by_the_mapped_reader() {
     );
     refused(&good[..12], "a stub", &["damaged"]);
 
-    let mut rng = fuseflow::datasets::Rng::new(5);
+    let mut rng = fuseflow::data::Rng::new(5);
     let mut outcomes = [0usize; 2];
     for round in 0..200 {
         let mut bytes = good.clone();

@@ -1,7 +1,7 @@
 //! Multi-layer perceptron: learning, reproducibility, gradients, validation.
 
 use fuseflow::Error;
-use fuseflow::datasets::Rng;
+use fuseflow::data::Rng;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::mlp::{
     Activation, DenseLayer, Head, Mlp, MlpConfig, MlpTarget, TrainReport, train,

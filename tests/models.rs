@@ -22,7 +22,9 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch,
 use arrow_schema::{DataType, Schema};
 
 use common::{assert_msg, expect_err, f64_values, str_values};
-use fuseflow::datasets::{self, Rng};
+use fuseflow::data::Rng;
+use fuseflow::data::files::{FileFormat, write_table};
+use fuseflow::datasets;
 use fuseflow::ir::col;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::logistic::{LogisticConfig, LogisticFit};
@@ -30,7 +32,7 @@ use fuseflow::ml::mlp::{Activation, DenseLayer, Head, Mlp, MlpConfig};
 use fuseflow::ml::model::{FORMAT_VERSION, MODEL_KEY, Model};
 use fuseflow::ml::score::Scorer;
 use fuseflow::ml::{linear, logistic};
-use fuseflow::pipeline::io::{FileFormat, MemorySource, write_table};
+use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::metrics::Evaluate;
 use fuseflow::pipeline::models::{
     Score, Task, TrainLinear, TrainLogistic, TrainMlp, model_from_table,

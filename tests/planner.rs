@@ -14,8 +14,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use common::faulty::Faulty;
 use common::steps::TestStep;
 use common::*;
+use fuseflow::backend::DeviceTier;
 use fuseflow::backend::{Device, DeviceChoice, DeviceKind, Notes};
-use fuseflow::cache::DeviceTier;
 use fuseflow::ir::{Projection, col, lit};
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
@@ -77,8 +77,8 @@ impl Step for Sized {
     fn size_hint(&self) -> Option<u64> {
         Some(self.bytes)
     }
-    fn op_kind(&self) -> fuseflow::plan::OpKind {
-        fuseflow::plan::OpKind::Io
+    fn op_kind(&self) -> fuseflow::pipeline::OpKind {
+        fuseflow::pipeline::OpKind::Io
     }
 }
 

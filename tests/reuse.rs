@@ -17,7 +17,7 @@ use fuseflow::pipeline::prep::{Derive, Filter, FitStats, Scale, ScaleMethod};
 use fuseflow::track::RunStatus;
 use fuseflow::{CachePolicy, CacheUse, Pipeline, Rerun, RunOptions, RunOutput, Table, Workspace};
 
-use fuseflow::datasets::Rng;
+use fuseflow::data::Rng;
 
 /// Normal values with 5% nulls (no NaN: fitting statistics refuses NaN).
 fn data(rows: usize, seed: u64) -> Table {
@@ -617,10 +617,10 @@ fn write_ipc(path: &Path, rows: usize, version: f64) {
     let x: ArrayRef = Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64)));
     let y: ArrayRef = Arc::new(Float64Array::from(vec![version; rows]));
     let batch = RecordBatch::try_from_iter([("x", x), ("y", y)]).unwrap();
-    fuseflow::pipeline::io::write_table(
+    fuseflow::data::files::write_table(
         &Table::from_batch(batch),
         path,
-        fuseflow::pipeline::io::FileFormat::ArrowFile,
+        fuseflow::data::files::FileFormat::ArrowFile,
     )
     .unwrap();
     set_mtime(path, 3600);

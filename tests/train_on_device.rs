@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use common::devices::backends;
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind};
-use fuseflow::datasets::Rng;
+use fuseflow::data::Rng;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::logistic::{self, LogisticConfig, LogisticFit};
 use fuseflow::ml::mlp::{self, Activation, MlpConfig, MlpTarget};

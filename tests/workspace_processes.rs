@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 
 use common::steps::TestStep;
-use fuseflow::cache::{ContentHash, Lookup, ObjectStore};
-use fuseflow::pipeline::io::{BatchReader, MemorySource};
+use fuseflow::cache::{Lookup, ObjectStore};
+use fuseflow::data::ContentHash;
+use fuseflow::data::files::BatchReader;
+use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{Rename, Select};
 use fuseflow::track::RunStatus;
 use fuseflow::{CacheUse, Pipeline, RunOptions, Table, Workspace};

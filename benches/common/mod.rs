@@ -74,12 +74,12 @@ pub fn fit_bytes(rows: usize) -> u64 {
 
 /// The library's SplitMix64 stream with the draws the workload needs.
 #[derive(Clone, Debug)]
-pub struct SplitMix64(fuseflow::datasets::Rng);
+pub struct SplitMix64(fuseflow::data::Rng);
 
 impl SplitMix64 {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
-        SplitMix64(fuseflow::datasets::Rng::new(seed))
+        SplitMix64(fuseflow::data::Rng::new(seed))
     }
 
     /// The next 64 random bits.

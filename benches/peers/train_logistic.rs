@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Reads a Parquet, Arrow IPC or CSV file with the library's
-//! [`fuseflow::pipeline::io::BatchReader`], pulls the features out as a
+//! [`fuseflow::data::files::BatchReader`], pulls the features out as a
 //! [`Design`] and the label as class indices (or, with `--linear`, as a
 //! regression target), and times ONLY the trainer: `fuseflow::ml::logistic::fit`
 //! (Newton, `sum_i logloss_i + (l2/2)|w|^2`, intercept unpenalized, i.e.
@@ -49,10 +49,10 @@ use arrow_array::{ArrayRef, Float64Array, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
 use fuseflow::Table;
+use fuseflow::data::files::{BatchReader, DEFAULT_BATCH_ROWS};
 use fuseflow::ml::design::{Design, class_target, regression_target};
 use fuseflow::ml::logistic::{self, LogisticConfig};
 use fuseflow::ml::{linear, pass};
-use fuseflow::pipeline::io::{BatchReader, DEFAULT_BATCH_ROWS};
 
 const STEP: &str = "train_logistic_bench";
 const PREDICTED_ROWS: usize = 1000;

@@ -11,7 +11,7 @@ use arrow_schema::DataType;
 use super::cpu::stats::{self, ColumnStats};
 use super::cpu::{CpuBackend, CpuKernel};
 use super::{Backend, DeviceInfo, DeviceKind};
-use crate::cache::DeviceTier;
+use crate::backend::DeviceTier;
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::{DType, OpByOp, Projection};
 

@@ -28,6 +28,7 @@ pub mod codegen;
 pub mod cpu;
 pub mod cuda;
 mod device;
+mod residency;
 pub mod train;
 pub mod wgpu;
 
@@ -35,6 +36,7 @@ pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;
 pub use cuda::CudaBackend;
 pub use device::{Device, DeviceChoice, Kernel, Notes};
+pub use residency::{DEFAULT_DEVICE_BUDGET, DeviceTier};
 pub use train::TrainKernel;
 pub use wgpu::WgpuBackend;
 
@@ -110,7 +112,7 @@ impl fmt::Display for DeviceInfo {
 /// nulls) in the device's memory, always starting at offset 0.
 ///
 /// The storage is owned by the backend that made the array; handing an array
-/// to another backend is an [`Error::Internal`](crate::Error::Internal).
+/// to another backend is an [`Error::Internal`](crate::error::Error::Internal).
 #[derive(Clone)]
 pub struct DeviceArray {
     dtype: DType,
@@ -221,10 +223,10 @@ impl<'a> Matrix<'a> {
     pub(crate) fn product_shape(
         a: &Matrix<'_>,
         b: &Matrix<'_>,
-    ) -> crate::Result<(usize, usize, usize)> {
+    ) -> crate::error::Result<(usize, usize, usize)> {
         let ((m, k), (kb, n)) = (a.shape(), b.shape());
         if k != kb {
-            return Err(crate::Error::Internal(format!(
+            return Err(crate::error::Error::Internal(format!(
                 "matmul of {m}x{k} by {kb}x{n}"
             )));
         }
@@ -233,7 +235,7 @@ impl<'a> Matrix<'a> {
                 || x.data.null_count() != 0
                 || x.data.len() != x.rows * x.cols
             {
-                return Err(crate::Error::Internal(format!(
+                return Err(crate::error::Error::Internal(format!(
                     "matmul operands must be null-free f32 with rows*cols values, got {} {}x{} over {} values with {} nulls",
                     x.data.dtype(),
                     x.rows,
@@ -260,7 +262,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Copy an Arrow array (values and validity) into device memory.
     ///
     /// # Errors
-    /// [`Error::Device`](crate::Error::Device) when the dtype is unsupported or
+    /// [`Error::Device`](crate::error::Error::Device) when the dtype is unsupported or
     /// the device is out of memory.
     fn upload(&self, array: &ArrayRef) -> Result<DeviceArray>;
 
@@ -322,11 +324,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// trainers fall back to the CPU; the CPU, wgpu and CUDA backends have them.
     ///
     /// # Errors
-    /// [`Error::Internal`](crate::Error::Internal) for operands of the wrong
-    /// type or shape ([`TrainKernel::check`]); [`Error::Device`](crate::Error::Device)
+    /// [`Error::Internal`](crate::error::Error::Internal) for operands of the wrong
+    /// type or shape ([`TrainKernel::check`]); [`Error::Device`](crate::error::Error::Device)
     /// when the device fails.
     fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
-        Err(crate::Error::device(
+        Err(crate::error::Error::device(
             self.info().kind.name(),
             crate::error::DeviceFailure::Unsupported,
             format!(

@@ -8,14 +8,15 @@ use std::time::SystemTime;
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
 use fuseflow::backend::DeviceChoice;
+use fuseflow::data::files::{FileFormat, write_table};
+use fuseflow::data::{format_bytes, parse_bytes};
 use fuseflow::exec::{
     Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, score_file,
 };
 use fuseflow::ml::model::Model;
-use fuseflow::pipeline::io::{FileFormat, write_table};
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, calibrate};
-use fuseflow::track::{format_bytes, render_gc, render_objects, render_run, render_runs};
+use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CachePolicy, CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
@@ -72,7 +73,7 @@ enum Command {
         /// Data the run may keep resident (e.g. 2GiB): a memory-mapped
         /// source larger than this is streamed with each batch's pages
         /// released after use (default: a quarter of physical memory).
-        #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+        #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
         memory_budget: Option<u64>,
         #[command(flatten)]
         outputs: OutputArgs,
@@ -172,7 +173,7 @@ enum CacheAction {
     /// Evict least recently used objects until the cache fits a size.
     Gc {
         /// The size to fit in: bytes, or with a unit (500MB, 2GiB).
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_parser = parse_bytes)]
         max_size: u64,
     },
     /// Remove every cached object (the run history stays).
@@ -383,33 +384,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// A size in bytes: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size; write e.g. 500MB or 2GiB"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit '{other}'; use B, KB, MB, GB, KiB, MiB or GiB"
-            ));
-        }
-    };
-    Ok((number * scale as f64) as u64)
 }
 
 /// The calibration as people read it.

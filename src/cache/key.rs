@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::hash::{ContentHash, Encoder, digest_type};
+use crate::data::{ContentHash, Encoder, digest_type};
 use crate::error::{Error, Result};
 
 /// Version of the cache format: the key encoding and the object encoding.

@@ -1,16 +1,15 @@
-//! The content-addressed cache: content hashes, cache keys and the object store.
+//! The content-addressed cache: cache keys and the object store, over the
+//! content hashes of [`crate::data`].
 //!
 //! A tour of the core types:
 //!
-//! - [`ContentHash`]: BLAKE3 of a table's logical content ([`hash_table`]) or
-//!   of a source file's bytes ([`hash_file`]).
 //! - [`KeyFields`] and [`CacheKey`]: everything a step's output depends on,
 //!   and its hash. Downstream keys name their inputs by content hash, so a
 //!   step whose output did not change stops invalidation there.
 //! - [`ObjectStore`]: tables as Arrow IPC files named by content hash, with
 //!   least-recently-used eviction; [`ObjectWriter`] writes them on a thread
-//!   of its own; [`MemoryTier`] keeps recent tables in memory,
-//!   [`DeviceTier`] recent columns on devices.
+//!   of its own; [`MemoryTier`] keeps recent tables in memory (and
+//!   [`crate::backend::DeviceTier`] recent columns on devices).
 //!
 //! # Canonical encoding
 //! Hashes and keys are BLAKE3 over byte encodings in which every
@@ -35,14 +34,10 @@
 //! file, `fsync` and an atomic rename, so concurrent processes see whole
 //! objects or none.
 
-mod device_tier;
-mod hash;
 mod key;
 mod store;
 mod writer;
 
-pub use device_tier::{DEFAULT_DEVICE_BUDGET, DeviceTier};
-pub use hash::{ContentHash, hash_file, hash_table, type_name};
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
 pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
 pub use writer::ObjectWriter;

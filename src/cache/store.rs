@@ -27,10 +27,10 @@ use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 
-use super::hash::{ContentHash, hash_table};
-use crate::data::MappedIpcFile;
+use crate::data::Table;
+use crate::data::files::MappedIpcFile;
+use crate::data::{ContentHash, hash_table};
 use crate::error::{Error, Result};
-use crate::pipeline::Table;
 
 /// Temporary files older than this belong to a writer that died; [`ObjectStore::gc`] removes them.
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);

@@ -15,10 +15,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
-use super::hash::ContentHash;
 use super::store::ObjectStore;
+use crate::data::ContentHash;
+use crate::data::Table;
 use crate::error::{Error, Result};
-use crate::pipeline::Table;
 
 /// Outputs waiting in the queue (beyond the one being written).
 const QUEUE: usize = 2;

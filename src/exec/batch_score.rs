@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 
 use super::progress::Progress;
+use crate::data::files::{BatchReader, BatchWriter, FileFormat};
 use crate::error::{Error, Result};
 use crate::ml::model::Model;
 use crate::ml::score::Scorer;
-use crate::pipeline::io::{BatchReader, BatchWriter, FileFormat};
 
 /// Settings of [`score_file`].
 #[derive(Clone, Debug)]

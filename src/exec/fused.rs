@@ -17,13 +17,13 @@ use arrow_schema::SchemaRef;
 
 use super::data::Data;
 use crate::backend::{Device, Notes};
+use crate::data::Stream;
+use crate::data::{Table, column_index};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection, col};
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::prep::{apply_batch, with_columns_schema};
 use crate::pipeline::step::{Step, StepContext};
-use crate::pipeline::stream::Stream;
-use crate::pipeline::table::{Table, column_index};
 
 /// A member of a fused group with its side inputs (all inputs but the data).
 #[derive(Clone)]

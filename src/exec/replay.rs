@@ -16,12 +16,13 @@ use std::path::Path;
 
 use super::reuse::{SourceHashes, StepKey};
 use crate::backend::Device;
-use crate::cache::{ContentHash, KeyFields};
+use crate::cache::KeyFields;
+use crate::data::ContentHash;
+use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::Pipeline;
 use crate::pipeline::spec;
 use crate::pipeline::step::StepContext;
-use crate::pipeline::table::Table;
 use crate::workspace::Workspace;
 
 /// An output of a step of a past run (`run`: an id, a unique prefix or

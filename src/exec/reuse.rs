@@ -18,7 +18,8 @@ use rayon::prelude::*;
 
 use super::data::Data;
 use crate::backend::Device;
-use crate::cache::{CacheKey, ContentHash, FORMAT_VERSION, KeyFields};
+use crate::cache::{CacheKey, FORMAT_VERSION, KeyFields};
+use crate::data::ContentHash;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::StepNode;
 use crate::pipeline::{Source, SourceContent, Table};

@@ -4,9 +4,9 @@
 use arrow_array::{Array, ArrayRef, cast::AsArray, types};
 use arrow_schema::DataType;
 
+use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::ir::ops::Native;
-use crate::pipeline::Table;
 
 /// Feature values of a training table, column-major in f64.
 ///

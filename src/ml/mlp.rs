@@ -46,7 +46,7 @@
 
 use rayon::prelude::*;
 
-use crate::datasets::Rng;
+use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::ir::math::logistic_loss;
 use crate::ml::design::Design;

@@ -25,9 +25,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use super::mlp::{Activation, DenseLayer, Head, Mlp};
+use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Expr, if_else, lit, parse_expr};
-use crate::pipeline::Table;
 
 /// Schema metadata key of the model description.
 pub const MODEL_KEY: &str = "fuseflow.model";
@@ -308,7 +308,7 @@ impl Model {
                     column: name.clone(),
                     message: "no such column".into(),
                 })?;
-            let lineage = crate::pipeline::lineage::of_field(field)?;
+            let lineage = crate::data::lineage::of_field(field)?;
             for (source, dtype) in lineage.sources {
                 if !sources.iter().any(|s| s.name == source) {
                     sources.push(Source {
@@ -344,10 +344,10 @@ impl Model {
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::pipeline::io::write_table(
+        crate::data::files::write_table(
             &Table::from_batch(self.to_batch()?),
             path,
-            crate::pipeline::io::FileFormat::ArrowFile,
+            crate::data::files::FileFormat::ArrowFile,
         )
     }
 

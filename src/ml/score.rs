@@ -9,9 +9,9 @@ use super::design::Design;
 use super::mlp::Head;
 use super::model::Model;
 use crate::backend::{Device, Kernel, Notes};
+use crate::data::column_index;
 use crate::error::{Error, Result};
 use crate::ir::Projection;
-use crate::pipeline::table::column_index;
 
 /// Scored-schema metadata key: the model's class names, separated by [`CLASS_SEPARATOR`].
 pub const CLASSES_KEY: &str = "fuseflow.classes";

@@ -8,11 +8,11 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::step::{Step, StepContext};
-use super::table::Table;
+use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
-use crate::plan::OpKind;
+use crate::pipeline::OpKind;
 
 /// Metric names and values, in output order.
 type Metrics = Vec<(String, f64)>;

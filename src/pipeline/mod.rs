@@ -10,16 +10,12 @@
 
 pub mod graph;
 pub mod io;
-pub mod lineage;
 pub mod metrics;
 pub mod models;
 pub mod prep;
 pub mod spec;
 pub mod step;
-pub mod stream;
-pub mod table;
 
+pub use crate::data::{Stream, Table};
 pub use graph::{Graph, Pipeline, StepRef};
-pub use step::{RowLocal, Source, SourceContent, SourceFile, Step, StepContext};
-pub use stream::Stream;
-pub use table::Table;
+pub use step::{OpKind, RowLocal, Source, SourceContent, SourceFile, Step, StepContext};

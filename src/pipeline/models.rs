@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 
 use super::step::{Step, StepContext};
-use super::table::{Table, column_index};
+use crate::data::{Table, column_index};
 use crate::error::{Error, Result};
 use crate::ir::DType;
 use crate::ml::design::{Design, class_target, regression_target};
@@ -19,7 +19,7 @@ use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp, MlpConfig, MlpTarget};
 use crate::ml::model::Model;
 use crate::ml::score::Scorer;
 use crate::ml::{linear, logistic, mlp, on_device};
-use crate::plan::OpKind;
+use crate::pipeline::OpKind;
 
 /// Which columns a training step uses as features.
 fn feature_columns(

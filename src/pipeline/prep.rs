@@ -15,17 +15,16 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::lineage;
 use super::step::{RowLocal, Step, StepContext};
-use super::stream::Stream;
-use super::table::{Table, column_dtype, column_index, numeric_column};
 use crate::backend::cpu::CpuKernel;
 use crate::backend::cpu::stats::{self, ColumnStats};
 use crate::backend::{Kernel, Notes};
-use crate::datasets::splitmix64;
+use crate::data::lineage;
+use crate::data::splitmix64;
+use crate::data::{Stream, Table, column_dtype, column_index, numeric_column};
 use crate::error::{Error, Result, bail, ensure};
 use crate::ir::{DType, Expr, Projection, col, lit};
-use crate::plan::OpKind;
+use crate::pipeline::OpKind;
 
 /// Re-raise an expression type error as a parameter error of `step`.
 fn in_step(step: &str) -> impl Fn(Error) -> Error + '_ {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use toml::{Spanned, Table, Value};
 
 use super::graph::Pipeline;
-use super::io::{FileFormat, Read, Write};
+use super::io::{Read, Write};
 use super::metrics::Evaluate;
 use super::models::{Score, Task, TrainLinear, TrainLogistic, TrainMlp};
 use super::prep::{
@@ -38,6 +38,7 @@ use super::prep::{
 };
 use super::step::Step;
 use crate::backend::DeviceChoice;
+use crate::data::files::{DEFAULT_BATCH_ROWS, FileFormat};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Scalar, parse_expr};
 use crate::ml::logistic::LogisticConfig;
@@ -329,7 +330,7 @@ impl StepTable<'_> {
                 if let Some(label) = self.opt_string("version")? {
                     r = r.version(label);
                 }
-                let rows = self.integer("batch_rows", super::io::DEFAULT_BATCH_ROWS as i64)?;
+                let rows = self.integer("batch_rows", DEFAULT_BATCH_ROWS as i64)?;
                 Arc::new(
                     r.batch_rows(
                         usize::try_from(rows)

@@ -6,14 +6,12 @@ use std::sync::OnceLock;
 
 use arrow_schema::SchemaRef;
 
-use super::io::FileFormat;
-use super::stream::Stream;
-use super::table::Table;
 use crate::backend::{Device, Notes};
-use crate::cache::ContentHash;
+use crate::data::ContentHash;
+use crate::data::files::FileFormat;
+use crate::data::{Stream, Table};
 use crate::error::Result;
 use crate::ir::Expr;
-use crate::plan::OpKind;
 
 /// Everything a step learns about the run it is part of.
 #[derive(Clone, Copy, Debug)]
@@ -276,4 +274,34 @@ pub struct SourceFile {
     pub format: Option<FileFormat>,
     /// Rows per chunk.
     pub batch_rows: usize,
+}
+
+/// What kind of work a step does, as the planner sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Reading or writing data (files, in-memory sources).
+    Io,
+    /// Learning small tables from data (statistics, categories).
+    Fit,
+    /// Transforming rows (derived columns, scaling, filtering, encoding).
+    Map,
+    /// Training a model: many passes over the data, a small table out.
+    Train,
+    /// Applying a model to rows.
+    Model,
+    /// Computing metrics from scores.
+    Metric,
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OpKind::Io => "io",
+            OpKind::Fit => "fit",
+            OpKind::Map => "map",
+            OpKind::Train => "train",
+            OpKind::Model => "model",
+            OpKind::Metric => "metric",
+        })
+    }
 }

@@ -230,10 +230,7 @@ impl Estimate {
         let time = format_seconds(self.seconds);
         match self.transfer_bytes {
             0 => time,
-            bytes => format!(
-                "{time} incl. {} transfer",
-                crate::track::format_bytes(bytes)
-            ),
+            bytes => format!("{time} incl. {} transfer", crate::data::format_bytes(bytes)),
         }
     }
 }

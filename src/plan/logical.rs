@@ -1,43 +1,12 @@
 //! Lowering: each pipeline step becomes one logical op.
 
-use std::fmt;
-
 use arrow_schema::SchemaRef;
 
 use super::cost::Work;
 use crate::backend::DeviceChoice;
 use crate::ir::DType;
+use crate::pipeline::OpKind;
 use crate::pipeline::graph::{Graph, Pipeline};
-
-/// What kind of work a step does, as the planner sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    /// Reading or writing data (files, in-memory sources).
-    Io,
-    /// Learning small tables from data (statistics, categories).
-    Fit,
-    /// Transforming rows (derived columns, scaling, filtering, encoding).
-    Map,
-    /// Training a model: many passes over the data, a small table out.
-    Train,
-    /// Applying a model to rows.
-    Model,
-    /// Computing metrics from scores.
-    Metric,
-}
-
-impl fmt::Display for OpKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OpKind::Io => "io",
-            OpKind::Fit => "fit",
-            OpKind::Map => "map",
-            OpKind::Train => "train",
-            OpKind::Model => "model",
-            OpKind::Metric => "metric",
-        })
-    }
-}
 
 /// Bytes assumed for a small fitted table (statistics, a model, metrics).
 const SMALL_TABLE_BYTES: u64 = 4 << 10;

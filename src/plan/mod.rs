@@ -3,7 +3,7 @@
 //! A tour of the core types, in the order a run uses them:
 //!
 //! - [`lower`] turns a validated pipeline into [`LogicalOp`]s: one per step,
-//!   classified as io, fit, map, model or metric ([`OpKind`]), with the bytes
+//!   classified as io, fit, map, model or metric ([`OpKind`](crate::pipeline::OpKind)), with the bytes
 //!   it is estimated to read and write.
 //! - [`fuse`] merges maximal chains of row-local ops (derive, scale,
 //!   fill_null, and any user step that is [`RowLocal`](crate::pipeline::RowLocal))
@@ -30,6 +30,6 @@ mod place;
 pub use calibrate::calibrate;
 pub use cost::{CALIBRATION_FILE, Calibration, Estimate, GpuProfile, Work};
 pub use fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
-pub use logical::{LogicalOp, OpKind, lower};
+pub use logical::{LogicalOp, lower};
 pub use physical::{PhysicalPlan, PlanNode, PlanOptions};
 pub use place::{DeviceSet, Placement, place};

@@ -5,11 +5,12 @@ use std::fmt::{self, Write as _};
 
 use super::cost::{Calibration, format_seconds};
 use super::fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
-use super::logical::{LogicalOp, OpKind, lower};
+use super::logical::{LogicalOp, lower};
 use super::place::{DeviceSet, Placement, place};
 use crate::backend::{DeviceChoice, DeviceKind};
+use crate::data::format_bytes;
+use crate::pipeline::OpKind;
 use crate::pipeline::graph::{Graph, Pipeline};
-use crate::track::format_bytes;
 
 /// What the planner needs besides the pipeline.
 #[derive(Clone, Debug)]

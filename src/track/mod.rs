@@ -44,6 +44,5 @@ mod store;
 pub use record::{
     MetricRow, PipelineRecord, RunDetail, RunId, RunStatus, RunSummary, StepRecord, StepRunRow,
 };
-pub use report::bytes as format_bytes;
 pub use report::{render_gc, render_objects, render_run, render_runs};
 pub use store::{BUSY_TIMEOUT, FileStat, RunStore};

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use super::clock::Utc;
 use super::record::{RunDetail, RunSummary};
 use crate::cache::{GcReport, ObjectInfo};
+use crate::data::format_bytes;
 
 /// A table of runs, one per line, in the order given: id, pipeline, status,
 /// start, duration, steps, cache hits, error.
@@ -108,7 +109,7 @@ pub fn render_run(detail: &RunDetail) -> String {
                         .map_or_else(|| "-".to_string(), |id| id.to_string()),
                     format!("{:.1}", r.duration.as_secs_f64() * 1000.0),
                     per_output(&r.sizes, r.rows, |(rows, _)| rows.to_string()),
-                    per_output(&r.sizes, r.bytes, |(_, b)| bytes(b)),
+                    per_output(&r.sizes, r.bytes, |(_, b)| format_bytes(b)),
                 ]
             })
             .collect();
@@ -187,7 +188,7 @@ pub fn render_objects(objects: &[ObjectInfo], now: SystemTime) -> String {
             let age = now.duration_since(o.last_used).unwrap_or_default();
             vec![
                 o.hash.to_string(),
-                bytes(o.bytes),
+                format_bytes(o.bytes),
                 format!("{} ago", duration(age)),
             ]
         })
@@ -200,7 +201,11 @@ pub fn render_objects(objects: &[ObjectInfo], now: SystemTime) -> String {
             rows,
         )
     };
-    out.push_str(&format!("{} objects, {}\n", objects.len(), bytes(total)));
+    out.push_str(&format!(
+        "{} objects, {}\n",
+        objects.len(),
+        format_bytes(total)
+    ));
     out
 }
 
@@ -213,8 +218,8 @@ pub fn render_gc(report: &GcReport) -> String {
     format!(
         "removed {} objects ({}){references}; {} remain\n",
         report.removed,
-        bytes(report.freed_bytes),
-        bytes(report.remaining_bytes)
+        format_bytes(report.freed_bytes),
+        format_bytes(report.remaining_bytes)
     )
 }
 
@@ -277,22 +282,6 @@ fn duration(d: Duration) -> String {
     }
 }
 
-/// A size for people, in binary units: `512 B`, `1.5 KiB`, `20.0 MiB`, ...
-/// (run reports and plans print sizes alike).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// Multi-line text folded onto one line, for table cells and remarks.
 fn one_line(text: &str) -> String {
     text.lines()
@@ -310,7 +299,7 @@ mod tests {
     fn objects_least_recently_used_first() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let object = |byte: u8, bytes: u64, age: u64| ObjectInfo {
-            hash: crate::cache::ContentHash::from_bytes([byte; 32]),
+            hash: crate::data::ContentHash::from_bytes([byte; 32]),
             bytes,
             last_used: now - Duration::from_secs(age),
             path: std::path::PathBuf::new(),
@@ -332,10 +321,10 @@ mod tests {
 
     #[test]
     fn units() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.5 KiB");
-        assert_eq!(bytes(20 * 1024 * 1024), "20.0 MiB");
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(20 * 1024 * 1024), "20.0 MiB");
         assert_eq!(duration(Duration::from_millis(850)), "850 ms");
         assert_eq!(duration(Duration::from_millis(12_345)), "12.35 s");
         assert_eq!(duration(Duration::from_secs(185)), "3m05s");

@@ -19,11 +19,11 @@ use fuseflow::pipeline::Table;
 
 /// The library's SplitMix64 stream with the draws the tests use.
 #[derive(Clone, Debug)]
-pub struct Rng(fuseflow::datasets::Rng);
+pub struct Rng(fuseflow::data::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(fuseflow::datasets::Rng::new(seed))
+        Rng(fuseflow::data::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -346,7 +346,7 @@ mod tests {
     use arrow_array::Float32Array;
 
     use super::*;
-    use crate::datasets::Rng;
+    use crate::data::Rng;
 
     /// Statistics the slow, obvious way, in f64.
     fn reference(array: &Float32Array) -> ColumnStats {

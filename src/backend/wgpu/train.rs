@@ -185,7 +185,7 @@ pub(crate) fn train(backend: &WgpuBackend, kernel: TrainKernel<'_>) -> Result<Ve
 }
 
 /// An error for work beyond the device's grid or bindings.
-fn too_large(backend: &WgpuBackend, kernel: &str, rows: usize) -> crate::Error {
+fn too_large(backend: &WgpuBackend, kernel: &str, rows: usize) -> crate::error::Error {
     backend.error(
         DeviceFailure::OutOfMemory,
         format!(

@@ -15,10 +15,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
 
-use super::{ContentHash, hash_table};
 use crate::backend::{Device, DeviceArray};
+use crate::data::{ContentHash, Table, hash_table};
 use crate::error::Result;
-use crate::pipeline::Table;
 
 /// Default bytes of device copies kept per process.
 pub const DEFAULT_DEVICE_BUDGET: usize = 512 << 20;

@@ -1,0 +1,182 @@
+//! Parquet row groups decoded in parallel, only the columns asked for.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use rayon::prelude::*;
+
+use super::FileFormat;
+use super::reader::{decoded, open_for_reading, unreadable};
+use crate::error::{Error, Result};
+
+/// A Parquet file's row groups, decoded a few at a time in parallel (each on
+/// its own reader over the metadata parsed once), in file order: a scan
+/// holds only the row groups of one window in memory.
+pub(crate) struct ParquetScan {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    batch_rows: usize,
+    /// The columns to decode (all when `None`); the others come as nulls.
+    columns: Option<Vec<bool>>,
+    next_group: usize,
+    decoded: std::collections::VecDeque<Result<RecordBatch>>,
+}
+
+impl ParquetScan {
+    pub(crate) fn open(path: &Path, batch_rows: usize) -> Result<Self> {
+        let metadata = ArrowReaderMetadata::load(&open_for_reading(path)?, Default::default())
+            .map_err(|e| unreadable(path, FileFormat::Parquet, &e))?;
+        Ok(ParquetScan {
+            path: path.to_path_buf(),
+            metadata,
+            batch_rows: batch_rows.max(1),
+            columns: None,
+            next_group: 0,
+            decoded: Default::default(),
+        })
+    }
+
+    /// Decode only the columns marked in `columns` (when given, and when
+    /// it marks as many as the file has).
+    pub(crate) fn reading(mut self, columns: Option<&[bool]>) -> Self {
+        let width = self.metadata.schema().fields().len();
+        self.columns = columns
+            .filter(|c| c.len() == width && c.contains(&false))
+            .map(<[bool]>::to_vec);
+        self
+    }
+
+    /// The schema of the batches.
+    pub(crate) fn schema(&self) -> SchemaRef {
+        match &self.columns {
+            Some(columns) => reading_only(self.metadata.schema(), columns),
+            None => Arc::clone(self.metadata.schema()),
+        }
+    }
+
+    pub(crate) fn rows(&self) -> usize {
+        usize::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    /// Bytes the file's rows take in memory, from its footer: fixed-width
+    /// columns exactly (values, and validity where a row group has nulls or
+    /// does not say), others by their uncompressed size in the file.
+    pub(crate) fn data_size(&self) -> usize {
+        let schema = self.metadata.schema();
+        let mut bytes = 0u64;
+        for group in self.metadata.metadata().row_groups() {
+            let rows = group.num_rows().max(0) as u64;
+            for (field, column) in schema.fields().iter().zip(group.columns()) {
+                let nulls = column
+                    .statistics()
+                    .and_then(|s| s.null_count_opt())
+                    .is_none_or(|n| n > 0);
+                bytes += match field.data_type().primitive_width() {
+                    Some(width) => rows * width as u64 + if nulls { rows.div_ceil(8) } else { 0 },
+                    None => column.uncompressed_size().max(0) as u64,
+                };
+            }
+        }
+        bytes as usize
+    }
+
+    /// Decode the next window of row groups, one per thread.
+    fn decode_window(&mut self) {
+        let groups = self.metadata.metadata().num_row_groups();
+        let end = groups.min(self.next_group + rayon::current_num_threads().max(1));
+        let window = self.next_group..end;
+        self.next_group = end;
+        let (path, metadata, batch_rows) = (&self.path, &self.metadata, self.batch_rows);
+        let (schema, columns) = (self.schema(), self.columns.as_deref());
+        let mask = columns.map(|columns| {
+            let roots = columns
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r)
+                .map(|(i, _)| i);
+            ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots)
+        });
+        let decoded: Vec<Vec<Result<RecordBatch>>> = window
+            .into_par_iter()
+            .map(|group| {
+                let reader = open_for_reading(path).and_then(|file| {
+                    let builder =
+                        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
+                            .with_row_groups(vec![group])
+                            .with_batch_size(batch_rows);
+                    match &mask {
+                        Some(mask) => builder.with_projection(mask.clone()),
+                        None => builder,
+                    }
+                    .build()
+                    .map_err(|e| unreadable(path, FileFormat::Parquet, &e))
+                });
+                match reader {
+                    Ok(reader) => decoded(path, FileFormat::Parquet, reader)
+                        .map(|b| b.and_then(|b| with_unread_columns(b, &schema, columns)))
+                        .collect(),
+                    Err(e) => vec![Err(e)],
+                }
+            })
+            .collect();
+        self.decoded.extend(decoded.into_iter().flatten());
+    }
+}
+
+/// The schema of a file's batches when only the columns marked in `columns`
+/// are decoded: the file's, with the fields of the others made nullable
+/// (they come as nulls).
+pub(crate) fn reading_only(file: &Schema, columns: &[bool]) -> SchemaRef {
+    let fields: Vec<Field> = file
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(f, &read)| f.as_ref().clone().with_nullable(f.is_nullable() || !read))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
+}
+
+/// `batch`, decoded with only the columns marked in `columns`, laid out in
+/// `schema` with every other column null. The nulls cost no decoding, and
+/// their zeroed buffers no page until something reads them.
+fn with_unread_columns(
+    batch: RecordBatch,
+    schema: &SchemaRef,
+    columns: Option<&[bool]>,
+) -> Result<RecordBatch> {
+    let Some(columns) = columns else {
+        return Ok(batch);
+    };
+    let mut decoded = batch.columns().iter();
+    let arrays: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(columns)
+        .map(|(field, &read)| match read {
+            true => decoded.next().cloned().ok_or_else(|| {
+                Error::Internal("a projected Parquet batch has too few columns".into())
+            }),
+            false => Ok(arrow_array::new_null_array(
+                field.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<Result<_>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), arrays)?)
+}
+
+impl Iterator for ParquetScan {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        while self.decoded.is_empty() && self.next_group < self.metadata.metadata().num_row_groups()
+        {
+            self.decode_window();
+        }
+        self.decoded.pop_front()
+    }
+}
