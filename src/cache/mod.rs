@@ -35,9 +35,11 @@
 //! objects or none.
 
 mod key;
+mod memory_tier;
 mod store;
 mod writer;
 
 pub use key::{CacheKey, FORMAT_VERSION, FieldChange, KeyFields};
-pub use store::{GcReport, Lookup, MemoryTier, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
+pub use memory_tier::MemoryTier;
+pub use store::{GcReport, Lookup, ObjectInfo, ObjectStore, STALE_TEMP_AGE};
 pub use writer::ObjectWriter;

@@ -11,6 +11,7 @@ pub mod arena;
 pub mod dtype;
 pub mod expr;
 pub mod math;
+mod numeric;
 pub mod ops;
 pub mod parse;
 pub mod projection;

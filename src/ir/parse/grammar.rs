@@ -1,382 +1,12 @@
-//! Parsing expression text into an [`Expr`].
-//!
-//! The syntax is the one [`Expr`]'s `Display` prints, so printing a tree and
-//! parsing the text gives back the same tree. From lowest to highest precedence:
-//!
-//! ```text
-//! expr    := expr ("or" | "||") expr                  left-associative
-//!          | expr ("and" | "&&") expr                 left-associative
-//!          | ("not" | "!") expr
-//!          | expr ("==" | "!=" | "<" | "<=" | ">" | ">=") expr   not chainable
-//!          | expr ("+" | "-") expr                    left-associative
-//!          | expr ("*" | "/") expr                    left-associative
-//!          | "-" expr
-//!          | expr "**" expr                           right-associative; -x**2 is -(x**2)
-//!          | primary
-//! primary := number | "inf" | "nan" | "true" | "false" | string
-//!          | identifier                               a column: [A-Za-z_][A-Za-z0-9_]*
-//!          | "col" "(" string ")"                     a column with any name
-//!          | name "(" expr ("," expr)* ")"            a function call
-//!          | "cast" "(" expr "," type ")"             type: bool, i32, i64, f32, f64, utf8, ...
-//!          | "(" expr ")"
-//! ```
-//!
-//! Functions: `abs sqrt exp log log1p sigmoid` (one argument), `pow minimum
-//! maximum` (two), `clip(x, lo, hi)`, `is_null(x)`, `fill_null(x, value)`,
-//! `if_else(condition, then, otherwise)` and `cast(x, type)`.
-//!
-//! Numbers without `.` or an exponent are integer literals ([`Scalar::Int`]; ones
-//! too large for i64 become floats), all others ([`Scalar::Float`]) are floats:
-//! `2.5`, `1e-3`, `.5`, `inf`, `nan`. A minus sign directly before a number is
-//! part of the literal (`-5.0` is the literal -5.0, not a negation), except before
-//! `**`: `-2 ** 2` is `-(2 ** 2)`. Strings take double or single quotes, with the
-//! escapes `\\ \" \' \n \r \t \0 \u{XXXX}`.
-//!
-//! `inf`, `nan`, `true`, `false`, `and`, `or` and `not` are keywords, and `col`
-//! is only a function; columns with those names are written `col("inf")`. Nesting
-//! is limited to a few hundred levels, so deep input fails cleanly instead of
-//! overflowing the stack.
-//!
-//! Errors are [`Error::Parse`] with the 0-based character offset of the problem.
+//! Tokens to expressions: a Pratt parser with binding powers, depth-limited.
 
-use super::dtype::{DType, Scalar};
-use super::expr::Expr;
-use super::ops::{BinaryOp, UnaryOp};
-use crate::error::{Error, Result};
+use super::lex::{Tok, Token};
+use super::{Failure, KNOWN_FUNCTIONS, MAX_DEPTH, NEG_BP, NOT_BP, PResult, fail};
+use crate::ir::dtype::{DType, Scalar};
+use crate::ir::expr::Expr;
+use crate::ir::ops::{BinaryOp, UnaryOp};
 
-/// How deeply expressions may nest (parentheses, prefix operators, right operands;
-/// a function call counts twice) before parsing stops with an error instead of
-/// risking a stack overflow. At the limit an unoptimized build uses about 1 MiB of
-/// stack, half of what a spawned thread gets by default.
-const MAX_DEPTH: usize = 500;
-
-/// Every function name the parser knows, for error messages.
-const KNOWN_FUNCTIONS: &str = "abs, sqrt, exp, log, log1p, sigmoid, pow, minimum, maximum, \
-     clip, is_null, fill_null, if_else, cast, col";
-
-/// Binding power of prefix `not` / `!`: above `and`, below comparisons.
-const NOT_BP: u8 = 5;
-/// Binding power of prefix `-`: above `*`, below `**`.
-const NEG_BP: u8 = 13;
-
-/// Parse expression text (see the [module docs](self) for the syntax).
-///
-/// ```
-/// use fuseflow::ir::{col, parse_expr};
-/// let e = parse_expr("clip(fill_null(x, 0.0), -5.0, 5.0)").unwrap();
-/// assert_eq!(e, col("x").fill_null(0.0).clip(-5.0, 5.0));
-/// ```
-pub fn parse_expr(text: &str) -> Result<Expr> {
-    let chars: Vec<char> = text.chars().collect();
-    parse_chars(&chars).map_err(|e| Error::Parse {
-        text: text.to_string(),
-        position: e.position,
-        message: e.message,
-    })
-}
-
-/// A parse failure before the full text is attached.
-struct Failure {
-    position: usize,
-    message: String,
-}
-
-type PResult<T> = std::result::Result<T, Failure>;
-
-fn fail<T>(position: usize, message: impl Into<String>) -> PResult<T> {
-    Err(Failure {
-        position,
-        message: message.into(),
-    })
-}
-
-fn parse_chars(chars: &[char]) -> PResult<Expr> {
-    let tokens = lex(chars)?;
-    let mut parser = Parser {
-        tokens,
-        next: 0,
-        depth: 0,
-    };
-    let expr = parser.expression(0)?;
-    let end = parser.peek();
-    if end.tok != Tok::Eof {
-        return fail(
-            end.pos,
-            format!(
-                "expected an operator or end of input, found {}",
-                end.tok.describe()
-            ),
-        );
-    }
-    Ok(expr)
-}
-
-// ---------------------------------------------------------------------------
-// Tokens
-// ---------------------------------------------------------------------------
-
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    /// A number as written (digits, optional fraction and exponent), without sign.
-    Num(String),
-    /// A string literal, escapes resolved.
-    Str(String),
-    /// A name or keyword.
-    Ident(String),
-    LParen,
-    RParen,
-    Comma,
-    Plus,
-    Minus,
-    Star,
-    Slash,
-    StarStar,
-    EqEq,
-    NotEq,
-    Lt,
-    LtEq,
-    Gt,
-    GtEq,
-    Bang,
-    AndAnd,
-    OrOr,
-    Eof,
-}
-
-impl Tok {
-    fn describe(&self) -> String {
-        let sym = match self {
-            Tok::Num(s) => return format!("number `{s}`"),
-            Tok::Str(s) => return format!("string {s:?}"),
-            Tok::Ident(s) => return format!("`{s}`"),
-            Tok::Eof => return "end of input".to_string(),
-            Tok::LParen => "(",
-            Tok::RParen => ")",
-            Tok::Comma => ",",
-            Tok::Plus => "+",
-            Tok::Minus => "-",
-            Tok::Star => "*",
-            Tok::Slash => "/",
-            Tok::StarStar => "**",
-            Tok::EqEq => "==",
-            Tok::NotEq => "!=",
-            Tok::Lt => "<",
-            Tok::LtEq => "<=",
-            Tok::Gt => ">",
-            Tok::GtEq => ">=",
-            Tok::Bang => "!",
-            Tok::AndAnd => "&&",
-            Tok::OrOr => "||",
-        };
-        format!("`{sym}`")
-    }
-}
-
-#[derive(Clone, Debug)]
-struct Token {
-    tok: Tok,
-    /// 0-based character offset of the token's first character.
-    pos: usize,
-}
-
-fn lex(chars: &[char]) -> PResult<Vec<Token>> {
-    let at = |i: usize| chars.get(i).copied();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while let Some(c) = at(i) {
-        if c.is_whitespace() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let next = at(i + 1);
-        let (tok, len) = match c {
-            '(' => (Tok::LParen, 1),
-            ')' => (Tok::RParen, 1),
-            ',' => (Tok::Comma, 1),
-            '+' => (Tok::Plus, 1),
-            '-' => (Tok::Minus, 1),
-            '/' => (Tok::Slash, 1),
-            '*' if next == Some('*') => (Tok::StarStar, 2),
-            '*' => (Tok::Star, 1),
-            '=' if next == Some('=') => (Tok::EqEq, 2),
-            '=' => return fail(start, "unexpected `=`; use `==` to compare values"),
-            '!' if next == Some('=') => (Tok::NotEq, 2),
-            '!' => (Tok::Bang, 1),
-            '<' if next == Some('=') => (Tok::LtEq, 2),
-            '<' => (Tok::Lt, 1),
-            '>' if next == Some('=') => (Tok::GtEq, 2),
-            '>' => (Tok::Gt, 1),
-            '&' if next == Some('&') => (Tok::AndAnd, 2),
-            '&' => return fail(start, "unexpected `&`; write `and` or `&&`"),
-            '|' if next == Some('|') => (Tok::OrOr, 2),
-            '|' => return fail(start, "unexpected `|`; write `or` or `||`"),
-            '"' | '\'' => {
-                let (s, end) = lex_string(chars, start)?;
-                (Tok::Str(s), end - start)
-            }
-            '0'..='9' => lex_number(chars, start)?,
-            '.' if next.is_some_and(|n| n.is_ascii_digit()) => lex_number(chars, start)?,
-            c if c.is_ascii_alphabetic() || c == '_' => {
-                let mut end = start;
-                while at(end).is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    end += 1;
-                }
-                let name: String = chars[start..end].iter().collect();
-                (Tok::Ident(name), end - start)
-            }
-            c if c.is_alphanumeric() => {
-                return fail(
-                    start,
-                    format!(
-                        "unexpected character `{c}`: bare column names may only use \
-                         A-Z, a-z, 0-9 and _; write other names as col(\"...\")"
-                    ),
-                );
-            }
-            c => return fail(start, format!("unexpected character `{c}`")),
-        };
-        tokens.push(Token { tok, pos: start });
-        i = start + len;
-    }
-    tokens.push(Token {
-        tok: Tok::Eof,
-        pos: chars.len(),
-    });
-    Ok(tokens)
-}
-
-/// Lex a number starting at `start`; returns the token and its length in characters.
-fn lex_number(chars: &[char], start: usize) -> PResult<(Tok, usize)> {
-    let is_digit = |i: usize| chars.get(i).is_some_and(|c| c.is_ascii_digit());
-    let mut i = start;
-    while is_digit(i) {
-        i += 1;
-    }
-    if chars.get(i) == Some(&'.') {
-        i += 1;
-        while is_digit(i) {
-            i += 1;
-        }
-    }
-    if matches!(chars.get(i), Some('e' | 'E')) {
-        let mut j = i + 1;
-        if matches!(chars.get(j), Some('+' | '-')) {
-            j += 1;
-        }
-        if !is_digit(j) {
-            let written: String = chars[start..j.min(chars.len())].iter().collect();
-            return fail(
-                i,
-                format!("invalid number `{written}`: expected digits after the exponent"),
-            );
-        }
-        i = j;
-        while is_digit(i) {
-            i += 1;
-        }
-    }
-    if let Some(&c) = chars.get(i) {
-        if c.is_alphanumeric() || c == '_' || c == '.' {
-            let written: String = chars[start..=i].iter().collect();
-            return fail(
-                i,
-                format!("invalid number `{written}`: unexpected `{c}` after the digits"),
-            );
-        }
-    }
-    let text: String = chars[start..i].iter().collect();
-    Ok((Tok::Num(text), i - start))
-}
-
-/// Lex a quoted string whose opening quote is at `start`; returns the value and
-/// the offset just past the closing quote.
-fn lex_string(chars: &[char], start: usize) -> PResult<(String, usize)> {
-    let quote = chars[start];
-    let mut out = String::new();
-    let mut i = start + 1;
-    loop {
-        let Some(&c) = chars.get(i) else {
-            return fail(
-                start,
-                format!("unterminated string: no closing {quote} for the quote opened here"),
-            );
-        };
-        if c == quote {
-            return Ok((out, i + 1));
-        }
-        if c != '\\' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        let escaped = match chars.get(i + 1) {
-            None => {
-                return fail(
-                    start,
-                    format!("unterminated string: no closing {quote} for the quote opened here"),
-                );
-            }
-            Some('\\') => '\\',
-            Some('"') => '"',
-            Some('\'') => '\'',
-            Some('n') => '\n',
-            Some('r') => '\r',
-            Some('t') => '\t',
-            Some('0') => '\0',
-            Some('u') => {
-                let (c, end) = lex_unicode_escape(chars, i)?;
-                out.push(c);
-                i = end;
-                continue;
-            }
-            Some(other) => {
-                return fail(
-                    i,
-                    format!(
-                        "unknown escape `\\{other}` in string; the escapes are \
-                         \\\\ \\\" \\' \\n \\r \\t \\0 \\u{{XXXX}}"
-                    ),
-                );
-            }
-        };
-        out.push(escaped);
-        i += 2;
-    }
-}
-
-/// Lex `\u{XXXX}` with the backslash at `start`; returns the character and the
-/// offset just past the closing brace.
-fn lex_unicode_escape(chars: &[char], start: usize) -> PResult<(char, usize)> {
-    let bad = || {
-        fail(
-            start,
-            "invalid unicode escape: write \\u{XXXX} with 1 to 6 hex digits of a valid code point",
-        )
-    };
-    if chars.get(start + 2) != Some(&'{') {
-        return bad();
-    }
-    let digits_start = start + 3;
-    let mut i = digits_start;
-    while chars.get(i).is_some_and(|c| c.is_ascii_hexdigit()) {
-        i += 1;
-    }
-    if chars.get(i) != Some(&'}') || i == digits_start || i - digits_start > 6 {
-        return bad();
-    }
-    let hex: String = chars[digits_start..i].iter().collect();
-    match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-        Some(c) => Ok((c, i + 1)),
-        None => bad(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Parser
-// ---------------------------------------------------------------------------
-
-struct Parser {
+pub(super) struct Parser {
     tokens: Vec<Token>,
     next: usize,
     depth: usize,
@@ -462,7 +92,16 @@ fn named_float(name: &str) -> Option<f64> {
 // temporary of a function gets its own stack slot, and these frames are live once
 // per nesting level.
 impl Parser {
-    fn peek(&self) -> &Token {
+    /// A parser at the first of `tokens` (which end in [`Tok::Eof`]).
+    pub(super) fn new(tokens: Vec<Token>) -> Self {
+        Parser {
+            tokens,
+            next: 0,
+            depth: 0,
+        }
+    }
+
+    pub(super) fn peek(&self) -> &Token {
         self.peek_at(0)
     }
 
@@ -500,7 +139,7 @@ impl Parser {
     }
 
     /// Parse an expression whose operators all bind tighter than `min_bp`.
-    fn expression(&mut self, min_bp: u8) -> PResult<Expr> {
+    pub(super) fn expression(&mut self, min_bp: u8) -> PResult<Expr> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(too_deep(self.peek().pos));
@@ -867,20 +506,5 @@ fn chained_comparison(op: &Token) -> Failure {
              or combine two comparisons with `and`",
             op.tok.describe()
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_carry_character_offsets() {
-        let chars: Vec<char> = "é".chars().collect();
-        assert!(lex(&chars).is_err());
-        let chars: Vec<char> = "'é' + x".chars().collect();
-        let toks = lex(&chars).ok().unwrap_or_default();
-        let positions: Vec<usize> = toks.iter().map(|t| t.pos).collect();
-        assert_eq!(positions, vec![0, 4, 6, 7]);
     }
 }
