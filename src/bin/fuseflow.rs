@@ -35,97 +35,18 @@ struct Cli {
 enum Command {
     /// Run a pipeline spec file, reusing every step output cached in the
     /// workspace whose inputs, parameters and code did not change.
-    Run {
-        /// The spec file (TOML; see docs/spec-format.md).
-        spec: PathBuf,
-        /// Most steps to run at once (default: the number of cores, at least 4).
-        #[arg(long)]
-        concurrent_steps: Option<usize>,
-        /// Run every step, reusing nothing (outputs are still cached).
-        #[arg(long, conflicts_with = "rerun")]
-        rerun_all: bool,
-        /// Run this step even if its outputs are cached (repeatable).
-        #[arg(long, value_name = "STEP")]
-        rerun: Vec<String>,
-        /// Run in memory only: no workspace, no cache, no run record; chains
-        /// of row-local steps then run fused.
-        #[arg(long)]
-        no_workspace: bool,
-        /// The device for steps that compute and are not pinned in the spec:
-        /// auto, cpu, wgpu or cuda. Under auto the planner's cost model picks
-        /// per step among the CPU and hardware GPUs (never a software
-        /// adapter). A device that cannot be opened leaves its steps on the
-        /// CPU, with a note.
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
-        /// Let devices without f64 (wgpu) compute f64 columns in f32 rather
-        /// than sending that work to the CPU; the precision is recorded.
-        #[arg(long)]
-        allow_f32: bool,
-        /// Evaluate expressions op by op, every intermediate materialized,
-        /// instead of as fused kernels (slower; for checking fused results).
-        #[arg(long)]
-        no_fuse: bool,
-        /// Hash every source file again instead of trusting the workspace's
-        /// stat cache (an unchanged size, modification time and inode).
-        #[arg(long)]
-        verify_sources: bool,
-        /// Data the run may keep resident (e.g. 2GiB): a memory-mapped
-        /// source larger than this is streamed with each batch's pages
-        /// released after use (default: a quarter of physical memory).
-        #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
-        memory_budget: Option<u64>,
-        #[command(flatten)]
-        outputs: OutputArgs,
-        /// Print nothing but errors.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Run(RunArgs),
     /// Print the physical plan: the steps in execution order, the fused groups
     /// (chains of row-local steps run as one kernel) and the steps inside
     /// them, the device of each step and why, transfers and estimated costs.
-    Explain {
-        /// The spec file.
-        spec: PathBuf,
-        /// Emit the plan as a Graphviz graph (`fuseflow explain p.toml --dot | dot -Tsvg`).
-        #[arg(long, conflicts_with = "schemas")]
-        dot: bool,
-        /// Print the steps with their inputs, outputs and schemas instead.
-        #[arg(long)]
-        schemas: bool,
-        /// Plan for this run device, as `run --device` (auto, cpu, wgpu or cuda).
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
-        /// Plan a run without a workspace, as `run --no-workspace`: nothing is
-        /// cached, so chains of row-local steps fuse.
-        #[arg(long)]
-        no_workspace: bool,
-        #[command(flatten)]
-        outputs: OutputArgs,
-    },
+    Explain(ExplainArgs),
     /// Measure this machine for the planner's cost model (CPU bandwidth, and
     /// for each GPU its copy bandwidth, launch cost and kernel bandwidth) and
     /// store the result in the workspace, where runs read it.
     Calibrate,
     /// Score a Parquet, Arrow IPC or CSV file with a trained model, streaming
     /// it in bounded chunks, and write the scores.
-    Score {
-        /// The model (an Arrow IPC file written by a training step).
-        model: PathBuf,
-        /// The input file.
-        input: PathBuf,
-        /// The output file (format from the extension).
-        output: PathBuf,
-        /// Input columns to copy to the output, comma-separated (e.g. ids).
-        #[arg(long, value_delimiter = ',')]
-        keep: Vec<String>,
-        /// Rows per chunk; memory stays near a few chunks.
-        #[arg(long, default_value_t = 256 * 1024)]
-        chunk_rows: usize,
-        /// Print nothing but errors.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Score(ScoreArgs),
     /// List recorded runs, newest first.
     Runs {
         /// Only runs of this pipeline.
@@ -180,6 +101,195 @@ enum CacheAction {
     Clear,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The spec file (TOML; see docs/spec-format.md).
+    spec: PathBuf,
+    /// Most steps to run at once (default: the number of cores, at least 4).
+    #[arg(long)]
+    concurrent_steps: Option<usize>,
+    /// Run every step, reusing nothing (outputs are still cached).
+    #[arg(long, conflicts_with = "rerun")]
+    rerun_all: bool,
+    /// Run this step even if its outputs are cached (repeatable).
+    #[arg(long, value_name = "STEP")]
+    rerun: Vec<String>,
+    /// Run in memory only: no workspace, no cache, no run record; chains
+    /// of row-local steps then run fused.
+    #[arg(long)]
+    no_workspace: bool,
+    /// The device for steps that compute and are not pinned in the spec:
+    /// auto, cpu, wgpu or cuda. Under auto the planner's cost model picks
+    /// per step among the CPU and hardware GPUs (never a software
+    /// adapter). A device that cannot be opened leaves its steps on the
+    /// CPU, with a note.
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Let devices without f64 (wgpu) compute f64 columns in f32 rather
+    /// than sending that work to the CPU; the precision is recorded.
+    #[arg(long)]
+    allow_f32: bool,
+    /// Evaluate expressions op by op, every intermediate materialized,
+    /// instead of as fused kernels (slower; for checking fused results).
+    #[arg(long)]
+    no_fuse: bool,
+    /// Hash every source file again instead of trusting the workspace's
+    /// stat cache (an unchanged size, modification time and inode).
+    #[arg(long)]
+    verify_sources: bool,
+    /// Data the run may keep resident (e.g. 2GiB): a memory-mapped
+    /// source larger than this is streamed with each batch's pages
+    /// released after use (default: a quarter of physical memory).
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    memory_budget: Option<u64>,
+    #[command(flatten)]
+    outputs: OutputArgs,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The spec file.
+    spec: PathBuf,
+    /// Emit the plan as a Graphviz graph (`fuseflow explain p.toml --dot | dot -Tsvg`).
+    #[arg(long, conflicts_with = "schemas")]
+    dot: bool,
+    /// Print the steps with their inputs, outputs and schemas instead.
+    #[arg(long)]
+    schemas: bool,
+    /// Plan for this run device, as `run --device` (auto, cpu, wgpu or cuda).
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// Plan a run without a workspace, as `run --no-workspace`: nothing is
+    /// cached, so chains of row-local steps fuse.
+    #[arg(long)]
+    no_workspace: bool,
+    #[command(flatten)]
+    outputs: OutputArgs,
+}
+
+#[derive(clap::Args)]
+struct ScoreArgs {
+    /// The model (an Arrow IPC file written by a training step).
+    model: PathBuf,
+    /// The input file.
+    input: PathBuf,
+    /// The output file (format from the extension).
+    output: PathBuf,
+    /// Input columns to copy to the output, comma-separated (e.g. ids).
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
+    /// Rows per chunk; memory stays near a few chunks.
+    #[arg(long, default_value_t = 256 * 1024)]
+    chunk_rows: usize,
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    /// `fuseflow run`: load the spec, run it with these options, print the
+    /// run's table.
+    fn run(self, open: &dyn Fn() -> Result<Workspace, Error>) -> Result<(), Error> {
+        let pipeline = spec::load(&self.spec)?;
+        let mut options = RunOptions {
+            device: self.device,
+            allow_f32: self.allow_f32,
+            verify_sources: self.verify_sources,
+            observer: Some(Arc::new(StepProgress::new(ProgressMode::detect(
+                self.quiet,
+            )))),
+            ..RunOptions::default()
+        };
+        self.outputs.apply(&mut options);
+        if self.no_fuse {
+            options.fuse = false;
+        }
+        if let Some(n) = self.concurrent_steps {
+            options.max_concurrent_steps = n.max(1);
+        }
+        if let Some(bytes) = self.memory_budget {
+            options.memory_budget = bytes;
+        }
+        if !self.no_workspace {
+            options.workspace = Some(Arc::new(open()?));
+            options.spec = Some(std::fs::read_to_string(&self.spec).map_err(|e| Error::Io {
+                path: self.spec.clone(),
+                message: e.to_string(),
+            })?);
+        }
+        options.rerun = match (self.rerun_all, self.rerun.is_empty()) {
+            (true, _) => Rerun::All,
+            (false, false) => Rerun::Steps(self.rerun),
+            (false, true) => Rerun::Nothing,
+        };
+        let run = pipeline.run_with(&options)?;
+        if !self.quiet {
+            print_run(pipeline.name(), &run);
+        }
+        Ok(())
+    }
+}
+
+impl ExplainArgs {
+    /// `fuseflow explain`: the plan as text or a Graphviz graph, or the
+    /// steps' schemas.
+    fn explain(self, open: &dyn Fn() -> Result<Workspace, Error>) -> Result<(), Error> {
+        let pipeline = spec::load(&self.spec)?;
+        if self.schemas {
+            print!("{}", pipeline.explain()?);
+            return Ok(());
+        }
+        let mut options = RunOptions {
+            device: self.device,
+            ..RunOptions::default()
+        };
+        self.outputs.apply(&mut options);
+        if !self.no_workspace {
+            options.workspace = Some(Arc::new(open()?));
+        }
+        let plan = pipeline.plan(&options)?;
+        if self.dot {
+            print!("{}", plan.to_dot());
+        } else {
+            print!("{plan}");
+        }
+        Ok(())
+    }
+}
+
+impl ScoreArgs {
+    /// `fuseflow score`: stream the input through the model into the output.
+    fn score(self) -> Result<(), Error> {
+        let model = Model::load(&self.model)?;
+        let mut progress = Progress::new(ProgressMode::detect(self.quiet), "scoring", None);
+        let options = ScoreOptions {
+            keep: self.keep,
+            chunk_rows: self.chunk_rows.max(1),
+        };
+        let summary = score_file(model, &self.input, &self.output, &options, &mut progress)?;
+        if !self.quiet {
+            let secs = summary.duration.as_secs_f64().max(1e-9);
+            println!(
+                "scored {} rows in {} chunks in {secs:.3} s ({:.1}M rows/s) -> {}",
+                summary.rows,
+                summary.chunks,
+                summary.rows as f64 / secs / 1e6,
+                self.output.display()
+            );
+            if let Some(rss) = summary.peak_rss_bytes {
+                println!(
+                    "peak resident memory: {:.1} MiB",
+                    rss as f64 / (1024.0 * 1024.0)
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which step outputs a run keeps, shared by `run` and `explain`.
 #[derive(clap::Args)]
 struct OutputArgs {
@@ -217,83 +327,8 @@ fn main() -> ExitCode {
     let ws_dir = Workspace::locate(cli.workspace.as_deref());
     let open = || Workspace::open(&ws_dir);
     let result = match cli.command {
-        Command::Run {
-            spec,
-            concurrent_steps,
-            rerun_all,
-            rerun,
-            no_workspace,
-            device,
-            allow_f32,
-            no_fuse,
-            verify_sources,
-            memory_budget,
-            outputs,
-            quiet,
-        } => spec::load(&spec).and_then(|pipeline| {
-            let mut options = RunOptions {
-                device,
-                allow_f32,
-                verify_sources,
-                observer: Some(Arc::new(StepProgress::new(ProgressMode::detect(quiet)))),
-                ..RunOptions::default()
-            };
-            outputs.apply(&mut options);
-            if no_fuse {
-                options.fuse = false;
-            }
-            if let Some(n) = concurrent_steps {
-                options.max_concurrent_steps = n.max(1);
-            }
-            if let Some(bytes) = memory_budget {
-                options.memory_budget = bytes;
-            }
-            if !no_workspace {
-                options.workspace = Some(Arc::new(open()?));
-                options.spec = Some(std::fs::read_to_string(&spec).map_err(|e| Error::Io {
-                    path: spec.clone(),
-                    message: e.to_string(),
-                })?);
-            }
-            options.rerun = match (rerun_all, rerun.is_empty()) {
-                (true, _) => Rerun::All,
-                (false, false) => Rerun::Steps(rerun),
-                (false, true) => Rerun::Nothing,
-            };
-            let run = pipeline.run_with(&options)?;
-            if !quiet {
-                print_run(pipeline.name(), &run);
-            }
-            Ok(())
-        }),
-        Command::Explain {
-            spec,
-            dot,
-            schemas,
-            device,
-            no_workspace,
-            outputs,
-        } => spec::load(&spec).and_then(|pipeline| {
-            if schemas {
-                print!("{}", pipeline.explain()?);
-                return Ok(());
-            }
-            let mut options = RunOptions {
-                device,
-                ..RunOptions::default()
-            };
-            outputs.apply(&mut options);
-            if !no_workspace {
-                options.workspace = Some(Arc::new(open()?));
-            }
-            let plan = pipeline.plan(&options)?;
-            if dot {
-                print!("{}", plan.to_dot());
-            } else {
-                print!("{plan}");
-            }
-            Ok(())
-        }),
+        Command::Run(args) => args.run(&open),
+        Command::Explain(args) => args.explain(&open),
         Command::Calibrate => open().and_then(|ws| {
             let devices = DeviceSet::probe([DeviceChoice::Cuda, DeviceChoice::Wgpu]);
             let calibration = calibrate(&devices)?;
@@ -305,38 +340,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Score {
-            model,
-            input,
-            output,
-            keep,
-            chunk_rows,
-            quiet,
-        } => Model::load(&model).and_then(|model| {
-            let mut progress = Progress::new(ProgressMode::detect(quiet), "scoring", None);
-            let options = ScoreOptions {
-                keep,
-                chunk_rows: chunk_rows.max(1),
-            };
-            let summary = score_file(model, &input, &output, &options, &mut progress)?;
-            if !quiet {
-                let secs = summary.duration.as_secs_f64().max(1e-9);
-                println!(
-                    "scored {} rows in {} chunks in {secs:.3} s ({:.1}M rows/s) -> {}",
-                    summary.rows,
-                    summary.chunks,
-                    summary.rows as f64 / secs / 1e6,
-                    output.display()
-                );
-                if let Some(rss) = summary.peak_rss_bytes {
-                    println!(
-                        "peak resident memory: {:.1} MiB",
-                        rss as f64 / (1024.0 * 1024.0)
-                    );
-                }
-            }
-            Ok(())
-        }),
+        Command::Score(args) => args.score(),
         Command::Runs { pipeline } => open().and_then(|ws| {
             let runs = ws.runs().runs(pipeline.as_deref())?;
             print!("{}", render_runs(&runs));

@@ -14,7 +14,7 @@ use arrow_schema::Schema;
 use super::arena::{Const, ExprArena, ExprId, Node};
 use super::dtype::{DType, Scalar};
 use super::expr::Expr;
-use super::ops::OpClass;
+use super::ops::{BinaryOp, OpClass};
 use crate::error::{Error, Result, bail};
 
 /// A lowered operand: its id, dtype and whether it is a weakly typed literal.
@@ -50,36 +50,13 @@ impl ExprArena {
     /// Type one node whose operands are already lowered into `parts`.
     #[inline(never)]
     fn type_node(&mut self, expr: &Expr, parts: &[Typed], schema: &Schema) -> Result<Typed> {
-        let type_error = |message: String| Error::Type {
-            expr: expr.to_string(),
-            message,
-        };
         Ok(match expr {
-            Expr::Column(name) => {
-                let Ok(index) = schema.index_of(name) else {
-                    let names: Vec<&str> =
-                        schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    bail!(type_error(format!(
-                        "no column '{name}' in the input; available columns: {}",
-                        names.join(", ")
-                    )));
-                };
-                let field = schema.field(index);
-                let Some(dtype) = DType::from_arrow(field.data_type()) else {
-                    bail!(type_error(format!(
-                        "column '{name}' has Arrow type {}, which expressions do not support (use bool, i32, i64, f32, f64 or utf8)",
-                        field.data_type()
-                    )));
-                };
-                Typed {
-                    id: self.push(Node::Column(index), dtype),
-                    dtype,
-                    weak: false,
-                }
-            }
+            Expr::Column(name) => self.column(expr, name, schema)?,
             Expr::Literal(value) => {
                 let dtype = value.default_dtype();
-                let id = self.literal(value, dtype).map_err(type_error)?;
+                let id = self
+                    .literal(value, dtype)
+                    .map_err(|message| type_error(expr, message))?;
                 Typed {
                     id,
                     dtype,
@@ -96,28 +73,7 @@ impl ExprArena {
                     weak: a.weak,
                 }
             }
-            Expr::Binary { op, left, right } => {
-                let (a, b) = (parts[0], parts[1]);
-                let dtype = result_class_type(op.class(), &[a, b], expr)?;
-                let operand = match op.class() {
-                    OpClass::Comparison => {
-                        common_type(&[a, b])
-                            .ok_or_else(|| mismatch(expr, &[a, b]))?
-                            .0
-                    }
-                    _ => dtype,
-                };
-                let weak = a.weak && b.weak && dtype != DType::Bool;
-                let (a, b) = (
-                    self.coerce(a, left, operand)?,
-                    self.coerce(b, right, operand)?,
-                );
-                Typed {
-                    id: self.push(Node::Binary(*op, a, b), dtype),
-                    dtype,
-                    weak,
-                }
-            }
+            Expr::Binary { op, left, right } => self.binary(expr, *op, [left, right], parts)?,
             Expr::Clip { input, min, max } => {
                 let dtype = result_class_type(OpClass::Numeric, parts, expr)?;
                 let ids = [
@@ -155,40 +111,119 @@ impl ExprArena {
                 condition,
                 then,
                 otherwise,
-            } => {
-                let c = parts[0];
-                if c.dtype != DType::Bool {
-                    bail!(type_error(format!(
-                        "the condition `{condition}` is {}, it must be bool",
-                        c.dtype
-                    )));
-                }
-                let parts = &parts[1..];
-                let (dtype, weak) = common_type(parts).ok_or_else(|| mismatch(expr, parts))?;
-                let (t, f) = (
-                    self.coerce(parts[0], then, dtype)?,
-                    self.coerce(parts[1], otherwise, dtype)?,
-                );
-                Typed {
-                    id: self.push(Node::IfElse(c.id, t, f), dtype),
-                    dtype,
-                    weak,
-                }
+            } => self.if_else(expr, condition, [then, otherwise], parts)?,
+            Expr::Cast { input, dtype } => self.cast(expr, input, *dtype, parts[0])?,
+        })
+    }
+
+    /// A column reference: its index in `schema` and its dtype.
+    fn column(&mut self, expr: &Expr, name: &str, schema: &Schema) -> Result<Typed> {
+        let Ok(index) = schema.index_of(name) else {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            bail!(type_error(
+                expr,
+                format!(
+                    "no column '{name}' in the input; available columns: {}",
+                    names.join(", ")
+                )
+            ));
+        };
+        let field = schema.field(index);
+        let Some(dtype) = DType::from_arrow(field.data_type()) else {
+            bail!(type_error(
+                expr,
+                format!(
+                    "column '{name}' has Arrow type {}, which expressions do not support (use bool, i32, i64, f32, f64 or utf8)",
+                    field.data_type()
+                )
+            ));
+        };
+        Ok(Typed {
+            id: self.push(Node::Column(index), dtype),
+            dtype,
+            weak: false,
+        })
+    }
+
+    /// A binary operator: comparisons compare in the operands' common type,
+    /// the others compute in their result type.
+    fn binary(
+        &mut self,
+        expr: &Expr,
+        op: BinaryOp,
+        [left, right]: [&Expr; 2],
+        parts: &[Typed],
+    ) -> Result<Typed> {
+        let (a, b) = (parts[0], parts[1]);
+        let dtype = result_class_type(op.class(), &[a, b], expr)?;
+        let operand = match op.class() {
+            OpClass::Comparison => {
+                common_type(&[a, b])
+                    .ok_or_else(|| mismatch(expr, &[a, b]))?
+                    .0
             }
-            Expr::Cast { input, dtype } => {
-                let a = parts[0];
-                if (a.dtype == DType::Utf8) != (*dtype == DType::Utf8) {
-                    bail!(type_error(format!(
-                        "cannot cast {} to {dtype}: strings convert only to strings; encode categoricals with an index or one-hot encoding step",
-                        a.dtype
-                    )));
-                }
-                Typed {
-                    id: self.coerce(a, input, *dtype)?,
-                    dtype: *dtype,
-                    weak: false,
-                }
-            }
+            _ => dtype,
+        };
+        let weak = a.weak && b.weak && dtype != DType::Bool;
+        let (a, b) = (
+            self.coerce(a, left, operand)?,
+            self.coerce(b, right, operand)?,
+        );
+        Ok(Typed {
+            id: self.push(Node::Binary(op, a, b), dtype),
+            dtype,
+            weak,
+        })
+    }
+
+    /// `if_else(condition, then, otherwise)`: a bool condition, both branches
+    /// in their common type.
+    fn if_else(
+        &mut self,
+        expr: &Expr,
+        condition: &Expr,
+        [then, otherwise]: [&Expr; 2],
+        parts: &[Typed],
+    ) -> Result<Typed> {
+        let c = parts[0];
+        if c.dtype != DType::Bool {
+            bail!(type_error(
+                expr,
+                format!(
+                    "the condition `{condition}` is {}, it must be bool",
+                    c.dtype
+                )
+            ));
+        }
+        let parts = &parts[1..];
+        let (dtype, weak) = common_type(parts).ok_or_else(|| mismatch(expr, parts))?;
+        let (t, f) = (
+            self.coerce(parts[0], then, dtype)?,
+            self.coerce(parts[1], otherwise, dtype)?,
+        );
+        Ok(Typed {
+            id: self.push(Node::IfElse(c.id, t, f), dtype),
+            dtype,
+            weak,
+        })
+    }
+
+    /// An explicit cast: numbers and bools convert among themselves, strings
+    /// only to strings.
+    fn cast(&mut self, expr: &Expr, input: &Expr, dtype: DType, a: Typed) -> Result<Typed> {
+        if (a.dtype == DType::Utf8) != (dtype == DType::Utf8) {
+            bail!(type_error(
+                expr,
+                format!(
+                    "cannot cast {} to {dtype}: strings convert only to strings; encode categoricals with an index or one-hot encoding step",
+                    a.dtype
+                )
+            ));
+        }
+        Ok(Typed {
+            id: self.coerce(a, input, dtype)?,
+            dtype,
+            weak: false,
         })
     }
 
@@ -260,6 +295,14 @@ fn result_class_type(class: OpClass, parts: &[Typed], expr: &Expr) -> Result<DTy
             DType::Bool
         }
     })
+}
+
+/// A type error in `expr`.
+fn type_error(expr: &Expr, message: String) -> Error {
+    Error::Type {
+        expr: expr.to_string(),
+        message,
+    }
 }
 
 fn mismatch(expr: &Expr, parts: &[Typed]) -> Error {

@@ -17,6 +17,8 @@
 //! on the host), where it stops at the larger of `tolerance` and the
 //! gradient an f32 pass can resolve ([`Precision`]).
 
+use std::ops::Range;
+
 use super::design::Design;
 use super::linalg::cholesky_solve;
 use super::pass::{add_into, fold_blocks, symmetrize, weighted_gram};
@@ -225,63 +227,10 @@ pub fn newton(
     let norm = |g: &[f64]| g.iter().fold(0.0f64, |a, v| a.max(v.abs())) / n;
     while norm(&state.gradient) > tolerance && iterations < config.max_iterations {
         iterations += 1;
-        let mut hessian = state.hessian.clone();
-        if classes > 2 {
-            // Softmax ignores a common shift of all intercepts, so the Hessian is
-            // singular along it; a tiny damping makes the system definite without
-            // moving the optimum. Binary problems are left undamped, so that
-            // collinear features without a penalty are reported, not hidden.
-            let scale = (0..m)
-                .map(|i| hessian[i * m + i])
-                .fold(0.0f64, f64::max)
-                .max(1.0);
-            for i in 0..m {
-                hessian[i * m + i] += precision.damping * scale;
-            }
-        }
-        let step_dir = cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
-            invalid(step, "the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
-        })?;
-        let slope: f64 = state
-            .gradient
-            .iter()
-            .zip(&step_dir)
-            .map(|(g, d)| g * d)
-            .sum();
-        // The full Newton step is tried with a full evaluation, which becomes the
-        // next iteration's state when it is accepted (the usual case near the
-        // optimum); shorter steps are tried with cheap loss-only passes.
-        let step = |t: f64| -> Vec<f64> {
-            theta
-                .iter()
-                .zip(&step_dir)
-                .map(|(p, d)| p - t * d)
-                .collect()
-        };
-        let armijo = |objective: f64, t: f64| objective <= state.objective - 1e-4 * t * slope;
-        let full = step(1.0);
-        let trial = evaluate(&full, true)?;
+        let direction = newton_direction(step, &state, classes > 2, m, &precision)?;
         let previous = state.objective;
-        let mut t = 1.0;
-        let within_noise = (trial.objective - state.objective).abs()
-            <= precision.objective_noise * state.objective.abs();
-        let shrinks = precision.objective_noise > 0.0
-            && within_noise
-            && norm(&trial.gradient) < norm(&state.gradient);
-        if armijo(trial.objective, t) || shrinks {
-            theta = full;
-            state = trial;
-        } else {
-            let accepted = loop {
-                t *= 0.5;
-                let candidate = step(t);
-                if armijo(evaluate(&candidate, false)?.objective, t) || t < precision.min_step {
-                    break candidate;
-                }
-            };
-            theta = accepted;
-            state = evaluate(&theta, true)?;
-        }
+        let t;
+        (theta, state, t) = line_search(&evaluate, &theta, &state, &direction, &precision, &norm)?;
         if (previous - state.objective).abs() <= precision.objective_resolution * previous.abs()
             && t < precision.min_step
         {
@@ -311,6 +260,82 @@ pub fn newton(
         tolerance,
         precision: precision.name,
     })
+}
+
+/// The Newton direction `H⁻¹ g` at `state`. With `softmax`, the Hessian is
+/// damped first: softmax ignores a common shift of all intercepts, so the
+/// Hessian is singular along it, and a tiny damping makes the system definite
+/// without moving the optimum. Binary problems are left undamped, so that
+/// collinear features without a penalty are reported, not hidden.
+fn newton_direction(
+    step: &str,
+    state: &State,
+    softmax: bool,
+    m: usize,
+    precision: &Precision,
+) -> Result<Vec<f64>> {
+    let mut hessian = state.hessian.clone();
+    if softmax {
+        let scale = (0..m)
+            .map(|i| hessian[i * m + i])
+            .fold(0.0f64, f64::max)
+            .max(1.0);
+        for i in 0..m {
+            hessian[i * m + i] += precision.damping * scale;
+        }
+    }
+    cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
+        invalid(step, "the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
+    })
+}
+
+/// A backtracking (Armijo) line search from `theta` along `-direction`:
+/// the accepted parameters, their state, and the step length taken. The full
+/// Newton step is tried with a full evaluation, which becomes the next
+/// iteration's state when it is accepted (the usual case near the optimum);
+/// shorter steps are tried with cheap loss-only passes.
+fn line_search(
+    evaluate: &dyn Fn(&[f64], bool) -> Result<State>,
+    theta: &[f64],
+    state: &State,
+    direction: &[f64],
+    precision: &Precision,
+    norm: &dyn Fn(&[f64]) -> f64,
+) -> Result<(Vec<f64>, State, f64)> {
+    let slope: f64 = state
+        .gradient
+        .iter()
+        .zip(direction)
+        .map(|(g, d)| g * d)
+        .sum();
+    let step = |t: f64| -> Vec<f64> {
+        theta
+            .iter()
+            .zip(direction)
+            .map(|(p, d)| p - t * d)
+            .collect()
+    };
+    let armijo = |objective: f64, t: f64| objective <= state.objective - 1e-4 * t * slope;
+    let full = step(1.0);
+    let trial = evaluate(&full, true)?;
+    let mut t = 1.0;
+    let within_noise = (trial.objective - state.objective).abs()
+        <= precision.objective_noise * state.objective.abs();
+    let shrinks = precision.objective_noise > 0.0
+        && within_noise
+        && norm(&trial.gradient) < norm(&state.gradient);
+    if armijo(trial.objective, t) || shrinks {
+        return Ok((full, trial, t));
+    }
+    let accepted = loop {
+        t *= 0.5;
+        let candidate = step(t);
+        if armijo(evaluate(&candidate, false)?.objective, t) || t < precision.min_step {
+            break candidate;
+        }
+    };
+    let state = evaluate(&accepted, true)?;
+    Ok((accepted, state, t))
 }
 
 /// Split `outputs x width` parameters into row-major weights and intercepts.
@@ -413,92 +438,12 @@ impl Objective for Problem<'_> {
     /// One parallel pass for the loss (and, with `second_order`, gradient
     /// and Hessian) at `theta`, accumulated in f64 in a fixed block order.
     fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
-        let (k, w, d) = (self.outputs, self.width(), self.x.width());
-        let m = k * w;
+        let (m, d) = (self.outputs * self.width(), self.x.width());
         let mut cols: Vec<&[f64]> = (0..d).map(|j| self.x.column(j)).collect();
         cols.push(&self.ones);
         let sums = fold_blocks(
             self.x.rows,
-            |range| {
-                let len = range.len();
-                // Linear predictors, one block per output.
-                let mut z = vec![0.0; k * len];
-                for a in 0..k {
-                    let za = &mut z[a * len..(a + 1) * len];
-                    za.fill(theta[a * w + d]);
-                    for (j, col) in cols[..d].iter().enumerate() {
-                        let wj = theta[a * w + j];
-                        za.iter_mut()
-                            .zip(&col[range.clone()])
-                            .for_each(|(z, x)| *z += wj * x);
-                    }
-                }
-                let y = &self.y[range.clone()];
-                let mut loss = 0.0;
-                // Residuals r = p - onehot(y) per output; p kept for the Hessian.
-                let mut p = z.clone();
-                if k == 1 {
-                    for (i, z) in z.iter().enumerate() {
-                        let yi = f64::from(y[i]);
-                        loss += logistic_loss(*z, yi);
-                        p[i] = 1.0 / (1.0 + (-z).exp());
-                    }
-                } else {
-                    for i in 0..len {
-                        let zmax = (0..k)
-                            .map(|a| z[a * len + i])
-                            .fold(f64::NEG_INFINITY, f64::max);
-                        let sum: f64 = (0..k).map(|a| (z[a * len + i] - zmax).exp()).sum();
-                        loss += zmax + sum.ln() - z[y[i] as usize * len + i];
-                        for a in 0..k {
-                            p[a * len + i] = (z[a * len + i] - zmax).exp() / sum;
-                        }
-                    }
-                }
-                let mut out = vec![loss];
-                if !second_order {
-                    return out;
-                }
-                let mut r = p.clone();
-                for (i, &yi) in y.iter().enumerate() {
-                    let target = if k == 1 { 0 } else { yi as usize };
-                    if k > 1 || yi == 1 {
-                        r[target * len + i] -= 1.0;
-                    }
-                }
-                for a in 0..k {
-                    let ra = &r[a * len..(a + 1) * len];
-                    out.extend(cols.iter().map(|c| super::pass::dot(ra, &c[range.clone()])));
-                }
-                // Hessian blocks (a, b), b <= a: weights p_a (delta_ab - p_b).
-                let mut hessian = vec![0.0; m * m];
-                let mut weight = vec![0.0; len];
-                let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
-                for a in 0..k {
-                    for b in 0..=a {
-                        for i in 0..len {
-                            let (pa, pb) = (p[a * len + i], p[b * len + i]);
-                            weight[i] = if a == b { pa * (1.0 - pa) } else { -pa * pb };
-                        }
-                        let gram = weighted_gram(&local, Some(&weight), 0..len);
-                        for j in 0..w {
-                            for l in 0..w {
-                                // weighted_gram fills only l <= j; mirror within the block.
-                                let v = if l <= j {
-                                    gram[j * w + l]
-                                } else {
-                                    gram[l * w + j]
-                                };
-                                if a * w + j >= b * w + l {
-                                    hessian[(a * w + j) * m + b * w + l] = v;
-                                }
-                            }
-                        }
-                    }
-                }
-                out.extend(hessian);
-                out
-            },
+            |range| self.block_sums(theta, &cols, range, second_order),
             add_into,
             Vec::new(),
         );
@@ -516,4 +461,125 @@ impl Objective for Problem<'_> {
             hessian,
         })
     }
+}
+
+impl Problem<'_> {
+    /// One block's sums, `[loss, gradient.., hessian..]` (the gradient and
+    /// Hessian only with `second_order`); `cols` are the feature columns then
+    /// the column of ones.
+    fn block_sums(
+        &self,
+        theta: &[f64],
+        cols: &[&[f64]],
+        range: Range<usize>,
+        second_order: bool,
+    ) -> Vec<f64> {
+        let (k, w) = (self.outputs, self.width());
+        let len = range.len();
+        let z = linear_predictors(theta, &cols[..w - 1], range.clone(), k);
+        let y = &self.y[range.clone()];
+        let (loss, p) = probabilities(&z, y, k, len);
+        let mut out = vec![loss];
+        if !second_order {
+            return out;
+        }
+        // Residuals r = p - onehot(y) per output.
+        let mut r = p.clone();
+        for (i, &yi) in y.iter().enumerate() {
+            let target = if k == 1 { 0 } else { yi as usize };
+            if k > 1 || yi == 1 {
+                r[target * len + i] -= 1.0;
+            }
+        }
+        for a in 0..k {
+            let ra = &r[a * len..(a + 1) * len];
+            out.extend(cols.iter().map(|c| super::pass::dot(ra, &c[range.clone()])));
+        }
+        let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
+        out.extend(hessian_blocks(&p, &local, k, len));
+        out
+    }
+}
+
+/// The linear predictors of the rows in `range`, one run of rows per output:
+/// `z[a * len + i] = theta_a · x_i + intercept_a`.
+fn linear_predictors(
+    theta: &[f64],
+    features: &[&[f64]],
+    range: Range<usize>,
+    k: usize,
+) -> Vec<f64> {
+    let (d, len) = (features.len(), range.len());
+    let w = d + 1;
+    let mut z = vec![0.0; k * len];
+    for a in 0..k {
+        let za = &mut z[a * len..(a + 1) * len];
+        za.fill(theta[a * w + d]);
+        for (j, col) in features.iter().enumerate() {
+            let wj = theta[a * w + j];
+            za.iter_mut()
+                .zip(&col[range.clone()])
+                .for_each(|(z, x)| *z += wj * x);
+        }
+    }
+    z
+}
+
+/// The summed loss of `len` rows and their predicted probabilities, laid out
+/// like `z` (a sigmoid for one output, else a softmax).
+fn probabilities(z: &[f64], y: &[u32], k: usize, len: usize) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut p = z.to_vec();
+    if k == 1 {
+        for (i, z) in z.iter().enumerate() {
+            let yi = f64::from(y[i]);
+            loss += logistic_loss(*z, yi);
+            p[i] = 1.0 / (1.0 + (-z).exp());
+        }
+    } else {
+        for i in 0..len {
+            let zmax = (0..k)
+                .map(|a| z[a * len + i])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = (0..k).map(|a| (z[a * len + i] - zmax).exp()).sum();
+            loss += zmax + sum.ln() - z[y[i] as usize * len + i];
+            for a in 0..k {
+                p[a * len + i] = (z[a * len + i] - zmax).exp() / sum;
+            }
+        }
+    }
+    (loss, p)
+}
+
+/// The Hessian of one block, `m x m` with `m = k * w`, lower blocks only:
+/// block (a, b), b <= a, is the Gram matrix of `cols` weighted by
+/// `p_a (delta_ab - p_b)`.
+fn hessian_blocks(p: &[f64], cols: &[&[f64]], k: usize, len: usize) -> Vec<f64> {
+    let w = cols.len();
+    let m = k * w;
+    let mut hessian = vec![0.0; m * m];
+    let mut weight = vec![0.0; len];
+    for a in 0..k {
+        for b in 0..=a {
+            for i in 0..len {
+                let (pa, pb) = (p[a * len + i], p[b * len + i]);
+                weight[i] = if a == b { pa * (1.0 - pa) } else { -pa * pb };
+            }
+            let gram = weighted_gram(cols, Some(&weight), 0..len);
+            for j in 0..w {
+                for l in 0..w {
+                    // weighted_gram fills only l <= j; mirror within the block.
+                    let v = if l <= j {
+                        gram[j * w + l]
+                    } else {
+                        gram[l * w + j]
+                    };
+                    if a * w + j >= b * w + l {
+                        hessian[(a * w + j) * m + b * w + l] = v;
+                    }
+                }
+            }
+        }
+    }
+    hessian
 }

@@ -113,6 +113,119 @@ fn head_name(h: Head) -> &'static str {
     }
 }
 
+/// The dense layers stored in a model's batch, each checked against its
+/// shape and the one before it.
+fn layers_of(batch: &RecordBatch) -> Result<Vec<DenseLayer>> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .ok_or_else(|| corrupt(format!("no '{name}' column")))
+    };
+    let int64 = |name: &str| -> Result<Vec<usize>> {
+        let c = column(name)?;
+        let a = c
+            .as_primitive_opt::<types::Int64Type>()
+            .ok_or_else(|| corrupt(format!("'{name}' is not i64")))?;
+        Ok(a.values().iter().map(|&v| v.max(0) as usize).collect())
+    };
+    let lists = |name: &str| -> Result<Vec<Vec<f64>>> {
+        let c = column(name)?;
+        let a = c
+            .as_list_opt::<i32>()
+            .ok_or_else(|| corrupt(format!("'{name}' is not a list")))?;
+        (0..a.len())
+            .map(|i| {
+                let v = a.value(i);
+                let f = v
+                    .as_primitive_opt::<types::Float64Type>()
+                    .ok_or_else(|| corrupt(format!("'{name}' values are not f64")))?;
+                Ok(f.values().to_vec())
+            })
+            .collect()
+    };
+    let (inputs, outputs, weights, bias) = (
+        int64("inputs")?,
+        int64("outputs")?,
+        lists("weights")?,
+        lists("bias")?,
+    );
+    let mut layers = Vec::with_capacity(inputs.len());
+    for (i, (((inputs, outputs), weights), bias)) in inputs
+        .into_iter()
+        .zip(outputs)
+        .zip(weights)
+        .zip(bias)
+        .enumerate()
+    {
+        if weights.len() != inputs * outputs || bias.len() != outputs {
+            return Err(corrupt(format!(
+                "layer {i} has {} weights and {} biases for {inputs} inputs and {outputs} outputs",
+                weights.len(),
+                bias.len()
+            )));
+        }
+        layers.push(DenseLayer {
+            inputs,
+            outputs,
+            weights,
+            bias,
+        });
+    }
+    for (i, pair) in layers.windows(2).enumerate() {
+        if pair[1].inputs != pair[0].outputs {
+            return Err(corrupt(format!(
+                "layer {} has {} inputs but layer {i} has {} outputs",
+                i + 1,
+                pair[1].inputs,
+                pair[0].outputs
+            )));
+        }
+    }
+    Ok(layers)
+}
+
+/// The network a model's description and layers make, checked to fit its
+/// features and classes.
+fn network_of(info: &ModelInfo, layers: Vec<DenseLayer>) -> Result<Mlp> {
+    let first = layers.first().ok_or_else(|| corrupt("no layers"))?;
+    if first.inputs != info.features.len() {
+        return Err(corrupt(format!(
+            "{} features but the first layer has {} inputs",
+            info.features.len(),
+            first.inputs
+        )));
+    }
+    let activation = match info.activation.as_str() {
+        "relu" => Activation::Relu,
+        "tanh" => Activation::Tanh,
+        other => return Err(corrupt(format!("unknown activation '{other}'"))),
+    };
+    let head = match info.head.as_str() {
+        "identity" => Head::Identity,
+        "sigmoid" => Head::Sigmoid,
+        "softmax" => Head::Softmax,
+        other => return Err(corrupt(format!("unknown head '{other}'"))),
+    };
+    let outputs = layers.last().map_or(0, |l| l.outputs);
+    let fits = match head {
+        Head::Identity => outputs == 1 && info.classes.is_empty(),
+        Head::Sigmoid => outputs == 1 && info.classes.len() == 2,
+        Head::Softmax => outputs == info.classes.len() && outputs > 2,
+    };
+    if !fits {
+        return Err(corrupt(format!(
+            "a {} head with {outputs} outputs does not fit {} classes",
+            info.head,
+            info.classes.len()
+        )));
+    }
+    Ok(Mlp {
+        layers,
+        activation,
+        head,
+    })
+}
+
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::InvalidParameter {
         step: "<model>".into(),
@@ -177,111 +290,9 @@ impl Model {
                 info.format_version
             )));
         }
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| corrupt(format!("no '{name}' column")))
-        };
-        let int64 = |name: &str| -> Result<Vec<usize>> {
-            let c = column(name)?;
-            let a = c
-                .as_primitive_opt::<types::Int64Type>()
-                .ok_or_else(|| corrupt(format!("'{name}' is not i64")))?;
-            Ok(a.values().iter().map(|&v| v.max(0) as usize).collect())
-        };
-        let lists = |name: &str| -> Result<Vec<Vec<f64>>> {
-            let c = column(name)?;
-            let a = c
-                .as_list_opt::<i32>()
-                .ok_or_else(|| corrupt(format!("'{name}' is not a list")))?;
-            (0..a.len())
-                .map(|i| {
-                    let v = a.value(i);
-                    let f = v
-                        .as_primitive_opt::<types::Float64Type>()
-                        .ok_or_else(|| corrupt(format!("'{name}' values are not f64")))?;
-                    Ok(f.values().to_vec())
-                })
-                .collect()
-        };
-        let (inputs, outputs, weights, bias) = (
-            int64("inputs")?,
-            int64("outputs")?,
-            lists("weights")?,
-            lists("bias")?,
-        );
-        let mut layers = Vec::with_capacity(inputs.len());
-        for (i, (((inputs, outputs), weights), bias)) in inputs
-            .into_iter()
-            .zip(outputs)
-            .zip(weights)
-            .zip(bias)
-            .enumerate()
-        {
-            if weights.len() != inputs * outputs || bias.len() != outputs {
-                return Err(corrupt(format!(
-                    "layer {i} has {} weights and {} biases for {inputs} inputs and {outputs} outputs",
-                    weights.len(),
-                    bias.len()
-                )));
-            }
-            layers.push(DenseLayer {
-                inputs,
-                outputs,
-                weights,
-                bias,
-            });
-        }
-        for (i, pair) in layers.windows(2).enumerate() {
-            if pair[1].inputs != pair[0].outputs {
-                return Err(corrupt(format!(
-                    "layer {} has {} inputs but layer {i} has {} outputs",
-                    i + 1,
-                    pair[1].inputs,
-                    pair[0].outputs
-                )));
-            }
-        }
-        let first = layers.first().ok_or_else(|| corrupt("no layers"))?;
-        if first.inputs != info.features.len() {
-            return Err(corrupt(format!(
-                "{} features but the first layer has {} inputs",
-                info.features.len(),
-                first.inputs
-            )));
-        }
-        let activation = match info.activation.as_str() {
-            "relu" => Activation::Relu,
-            "tanh" => Activation::Tanh,
-            other => return Err(corrupt(format!("unknown activation '{other}'"))),
-        };
-        let head = match info.head.as_str() {
-            "identity" => Head::Identity,
-            "sigmoid" => Head::Sigmoid,
-            "softmax" => Head::Softmax,
-            other => return Err(corrupt(format!("unknown head '{other}'"))),
-        };
-        let outputs = layers.last().map_or(0, |l| l.outputs);
-        let fits = match head {
-            Head::Identity => outputs == 1 && info.classes.is_empty(),
-            Head::Sigmoid => outputs == 1 && info.classes.len() == 2,
-            Head::Softmax => outputs == info.classes.len() && outputs > 2,
-        };
-        if !fits {
-            return Err(corrupt(format!(
-                "a {} head with {outputs} outputs does not fit {} classes",
-                info.head,
-                info.classes.len()
-            )));
-        }
-        Ok(Model {
-            info,
-            network: Mlp {
-                layers,
-                activation,
-                head,
-            },
-        })
+        let layers = layers_of(batch)?;
+        let network = network_of(&info, layers)?;
+        Ok(Model { info, network })
     }
 
     /// Describe a network trained on `table`'s `features` to predict `label`.

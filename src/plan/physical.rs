@@ -123,47 +123,7 @@ impl PhysicalPlan {
                 bytes: (op.bytes_in, op.bytes_out),
             })
             .collect();
-        let auto_work = ops
-            .iter()
-            .any(|o| o.uses_device && o.pin.unwrap_or(options.device) == DeviceChoice::Auto);
-        let mut notices = Vec::new();
-        // Steps that hold their whole input: neither streaming it nor
-        // fused (into a kernel that streams it).
-        for op in &ops {
-            let in_group = groups.iter().any(|g| g.members.contains(&op.step));
-            if op.streams || in_group || op.inputs.is_empty() {
-                continue;
-            }
-            if let Some(bytes) = op.bytes_in.filter(|&b| b > options.memory_budget) {
-                notices.push(format!(
-                    "'{}' ({}) holds its data whole in memory, ~{}, over the memory budget of {}; it runs with that much resident (fits without quantiles, writers and fused chains into them stream instead)",
-                    op.name,
-                    op.kind,
-                    format_bytes(bytes),
-                    format_bytes(options.memory_budget)
-                ));
-            }
-        }
-        if auto_work && options.devices.hardware_gpus().next().is_none() {
-            notices.push("no GPU: CPU plan".to_string());
-        }
-        if auto_work {
-            let software = options
-                .devices
-                .software_gpus()
-                .map(|gpu| (gpu.info().kind, gpu.info().to_string()))
-                .chain(
-                    options
-                        .devices
-                        .unopened_software()
-                        .map(|(kind, name)| (*kind, format!("{kind}: {name} (software)"))),
-                );
-            for (kind, gpu) in software {
-                notices.push(format!(
-                    "{gpu} is a software adapter, no faster than the CPU: auto leaves it alone; pin steps or pass --device {kind} to use it"
-                ));
-            }
-        }
+        let notices = plan_notices(&ops, &groups, options);
         PhysicalPlan {
             pipeline: pipeline.name().to_string(),
             nodes,
@@ -281,6 +241,54 @@ impl PhysicalPlan {
     }
 }
 
+/// What the user should know about the plan as a whole: steps that will
+/// hold more than the memory budget, no GPU for `auto` work, software
+/// adapters `auto` leaves alone.
+fn plan_notices(ops: &[LogicalOp], groups: &[FusedGroup], options: &PlanOptions) -> Vec<String> {
+    let auto_work = ops
+        .iter()
+        .any(|o| o.uses_device && o.pin.unwrap_or(options.device) == DeviceChoice::Auto);
+    let mut notices = Vec::new();
+    // Steps that hold their whole input: neither streaming it nor
+    // fused (into a kernel that streams it).
+    for op in ops {
+        let in_group = groups.iter().any(|g| g.members.contains(&op.step));
+        if op.streams || in_group || op.inputs.is_empty() {
+            continue;
+        }
+        if let Some(bytes) = op.bytes_in.filter(|&b| b > options.memory_budget) {
+            notices.push(format!(
+                "'{}' ({}) holds its data whole in memory, ~{}, over the memory budget of {}; it runs with that much resident (fits without quantiles, writers and fused chains into them stream instead)",
+                op.name,
+                op.kind,
+                format_bytes(bytes),
+                format_bytes(options.memory_budget)
+            ));
+        }
+    }
+    if auto_work && options.devices.hardware_gpus().next().is_none() {
+        notices.push("no GPU: CPU plan".to_string());
+    }
+    if auto_work {
+        let software = options
+            .devices
+            .software_gpus()
+            .map(|gpu| (gpu.info().kind, gpu.info().to_string()))
+            .chain(
+                options
+                    .devices
+                    .unopened_software()
+                    .map(|(kind, name)| (*kind, format!("{kind}: {name} (software)"))),
+            );
+        for (kind, gpu) in software {
+            notices.push(format!(
+                "{gpu} is a software adapter, no faster than the CPU: auto leaves it alone; pin steps or pass --device {kind} to use it"
+            ));
+        }
+    }
+    notices
+}
+
 /// An op spanning a fused group: the head's input, the tail's output, every
 /// member's arithmetic and types.
 fn group_span<'a>(group: &FusedGroup, by_step: &dyn Fn(usize) -> &'a LogicalOp) -> LogicalOp {
@@ -335,59 +343,7 @@ impl fmt::Display for PhysicalPlan {
             writeln!(f, "notice: {notice}")?;
         }
         for (position, node) in self.nodes.iter().enumerate() {
-            let group = node.group.map(|g| (g, &self.groups[g]));
-            if let Some((g, group)) = group
-                && group.members[0] == node.step
-            {
-                let names: Vec<&str> = group
-                    .members
-                    .iter()
-                    .filter_map(|&m| self.node(m).map(|n| n.name.as_str()))
-                    .collect();
-                write!(
-                    f,
-                    "fused group {}: {} -> one kernel on {}",
-                    g + 1,
-                    names.join(" -> "),
-                    node.placement.device
-                )?;
-                match &node.placement.estimate {
-                    Some(e) => writeln!(f, ", est. {}", e.cost())?,
-                    None => writeln!(f)?,
-                }
-            }
-            let member = node
-                .group
-                .map_or_else(String::new, |g| format!(" (fused group {})", g + 1));
-            writeln!(
-                f,
-                "{:>2}. {} [{}] {}{member}",
-                position + 1,
-                node.name,
-                node.kind,
-                node.op
-            )?;
-            let pad = "    ";
-            writeln!(
-                f,
-                "{pad}device {} ({})",
-                node.placement.device, node.placement.reason
-            )?;
-            if group.is_none()
-                && !node.placement.reason.contains("est.")
-                && let Some(e) = &node.placement.estimate
-            {
-                writeln!(f, "{pad}est.   {}", e.cost())?;
-            }
-            for input in &node.inputs {
-                writeln!(f, "{pad}in     {input}")?;
-            }
-            writeln!(
-                f,
-                "{pad}out    {}, {}",
-                size(node.bytes.1),
-                node.materialized
-            )?;
+            self.write_node(f, position, node)?;
         }
         let transfers = self.transfers();
         if transfers.is_empty() {
@@ -407,5 +363,71 @@ impl fmt::Display for PhysicalPlan {
             .filter_map(|u| u[0].placement.estimate.map(|e| e.seconds))
             .sum();
         writeln!(f, "estimated device work: {}", format_seconds(total))
+    }
+}
+
+impl PhysicalPlan {
+    /// One node of `explain`: the fused group it starts, if any, then its
+    /// line, device, estimate, inputs and output.
+    fn write_node(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        position: usize,
+        node: &PlanNode,
+    ) -> fmt::Result {
+        let group = node.group.map(|g| (g, &self.groups[g]));
+        if let Some((g, group)) = group
+            && group.members[0] == node.step
+        {
+            let names: Vec<&str> = group
+                .members
+                .iter()
+                .filter_map(|&m| self.node(m).map(|n| n.name.as_str()))
+                .collect();
+            write!(
+                f,
+                "fused group {}: {} -> one kernel on {}",
+                g + 1,
+                names.join(" -> "),
+                node.placement.device
+            )?;
+            match &node.placement.estimate {
+                Some(e) => writeln!(f, ", est. {}", e.cost())?,
+                None => writeln!(f)?,
+            }
+        }
+        let member = node
+            .group
+            .map_or_else(String::new, |g| format!(" (fused group {})", g + 1));
+        writeln!(
+            f,
+            "{:>2}. {} [{}] {}{member}",
+            position + 1,
+            node.name,
+            node.kind,
+            node.op
+        )?;
+        let pad = "    ";
+        writeln!(
+            f,
+            "{pad}device {} ({})",
+            node.placement.device, node.placement.reason
+        )?;
+        if group.is_none()
+            && !node.placement.reason.contains("est.")
+            && let Some(e) = &node.placement.estimate
+        {
+            writeln!(f, "{pad}est.   {}", e.cost())?;
+        }
+        for input in &node.inputs {
+            writeln!(f, "{pad}in     {input}")?;
+        }
+        writeln!(
+            f,
+            "{pad}out    {}, {}",
+            size(node.bytes.1),
+            node.materialized
+        )?;
+        Ok(())
     }
 }

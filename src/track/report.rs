@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::clock::Utc;
-use super::record::{RunDetail, RunSummary};
+use super::record::{RunDetail, RunSummary, StepRunRow};
 use crate::cache::{GcReport, ObjectInfo};
 use crate::data::format_bytes;
 
@@ -50,7 +50,33 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
 /// cache hit or miss, the run a hit reused, duration in milliseconds, rows,
 /// bytes), the steps' errors and notes, then its metrics.
 pub fn render_run(detail: &RunDetail) -> String {
-    let s = &detail.summary;
+    let mut out = run_header(&detail.summary);
+    if !detail.steps.is_empty() {
+        out.push('\n');
+        out.push_str(&step_table(&detail.steps));
+        let remarks = step_remarks(&detail.steps);
+        if !remarks.is_empty() {
+            out.push('\n');
+            out.push_str(&remarks);
+        }
+    }
+    if !detail.metrics.is_empty() {
+        let rows = detail
+            .metrics
+            .iter()
+            .map(|m| vec![m.step.clone(), m.name.clone(), m.value.to_string()])
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[("STEP", Left), ("METRIC", Left), ("VALUE", Right)],
+            rows,
+        ));
+    }
+    out
+}
+
+/// A run's labelled fields (id, pipeline, status, times, host, params, steps).
+fn run_header(s: &RunSummary) -> String {
     let mut out = String::new();
     let mut field = |label: &str, value: &str| {
         let mut lines = value.lines();
@@ -84,89 +110,77 @@ pub fn render_run(detail: &RunDetail) -> String {
             s.steps, s.hits, s.failed_steps
         ),
     );
-
-    if !detail.steps.is_empty() {
-        let rows = detail
-            .steps
-            .iter()
-            .map(|row| {
-                let r = &row.record;
-                vec![
-                    r.step.clone(),
-                    r.kind.clone(),
-                    // The device's kind; its full description is listed below.
-                    r.device.split(':').next().unwrap_or_default().to_string(),
-                    if r.error.is_some() {
-                        "failed"
-                    } else if r.cache_hit {
-                        "hit"
-                    } else {
-                        "miss"
-                    }
-                    .to_string(),
-                    r.reused_from
-                        .as_ref()
-                        .map_or_else(|| "-".to_string(), |id| id.to_string()),
-                    format!("{:.1}", r.duration.as_secs_f64() * 1000.0),
-                    per_output(&r.sizes, r.rows, |(rows, _)| rows.to_string()),
-                    per_output(&r.sizes, r.bytes, |(_, b)| format_bytes(b)),
-                ]
-            })
-            .collect();
-        out.push('\n');
-        out.push_str(&table(
-            &[
-                ("STEP", Left),
-                ("KIND", Left),
-                ("DEVICE", Left),
-                ("CACHE", Left),
-                ("REUSED FROM", Left),
-                ("MS", Right),
-                ("ROWS", Right),
-                ("BYTES", Right),
-            ],
-            rows,
-        ));
-        let mut remarks = String::new();
-        let mut devices: Vec<&str> = detail
-            .steps
-            .iter()
-            .map(|row| row.record.device.as_str())
-            .filter(|d| d.contains(':'))
-            .collect();
-        devices.sort_unstable();
-        devices.dedup();
-        for device in devices {
-            remarks.push_str(&format!("  device {device}\n"));
-        }
-        for row in &detail.steps {
-            let r = &row.record;
-            if let Some(e) = &r.error {
-                remarks.push_str(&format!("  {}: error: {}\n", r.step, one_line(e)));
-            }
-            if let Some(n) = &r.notes {
-                remarks.push_str(&format!("  {}: note: {}\n", r.step, one_line(n)));
-            }
-        }
-        if !remarks.is_empty() {
-            out.push('\n');
-            out.push_str(&remarks);
-        }
-    }
-
-    if !detail.metrics.is_empty() {
-        let rows = detail
-            .metrics
-            .iter()
-            .map(|m| vec![m.step.clone(), m.name.clone(), m.value.to_string()])
-            .collect();
-        out.push('\n');
-        out.push_str(&table(
-            &[("STEP", Left), ("METRIC", Left), ("VALUE", Right)],
-            rows,
-        ));
-    }
     out
+}
+
+/// The steps in recorded order: kind, device, cache hit or miss, the run a
+/// hit reused, milliseconds, rows and bytes.
+fn step_table(steps: &[StepRunRow]) -> String {
+    let rows = steps
+        .iter()
+        .map(|row| {
+            let r = &row.record;
+            vec![
+                r.step.clone(),
+                r.kind.clone(),
+                // The device's kind; its full description is listed below.
+                r.device.split(':').next().unwrap_or_default().to_string(),
+                if r.error.is_some() {
+                    "failed"
+                } else if r.cache_hit {
+                    "hit"
+                } else {
+                    "miss"
+                }
+                .to_string(),
+                r.reused_from
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |id| id.to_string()),
+                format!("{:.1}", r.duration.as_secs_f64() * 1000.0),
+                per_output(&r.sizes, r.rows, |(rows, _)| rows.to_string()),
+                per_output(&r.sizes, r.bytes, |(_, b)| format_bytes(b)),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            ("STEP", Left),
+            ("KIND", Left),
+            ("DEVICE", Left),
+            ("CACHE", Left),
+            ("REUSED FROM", Left),
+            ("MS", Right),
+            ("ROWS", Right),
+            ("BYTES", Right),
+        ],
+        rows,
+    )
+}
+
+/// The devices the steps ran on, described in full, then each step's error
+/// and notes.
+fn step_remarks(steps: &[StepRunRow]) -> String {
+    let mut remarks = String::new();
+    let mut devices: Vec<&str> = steps
+        .iter()
+        .map(|row| row.record.device.as_str())
+        .filter(|d| d.contains(':'))
+        .collect();
+    devices.sort_unstable();
+    devices.dedup();
+    for device in devices {
+        remarks.push_str(&format!("  device {device}\n"));
+    }
+    for row in steps {
+        let r = &row.record;
+        if let Some(e) = &r.error {
+            remarks.push_str(&format!("  {}: error: {}\n", r.step, one_line(e)));
+        }
+        if let Some(n) = &r.notes {
+            remarks.push_str(&format!("  {}: note: {}\n", r.step, one_line(n)));
+        }
+    }
+    remarks
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
