@@ -47,7 +47,7 @@ pub trait Float: Num {
     /// `ln(1 + a)`, accurate near zero.
     fn ln_1p(a: Self) -> Self;
     /// `if keep { a } else { b }` computed on the bits: branch-free even where
-    /// the compiler would turn a [`select`] of two loads into a jump.
+    /// the compiler would turn a [`select`](super::ops::select) of two loads into a jump.
     fn keep_or(keep: bool, a: Self, b: Self) -> Self;
     /// The constant one.
     const ONE: Self;

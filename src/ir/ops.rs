@@ -2,8 +2,8 @@
 //!
 //! Each operator's meaning lives here exactly once, as a scalar function over the
 //! numeric traits ([`Native`], [`Num`], [`Float`]). Backends build their loops around these functions
-//! (the CPU backend specializes one tight loop per op with [`specialize_unary!`]
-//! and [`specialize_binary!`]), so a fused kernel and the op-by-op reference
+//! (the CPU backend specializes one tight loop per op with `specialize_unary!`
+//! and `specialize_binary!`), so a fused kernel and the op-by-op reference
 //! cannot drift apart. Beside each CPU function is the op's spelling in the
 //! GPU kernel languages ([`UnaryOp::spelling`], [`BinaryOp::spelling`]): a
 //! template over `{a}`, `{b}` and `{t}` (the WGSL type, for helpers WGSL cannot

@@ -86,7 +86,7 @@ fn weighted_gram_body(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usi
 /// four 4-lane vectors.
 const DOT_LANES: usize = 16;
 
-/// A dot product with [`DOT_LANES`] independent accumulators (combined in a
+/// A dot product with `DOT_LANES` independent accumulators (combined in a
 /// fixed order), so the loop vectorizes and pipelines.
 #[inline(always)]
 pub fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -43,9 +43,9 @@ pub struct LogicalOp {
     /// The types it computes on, for device support (no f64 on wgpu).
     pub dtypes: Vec<DType>,
     /// Estimated arithmetic operations, from the op's kind and its input's
-    /// shape (0 when the input's size is unknown): [`FLOPS_PER_VALUE`] per
+    /// shape (0 when the input's size is unknown): `FLOPS_PER_VALUE` per
     /// input value for fits and maps, `2 d` per row for scoring a model on
-    /// `d` columns, and `2 d²` per row and pass, over [`TRAINING_PASSES`]
+    /// `d` columns, and `2 d²` per row and pass, over `TRAINING_PASSES`
     /// passes, for training (a Newton Hessian or a network's products).
     pub flops: f64,
 }

@@ -25,8 +25,8 @@
 //! maximum` (two), `clip(x, lo, hi)`, `is_null(x)`, `fill_null(x, value)`,
 //! `if_else(condition, then, otherwise)` and `cast(x, type)`.
 //!
-//! Numbers without `.` or an exponent are integer literals ([`Scalar::Int`]; ones
-//! too large for i64 become floats), all others ([`Scalar::Float`]) are floats:
+//! Numbers without `.` or an exponent are integer literals ([`Scalar::Int`](crate::ir::Scalar::Int); ones
+//! too large for i64 become floats), all others ([`Scalar::Float`](crate::ir::Scalar::Float)) are floats:
 //! `2.5`, `1e-3`, `.5`, `inf`, `nan`. A minus sign directly before a number is
 //! part of the literal (`-5.0` is the literal -5.0, not a negation), except before
 //! `**`: `-2 ** 2` is `-(2 ** 2)`. Strings take double or single quotes, with the

@@ -19,7 +19,7 @@ pub(super) const ADAM_EPS: f64 = 1e-8;
 ///
 /// `step` names the pipeline step in errors. The head follows the target: see
 /// [`MlpTarget`]. The returned report holds the training loss (as defined in
-/// the [module docs](self)) after every epoch.
+/// the [module docs](crate::ml::mlp)) after every epoch.
 ///
 /// # Errors
 /// [`Error::InvalidParameter`] naming the parameter when `hidden` has a zero
