@@ -11,7 +11,7 @@ use fuseflow::backend::DeviceChoice;
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::data::{format_bytes, parse_bytes};
 use fuseflow::exec::{
-    Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, score_file,
+    Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, peak_rss_bytes, score_file,
 };
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::spec;
@@ -280,10 +280,7 @@ impl ScoreArgs {
                 self.output.display()
             );
             if let Some(rss) = summary.peak_rss_bytes {
-                println!(
-                    "peak resident memory: {:.1} MiB",
-                    rss as f64 / (1024.0 * 1024.0)
-                );
+                println!("peak resident memory: {}", format_bytes(rss));
             }
         }
         Ok(())
@@ -418,6 +415,9 @@ fn print_run(name: &str, run: &RunOutput) {
         "pipeline '{name}' finished in {:.3} s{id}",
         run.duration.as_secs_f64()
     );
+    if let Some(rss) = peak_rss_bytes() {
+        println!("peak resident memory: {}", format_bytes(rss));
+    }
     for notice in &run.plan.notices {
         println!("notice: {notice}");
     }

@@ -10,7 +10,7 @@ mod replay;
 mod reuse;
 pub mod scheduler;
 
-pub use batch_score::{ScoreOptions, ScoreSummary, score_file};
+pub use batch_score::{ScoreOptions, ScoreSummary, peak_rss_bytes, score_file};
 pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
 pub use replay::fetch_output;
 pub use scheduler::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};
