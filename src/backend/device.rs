@@ -49,6 +49,16 @@ impl DeviceChoice {
             DeviceChoice::Cuda => "cuda",
         }
     }
+
+    /// The one device kind this choice names; `None` for `auto`.
+    pub fn kind(self) -> Option<DeviceKind> {
+        match self {
+            DeviceChoice::Auto => None,
+            DeviceChoice::Cpu => Some(DeviceKind::Cpu),
+            DeviceChoice::Wgpu => Some(DeviceKind::Wgpu),
+            DeviceChoice::Cuda => Some(DeviceKind::Cuda),
+        }
+    }
 }
 
 impl fmt::Display for DeviceChoice {

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
 use fuseflow::backend::DeviceChoice;
+use fuseflow::backend::DeviceSet;
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::data::{format_bytes, parse_bytes};
 use fuseflow::exec::{
@@ -15,7 +16,7 @@ use fuseflow::exec::{
 };
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::spec;
-use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, calibrate};
+use fuseflow::plan::{CALIBRATION_FILE, Calibration, calibrate};
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CachePolicy, CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, Float32Array, RecordBatch};
 
 use super::cost::{Calibration, GpuProfile};
-use super::place::DeviceSet;
+use crate::backend::DeviceSet;
 use crate::backend::{Device, DeviceKind, Matrix, Notes};
 use crate::error::Result;
 use crate::ir::{Projection, col, lit};

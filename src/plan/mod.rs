@@ -12,7 +12,7 @@
 //!   is kept).
 //! - [`Calibration`] is the cost model's constants (bandwidths, launch costs),
 //!   measured by `fuseflow calibrate` and stored in the workspace, or the
-//!   documented defaults; [`DeviceSet`] the devices this process can use.
+//!   documented defaults.
 //! - [`place`] puts each op or fused group on a device: pinned where the user
 //!   pinned it, and under `auto` on the device the cost model finds fastest
 //!   among the CPU and hardware GPUs (software adapters are never chosen).
@@ -32,4 +32,6 @@ pub use cost::{CALIBRATION_FILE, Calibration, Estimate, GpuProfile, Work};
 pub use fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
 pub use logical::{LogicalOp, lower};
 pub use physical::{PhysicalPlan, PlanNode, PlanOptions};
-pub use place::{DeviceSet, Placement, place};
+pub use place::{Placement, place};
+// Kept while callers move to `backend::DeviceSet`.
+pub use crate::backend::DeviceSet;

@@ -2,149 +2,7 @@
 
 use super::cost::{Calibration, Estimate};
 use super::logical::LogicalOp;
-use crate::backend::{Device, DeviceChoice, DeviceKind};
-
-/// The devices a run may use: the CPU always, and each GPU that opened,
-/// with the reason for each one that did not.
-#[derive(Clone, Debug)]
-pub struct DeviceSet {
-    devices: Vec<Device>,
-    missing: Vec<(DeviceKind, String)>,
-    /// Software adapters `auto` found and left alone without opening them.
-    unopened_software: Vec<(DeviceKind, String)>,
-}
-
-impl DeviceSet {
-    /// Only the CPU.
-    pub fn cpu_only() -> DeviceSet {
-        DeviceSet {
-            devices: vec![Device::cpu()],
-            missing: Vec::new(),
-            unopened_software: Vec::new(),
-        }
-    }
-
-    /// The CPU and `gpus` (devices over any backend, e.g. a test's).
-    pub fn with(gpus: impl IntoIterator<Item = Device>) -> DeviceSet {
-        let mut set = DeviceSet::cpu_only();
-        set.devices.extend(gpus.into_iter().filter(|d| !d.is_cpu()));
-        set
-    }
-
-    /// Open the GPUs that `choices` may need: the named ones, and under
-    /// `auto` every kind. Each GPU backend is opened once per process.
-    pub fn probe(choices: impl IntoIterator<Item = DeviceChoice>) -> DeviceSet {
-        let mut kinds: Vec<DeviceChoice> = Vec::new();
-        let mut wgpu_named = false;
-        for choice in choices {
-            wgpu_named |= choice == DeviceChoice::Wgpu;
-            let wanted: &[DeviceChoice] = match choice {
-                DeviceChoice::Cpu => &[],
-                DeviceChoice::Auto => &[DeviceChoice::Cuda, DeviceChoice::Wgpu],
-                DeviceChoice::Cuda => &[DeviceChoice::Cuda],
-                DeviceChoice::Wgpu => &[DeviceChoice::Wgpu],
-            };
-            for w in wanted {
-                if !kinds.contains(w) {
-                    kinds.push(*w);
-                }
-            }
-        }
-        let mut set = DeviceSet::cpu_only();
-        for choice in kinds {
-            // Wanted only by `auto`, a software wgpu adapter is not opened;
-            // on Linux, without a GPU device node no other kind can exist, so
-            // the Vulkan loader (which loads the software driver) is not even
-            // started.
-            let auto_only = choice == DeviceChoice::Wgpu && !wgpu_named;
-            if auto_only && !gpu_device_nodes() {
-                set.missing.push((
-                    DeviceKind::Wgpu,
-                    "no GPU device node (/dev/dri/renderD*, /dev/nvidia*): only a software adapter could open, which auto leaves alone".into(),
-                ));
-                continue;
-            }
-            if auto_only && let Some(name) = crate::backend::wgpu::WgpuBackend::software_adapter() {
-                set.missing.push((
-                    DeviceKind::Wgpu,
-                    format!("only the software adapter {name}, which auto leaves alone"),
-                ));
-                set.unopened_software.push((DeviceKind::Wgpu, name));
-                continue;
-            }
-            match Device::open(choice) {
-                Ok(device) => set.devices.push(device),
-                Err(e) => set.missing.push((kind_of(choice), e.to_string())),
-            }
-        }
-        set
-    }
-
-    /// The same set, each device configured by `f` (how it computes, whether it fuses).
-    pub fn map(self, f: impl FnMut(Device) -> Device) -> DeviceSet {
-        DeviceSet {
-            devices: self.devices.into_iter().map(f).collect(),
-            ..self
-        }
-    }
-
-    /// The device of `kind`, when it opened.
-    pub fn get(&self, kind: DeviceKind) -> Option<&Device> {
-        self.devices.iter().find(|d| d.info().kind == kind)
-    }
-
-    /// Hardware GPUs: the ones `auto` may choose (software adapters are no
-    /// faster than the CPU backend).
-    pub fn hardware_gpus(&self) -> impl Iterator<Item = &Device> {
-        self.devices
-            .iter()
-            .filter(|d| !d.is_cpu() && !d.info().software)
-    }
-
-    /// Software adapters that opened (`auto` leaves them alone).
-    pub fn software_gpus(&self) -> impl Iterator<Item = &Device> {
-        self.devices
-            .iter()
-            .filter(|d| !d.is_cpu() && d.info().software)
-    }
-
-    /// Software adapters `auto` found and did not open, as `(kind, name)`.
-    pub fn unopened_software(&self) -> impl Iterator<Item = &(DeviceKind, String)> {
-        self.unopened_software.iter()
-    }
-
-    fn why_missing(&self, kind: DeviceKind) -> String {
-        self.missing
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map_or_else(|| format!("{kind} was not opened"), |(_, why)| why.clone())
-    }
-}
-
-/// Whether this machine may have a hardware GPU: always off Linux; on Linux,
-/// when a render node or an NVIDIA device node exists (a hardware Vulkan,
-/// Metal-less GPU is reached through one of them).
-fn gpu_device_nodes() -> bool {
-    if !cfg!(target_os = "linux") {
-        return true;
-    }
-    let named = |dir: &str, prefix: &str| {
-        std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
-    };
-    named("/dev/dri", "renderD") || named("/dev", "nvidia")
-}
-
-fn kind_of(choice: DeviceChoice) -> DeviceKind {
-    match choice {
-        DeviceChoice::Cuda => DeviceKind::Cuda,
-        DeviceChoice::Wgpu => DeviceKind::Wgpu,
-        DeviceChoice::Auto | DeviceChoice::Cpu => DeviceKind::Cpu,
-    }
-}
+use crate::backend::{Device, DeviceChoice, DeviceKind, DeviceSet};
 
 /// Where an op (or a fused group) runs, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -188,19 +46,16 @@ pub fn place(
     } else {
         "run device"
     };
-    match choice {
-        DeviceChoice::Cpu => on(DeviceKind::Cpu, format!("{how} cpu")),
-        DeviceChoice::Cuda | DeviceChoice::Wgpu => {
-            let kind = kind_of(choice);
-            match devices.get(kind) {
-                Some(_) => on(kind, format!("{how} {kind}")),
-                None => on(
-                    DeviceKind::Cpu,
-                    format!("{how} {kind}, unavailable: {}", devices.why_missing(kind)),
-                ),
-            }
-        }
-        DeviceChoice::Auto => auto(op, devices, &estimate),
+    match choice.kind() {
+        None => auto(op, devices, &estimate),
+        Some(DeviceKind::Cpu) => on(DeviceKind::Cpu, format!("{how} cpu")),
+        Some(kind) => match devices.get(kind) {
+            Some(_) => on(kind, format!("{how} {kind}")),
+            None => on(
+                DeviceKind::Cpu,
+                format!("{how} {kind}, unavailable: {}", devices.why_missing(kind)),
+            ),
+        },
     }
 }
 
