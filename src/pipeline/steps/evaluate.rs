@@ -1,4 +1,4 @@
-//! The evaluation step: metrics of scored data against its label.
+//! The `evaluate` step: metrics of scored data against its label.
 
 use std::sync::Arc;
 
@@ -7,19 +7,19 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::step::{Step, StepContext};
+use super::ports::step_io;
 use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
-use crate::pipeline::OpKind;
+use crate::pipeline::step::{OpKind, Step, StepContext};
 
 /// Metric names and values, in output order.
 type Metrics = Vec<(String, f64)>;
 /// Confusion-matrix cells: actual class, predicted class, count.
 type ConfusionCells = Vec<(String, String, i64)>;
 
-/// Compare a [`Score`](super::models::Score) output with its label column
+/// Compare a [`Score`](super::Score) output with its label column
 /// (`kind = "evaluate"`).
 ///
 /// The task follows the score columns: `probability` means a binary
@@ -222,15 +222,7 @@ impl Step for Evaluate {
     fn op_kind(&self) -> OpKind {
         OpKind::Metric
     }
-    fn kind(&self) -> &str {
-        "evaluate"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["metrics", "confusion"]
-    }
+    step_io!("evaluate", ["data"], ["metrics", "confusion"]);
     fn params(&self) -> String {
         self.label
             .as_ref()

@@ -1,0 +1,117 @@
+//! The `fill_null` step.
+
+use std::collections::HashMap;
+
+use arrow_schema::SchemaRef;
+
+use super::fitted::{fitted, stats_columns};
+use super::row_local::{run_row_local, with_columns_schema};
+use crate::data::{Table, numeric_column};
+use crate::error::{Error, Result, ensure};
+use crate::ir::{Expr, col, lit};
+use crate::pipeline::step::{RowLocal, Step, StepContext};
+
+/// What [`FillNull`] puts in place of nulls.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FillValue {
+    /// A constant (converted to each column's type).
+    Constant(crate::ir::Scalar),
+    /// The column's mean from a statistics table on the `stats` input.
+    Mean,
+}
+
+/// Replace nulls in columns (`kind = "fill_null"`). NaN values are not nulls
+/// and are left as they are.
+#[derive(Debug, Clone)]
+pub struct FillNull {
+    columns: Vec<String>,
+    value: FillValue,
+}
+
+impl FillNull {
+    /// Fill `columns` with `value`.
+    pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>, value: FillValue) -> Self {
+        FillNull {
+            columns: columns.into_iter().map(Into::into).collect(),
+            value,
+        }
+    }
+
+    fn exprs(&self, step: &str, stats: Option<&Table>) -> Result<Vec<(String, Expr)>> {
+        let means = match stats {
+            Some(t) => fitted(step, t, "mean")?,
+            None => HashMap::new(),
+        };
+        self.columns
+            .iter()
+            .map(|c| {
+                let value = match &self.value {
+                    FillValue::Constant(v) => lit(v.clone()),
+                    FillValue::Mean if stats.is_none() => lit(0.0),
+                    FillValue::Mean => lit(means.get(c).copied().flatten().ok_or_else(|| Error::InvalidParameter {
+                        step: step.into(),
+                        message: format!("the 'stats' input has no mean for column '{c}'; add it to the fit_stats step's columns"),
+                    })?),
+                };
+                Ok((c.clone(), col(c.as_str()).fill_null(value)))
+            })
+            .collect()
+    }
+}
+
+impl Step for FillNull {
+    fn kind(&self) -> &str {
+        "fill_null"
+    }
+    fn inputs(&self) -> &[&str] {
+        match self.value {
+            FillValue::Constant(_) => &["data"],
+            FillValue::Mean => &["data", "stats"],
+        }
+    }
+    fn outputs(&self) -> &[&str] {
+        &["out"]
+    }
+    fn params(&self) -> String {
+        let value = match &self.value {
+            FillValue::Constant(v) => v.to_string(),
+            FillValue::Mean => "mean".into(),
+        };
+        format!("columns=[{}], value={value}", self.columns.join(", "))
+    }
+    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
+        if self.value == FillValue::Mean {
+            let fitted = stats_columns(ctx.name, &inputs[1])?;
+            for c in &self.columns {
+                numeric_column(ctx.name, &inputs[0], c)?;
+                ensure!(
+                    fitted.contains(c),
+                    Error::Schema { step: ctx.name.into(), column: c.clone(), message: "the 'stats' input has no statistics for this column; add it to the fit_stats step".into() }
+                );
+            }
+        }
+        Ok(vec![
+            with_columns_schema(ctx.name, &inputs[0], &self.exprs(ctx.name, None)?)?.0,
+        ])
+    }
+    fn uses_device(&self) -> bool {
+        true
+    }
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
+    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+        run_row_local(self, ctx, inputs)
+    }
+}
+
+impl RowLocal for FillNull {
+    fn row_exprs(
+        &self,
+        ctx: StepContext,
+        _: &SchemaRef,
+        side: &[Table],
+    ) -> Result<Vec<(String, Expr)>> {
+        self.exprs(ctx.name, side.first())
+    }
+}

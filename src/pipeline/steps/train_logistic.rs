@@ -1,0 +1,122 @@
+//! The `train_logistic` step.
+
+use arrow_schema::SchemaRef;
+
+use super::training::{feature_columns, model_table, train_placed, training_step_io};
+use crate::data::Table;
+use crate::error::Result;
+use crate::ml::design::{Design, class_target};
+use crate::ml::logistic::{self, LogisticConfig};
+use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
+use crate::ml::model::Model;
+use crate::ml::on_device;
+use crate::pipeline::step::{Step, StepContext};
+
+/// Logistic regression, binary or multinomial, with L2 (`kind = "train_logistic"`).
+#[derive(Debug, Clone)]
+pub struct TrainLogistic {
+    features: Vec<String>,
+    label: String,
+    config: LogisticConfig,
+}
+
+impl TrainLogistic {
+    /// Predict class `label` from `features` (all numeric columns but the label when empty).
+    pub fn new<S: Into<String>>(
+        features: impl IntoIterator<Item = S>,
+        label: impl Into<String>,
+        config: LogisticConfig,
+    ) -> Self {
+        TrainLogistic {
+            features: features.into_iter().map(Into::into).collect(),
+            label: label.into(),
+            config,
+        }
+    }
+}
+
+impl Step for TrainLogistic {
+    training_step_io!("train_logistic");
+    fn uses_device(&self) -> bool {
+        true
+    }
+    fn params(&self) -> String {
+        format!(
+            "label={}, features=[{}], l2={}, tolerance={}, max_iterations={}",
+            self.label,
+            self.features.join(", "),
+            self.config.l2,
+            self.config.tolerance,
+            self.config.max_iterations
+        )
+    }
+    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+        let data = &inputs[0];
+        let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
+        let x = Design::from_table(ctx.name, data, &features)?;
+        let classes = class_target(ctx.name, data, &self.label)?;
+        let mut placed = Vec::new();
+        let (n, config) = (classes.names.len(), &self.config);
+        let fit = train_placed(
+            ctx,
+            &mut placed,
+            |backend| on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config),
+            || logistic::fit(ctx.name, &x, &classes.index, n, config),
+        )?;
+        let outputs = fit.outputs();
+        let layer = DenseLayer {
+            inputs: features.len(),
+            outputs,
+            weights: fit.weights.clone(),
+            bias: fit.intercepts.clone(),
+        };
+        let head = if outputs == 1 {
+            Head::Sigmoid
+        } else {
+            Head::Softmax
+        };
+        let network = Mlp {
+            layers: vec![layer],
+            activation: Activation::Relu,
+            head,
+        };
+        let mut model = Model::describe(
+            "logistic_regression",
+            data.schema(),
+            &features,
+            &self.label,
+            classes.names,
+            network,
+        )?;
+        model
+            .info
+            .params
+            .insert("l2".into(), self.config.l2.to_string());
+        model
+            .info
+            .params
+            .insert("tolerance".into(), self.config.tolerance.to_string());
+        model
+            .info
+            .training
+            .insert("iterations".into(), fit.iterations as f64);
+        model.info.training.insert("log_loss".into(), fit.log_loss);
+        model
+            .info
+            .training
+            .insert("gradient_norm".into(), fit.gradient_norm);
+        model
+            .info
+            .training
+            .insert("converged".into(), f64::from(u8::from(fit.converged)));
+        model
+            .info
+            .training
+            .insert("tolerance_used".into(), fit.tolerance);
+        model.info.training.insert("rows".into(), x.rows as f64);
+        for (k, v) in placed {
+            model.info.params.insert(k.into(), v);
+        }
+        Ok(vec![model_table(&model)?])
+    }
+}

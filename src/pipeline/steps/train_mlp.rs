@@ -1,0 +1,126 @@
+//! The `train_mlp` step.
+
+use arrow_schema::SchemaRef;
+
+use super::training::{feature_columns, model_table, train_placed, training_step_io};
+use crate::data::Table;
+use crate::error::Result;
+use crate::ml::design::{Design, class_target, regression_target};
+use crate::ml::mlp::{self, MlpConfig, MlpTarget};
+use crate::ml::model::Model;
+use crate::ml::on_device;
+use crate::pipeline::step::{Step, StepContext};
+
+/// Whether an MLP predicts classes or a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Class labels (bool, integer or utf8).
+    Classification,
+    /// A numeric target.
+    Regression,
+}
+
+/// A multi-layer perceptron trained with minibatch Adam (`kind = "train_mlp"`).
+#[derive(Debug, Clone)]
+pub struct TrainMlp {
+    features: Vec<String>,
+    label: String,
+    task: Task,
+    config: MlpConfig,
+}
+
+impl TrainMlp {
+    /// Predict `label` from `features` (all numeric columns but the label when empty).
+    pub fn new<S: Into<String>>(
+        features: impl IntoIterator<Item = S>,
+        label: impl Into<String>,
+        task: Task,
+        config: MlpConfig,
+    ) -> Self {
+        TrainMlp {
+            features: features.into_iter().map(Into::into).collect(),
+            label: label.into(),
+            task,
+            config,
+        }
+    }
+}
+
+impl Step for TrainMlp {
+    training_step_io!("train_mlp");
+    fn uses_device(&self) -> bool {
+        true
+    }
+    fn params(&self) -> String {
+        let c = &self.config;
+        format!(
+            "label={}, task={:?}, hidden={:?}, activation={:?}, epochs={}, batch_size={}, learning_rate={}, l2={}, seed={}",
+            self.label,
+            self.task,
+            c.hidden,
+            c.activation,
+            c.epochs,
+            c.batch_size,
+            c.learning_rate,
+            c.l2,
+            c.seed
+        )
+    }
+    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+        let data = &inputs[0];
+        let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
+        let x = Design::from_table(ctx.name, data, &features)?;
+        let mut placed = Vec::new();
+        let classes = match self.task {
+            Task::Regression => None,
+            Task::Classification => Some(class_target(ctx.name, data, &self.label)?),
+        };
+        let values = match self.task {
+            Task::Regression => regression_target(ctx.name, data, &self.label)?,
+            Task::Classification => Vec::new(),
+        };
+        let target = match &classes {
+            None => MlpTarget::Regression(&values),
+            Some(c) => MlpTarget::Classes {
+                index: &c.index,
+                classes: c.names.len(),
+            },
+        };
+        let (network, report) = train_placed(
+            ctx,
+            &mut placed,
+            |backend| on_device::train_mlp(ctx.name, backend, &x, &target, &self.config),
+            || mlp::train(ctx.name, &x, &target, &self.config),
+        )?;
+        let classes = classes.map(|c| c.names).unwrap_or_default();
+        let mut model = Model::describe(
+            "mlp",
+            data.schema(),
+            &features,
+            &self.label,
+            classes,
+            network,
+        )?;
+        let c = &self.config;
+        for (k, v) in [
+            ("hidden", format!("{:?}", c.hidden)),
+            ("epochs", c.epochs.to_string()),
+            ("batch_size", c.batch_size.to_string()),
+            ("learning_rate", c.learning_rate.to_string()),
+            ("l2", c.l2.to_string()),
+            ("seed", c.seed.to_string()),
+        ]
+        .into_iter()
+        .chain(placed)
+        {
+            model.info.params.insert(k.into(), v);
+        }
+        model
+            .info
+            .training
+            .insert("epochs".into(), report.epochs as f64);
+        model.info.training.insert("loss".into(), report.loss);
+        model.info.training.insert("rows".into(), x.rows as f64);
+        Ok(vec![model_table(&model)?])
+    }
+}
