@@ -13,6 +13,7 @@
 pub mod graph;
 pub mod spec;
 pub mod step;
+mod step_spec;
 mod steps;
 
 pub use crate::data::{Stream, Table};

@@ -8,6 +8,7 @@ use crate::data::Table;
 use crate::error::Result;
 use crate::ir::Expr;
 use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Add or replace columns computed by expressions, fused into one pass
 /// (`kind = "derive"`).
@@ -22,6 +23,21 @@ impl Derive {
         Derive {
             columns: columns.into_iter().map(|(n, e)| (n.into(), e)).collect(),
         }
+    }
+}
+
+impl FromSpec for Derive {
+    /// `columns = { name = "expression", ... }`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let columns = spec.string_map("columns")?;
+        let exprs = columns
+            .into_iter()
+            .map(|(name, text)| {
+                let expr = spec.expr(&format!("columns.{name}"), &text)?;
+                Ok((name, expr))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Derive::new(exprs))
     }
 }
 

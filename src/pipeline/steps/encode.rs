@@ -13,6 +13,7 @@ use crate::data::{Table, column_dtype, column_index};
 use crate::error::{Error, Result, bail, ensure};
 use crate::ir::{DType, Expr, lit};
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// How [`Encode`] represents a category.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +140,33 @@ impl Encode {
 /// Index encodings with more categories than this carry no lineage: a model
 /// trained on them cannot re-apply the encoding by itself (use one-hot).
 pub const MAX_INDEX_LINEAGE: usize = 256;
+
+impl FromSpec for Encode {
+    /// `method` (default `onehot`); `unknown` (default `ignore`).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let method = spec.choice(
+            "method",
+            Some("onehot"),
+            |m| match m {
+                "onehot" | "one_hot" => Some(EncodeMethod::OneHot),
+                "index" => Some(EncodeMethod::Index),
+                _ => None,
+            },
+            "onehot or index",
+        )?;
+        let unknown = spec.choice(
+            "unknown",
+            Some("ignore"),
+            |m| match m {
+                "ignore" => Some(UnknownCategory::Ignore),
+                "error" => Some(UnknownCategory::Error),
+                _ => None,
+            },
+            "ignore or error",
+        )?;
+        Ok(Encode::new(method, unknown))
+    }
+}
 
 impl Step for Encode {
     step_io!("encode", ["data", "categories"], ["out"]);

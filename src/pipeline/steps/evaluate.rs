@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
 use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Metric names and values, in output order.
 type Metrics = Vec<(String, f64)>;
@@ -215,6 +216,17 @@ impl Evaluate {
             .map(|(a, p)| (classes[a].clone(), classes[p].clone(), matrix[a][p] as i64))
             .collect();
         Ok((out, confusion))
+    }
+}
+
+impl FromSpec for Evaluate {
+    /// `label` (default: the model's).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let evaluate = Evaluate::new();
+        Ok(match spec.opt_string("label")? {
+            Some(label) => evaluate.label(label),
+            None => evaluate,
+        })
     }
 }
 

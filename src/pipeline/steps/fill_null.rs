@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 
 use arrow_schema::SchemaRef;
+use toml::Value;
 
 use super::fitted::{fitted, stats_columns};
 use super::row_local::{run_row_local, with_columns_schema};
 use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result, ensure};
-use crate::ir::{Expr, col, lit};
+use crate::ir::{Expr, Scalar, col, lit};
 use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// What [`FillNull`] puts in place of nulls.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +58,29 @@ impl FillNull {
                 Ok((c.clone(), col(c.as_str()).fill_null(value)))
             })
             .collect()
+    }
+}
+
+impl FromSpec for FillNull {
+    /// `columns`; `value`: a constant, or `"mean"` with a `stats` input.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let columns = spec.strings("columns")?;
+        let value = match spec.take("value") {
+            Some(Value::String(s)) if s == "mean" => FillValue::Mean,
+            Some(Value::String(s)) => FillValue::Constant(Scalar::Str(s)),
+            Some(Value::Float(x)) => FillValue::Constant(Scalar::Float(x)),
+            Some(Value::Integer(i)) => FillValue::Constant(Scalar::Int(i)),
+            Some(Value::Boolean(b)) => FillValue::Constant(Scalar::Bool(b)),
+            Some(other) => {
+                return Err(spec.wrong("value", "a number, string, boolean or \"mean\"", &other));
+            }
+            None => {
+                return Err(spec.error(
+                    "missing key 'value' (a constant, or \"mean\" with a stats input)".into(),
+                ));
+            }
+        };
+        Ok(FillNull::new(columns, value))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::data::Table;
 use crate::error::{Error, Result, ensure};
 use crate::ir::{Expr, Projection};
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Keep the rows where a boolean expression is true; null counts as false
 /// (`kind = "filter"`).
@@ -44,6 +45,14 @@ impl Filter {
             }
         );
         Ok(CpuKernel::compile(projection))
+    }
+}
+
+impl FromSpec for Filter {
+    /// `predicate`: a boolean expression.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let text = spec.string("predicate")?;
+        Ok(Filter::new(spec.expr("predicate", &text)?))
     }
 }
 

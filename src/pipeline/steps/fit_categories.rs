@@ -12,6 +12,7 @@ use crate::data::{Table, column_dtype};
 use crate::error::{Error, Result, ensure};
 use crate::ir::DType;
 use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Fit the categories of string columns (`kind = "fit_categories"`): one row
 /// per (column, category), categories sorted, with their index. Nulls are not
@@ -40,6 +41,13 @@ impl FitCategories {
             ],
             metadata,
         ))
+    }
+}
+
+impl FromSpec for FitCategories {
+    /// `columns`: utf8 columns.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(FitCategories::new(spec.strings("columns")?))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::backend::cpu::stats::{self, ColumnStats};
 use crate::data::{Stream, Table, column_index, numeric_column};
 use crate::error::{Error, Result, bail, ensure};
 use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Fit per-column statistics on (training) data (`kind = "fit_stats"`): count,
 /// nulls, mean, population standard deviation, min, max and, when asked,
@@ -60,6 +61,18 @@ impl FitStats {
             ],
             metadata,
         ))
+    }
+}
+
+impl FromSpec for FitStats {
+    /// `columns`; `quantiles` (default false).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let fit = FitStats::new(spec.strings("columns")?);
+        Ok(if spec.boolean("quantiles", false)? {
+            fit.with_quantiles()
+        } else {
+            fit
+        })
     }
 }
 

@@ -16,6 +16,7 @@ use crate::data::files::{
 use crate::data::{Batches, Stream, Table, batch_data_size, normalize_schema};
 use crate::error::{Error, Result};
 use crate::pipeline::step::{OpKind, Source, SourceContent, SourceFile, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Read a table from a file (`kind = "read"`).
 #[derive(Debug, Clone)]
@@ -58,6 +59,23 @@ impl Read {
 
     fn open(&self) -> Result<BatchReader> {
         BatchReader::open(&self.path, self.format, self.batch_rows)
+    }
+}
+
+impl FromSpec for Read {
+    /// `path`; `format`, `version`, `batch_rows`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let mut read = Read::new(spec.path("path")?);
+        if let Some(format) = spec.format()? {
+            read = read.format(format);
+        }
+        if let Some(label) = spec.opt_string("version")? {
+            read = read.version(label);
+        }
+        let rows = spec.integer("batch_rows", DEFAULT_BATCH_ROWS as i64)?;
+        let rows = usize::try_from(rows)
+            .map_err(|_| spec.error("key 'batch_rows' must be positive".into()))?;
+        Ok(read.batch_rows(rows))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::data::lineage;
 use crate::data::{Table, column_index};
 use crate::error::{Error, Result, ensure};
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Rename columns (`kind = "rename"`).
 #[derive(Debug, Clone)]
@@ -52,6 +53,13 @@ impl Rename {
             fields,
             input.metadata().clone(),
         )))
+    }
+}
+
+impl FromSpec for Rename {
+    /// `columns = { old = "new", ... }`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Rename::new(spec.string_map("columns")?))
     }
 }
 

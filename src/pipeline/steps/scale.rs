@@ -11,6 +11,7 @@ use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, col, lit};
 use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// How [`Scale`] centres and scales a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +107,19 @@ impl Scale {
                 Ok((c.clone(), (col(c.as_str()) - lit(m)) * lit(1.0 / s)))
             })
             .collect()
+    }
+}
+
+impl FromSpec for Scale {
+    /// `method` (default `zscore`).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let method = spec.choice(
+            "method",
+            Some("zscore"),
+            ScaleMethod::parse,
+            "zscore, minmax or robust",
+        )?;
+        Ok(Scale::new(method))
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ml::model::Model;
 use crate::ml::score::Scorer;
 use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Apply a trained model to raw data (`kind = "score"`): inputs `model` and
 /// `data`, output the `keep` columns followed by the score columns.
@@ -37,6 +38,13 @@ pub fn model_from_table(step: &str, table: &Table) -> Result<Model> {
             message: "the model input is empty".into(),
         })?;
     Model::from_batch(batch).map_err(|e| e.in_step(step))
+}
+
+impl FromSpec for Score {
+    /// `keep`: columns copied through.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Score::new(spec.opt_strings("keep")?))
+    }
 }
 
 impl Step for Score {

@@ -9,6 +9,7 @@ use crate::data::{Table, column_index};
 use crate::error::Result;
 use crate::ir::Expr;
 use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Keep only the named columns, in the given order (`kind = "select"`).
 #[derive(Debug, Clone)]
@@ -29,6 +30,13 @@ impl Select {
             .iter()
             .map(|c| column_index(step, schema, c))
             .collect()
+    }
+}
+
+impl FromSpec for Select {
+    /// `columns`: a list of names.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Select::new(spec.strings("columns")?))
     }
 }
 

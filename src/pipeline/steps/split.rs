@@ -9,6 +9,7 @@ use crate::data::Table;
 use crate::data::splitmix64;
 use crate::error::{Error, Result, ensure};
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Split rows into `train` and `test` (`kind = "split"`).
 ///
@@ -34,6 +35,15 @@ impl Split {
     pub fn is_test(&self, position: u64) -> bool {
         let threshold = (self.test_fraction.clamp(0.0, 1.0) * 2f64.powi(64)) as u128;
         u128::from(splitmix64(self.seed ^ splitmix64(position))) < threshold
+    }
+}
+
+impl FromSpec for Split {
+    /// `test_fraction` (default 0.2); `seed` (default 0).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let fraction = spec.number("test_fraction", Some(0.2))?;
+        let seed = spec.integer("seed", 0)?;
+        Ok(Split::new(fraction, seed as u64))
     }
 }
 

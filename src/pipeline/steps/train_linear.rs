@@ -10,6 +10,7 @@ use crate::ml::linear;
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Least-squares linear regression with optional L2 (`kind = "train_linear"`).
 #[derive(Debug, Clone)]
@@ -31,6 +32,19 @@ impl TrainLinear {
             label: label.into(),
             l2,
         }
+    }
+}
+
+impl FromSpec for TrainLinear {
+    /// `label`; `features`; `l2` (default 0).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let label = spec.string("label")?;
+        let features = spec.opt_strings("features")?;
+        Ok(TrainLinear::new(
+            features,
+            label,
+            spec.number("l2", Some(0.0))?,
+        ))
     }
 }
 

@@ -11,6 +11,7 @@ use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
 use crate::ml::on_device;
 use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Logistic regression, binary or multinomial, with L2 (`kind = "train_logistic"`).
 #[derive(Debug, Clone)]
@@ -32,6 +33,22 @@ impl TrainLogistic {
             label: label.into(),
             config,
         }
+    }
+}
+
+impl FromSpec for TrainLogistic {
+    /// `label`; `features`; `l2`, `tolerance`, `max_iterations` (defaults
+    /// from [`LogisticConfig::default`]).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let label = spec.string("label")?;
+        let features = spec.opt_strings("features")?;
+        let defaults = LogisticConfig::default();
+        let config = LogisticConfig {
+            l2: spec.number("l2", Some(defaults.l2))?,
+            tolerance: spec.number("tolerance", Some(defaults.tolerance))?,
+            max_iterations: spec.count("max_iterations", defaults.max_iterations)?,
+        };
+        Ok(TrainLogistic::new(features, label, config))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::data::files::{BatchWriter, FileFormat, write_table};
 use crate::data::{Stream, Table};
 use crate::error::Result;
 use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Write a table to a file (`kind = "write"`).
 #[derive(Debug, Clone)]
@@ -33,6 +34,17 @@ impl Write {
     pub fn format(mut self, format: FileFormat) -> Self {
         self.format = Some(format);
         self
+    }
+}
+
+impl FromSpec for Write {
+    /// `path`; `format`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let write = Write::new(spec.path("path")?);
+        Ok(match spec.format()? {
+            Some(format) => write.format(format),
+            None => write,
+        })
     }
 }
 
