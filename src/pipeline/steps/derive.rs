@@ -2,12 +2,11 @@
 
 use arrow_schema::SchemaRef;
 
-use super::ports::step_io;
-use super::row_local::{run_row_local, with_columns_schema};
+use super::row_local::RowLocalStep;
 use crate::data::Table;
 use crate::error::Result;
 use crate::ir::Expr;
-use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step::{RowLocal, StepContext};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Add or replace columns computed by expressions, fused into one pass
@@ -41,8 +40,8 @@ impl FromSpec for Derive {
     }
 }
 
-impl Step for Derive {
-    step_io!("derive", ["data"], ["out"]);
+impl RowLocalStep for Derive {
+    const KIND: &'static str = "derive";
     fn params(&self) -> String {
         let parts: Vec<String> = self
             .columns
@@ -51,19 +50,8 @@ impl Step for Derive {
             .collect();
         parts.join(", ")
     }
-    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        Ok(vec![
-            with_columns_schema(ctx.name, &inputs[0], &self.columns)?.0,
-        ])
-    }
-    fn uses_device(&self) -> bool {
-        true
-    }
-    fn row_local(&self) -> Option<&dyn RowLocal> {
-        Some(self)
-    }
-    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        run_row_local(self, ctx, inputs)
+    fn planned_exprs(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
+        Ok(self.columns.clone())
     }
 }
 

@@ -6,11 +6,11 @@ use arrow_schema::SchemaRef;
 use toml::Value;
 
 use super::fitted::{fitted, stats_columns};
-use super::row_local::{run_row_local, with_columns_schema};
+use super::row_local::RowLocalStep;
 use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result, ensure};
 use crate::ir::{Expr, Scalar, col, lit};
-use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step::{RowLocal, StepContext};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// What [`FillNull`] puts in place of nulls.
@@ -84,18 +84,13 @@ impl FromSpec for FillNull {
     }
 }
 
-impl Step for FillNull {
-    fn kind(&self) -> &str {
-        "fill_null"
-    }
+impl RowLocalStep for FillNull {
+    const KIND: &'static str = "fill_null";
     fn inputs(&self) -> &[&str] {
         match self.value {
             FillValue::Constant(_) => &["data"],
             FillValue::Mean => &["data", "stats"],
         }
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
     }
     fn params(&self) -> String {
         let value = match &self.value {
@@ -104,7 +99,7 @@ impl Step for FillNull {
         };
         format!("columns=[{}], value={value}", self.columns.join(", "))
     }
-    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
+    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
         if self.value == FillValue::Mean {
             let fitted = stats_columns(ctx.name, &inputs[1])?;
             for c in &self.columns {
@@ -115,18 +110,7 @@ impl Step for FillNull {
                 );
             }
         }
-        Ok(vec![
-            with_columns_schema(ctx.name, &inputs[0], &self.exprs(ctx.name, None)?)?.0,
-        ])
-    }
-    fn uses_device(&self) -> bool {
-        true
-    }
-    fn row_local(&self) -> Option<&dyn RowLocal> {
-        Some(self)
-    }
-    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        run_row_local(self, ctx, inputs)
+        self.exprs(ctx.name, None)
     }
 }
 

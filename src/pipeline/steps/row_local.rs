@@ -1,6 +1,9 @@
-//! Helpers for row-local steps: their expressions as one kernel over the
-//! data input, replacing or appending columns and passing the rest through.
+//! Row-local steps: [`RowLocalStep`], from which a step that is nothing but
+//! expressions over the columns of each row gets its whole [`Step`] impl, and
+//! the helpers that run such expressions as one kernel over the data input,
+//! replacing or appending columns and passing the rest through.
 
+use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -11,7 +14,7 @@ use crate::data::Table;
 use crate::data::lineage;
 use crate::error::{Error, Result};
 use crate::ir::{Expr, Projection};
-use crate::pipeline::step::{RowLocal, StepContext};
+use crate::pipeline::step::{RowLocal, Step, StepContext};
 
 /// Re-raise an expression type error as a parameter error of `step`.
 pub(super) fn in_step(step: &str) -> impl Fn(Error) -> Error + '_ {
@@ -60,11 +63,7 @@ pub(super) fn with_columns(
 
 /// Run a row-local step on its own: its expressions as one kernel over its
 /// data input (`inputs[0]`), the other inputs being its side tables.
-pub(super) fn run_row_local(
-    step: &dyn RowLocal,
-    ctx: StepContext,
-    inputs: &[Table],
-) -> Result<Vec<Table>> {
+fn run_row_local(step: &dyn RowLocal, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
     let exprs = step.row_exprs(ctx, inputs[0].schema(), &inputs[1..])?;
     Ok(vec![with_columns(ctx, &inputs[0], &exprs)?])
 }
@@ -106,4 +105,58 @@ pub(crate) fn apply_batch(
         })
         .collect();
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+/// A step that only computes columns from the same row of its `data` input
+/// (`derive`, `scale`, `fill_null`): its [`Step`] impl follows from its
+/// expressions. It has one output, `out`, which is `data` with the
+/// expressions evaluated; it computes on the step's device, and the planner
+/// may fuse it with its row-local neighbours.
+pub(crate) trait RowLocalStep: RowLocal + fmt::Debug + Send + Sync {
+    /// The step kind ([`Step::kind`]).
+    const KIND: &'static str;
+
+    /// The input ports, `data` first, then the side tables ([`Step::inputs`]).
+    fn inputs(&self) -> &[&str] {
+        &["data"]
+    }
+
+    /// The parameters as one line of text ([`Step::params`]).
+    fn params(&self) -> String;
+
+    /// The expressions as planned from the input schemas alone, before any
+    /// side table has data, once those schemas are checked.
+    ///
+    /// # Errors
+    /// [`Error::Schema`] or [`Error::InvalidParameter`] naming the step and
+    /// what is wrong with its inputs.
+    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<(String, Expr)>>;
+}
+
+impl<T: RowLocalStep> Step for T {
+    fn kind(&self) -> &str {
+        T::KIND
+    }
+    fn inputs(&self) -> &[&str] {
+        RowLocalStep::inputs(self)
+    }
+    fn outputs(&self) -> &[&str] {
+        &["out"]
+    }
+    fn params(&self) -> String {
+        RowLocalStep::params(self)
+    }
+    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
+        let exprs = self.planned_exprs(ctx, inputs)?;
+        Ok(vec![with_columns_schema(ctx.name, &inputs[0], &exprs)?.0])
+    }
+    fn uses_device(&self) -> bool {
+        true
+    }
+    fn row_local(&self) -> Option<&dyn RowLocal> {
+        Some(self)
+    }
+    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
+        run_row_local(self, ctx, inputs)
+    }
 }

@@ -5,12 +5,11 @@ use std::collections::HashMap;
 use arrow_schema::SchemaRef;
 
 use super::fitted::{fitted, stats_columns};
-use super::ports::step_io;
-use super::row_local::{run_row_local, with_columns_schema};
+use super::row_local::RowLocalStep;
 use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, col, lit};
-use crate::pipeline::step::{RowLocal, Step, StepContext};
+use crate::pipeline::step::{RowLocal, StepContext};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// How [`Scale`] centres and scales a column.
@@ -123,28 +122,20 @@ impl FromSpec for Scale {
     }
 }
 
-impl Step for Scale {
-    step_io!("scale", ["data", "stats"], ["out"]);
+impl RowLocalStep for Scale {
+    const KIND: &'static str = "scale";
+    fn inputs(&self) -> &[&str] {
+        &["data", "stats"]
+    }
     fn params(&self) -> String {
         format!("method={}", self.method.name())
     }
-    fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
+    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
         let columns = stats_columns(ctx.name, &inputs[1])?;
         for c in &columns {
             numeric_column(ctx.name, &inputs[0], c)?;
         }
-        Ok(vec![
-            with_columns_schema(ctx.name, &inputs[0], &self.exprs(ctx.name, &columns, None)?)?.0,
-        ])
-    }
-    fn uses_device(&self) -> bool {
-        true
-    }
-    fn row_local(&self) -> Option<&dyn RowLocal> {
-        Some(self)
-    }
-    fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        run_row_local(self, ctx, inputs)
+        self.exprs(ctx.name, &columns, None)
     }
 }
 
