@@ -2,7 +2,7 @@
 
 use arrow_schema::SchemaRef;
 
-use super::row_local::RowLocalStep;
+use super::row_local::{ColumnExprs, RowLocalStep};
 use crate::data::Table;
 use crate::error::Result;
 use crate::ir::Expr;
@@ -25,6 +25,27 @@ impl Derive {
     }
 }
 
+impl RowLocalStep for Derive {
+    const KIND: &'static str = "derive";
+    fn params(&self) -> String {
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(n, e)| format!("{n}={e}"))
+            .collect();
+        parts.join(", ")
+    }
+    fn planned_exprs(&self, _: StepContext, _: &[SchemaRef]) -> Result<ColumnExprs> {
+        Ok(self.columns.clone())
+    }
+}
+
+impl RowLocal for Derive {
+    fn row_exprs(&self, _: StepContext, _: &SchemaRef, _: &[Table]) -> Result<Vec<(String, Expr)>> {
+        Ok(self.columns.clone())
+    }
+}
+
 impl FromSpec for Derive {
     /// `columns = { name = "expression", ... }`.
     fn from_spec(spec: &mut StepSpec) -> Result<Self> {
@@ -37,26 +58,5 @@ impl FromSpec for Derive {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Derive::new(exprs))
-    }
-}
-
-impl RowLocalStep for Derive {
-    const KIND: &'static str = "derive";
-    fn params(&self) -> String {
-        let parts: Vec<String> = self
-            .columns
-            .iter()
-            .map(|(n, e)| format!("{n}={e}"))
-            .collect();
-        parts.join(", ")
-    }
-    fn planned_exprs(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
-        Ok(self.columns.clone())
-    }
-}
-
-impl RowLocal for Derive {
-    fn row_exprs(&self, _: StepContext, _: &SchemaRef, _: &[Table]) -> Result<Vec<(String, Expr)>> {
-        Ok(self.columns.clone())
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float32Array, Int32Array, RecordBatch, cast::AsArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use super::fit_categories::utf8_column;
 use super::fitted::stats_columns;
 use super::ports::step_io;
 use crate::data::lineage;
-use crate::data::{Table, column_dtype, column_index};
-use crate::error::{Error, Result, bail, ensure};
+use crate::data::{Table, column_index};
+use crate::error::{Error, Result, bail};
 use crate::ir::{DType, Expr, lit};
 use crate::pipeline::step::{Step, StepContext};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
@@ -141,33 +142,6 @@ impl Encode {
 /// trained on them cannot re-apply the encoding by itself (use one-hot).
 pub const MAX_INDEX_LINEAGE: usize = 256;
 
-impl FromSpec for Encode {
-    /// `method` (default `onehot`); `unknown` (default `ignore`).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let method = spec.choice(
-            "method",
-            Some("onehot"),
-            |m| match m {
-                "onehot" | "one_hot" => Some(EncodeMethod::OneHot),
-                "index" => Some(EncodeMethod::Index),
-                _ => None,
-            },
-            "onehot or index",
-        )?;
-        let unknown = spec.choice(
-            "unknown",
-            Some("ignore"),
-            |m| match m {
-                "ignore" => Some(UnknownCategory::Ignore),
-                "error" => Some(UnknownCategory::Error),
-                _ => None,
-            },
-            "ignore or error",
-        )?;
-        Ok(Encode::new(method, unknown))
-    }
-}
-
 impl Step for Encode {
     step_io!("encode", ["data", "categories"], ["out"]);
     fn params(&self) -> String {
@@ -192,15 +166,7 @@ impl Step for Encode {
             .collect();
         for c in &columns {
             let i = column_index(ctx.name, &inputs[0], c)?;
-            let dtype = column_dtype(ctx.name, &inputs[0], c)?;
-            ensure!(
-                dtype == DType::Utf8,
-                Error::Schema {
-                    step: ctx.name.into(),
-                    column: c.clone(),
-                    message: format!("encoding needs a utf8 column, found {dtype}")
-                }
-            );
+            utf8_column(ctx.name, &inputs[0], c, "encoding needs")?;
             fields[i] = Field::new(c, DataType::Int32, true);
         }
         // One-hot columns depend on the fitted categories: the planned schema shows
@@ -266,5 +232,32 @@ impl Step for Encode {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(vec![Table::try_new(schema, batches)?])
+    }
+}
+
+impl FromSpec for Encode {
+    /// `method` (default `onehot`); `unknown` (default `ignore`).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let method = spec.choice(
+            "method",
+            Some("onehot"),
+            |m| match m {
+                "onehot" | "one_hot" => Some(EncodeMethod::OneHot),
+                "index" => Some(EncodeMethod::Index),
+                _ => None,
+            },
+            "onehot or index",
+        )?;
+        let unknown = spec.choice(
+            "unknown",
+            Some("ignore"),
+            |m| match m {
+                "ignore" => Some(UnknownCategory::Ignore),
+                "error" => Some(UnknownCategory::Error),
+                _ => None,
+            },
+            "ignore or error",
+        )?;
+        Ok(Encode::new(method, unknown))
     }
 }

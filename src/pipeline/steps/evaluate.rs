@@ -62,20 +62,23 @@ fn confusion_schema() -> SchemaRef {
     ]))
 }
 
+/// Fail on a chunk of column `name` with nulls, saying how many and `advice`.
+fn refuse_nulls(step: &str, name: &str, chunk: &ArrayRef, advice: &str) -> Result<()> {
+    if chunk.null_count() > 0 {
+        return Err(Error::Schema {
+            step: step.into(),
+            column: name.into(),
+            message: format!("{} rows are null{advice}", chunk.null_count()),
+        });
+    }
+    Ok(())
+}
+
 /// A column as text per row (bool, integer, float or utf8), rejecting nulls.
 fn text_column(step: &str, table: &Table, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(table.num_rows());
     for chunk in table.column(step, name)? {
-        if chunk.null_count() > 0 {
-            return Err(Error::Schema {
-                step: step.into(),
-                column: name.into(),
-                message: format!(
-                    "{} rows are null; filter them before evaluating",
-                    chunk.null_count()
-                ),
-            });
-        }
+        refuse_nulls(step, name, &chunk, "; filter them before evaluating")?;
         let formatter =
             arrow_cast::display::ArrayFormatter::try_new(chunk.as_ref(), &Default::default())?;
         out.extend((0..chunk.len()).map(|i| formatter.value(i).to_string()));
@@ -87,16 +90,12 @@ fn text_column(step: &str, table: &Table, name: &str) -> Result<Vec<String>> {
 fn number_column(step: &str, table: &Table, name: &str) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(table.num_rows());
     for chunk in table.column(step, name)? {
-        if chunk.null_count() > 0 {
-            return Err(Error::Schema {
-                step: step.into(),
-                column: name.into(),
-                message: format!(
-                    "{} rows are null (a feature was null when scoring); fill or filter them",
-                    chunk.null_count()
-                ),
-            });
-        }
+        refuse_nulls(
+            step,
+            name,
+            &chunk,
+            " (a feature was null when scoring); fill or filter them",
+        )?;
         let cast = arrow_cast::cast(&chunk, &DataType::Float64)?;
         out.extend(
             cast.as_primitive::<arrow_array::types::Float64Type>()
@@ -219,17 +218,6 @@ impl Evaluate {
     }
 }
 
-impl FromSpec for Evaluate {
-    /// `label` (default: the model's).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let evaluate = Evaluate::new();
-        Ok(match spec.opt_string("label")? {
-            Some(label) => evaluate.label(label),
-            None => evaluate,
-        })
-    }
-}
-
 impl Step for Evaluate {
     fn op_kind(&self) -> OpKind {
         OpKind::Metric
@@ -274,5 +262,16 @@ impl Step for Evaluate {
             Table::from_batch(metrics),
             Table::from_batch(confusion),
         ])
+    }
+}
+
+impl FromSpec for Evaluate {
+    /// `label` (default: the model's).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let evaluate = Evaluate::new();
+        Ok(match spec.opt_string("label")? {
+            Some(label) => evaluate.label(label),
+            None => evaluate,
+        })
     }
 }

@@ -6,7 +6,8 @@ use arrow_schema::SchemaRef;
 use toml::Value;
 
 use super::fitted::{fitted, stats_columns};
-use super::row_local::RowLocalStep;
+use super::params::names;
+use super::row_local::{ColumnExprs, RowLocalStep};
 use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result, ensure};
 use crate::ir::{Expr, Scalar, col, lit};
@@ -34,7 +35,7 @@ impl FillNull {
     /// Fill `columns` with `value`.
     pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>, value: FillValue) -> Self {
         FillNull {
-            columns: columns.into_iter().map(Into::into).collect(),
+            columns: names(columns),
             value,
         }
     }
@@ -61,6 +62,42 @@ impl FillNull {
     }
 }
 
+impl RowLocalStep for FillNull {
+    const KIND: &'static str = "fill_null";
+    fn inputs(&self) -> &[&str] {
+        match self.value {
+            FillValue::Constant(_) => &["data"],
+            FillValue::Mean => &["data", "stats"],
+        }
+    }
+    fn params(&self) -> String {
+        let value = match &self.value {
+            FillValue::Constant(v) => v.to_string(),
+            FillValue::Mean => "mean".into(),
+        };
+        format!("columns=[{}], value={value}", self.columns.join(", "))
+    }
+    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<ColumnExprs> {
+        if self.value == FillValue::Mean {
+            let fitted = stats_columns(ctx.name, &inputs[1])?;
+            for c in &self.columns {
+                numeric_column(ctx.name, &inputs[0], c)?;
+                ensure!(
+                    fitted.contains(c),
+                    Error::Schema { step: ctx.name.into(), column: c.clone(), message: "the 'stats' input has no statistics for this column; add it to the fit_stats step".into() }
+                );
+            }
+        }
+        self.exprs(ctx.name, None)
+    }
+}
+
+impl RowLocal for FillNull {
+    fn row_exprs(&self, ctx: StepContext, _: &SchemaRef, side: &[Table]) -> Result<ColumnExprs> {
+        self.exprs(ctx.name, side.first())
+    }
+}
+
 impl FromSpec for FillNull {
     /// `columns`; `value`: a constant, or `"mean"` with a `stats` input.
     fn from_spec(spec: &mut StepSpec) -> Result<Self> {
@@ -81,46 +118,5 @@ impl FromSpec for FillNull {
             }
         };
         Ok(FillNull::new(columns, value))
-    }
-}
-
-impl RowLocalStep for FillNull {
-    const KIND: &'static str = "fill_null";
-    fn inputs(&self) -> &[&str] {
-        match self.value {
-            FillValue::Constant(_) => &["data"],
-            FillValue::Mean => &["data", "stats"],
-        }
-    }
-    fn params(&self) -> String {
-        let value = match &self.value {
-            FillValue::Constant(v) => v.to_string(),
-            FillValue::Mean => "mean".into(),
-        };
-        format!("columns=[{}], value={value}", self.columns.join(", "))
-    }
-    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
-        if self.value == FillValue::Mean {
-            let fitted = stats_columns(ctx.name, &inputs[1])?;
-            for c in &self.columns {
-                numeric_column(ctx.name, &inputs[0], c)?;
-                ensure!(
-                    fitted.contains(c),
-                    Error::Schema { step: ctx.name.into(), column: c.clone(), message: "the 'stats' input has no statistics for this column; add it to the fit_stats step".into() }
-                );
-            }
-        }
-        self.exprs(ctx.name, None)
-    }
-}
-
-impl RowLocal for FillNull {
-    fn row_exprs(
-        &self,
-        ctx: StepContext,
-        _: &SchemaRef,
-        side: &[Table],
-    ) -> Result<Vec<(String, Expr)>> {
-        self.exprs(ctx.name, side.first())
     }
 }

@@ -48,14 +48,6 @@ impl Filter {
     }
 }
 
-impl FromSpec for Filter {
-    /// `predicate`: a boolean expression.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let text = spec.string("predicate")?;
-        Ok(Filter::new(spec.expr("predicate", &text)?))
-    }
-}
-
 impl Step for Filter {
     step_io!("filter", ["data"], ["out"]);
     fn params(&self) -> String {
@@ -86,5 +78,13 @@ impl Step for Filter {
             Arc::clone(inputs[0].schema()),
             batches,
         )?])
+    }
+}
+
+impl FromSpec for Filter {
+    /// `predicate`: a boolean expression.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let text = spec.string("predicate")?;
+        Ok(Filter::new(spec.expr("predicate", &text)?))
     }
 }

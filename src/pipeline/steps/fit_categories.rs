@@ -7,6 +7,7 @@ use arrow_array::{Int32Array, RecordBatch, StringArray, cast::AsArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::fitted::STATS_COLUMNS_KEY;
+use super::params::names;
 use super::ports::step_io;
 use crate::data::{Table, column_dtype};
 use crate::error::{Error, Result, ensure};
@@ -26,7 +27,7 @@ impl FitCategories {
     /// Fit `columns`.
     pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>) -> Self {
         FitCategories {
-            columns: columns.into_iter().map(Into::into).collect(),
+            columns: names(columns),
         }
     }
 
@@ -44,13 +45,6 @@ impl FitCategories {
     }
 }
 
-impl FromSpec for FitCategories {
-    /// `columns`: utf8 columns.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        Ok(FitCategories::new(spec.strings("columns")?))
-    }
-}
-
 impl Step for FitCategories {
     fn op_kind(&self) -> OpKind {
         OpKind::Fit
@@ -61,15 +55,7 @@ impl Step for FitCategories {
     }
     fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         for c in &self.columns {
-            let dtype = column_dtype(ctx.name, &inputs[0], c)?;
-            ensure!(
-                dtype == DType::Utf8,
-                Error::Schema {
-                    step: ctx.name.into(),
-                    column: c.clone(),
-                    message: format!("categories need a utf8 column, found {dtype}")
-                }
-            );
+            utf8_column(ctx.name, &inputs[0], c, "categories need")?;
         }
         Ok(vec![self.schema()])
     }
@@ -106,4 +92,26 @@ impl Step for FitCategories {
         )?;
         Ok(vec![Table::from_batch(batch)])
     }
+}
+
+impl FromSpec for FitCategories {
+    /// `columns`: utf8 columns.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(FitCategories::new(spec.strings("columns")?))
+    }
+}
+
+/// Check that `column` of `schema` is utf8, else fail saying what `needs` it
+/// (`"encoding needs"`).
+pub(super) fn utf8_column(step: &str, schema: &Schema, column: &str, needs: &str) -> Result<()> {
+    let dtype = column_dtype(step, schema, column)?;
+    ensure!(
+        dtype == DType::Utf8,
+        Error::Schema {
+            step: step.into(),
+            column: column.into(),
+            message: format!("{needs} a utf8 column, found {dtype}")
+        }
+    );
+    Ok(())
 }

@@ -7,6 +7,7 @@ use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::fitted::STATS_COLUMNS_KEY;
+use super::params::names;
 use super::ports::step_io;
 use crate::backend::cpu::stats::{self, ColumnStats};
 use crate::data::{Stream, Table, column_index, numeric_column};
@@ -31,7 +32,7 @@ impl FitStats {
     /// Fit `columns` (mean, std, min, max).
     pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>) -> Self {
         FitStats {
-            columns: columns.into_iter().map(Into::into).collect(),
+            columns: names(columns),
             quantiles: false,
         }
     }
@@ -61,18 +62,6 @@ impl FitStats {
             ],
             metadata,
         ))
-    }
-}
-
-impl FromSpec for FitStats {
-    /// `columns`; `quantiles` (default false).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let fit = FitStats::new(spec.strings("columns")?);
-        Ok(if spec.boolean("quantiles", false)? {
-            fit.with_quantiles()
-        } else {
-            fit
-        })
     }
 }
 
@@ -231,5 +220,17 @@ impl FitStats {
             self.schema(),
             arrays,
         )?)])
+    }
+}
+
+impl FromSpec for FitStats {
+    /// `columns`; `quantiles` (default false).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let fit = FitStats::new(spec.strings("columns")?);
+        Ok(if spec.boolean("quantiles", false)? {
+            fit.with_quantiles()
+        } else {
+            fit
+        })
     }
 }

@@ -9,6 +9,7 @@
 //! `fitted.rs` (reading fitted tables), `training.rs` (features, the model
 //! table, device placement) and `ports.rs` (`step_io!`).
 
+pub(crate) mod params;
 pub(crate) mod ports;
 pub(crate) mod row_local;
 pub(crate) mod training;

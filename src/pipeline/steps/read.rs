@@ -62,23 +62,6 @@ impl Read {
     }
 }
 
-impl FromSpec for Read {
-    /// `path`; `format`, `version`, `batch_rows`.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let mut read = Read::new(spec.path("path")?);
-        if let Some(format) = spec.format()? {
-            read = read.format(format);
-        }
-        if let Some(label) = spec.opt_string("version")? {
-            read = read.version(label);
-        }
-        let rows = spec.integer("batch_rows", DEFAULT_BATCH_ROWS as i64)?;
-        let rows = usize::try_from(rows)
-            .map_err(|_| spec.error("key 'batch_rows' must be positive".into()))?;
-        Ok(read.batch_rows(rows))
-    }
-}
-
 impl Step for Read {
     fn op_kind(&self) -> OpKind {
         OpKind::Io
@@ -188,5 +171,22 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
             }
         }
         _ => Ok(None),
+    }
+}
+
+impl FromSpec for Read {
+    /// `path`; `format`, `version`, `batch_rows`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let mut read = Read::new(spec.path("path")?);
+        if let Some(format) = spec.format()? {
+            read = read.format(format);
+        }
+        if let Some(label) = spec.opt_string("version")? {
+            read = read.version(label);
+        }
+        let rows = spec.integer("batch_rows", DEFAULT_BATCH_ROWS as i64)?;
+        let rows = usize::try_from(rows)
+            .map_err(|_| spec.error("key 'batch_rows' must be positive".into()))?;
+        Ok(read.batch_rows(rows))
     }
 }

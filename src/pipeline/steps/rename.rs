@@ -56,13 +56,6 @@ impl Rename {
     }
 }
 
-impl FromSpec for Rename {
-    /// `columns = { old = "new", ... }`.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        Ok(Rename::new(spec.string_map("columns")?))
-    }
-}
-
 impl Step for Rename {
     step_io!("rename", ["data"], ["out"]);
     fn params(&self) -> String {
@@ -84,5 +77,12 @@ impl Step for Rename {
             .map(|b| RecordBatch::try_new(Arc::clone(&schema), b.columns().to_vec()))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(vec![Table::try_new(schema, batches)?])
+    }
+}
+
+impl FromSpec for Rename {
+    /// `columns = { old = "new", ... }`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Rename::new(spec.string_map("columns")?))
     }
 }

@@ -107,6 +107,9 @@ pub(crate) fn apply_batch(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
+/// Columns computed by expressions: `(name, expression)` pairs, in order.
+pub(crate) type ColumnExprs = Vec<(String, Expr)>;
+
 /// A step that only computes columns from the same row of its `data` input
 /// (`derive`, `scale`, `fill_null`): its [`Step`] impl follows from its
 /// expressions. It has one output, `out`, which is `data` with the

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use arrow_schema::SchemaRef;
 
 use super::fitted::{fitted, stats_columns};
-use super::row_local::RowLocalStep;
+use super::row_local::{ColumnExprs, RowLocalStep};
 use crate::data::{Table, numeric_column};
 use crate::error::{Error, Result};
 use crate::ir::{Expr, col, lit};
@@ -70,19 +70,12 @@ impl Scale {
                 Some(t) => match self.method {
                     ScaleMethod::ZScore => (fitted(step, t, "mean")?, fitted(step, t, "std")?),
                     ScaleMethod::MinMax => {
-                        let (min, max) = (fitted(step, t, "min")?, fitted(step, t, "max")?);
-                        let range = min
-                            .iter()
-                            .map(|(k, lo)| (k.clone(), lo.zip(max[k]).map(|(lo, hi)| hi - lo)))
-                            .collect();
+                        let min = fitted(step, t, "min")?;
+                        let range = spread(&min, &fitted(step, t, "max")?);
                         (min, range)
                     }
                     ScaleMethod::Robust => {
-                        let (q1, q3) = (fitted(step, t, "q1")?, fitted(step, t, "q3")?);
-                        let iqr = q1
-                            .iter()
-                            .map(|(k, lo)| (k.clone(), lo.zip(q3[k]).map(|(lo, hi)| hi - lo)))
-                            .collect();
+                        let iqr = spread(&fitted(step, t, "q1")?, &fitted(step, t, "q3")?);
                         (fitted(step, t, "median")?, iqr)
                     }
                 },
@@ -109,6 +102,31 @@ impl Scale {
     }
 }
 
+impl RowLocalStep for Scale {
+    const KIND: &'static str = "scale";
+    fn inputs(&self) -> &[&str] {
+        &["data", "stats"]
+    }
+    fn params(&self) -> String {
+        format!("method={}", self.method.name())
+    }
+    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<ColumnExprs> {
+        let columns = stats_columns(ctx.name, &inputs[1])?;
+        for c in &columns {
+            numeric_column(ctx.name, &inputs[0], c)?;
+        }
+        self.exprs(ctx.name, &columns, None)
+    }
+}
+
+impl RowLocal for Scale {
+    fn row_exprs(&self, ctx: StepContext, _: &SchemaRef, side: &[Table]) -> Result<ColumnExprs> {
+        let stats = &side[0];
+        let columns = stats_columns(ctx.name, stats.schema())?;
+        self.exprs(ctx.name, &columns, Some(stats))
+    }
+}
+
 impl FromSpec for Scale {
     /// `method` (default `zscore`).
     fn from_spec(spec: &mut StepSpec) -> Result<Self> {
@@ -122,32 +140,12 @@ impl FromSpec for Scale {
     }
 }
 
-impl RowLocalStep for Scale {
-    const KIND: &'static str = "scale";
-    fn inputs(&self) -> &[&str] {
-        &["data", "stats"]
-    }
-    fn params(&self) -> String {
-        format!("method={}", self.method.name())
-    }
-    fn planned_exprs(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<(String, Expr)>> {
-        let columns = stats_columns(ctx.name, &inputs[1])?;
-        for c in &columns {
-            numeric_column(ctx.name, &inputs[0], c)?;
-        }
-        self.exprs(ctx.name, &columns, None)
-    }
-}
-
-impl RowLocal for Scale {
-    fn row_exprs(
-        &self,
-        ctx: StepContext,
-        _: &SchemaRef,
-        side: &[Table],
-    ) -> Result<Vec<(String, Expr)>> {
-        let stats = &side[0];
-        let columns = stats_columns(ctx.name, stats.schema())?;
-        self.exprs(ctx.name, &columns, Some(stats))
-    }
+/// Per column, `high - low` where both are known.
+fn spread(
+    low: &HashMap<String, Option<f64>>,
+    high: &HashMap<String, Option<f64>>,
+) -> HashMap<String, Option<f64>> {
+    low.iter()
+        .map(|(k, lo)| (k.clone(), lo.zip(high[k]).map(|(lo, hi)| hi - lo)))
+        .collect()
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 
+use super::params::names;
 use super::ports::step_io;
 use crate::data::{Table, column_index};
 use crate::error::{Error, Result};
@@ -22,9 +23,7 @@ pub struct Score {
 impl Score {
     /// Score, passing the `keep` columns (e.g. ids, the label) through.
     pub fn new<S: Into<String>>(keep: impl IntoIterator<Item = S>) -> Self {
-        Score {
-            keep: keep.into_iter().map(Into::into).collect(),
-        }
+        Score { keep: names(keep) }
     }
 }
 
@@ -38,13 +37,6 @@ pub fn model_from_table(step: &str, table: &Table) -> Result<Model> {
             message: "the model input is empty".into(),
         })?;
     Model::from_batch(batch).map_err(|e| e.in_step(step))
-}
-
-impl FromSpec for Score {
-    /// `keep`: columns copied through.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        Ok(Score::new(spec.opt_strings("keep")?))
-    }
 }
 
 impl Step for Score {
@@ -85,5 +77,12 @@ impl Step for Score {
             Arc::clone(scorer.output_schema()),
             batches,
         )?])
+    }
+}
+
+impl FromSpec for Score {
+    /// `keep`: columns copied through.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Score::new(spec.opt_strings("keep")?))
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow_schema::{Schema, SchemaRef};
 
+use super::params::names;
 use super::ports::step_io;
 use crate::data::{Table, column_index};
 use crate::error::Result;
@@ -21,7 +22,7 @@ impl Select {
     /// Keep `columns`.
     pub fn new<S: Into<String>>(columns: impl IntoIterator<Item = S>) -> Self {
         Select {
-            columns: columns.into_iter().map(Into::into).collect(),
+            columns: names(columns),
         }
     }
 
@@ -30,13 +31,6 @@ impl Select {
             .iter()
             .map(|c| column_index(step, schema, c))
             .collect()
-    }
-}
-
-impl FromSpec for Select {
-    /// `columns`: a list of names.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        Ok(Select::new(spec.strings("columns")?))
     }
 }
 
@@ -73,5 +67,12 @@ impl RowLocal for Select {
     }
     fn keeps(&self) -> Option<&[String]> {
         Some(&self.columns)
+    }
+}
+
+impl FromSpec for Select {
+    /// `columns`: a list of names.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        Ok(Select::new(spec.strings("columns")?))
     }
 }

@@ -38,15 +38,6 @@ impl Split {
     }
 }
 
-impl FromSpec for Split {
-    /// `test_fraction` (default 0.2); `seed` (default 0).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let fraction = spec.number("test_fraction", Some(0.2))?;
-        let seed = spec.integer("seed", 0)?;
-        Ok(Split::new(fraction, seed as u64))
-    }
-}
-
 impl Step for Split {
     step_io!("split", ["data"], ["train", "test"]);
     fn params(&self) -> String {
@@ -84,5 +75,14 @@ impl Step for Split {
             Table::try_new(Arc::clone(&schema), train)?,
             Table::try_new(schema, test)?,
         ])
+    }
+}
+
+impl FromSpec for Split {
+    /// `test_fraction` (default 0.2); `seed` (default 0).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let fraction = spec.number("test_fraction", Some(0.2))?;
+        let seed = spec.integer("seed", 0)?;
+        Ok(Split::new(fraction, seed as u64))
     }
 }

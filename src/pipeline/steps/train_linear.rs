@@ -2,10 +2,11 @@
 
 use arrow_schema::SchemaRef;
 
-use super::training::{feature_columns, model_table, training_step_io};
+use super::params::names;
+use super::training::{design, label_and_features, trained, training_step_io};
 use crate::data::Table;
 use crate::error::Result;
-use crate::ml::design::{Design, regression_target};
+use crate::ml::design::regression_target;
 use crate::ml::linear;
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
@@ -28,23 +29,10 @@ impl TrainLinear {
         l2: f64,
     ) -> Self {
         TrainLinear {
-            features: features.into_iter().map(Into::into).collect(),
+            features: names(features),
             label: label.into(),
             l2,
         }
-    }
-}
-
-impl FromSpec for TrainLinear {
-    /// `label`; `features`; `l2` (default 0).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let label = spec.string("label")?;
-        let features = spec.opt_strings("features")?;
-        Ok(TrainLinear::new(
-            features,
-            label,
-            spec.number("l2", Some(0.0))?,
-        ))
     }
 }
 
@@ -60,8 +48,7 @@ impl Step for TrainLinear {
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let data = &inputs[0];
-        let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
-        let x = Design::from_table(ctx.name, data, &features)?;
+        let (features, x) = design(ctx.name, data, &self.features, &self.label)?;
         let y = regression_target(ctx.name, data, &self.label)?;
         let fit = linear::fit(ctx.name, &x, &y, self.l2)?;
         let layer = DenseLayer {
@@ -85,7 +72,18 @@ impl Step for TrainLinear {
         )?;
         model.info.params.insert("l2".into(), self.l2.to_string());
         model.info.training.insert("mse".into(), fit.mse);
-        model.info.training.insert("rows".into(), x.rows as f64);
-        Ok(vec![model_table(&model)?])
+        trained(model, x.rows)
+    }
+}
+
+impl FromSpec for TrainLinear {
+    /// `label`; `features`; `l2` (default 0).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let (label, features) = label_and_features(spec)?;
+        Ok(TrainLinear::new(
+            features,
+            label,
+            spec.number("l2", Some(0.0))?,
+        ))
     }
 }

@@ -2,10 +2,11 @@
 
 use arrow_schema::SchemaRef;
 
-use super::training::{feature_columns, model_table, train_placed, training_step_io};
+use super::params::names;
+use super::training::{design, label_and_features, train_placed, trained, training_step_io};
 use crate::data::Table;
 use crate::error::Result;
-use crate::ml::design::{Design, class_target};
+use crate::ml::design::class_target;
 use crate::ml::logistic::{self, LogisticConfig};
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
@@ -29,26 +30,10 @@ impl TrainLogistic {
         config: LogisticConfig,
     ) -> Self {
         TrainLogistic {
-            features: features.into_iter().map(Into::into).collect(),
+            features: names(features),
             label: label.into(),
             config,
         }
-    }
-}
-
-impl FromSpec for TrainLogistic {
-    /// `label`; `features`; `l2`, `tolerance`, `max_iterations` (defaults
-    /// from [`LogisticConfig::default`]).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let label = spec.string("label")?;
-        let features = spec.opt_strings("features")?;
-        let defaults = LogisticConfig::default();
-        let config = LogisticConfig {
-            l2: spec.number("l2", Some(defaults.l2))?,
-            tolerance: spec.number("tolerance", Some(defaults.tolerance))?,
-            max_iterations: spec.count("max_iterations", defaults.max_iterations)?,
-        };
-        Ok(TrainLogistic::new(features, label, config))
     }
 }
 
@@ -69,8 +54,7 @@ impl Step for TrainLogistic {
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let data = &inputs[0];
-        let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
-        let x = Design::from_table(ctx.name, data, &features)?;
+        let (features, x) = design(ctx.name, data, &self.features, &self.label)?;
         let classes = class_target(ctx.name, data, &self.label)?;
         let mut placed = Vec::new();
         let (n, config) = (classes.names.len(), &self.config);
@@ -130,10 +114,24 @@ impl Step for TrainLogistic {
             .info
             .training
             .insert("tolerance_used".into(), fit.tolerance);
-        model.info.training.insert("rows".into(), x.rows as f64);
         for (k, v) in placed {
             model.info.params.insert(k.into(), v);
         }
-        Ok(vec![model_table(&model)?])
+        trained(model, x.rows)
+    }
+}
+
+impl FromSpec for TrainLogistic {
+    /// `label`; `features`; `l2`, `tolerance`, `max_iterations` (defaults
+    /// from [`LogisticConfig::default`]).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let (label, features) = label_and_features(spec)?;
+        let defaults = LogisticConfig::default();
+        let config = LogisticConfig {
+            l2: spec.number("l2", Some(defaults.l2))?,
+            tolerance: spec.number("tolerance", Some(defaults.tolerance))?,
+            max_iterations: spec.count("max_iterations", defaults.max_iterations)?,
+        };
+        Ok(TrainLogistic::new(features, label, config))
     }
 }

@@ -3,10 +3,11 @@
 use arrow_schema::SchemaRef;
 use toml::Value;
 
-use super::training::{feature_columns, model_table, train_placed, training_step_io};
+use super::params::names;
+use super::training::{design, label_and_features, train_placed, trained, training_step_io};
 use crate::data::Table;
 use crate::error::Result;
-use crate::ml::design::{Design, class_target, regression_target};
+use crate::ml::design::{class_target, regression_target};
 use crate::ml::mlp::{self, Activation, MlpConfig, MlpTarget};
 use crate::ml::model::Model;
 use crate::ml::on_device;
@@ -40,71 +41,11 @@ impl TrainMlp {
         config: MlpConfig,
     ) -> Self {
         TrainMlp {
-            features: features.into_iter().map(Into::into).collect(),
+            features: names(features),
             label: label.into(),
             task,
             config,
         }
-    }
-}
-
-impl FromSpec for TrainMlp {
-    /// `label`; `features`; `task`; `hidden`, `activation`, `epochs`,
-    /// `batch_size`, `learning_rate`, `l2`, `seed` (defaults from
-    /// [`MlpConfig::default`]).
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let label = spec.string("label")?;
-        let features = spec.opt_strings("features")?;
-        let task = spec.choice(
-            "task",
-            Some("classification"),
-            |t| match t {
-                "classification" => Some(Task::Classification),
-                "regression" => Some(Task::Regression),
-                _ => None,
-            },
-            "classification or regression",
-        )?;
-        let d = MlpConfig::default();
-        let hidden = hidden_widths(spec)?.unwrap_or_else(|| d.hidden.clone());
-        let activation = spec.choice(
-            "activation",
-            Some("relu"),
-            |a| match a {
-                "relu" => Some(Activation::Relu),
-                "tanh" => Some(Activation::Tanh),
-                _ => None,
-            },
-            "relu or tanh",
-        )?;
-        let config = MlpConfig {
-            hidden,
-            activation,
-            epochs: spec.count("epochs", d.epochs)?,
-            batch_size: spec.count("batch_size", d.batch_size)?,
-            learning_rate: spec.number("learning_rate", Some(d.learning_rate))?,
-            l2: spec.number("l2", Some(d.l2))?,
-            seed: spec.integer("seed", d.seed as i64)? as u64,
-        };
-        Ok(TrainMlp::new(features, label, task, config))
-    }
-}
-
-/// The `hidden` layer widths, if given: a list of positive integers.
-fn hidden_widths(spec: &mut StepSpec) -> Result<Option<Vec<usize>>> {
-    let wrong =
-        |spec: &StepSpec, got: &Value| spec.wrong("hidden", "a list of positive integers", got);
-    match spec.take("hidden") {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .into_iter()
-            .map(|v| match v {
-                Value::Integer(i) if i > 0 => Ok(i as usize),
-                other => Err(wrong(spec, &other)),
-            })
-            .collect::<Result<_>>()
-            .map(Some),
-        Some(other) => Err(wrong(spec, &other)),
     }
 }
 
@@ -130,8 +71,7 @@ impl Step for TrainMlp {
     }
     fn run(&self, ctx: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
         let data = &inputs[0];
-        let features = feature_columns(ctx.name, data.schema(), &self.features, &self.label)?;
-        let x = Design::from_table(ctx.name, data, &features)?;
+        let (features, x) = design(ctx.name, data, &self.features, &self.label)?;
         let mut placed = Vec::new();
         let classes = match self.task {
             Task::Regression => None,
@@ -182,7 +122,65 @@ impl Step for TrainMlp {
             .training
             .insert("epochs".into(), report.epochs as f64);
         model.info.training.insert("loss".into(), report.loss);
-        model.info.training.insert("rows".into(), x.rows as f64);
-        Ok(vec![model_table(&model)?])
+        trained(model, x.rows)
+    }
+}
+
+impl FromSpec for TrainMlp {
+    /// `label`; `features`; `task`; `hidden`, `activation`, `epochs`,
+    /// `batch_size`, `learning_rate`, `l2`, `seed` (defaults from
+    /// [`MlpConfig::default`]).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let (label, features) = label_and_features(spec)?;
+        let task = spec.choice(
+            "task",
+            Some("classification"),
+            |t| match t {
+                "classification" => Some(Task::Classification),
+                "regression" => Some(Task::Regression),
+                _ => None,
+            },
+            "classification or regression",
+        )?;
+        let d = MlpConfig::default();
+        let hidden = hidden_widths(spec)?.unwrap_or_else(|| d.hidden.clone());
+        let activation = spec.choice(
+            "activation",
+            Some("relu"),
+            |a| match a {
+                "relu" => Some(Activation::Relu),
+                "tanh" => Some(Activation::Tanh),
+                _ => None,
+            },
+            "relu or tanh",
+        )?;
+        let config = MlpConfig {
+            hidden,
+            activation,
+            epochs: spec.count("epochs", d.epochs)?,
+            batch_size: spec.count("batch_size", d.batch_size)?,
+            learning_rate: spec.number("learning_rate", Some(d.learning_rate))?,
+            l2: spec.number("l2", Some(d.l2))?,
+            seed: spec.integer("seed", d.seed as i64)? as u64,
+        };
+        Ok(TrainMlp::new(features, label, task, config))
+    }
+}
+
+/// The `hidden` layer widths, if given: a list of positive integers.
+fn hidden_widths(spec: &mut StepSpec) -> Result<Option<Vec<usize>>> {
+    let wrong =
+        |spec: &StepSpec, got: &Value| spec.wrong("hidden", "a list of positive integers", got);
+    match spec.take("hidden") {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::Integer(i) if i > 0 => Ok(i as usize),
+                other => Err(wrong(spec, &other)),
+            })
+            .collect::<Result<_>>()
+            .map(Some),
+        Some(other) => Err(wrong(spec, &other)),
     }
 }

@@ -14,8 +14,10 @@ use crate::backend::Backend;
 use crate::data::{Table, column_index};
 use crate::error::{Error, Result};
 use crate::ir::DType;
+use crate::ml::design::Design;
 use crate::ml::model::Model;
 use crate::pipeline::step::StepContext;
+use crate::pipeline::step_spec::StepSpec;
 
 /// Which columns a training step uses as features.
 pub(crate) fn feature_columns(
@@ -42,6 +44,19 @@ pub(crate) fn feature_columns(
         })
         .map(|f| f.name().clone())
         .collect())
+}
+
+/// The feature columns a training step uses on `data` (see
+/// [`feature_columns`]) and their design matrix.
+pub(crate) fn design(
+    step: &str,
+    data: &Table,
+    features: &[String],
+    label: &str,
+) -> Result<(Vec<String>, Design)> {
+    let features = feature_columns(step, data.schema(), features, label)?;
+    let x = Design::from_table(step, data, &features)?;
+    Ok((features, x))
 }
 
 /// The planned schema of a model output (the description is added to its
@@ -94,8 +109,17 @@ pub(crate) fn train_placed<T>(
     }
 }
 
-pub(crate) fn model_table(model: &Model) -> Result<Table> {
-    Ok(Table::from_batch(model.to_batch()?))
+/// A training step's output: the model table, with the number of rows it
+/// was trained on recorded.
+pub(crate) fn trained(mut model: Model, rows: usize) -> Result<Vec<Table>> {
+    model.info.training.insert("rows".into(), rows as f64);
+    Ok(vec![Table::from_batch(model.to_batch()?)])
+}
+
+/// The `label` and `features` keys every training step reads, in that order.
+pub(crate) fn label_and_features(spec: &mut StepSpec) -> Result<(String, Vec<String>)> {
+    let label = spec.string("label")?;
+    Ok((label, spec.opt_strings("features")?))
 }
 
 /// The methods every training step shares: one `data` input, one `model`

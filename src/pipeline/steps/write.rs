@@ -37,17 +37,6 @@ impl Write {
     }
 }
 
-impl FromSpec for Write {
-    /// `path`; `format`.
-    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
-        let write = Write::new(spec.path("path")?);
-        Ok(match spec.format()? {
-            Some(format) => write.format(format),
-            None => write,
-        })
-    }
-}
-
 impl Step for Write {
     fn op_kind(&self) -> OpKind {
         OpKind::Io
@@ -82,5 +71,16 @@ impl Step for Write {
     }
     fn written_files(&self) -> Vec<PathBuf> {
         vec![self.path.clone()]
+    }
+}
+
+impl FromSpec for Write {
+    /// `path`; `format`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let write = Write::new(spec.path("path")?);
+        Ok(match spec.format()? {
+            Some(format) => write.format(format),
+            None => write,
+        })
     }
 }
