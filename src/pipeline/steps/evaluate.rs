@@ -153,31 +153,51 @@ impl Evaluate {
             .unwrap_or_default();
         let mut out = vec![("rows".to_string(), data.num_rows() as f64)];
         if classes.is_empty() {
-            let numeric = schema
-                .field_with_name("prediction")
-                .is_ok_and(|f| f.data_type().is_numeric());
-            if !numeric {
-                return Err(Error::Schema {
-                    step: step.into(),
-                    column: "prediction".into(),
-                    message: "needs a numeric prediction (regression) or the class list a score step records in the schema metadata; evaluate the score step's output, or a file that kept its metadata".into(),
-                });
-            }
-            let (y, pred) = (
-                number_column(step, data, &label)?,
-                number_column(step, data, "prediction")?,
-            );
-            out.push(("rmse".into(), metrics::rmse(step, &y, &pred)?));
-            out.push(("mae".into(), metrics::mae(step, &y, &pred)?));
-            out.push(("r2".into(), metrics::r2(step, &y, &pred)?));
+            Self::regression(step, data, &label, &mut out)?;
             return Ok((out, Vec::new()));
         }
-        let y = Self::class_indices(step, &label, &text_column(step, data, &label)?, &classes)?;
+        let confusion = Self::classification(step, data, &label, &classes, &mut out)?;
+        Ok((out, confusion))
+    }
+
+    /// The regression metrics (RMSE, MAE, R²) of `prediction` against `label`, onto `out`.
+    fn regression(step: &str, data: &Table, label: &str, out: &mut Metrics) -> Result<()> {
+        let numeric = data
+            .schema()
+            .field_with_name("prediction")
+            .is_ok_and(|f| f.data_type().is_numeric());
+        if !numeric {
+            return Err(Error::Schema {
+                step: step.into(),
+                column: "prediction".into(),
+                message: "needs a numeric prediction (regression) or the class list a score step records in the schema metadata; evaluate the score step's output, or a file that kept its metadata".into(),
+            });
+        }
+        let (y, pred) = (
+            number_column(step, data, label)?,
+            number_column(step, data, "prediction")?,
+        );
+        out.push(("rmse".into(), metrics::rmse(step, &y, &pred)?));
+        out.push(("mae".into(), metrics::mae(step, &y, &pred)?));
+        out.push(("r2".into(), metrics::r2(step, &y, &pred)?));
+        Ok(())
+    }
+
+    /// The classification metrics of `prediction` and the probabilities
+    /// against `label`, onto `out`, and the confusion matrix.
+    fn classification(
+        step: &str,
+        data: &Table,
+        label: &str,
+        classes: &[String],
+        out: &mut Metrics,
+    ) -> Result<ConfusionCells> {
+        let y = Self::class_indices(step, label, &text_column(step, data, label)?, classes)?;
         let pred = Self::class_indices(
             step,
             "prediction",
             &text_column(step, data, "prediction")?,
-            &classes,
+            classes,
         )?;
         let k = classes.len();
         out.push(("accuracy".into(), metrics::accuracy(step, &y, &pred)?));
@@ -210,11 +230,10 @@ impl Evaluate {
             ));
         }
         let matrix = metrics::confusion_matrix(step, &y, &pred, k)?;
-        let confusion = (0..k)
+        Ok((0..k)
             .flat_map(|a| (0..k).map(move |p| (a, p)))
             .map(|(a, p)| (classes[a].clone(), classes[p].clone(), matrix[a][p] as i64))
-            .collect();
-        Ok((out, confusion))
+            .collect())
     }
 }
 
