@@ -7,7 +7,8 @@
 //! [`TrainLogistic`], [`TrainMlp`], [`Score`]; metrics: [`Evaluate`].
 //! What several steps share: `row_local.rs` (expressions run as one kernel),
 //! `fitted.rs` (reading fitted tables), `training.rs` (features, the model
-//! table, device placement) and `ports.rs` (`step_io!`).
+//! table, device placement), `ports.rs` (`step_io!`) and `params.rs`
+//! (column-name lists).
 
 pub(crate) mod params;
 pub(crate) mod ports;
