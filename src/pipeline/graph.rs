@@ -242,12 +242,6 @@ impl Pipeline {
         let mut edges = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
             let ports = node.step.inputs();
-            let missing = |input: &str, reference: &str, reason: String| Error::MissingInput {
-                step: node.name.clone(),
-                input: input.to_string(),
-                reference: reference.to_string(),
-                reason,
-            };
             for (port, reference) in &node.bindings {
                 if !ports.contains(&port.as_str()) {
                     let reason = if ports.is_empty() {
@@ -259,78 +253,84 @@ impl Pipeline {
                             ports.join(", ")
                         )
                     };
-                    bail!(missing(port, reference, reason));
+                    bail!(missing_input(node, port, reference, reason));
                 }
             }
-            let mut resolved = Vec::with_capacity(ports.len());
-            for port in ports {
-                let bound: Vec<&String> = node
-                    .bindings
-                    .iter()
-                    .filter(|(p, _)| p == port)
-                    .map(|(_, r)| r)
-                    .collect();
-                let reference = match bound.as_slice() {
-                    [r] => r.as_str(),
-                    [] => bail!(missing(
-                        port,
-                        "",
-                        "but nothing is connected to it; connect it to another step's output"
-                            .into()
-                    )),
-                    [r, ..] => bail!(missing(
-                        port,
-                        r,
-                        "but the input is connected more than once".into()
-                    )),
-                };
-                let (step_name, output) = match reference.split_once('.') {
-                    Some((s, o)) => (s, Some(o)),
-                    None => (reference, None),
-                };
-                let Some(&producer) = index.get(step_name) else {
-                    let names: Vec<&str> = self.step_names().collect();
-                    bail!(missing(
-                        port,
-                        reference,
-                        format!(
-                            "but there is no step named '{step_name}'; steps are: {}",
-                            names.join(", ")
-                        )
-                    ));
-                };
-                let outputs = self.nodes[producer].step.outputs();
-                let output_index = match output {
-                    Some(o) => outputs.iter().position(|x| *x == o).ok_or_else(|| {
-                        missing(
-                            port,
-                            reference,
-                            format!(
-                                "but step '{step_name}' has no output '{o}'; its outputs are: {}",
-                                outputs.join(", ")
-                            ),
-                        )
-                    })?,
-                    None if outputs.len() == 1 => 0,
-                    None => bail!(missing(
-                        port,
-                        reference,
-                        format!(
-                            "but step '{step_name}' has {} outputs; name one as {}",
-                            outputs.len(),
-                            outputs
-                                .iter()
-                                .map(|o| format!("'{step_name}.{o}'"))
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        )
-                    )),
-                };
-                resolved.push((producer, output_index));
-            }
+            let resolved = ports
+                .iter()
+                .map(|port| self.resolve_input(node, port, index))
+                .collect::<Result<Vec<_>>>()?;
             edges.push(resolved);
         }
         Ok(edges)
+    }
+
+    /// The `(producer, output index)` that input `port` of `node` is connected to.
+    fn resolve_input(
+        &self,
+        node: &StepNode,
+        port: &str,
+        index: &HashMap<&str, usize>,
+    ) -> Result<(usize, usize)> {
+        let missing =
+            |reference: &str, reason: String| missing_input(node, port, reference, reason);
+        let bound: Vec<&String> = node
+            .bindings
+            .iter()
+            .filter(|(p, _)| p == port)
+            .map(|(_, r)| r)
+            .collect();
+        let reference = match bound.as_slice() {
+            [r] => r.as_str(),
+            [] => bail!(missing(
+                "",
+                "but nothing is connected to it; connect it to another step's output".into()
+            )),
+            [r, ..] => bail!(missing(
+                r,
+                "but the input is connected more than once".into()
+            )),
+        };
+        let (step_name, output) = match reference.split_once('.') {
+            Some((s, o)) => (s, Some(o)),
+            None => (reference, None),
+        };
+        let Some(&producer) = index.get(step_name) else {
+            let names: Vec<&str> = self.step_names().collect();
+            bail!(missing(
+                reference,
+                format!(
+                    "but there is no step named '{step_name}'; steps are: {}",
+                    names.join(", ")
+                )
+            ));
+        };
+        let outputs = self.nodes[producer].step.outputs();
+        let output_index = match output {
+            Some(o) => outputs.iter().position(|x| *x == o).ok_or_else(|| {
+                missing(
+                    reference,
+                    format!(
+                        "but step '{step_name}' has no output '{o}'; its outputs are: {}",
+                        outputs.join(", ")
+                    ),
+                )
+            })?,
+            None if outputs.len() == 1 => 0,
+            None => bail!(missing(
+                reference,
+                format!(
+                    "but step '{step_name}' has {} outputs; name one as {}",
+                    outputs.len(),
+                    outputs
+                        .iter()
+                        .map(|o| format!("'{step_name}.{o}'"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            )),
+        };
+        Ok((producer, output_index))
     }
 
     /// The steps in execution order with their inputs, outputs and output schemas.
@@ -433,5 +433,15 @@ fn topological_order(nodes: &[StepNode], edges: &[Vec<(usize, usize)>]) -> Resul
         }
         path.push(next);
         current = next;
+    }
+}
+
+/// The error for input `input` of `node`, connected to `reference`, that cannot be resolved.
+fn missing_input(node: &StepNode, input: &str, reference: &str, reason: String) -> Error {
+    Error::MissingInput {
+        step: node.name.clone(),
+        input: input.to_string(),
+        reference: reference.to_string(),
+        reason,
     }
 }

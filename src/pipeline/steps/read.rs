@@ -1,25 +1,22 @@
-//! Data movement steps: read and write Parquet, Arrow IPC (file and stream) and
-//! CSV, and in-memory tables.
+//! The `read` step, and a file it reads as a stream every consumer scans.
 //!
 //! Files are read in chunks of [`DEFAULT_BATCH_ROWS`] rows, so downstream steps
-//! see a table of many record batches, never one giant allocation. Writes go to
-//! a temporary file beside the target and are renamed into place, so a failed
-//! write never leaves a truncated file behind.
+//! see a table of many record batches, never one giant allocation.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
 
-use super::step::{OpKind, Source, SourceContent, SourceFile, Step, StepContext};
+use super::ports::step_io;
 use crate::data::files::{
-    BatchReader, BatchWriter, DEFAULT_BATCH_ROWS, FileFormat, MappedIpcFile, ParquetScan,
-    is_ipc_file, reading_only, write_table,
+    BatchReader, DEFAULT_BATCH_ROWS, FileFormat, MappedIpcFile, ParquetScan, is_ipc_file,
+    reading_only,
 };
-use crate::data::{
-    Batches, Stream, Table, batch_data_size, hash_table, normalize_batch, normalize_schema,
-};
+use crate::data::{Batches, Stream, Table, batch_data_size, normalize_schema};
 use crate::error::{Error, Result};
+use crate::pipeline::step::{OpKind, Source, SourceContent, SourceFile, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Read a table from a file (`kind = "read"`).
 #[derive(Debug, Clone)]
@@ -74,15 +71,7 @@ impl Step for Read {
     fn size_hint(&self) -> Option<u64> {
         std::fs::metadata(&self.path).ok().map(|m| m.len())
     }
-    fn kind(&self) -> &str {
-        "read"
-    }
-    fn inputs(&self) -> &[&str] {
-        &[]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
-    }
+    step_io!("read", [], ["out"]);
     fn params(&self) -> String {
         format!("path={}", self.path.display())
     }
@@ -185,125 +174,19 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
     }
 }
 
-/// Write a table to a file (`kind = "write"`).
-#[derive(Debug, Clone)]
-pub struct Write {
-    path: PathBuf,
-    format: Option<FileFormat>,
-}
-
-impl Write {
-    /// Write to `path`, in the format its extension implies.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Write {
-            path: path.into(),
-            format: None,
+impl FromSpec for Read {
+    /// `path`; `format`, `version`, `batch_rows`.
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let mut read = Read::new(spec.path("path")?);
+        if let Some(format) = spec.format()? {
+            read = read.format(format);
         }
-    }
-
-    /// Name the format instead of inferring it from the extension.
-    pub fn format(mut self, format: FileFormat) -> Self {
-        self.format = Some(format);
-        self
-    }
-}
-
-impl Step for Write {
-    fn op_kind(&self) -> OpKind {
-        OpKind::Io
-    }
-    fn kind(&self) -> &str {
-        "write"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &[]
-    }
-    fn params(&self) -> String {
-        format!("path={}", self.path.display())
-    }
-    fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        FileFormat::given_or_from_path(self.format, &self.path)?;
-        Ok(vec![])
-    }
-    fn run(&self, _: StepContext, inputs: &[Table]) -> Result<Vec<Table>> {
-        let format = FileFormat::given_or_from_path(self.format, &self.path)?;
-        write_table(&inputs[0], &self.path, format)?;
-        Ok(vec![])
-    }
-    fn streams_input(&self) -> bool {
-        true
-    }
-    fn run_stream(&self, _: StepContext, data: &Stream, _: &[Table]) -> Result<Vec<Table>> {
-        let format = FileFormat::given_or_from_path(self.format, &self.path)?;
-        let mut writer = BatchWriter::create(&self.path, format, data.schema())?;
-        for batch in data.scan()? {
-            writer.write(&batch?)?;
+        if let Some(label) = spec.opt_string("version")? {
+            read = read.version(label);
         }
-        writer.finish()?;
-        Ok(vec![])
-    }
-    fn has_side_effects(&self) -> bool {
-        true
-    }
-    fn written_files(&self) -> Vec<PathBuf> {
-        vec![self.path.clone()]
-    }
-}
-
-/// A table given in memory (`kind` is `"memory"`; not available in spec files).
-#[derive(Debug, Clone)]
-pub struct MemorySource {
-    table: Table,
-}
-
-impl MemorySource {
-    /// A source that yields `table` (its types normalized to fuseflow's dtypes).
-    pub fn new(table: Table) -> Self {
-        MemorySource { table }
-    }
-}
-
-impl Step for MemorySource {
-    fn op_kind(&self) -> OpKind {
-        OpKind::Io
-    }
-    fn size_hint(&self) -> Option<u64> {
-        Some(self.table.memory_size() as u64)
-    }
-    fn kind(&self) -> &str {
-        "memory"
-    }
-    fn inputs(&self) -> &[&str] {
-        &[]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["out"]
-    }
-    fn params(&self) -> String {
-        format!("rows={}", self.table.num_rows())
-    }
-    fn sources(&self) -> Result<Vec<Source>> {
-        Ok(vec![Source {
-            name: "memory".into(),
-            content: SourceContent::Hash(hash_table(&self.table)?),
-            version: None,
-        }])
-    }
-    fn output_schemas(&self, _: StepContext, _: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
-        Ok(vec![normalize_schema(self.table.schema())])
-    }
-    fn run(&self, _: StepContext, _: &[Table]) -> Result<Vec<Table>> {
-        let schema = normalize_schema(self.table.schema());
-        let batches = self
-            .table
-            .batches()
-            .iter()
-            .cloned()
-            .map(normalize_batch)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(vec![Table::try_new(schema, batches)?])
+        let rows = spec.integer("batch_rows", DEFAULT_BATCH_ROWS as i64)?;
+        let rows = usize::try_from(rows)
+            .map_err(|_| spec.error("key 'batch_rows' must be positive".into()))?;
+        Ok(read.batch_rows(rows))
     }
 }

@@ -1,4 +1,4 @@
-//! The evaluation step: metrics of scored data against its label.
+//! The `evaluate` step: metrics of scored data against its label.
 
 use std::sync::Arc;
 
@@ -7,19 +7,20 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use super::step::{Step, StepContext};
+use super::ports::step_io;
 use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::ml::metrics;
 use crate::ml::score::{CLASS_SEPARATOR, CLASSES_KEY, LABEL_KEY};
-use crate::pipeline::OpKind;
+use crate::pipeline::step::{OpKind, Step, StepContext};
+use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Metric names and values, in output order.
 type Metrics = Vec<(String, f64)>;
 /// Confusion-matrix cells: actual class, predicted class, count.
 type ConfusionCells = Vec<(String, String, i64)>;
 
-/// Compare a [`Score`](super::models::Score) output with its label column
+/// Compare a [`Score`](super::Score) output with its label column
 /// (`kind = "evaluate"`).
 ///
 /// The task follows the score columns: `probability` means a binary
@@ -61,20 +62,23 @@ fn confusion_schema() -> SchemaRef {
     ]))
 }
 
+/// Fail on a chunk of column `name` with nulls, saying how many and `advice`.
+fn refuse_nulls(step: &str, name: &str, chunk: &ArrayRef, advice: &str) -> Result<()> {
+    if chunk.null_count() > 0 {
+        return Err(Error::Schema {
+            step: step.into(),
+            column: name.into(),
+            message: format!("{} rows are null{advice}", chunk.null_count()),
+        });
+    }
+    Ok(())
+}
+
 /// A column as text per row (bool, integer, float or utf8), rejecting nulls.
 fn text_column(step: &str, table: &Table, name: &str) -> Result<Vec<String>> {
     let mut out = Vec::with_capacity(table.num_rows());
     for chunk in table.column(step, name)? {
-        if chunk.null_count() > 0 {
-            return Err(Error::Schema {
-                step: step.into(),
-                column: name.into(),
-                message: format!(
-                    "{} rows are null; filter them before evaluating",
-                    chunk.null_count()
-                ),
-            });
-        }
+        refuse_nulls(step, name, &chunk, "; filter them before evaluating")?;
         let formatter =
             arrow_cast::display::ArrayFormatter::try_new(chunk.as_ref(), &Default::default())?;
         out.extend((0..chunk.len()).map(|i| formatter.value(i).to_string()));
@@ -86,16 +90,12 @@ fn text_column(step: &str, table: &Table, name: &str) -> Result<Vec<String>> {
 fn number_column(step: &str, table: &Table, name: &str) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(table.num_rows());
     for chunk in table.column(step, name)? {
-        if chunk.null_count() > 0 {
-            return Err(Error::Schema {
-                step: step.into(),
-                column: name.into(),
-                message: format!(
-                    "{} rows are null (a feature was null when scoring); fill or filter them",
-                    chunk.null_count()
-                ),
-            });
-        }
+        refuse_nulls(
+            step,
+            name,
+            &chunk,
+            " (a feature was null when scoring); fill or filter them",
+        )?;
         let cast = arrow_cast::cast(&chunk, &DataType::Float64)?;
         out.extend(
             cast.as_primitive::<arrow_array::types::Float64Type>()
@@ -153,31 +153,51 @@ impl Evaluate {
             .unwrap_or_default();
         let mut out = vec![("rows".to_string(), data.num_rows() as f64)];
         if classes.is_empty() {
-            let numeric = schema
-                .field_with_name("prediction")
-                .is_ok_and(|f| f.data_type().is_numeric());
-            if !numeric {
-                return Err(Error::Schema {
-                    step: step.into(),
-                    column: "prediction".into(),
-                    message: "needs a numeric prediction (regression) or the class list a score step records in the schema metadata; evaluate the score step's output, or a file that kept its metadata".into(),
-                });
-            }
-            let (y, pred) = (
-                number_column(step, data, &label)?,
-                number_column(step, data, "prediction")?,
-            );
-            out.push(("rmse".into(), metrics::rmse(step, &y, &pred)?));
-            out.push(("mae".into(), metrics::mae(step, &y, &pred)?));
-            out.push(("r2".into(), metrics::r2(step, &y, &pred)?));
+            Self::regression(step, data, &label, &mut out)?;
             return Ok((out, Vec::new()));
         }
-        let y = Self::class_indices(step, &label, &text_column(step, data, &label)?, &classes)?;
+        let confusion = Self::classification(step, data, &label, &classes, &mut out)?;
+        Ok((out, confusion))
+    }
+
+    /// The regression metrics (RMSE, MAE, R²) of `prediction` against `label`, onto `out`.
+    fn regression(step: &str, data: &Table, label: &str, out: &mut Metrics) -> Result<()> {
+        let numeric = data
+            .schema()
+            .field_with_name("prediction")
+            .is_ok_and(|f| f.data_type().is_numeric());
+        if !numeric {
+            return Err(Error::Schema {
+                step: step.into(),
+                column: "prediction".into(),
+                message: "needs a numeric prediction (regression) or the class list a score step records in the schema metadata; evaluate the score step's output, or a file that kept its metadata".into(),
+            });
+        }
+        let (y, pred) = (
+            number_column(step, data, label)?,
+            number_column(step, data, "prediction")?,
+        );
+        out.push(("rmse".into(), metrics::rmse(step, &y, &pred)?));
+        out.push(("mae".into(), metrics::mae(step, &y, &pred)?));
+        out.push(("r2".into(), metrics::r2(step, &y, &pred)?));
+        Ok(())
+    }
+
+    /// The classification metrics of `prediction` and the probabilities
+    /// against `label`, onto `out`, and the confusion matrix.
+    fn classification(
+        step: &str,
+        data: &Table,
+        label: &str,
+        classes: &[String],
+        out: &mut Metrics,
+    ) -> Result<ConfusionCells> {
+        let y = Self::class_indices(step, label, &text_column(step, data, label)?, classes)?;
         let pred = Self::class_indices(
             step,
             "prediction",
             &text_column(step, data, "prediction")?,
-            &classes,
+            classes,
         )?;
         let k = classes.len();
         out.push(("accuracy".into(), metrics::accuracy(step, &y, &pred)?));
@@ -210,11 +230,10 @@ impl Evaluate {
             ));
         }
         let matrix = metrics::confusion_matrix(step, &y, &pred, k)?;
-        let confusion = (0..k)
+        Ok((0..k)
             .flat_map(|a| (0..k).map(move |p| (a, p)))
             .map(|(a, p)| (classes[a].clone(), classes[p].clone(), matrix[a][p] as i64))
-            .collect();
-        Ok((out, confusion))
+            .collect())
     }
 }
 
@@ -222,15 +241,7 @@ impl Step for Evaluate {
     fn op_kind(&self) -> OpKind {
         OpKind::Metric
     }
-    fn kind(&self) -> &str {
-        "evaluate"
-    }
-    fn inputs(&self) -> &[&str] {
-        &["data"]
-    }
-    fn outputs(&self) -> &[&str] {
-        &["metrics", "confusion"]
-    }
+    step_io!("evaluate", ["data"], ["metrics", "confusion"]);
     fn params(&self) -> String {
         self.label
             .as_ref()
@@ -270,5 +281,16 @@ impl Step for Evaluate {
             Table::from_batch(metrics),
             Table::from_batch(confusion),
         ])
+    }
+}
+
+impl FromSpec for Evaluate {
+    /// `label` (default: the model's).
+    fn from_spec(spec: &mut StepSpec) -> Result<Self> {
+        let evaluate = Evaluate::new();
+        Ok(match spec.opt_string("label")? {
+            Some(label) => evaluate.label(label),
+            None => evaluate,
+        })
     }
 }
