@@ -16,7 +16,7 @@ use arrow_schema::Field;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, StructArray, UInt32Array, UnionArray};
+use arrow_array::{Array, ArrayRef, MapArray, StructArray, UInt32Array, UnionArray};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Fields, TimeUnit, UnionFields};
 
@@ -311,76 +311,19 @@ fn every_kind_of_column() -> Vec<(&'static str, ArrayRef)> {
     let mut rng = Rng::new(11);
     let mut valid = |p: f64| rng.uniform() >= p;
     let mask: Vec<bool> = (0..n).map(|_| valid(0.15)).collect();
-    let maybe = |i: usize| mask[i];
     let ints: Vec<Option<i64>> = (0..n)
-        .map(|i| maybe(i).then_some(i as i64 * 7 - 40))
+        .map(|i| mask[i].then_some(i as i64 * 7 - 40))
         .collect();
-    let lists = || {
-        (0..n).map(|i| {
-            maybe(i).then(|| {
-                (0..i % 4)
-                    .map(|k| (k != 2).then_some(i as f64 + k as f64))
-                    .collect::<Vec<_>>()
-            })
-        })
-    };
-    let list = ListArray::from_iter_primitive::<Float64Type, _, _>(lists());
-    let struct_nulls = NullBuffer::from((0..n).map(|i| i % 5 != 0).collect::<Vec<_>>());
-    let structs = StructArray::try_new(
-        Fields::from(vec![
-            Field::new("a", DataType::Int64, true),
-            Field::new("b", DataType::Utf8, true),
-        ]),
-        vec![
-            Arc::new(Int64Array::from(ints.clone())),
-            Arc::new(
-                (0..n)
-                    .map(|i| maybe(i).then(|| format!("s{}", i % 9)))
-                    .collect::<StringArray>(),
-            ),
-        ],
-        Some(struct_nulls),
-    )
-    .unwrap();
-    let mut maps = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
-    for i in 0..n {
-        for k in 0..i % 3 {
-            maps.keys().append_value(format!("k{k}"));
-            maps.values()
-                .append_option(maybe((i + k) % n).then_some(k as i64));
-        }
-        maps.append(maybe(i)).unwrap();
-    }
-    let union_ids: Vec<i8> = (0..n).map(|i| (i % 2) as i8).collect();
-    let union = UnionArray::try_new(
-        UnionFields::try_new(
-            vec![0, 1],
-            vec![
-                Field::new("i", DataType::Int64, true),
-                Field::new("f", DataType::Float32, true),
-            ],
-        )
-        .unwrap(),
-        union_ids.into(),
-        None,
-        vec![
-            Arc::new(Int64Array::from(ints.clone())),
-            Arc::new(Float32Array::from(
-                (0..n).map(|i| i as f32 / 3.0).collect::<Vec<_>>(),
-            )),
-        ],
-    )
-    .unwrap();
-    let runs = RunArray::<Int32Type>::try_new(
-        &Int32Array::from((1..=n as i32 / 3).map(|r| r * 3).collect::<Vec<_>>()),
-        &Int64Array::from(
-            (0..n as i64 / 3)
-                .map(|r| (r % 4 != 1).then_some(r))
-                .collect::<Vec<_>>(),
-        ),
-    )
-    .unwrap();
-    let words = (0..n).map(|i| maybe(i).then(|| ["north", "south", "east"][i % 3]));
+    let mut columns = flat_columns(&mask, &ints);
+    columns.extend(nested_and_encoded_columns(&mask, &ints));
+    columns
+}
+
+/// Columns of the flat types (null, f16, dates, timestamps, decimals, binary, views).
+fn flat_columns(mask: &[bool], ints: &[Option<i64>]) -> Vec<(&'static str, ArrayRef)> {
+    let n = mask.len();
+    let maybe = |i: usize| mask[i];
+    let ints = ints.to_vec();
     let halves = Float32Array::from(
         (0..n)
             .map(|i| maybe(i).then_some(i as f32 / 8.0))
@@ -436,6 +379,30 @@ fn every_kind_of_column() -> Vec<(&'static str, ArrayRef)> {
                     .collect::<StringViewArray>(),
             ),
         ),
+    ]
+}
+
+/// Columns of the nested types (lists, structs, maps, unions) and the
+/// encoded ones (dictionaries, run ends), nulls also under nested parents.
+fn nested_and_encoded_columns(
+    mask: &[bool],
+    ints: &[Option<i64>],
+) -> Vec<(&'static str, ArrayRef)> {
+    let n = mask.len();
+    let maybe = |i: usize| mask[i];
+    let ints = ints.to_vec();
+    let lists = || {
+        (0..n).map(|i| {
+            maybe(i).then(|| {
+                (0..i % 4)
+                    .map(|k| (k != 2).then_some(i as f64 + k as f64))
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
+    let list = ListArray::from_iter_primitive::<Float64Type, _, _>(lists());
+    let words = (0..n).map(|i| maybe(i).then(|| ["north", "south", "east"][i % 3]));
+    vec![
         ("list", Arc::new(list.clone())),
         (
             "large_list",
@@ -451,15 +418,94 @@ fn every_kind_of_column() -> Vec<(&'static str, ArrayRef)> {
                 3,
             )),
         ),
-        ("struct", Arc::new(structs)),
-        ("map", Arc::new(maps.finish())),
+        ("struct", Arc::new(struct_column(mask, &ints))),
+        ("map", Arc::new(map_column(mask))),
         (
             "dict",
             Arc::new(words.collect::<DictionaryArray<Int32Type>>()),
         ),
-        ("union", Arc::new(union)),
-        ("runs", Arc::new(runs)),
+        ("union", Arc::new(union_column(&ints))),
+        ("runs", Arc::new(run_column(n))),
     ]
+}
+
+/// A struct of an i64 and a utf8 child, its own nulls over the children's.
+fn struct_column(mask: &[bool], ints: &[Option<i64>]) -> StructArray {
+    let n = mask.len();
+    let maybe = |i: usize| mask[i];
+    let ints = ints.to_vec();
+    let struct_nulls = NullBuffer::from((0..n).map(|i| i % 5 != 0).collect::<Vec<_>>());
+    StructArray::try_new(
+        Fields::from(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Utf8, true),
+        ]),
+        vec![
+            Arc::new(Int64Array::from(ints.clone())),
+            Arc::new(
+                (0..n)
+                    .map(|i| maybe(i).then(|| format!("s{}", i % 9)))
+                    .collect::<StringArray>(),
+            ),
+        ],
+        Some(struct_nulls),
+    )
+    .unwrap()
+}
+
+/// A map of utf8 keys to nullable i64 values, 0 to 2 entries a row.
+fn map_column(mask: &[bool]) -> MapArray {
+    let n = mask.len();
+    let maybe = |i: usize| mask[i];
+    let mut maps = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    for i in 0..n {
+        for k in 0..i % 3 {
+            maps.keys().append_value(format!("k{k}"));
+            maps.values()
+                .append_option(maybe((i + k) % n).then_some(k as i64));
+        }
+        maps.append(maybe(i)).unwrap();
+    }
+    maps.finish()
+}
+
+/// A sparse union alternating an i64 and an f32 child.
+fn union_column(ints: &[Option<i64>]) -> UnionArray {
+    let n = ints.len();
+    let ints = ints.to_vec();
+    let union_ids: Vec<i8> = (0..n).map(|i| (i % 2) as i8).collect();
+    UnionArray::try_new(
+        UnionFields::try_new(
+            vec![0, 1],
+            vec![
+                Field::new("i", DataType::Int64, true),
+                Field::new("f", DataType::Float32, true),
+            ],
+        )
+        .unwrap(),
+        union_ids.into(),
+        None,
+        vec![
+            Arc::new(Int64Array::from(ints.clone())),
+            Arc::new(Float32Array::from(
+                (0..n).map(|i| i as f32 / 3.0).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// Run-end encoded i64 values in runs of three, some null.
+fn run_column(n: usize) -> RunArray<Int32Type> {
+    RunArray::<Int32Type>::try_new(
+        &Int32Array::from((1..=n as i32 / 3).map(|r| r * 3).collect::<Vec<_>>()),
+        &Int64Array::from(
+            (0..n as i64 / 3)
+                .map(|r| (r % 4 != 1).then_some(r))
+                .collect::<Vec<_>>(),
+        ),
+    )
+    .unwrap()
 }
 
 #[test]
