@@ -1,16 +1,30 @@
 //! Execution: the scheduler that runs a validated pipeline (reusing cached
 //! step outputs from a workspace), batch scoring of large files, and progress
 //! reporting.
+//!
+//! - [`RunOptions`] (`options.rs`): the knobs of one run; [`RunOutput`] and
+//!   [`StepReport`] (`report.rs`): what it hands back.
+//! - `run.rs`: `Pipeline::run`, `run_with` and `plan`: plan, record, schedule.
+//! - `scheduler.rs`: the loop, over one state per step; `ready.rs`: the
+//!   ready queue; `job.rs`: one job on a worker; `recorder.rs`: what a run
+//!   writes to the run store; `reuse.rs`: cache keys, lookup, storing.
 
 pub mod batch_score;
 mod data;
 mod fused;
+mod job;
+mod options;
 pub mod progress;
+mod ready;
+mod recorder;
 mod replay;
+mod report;
 mod reuse;
-pub mod scheduler;
+mod run;
+mod scheduler;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, peak_rss_bytes, score_file};
+pub use options::{CachePolicy, Rerun, RunOptions};
 pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
 pub use replay::fetch_output;
-pub use scheduler::{CachePolicy, CacheUse, Rerun, RunOptions, RunOutput, StepReport};
+pub use report::{CacheUse, RunOutput, StepReport};

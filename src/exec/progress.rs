@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::scheduler::StepReport;
+use super::report::StepReport;
 
 /// How often plain lines are printed when stderr is not a terminal.
 const LINE_EVERY: Duration = Duration::from_secs(5);

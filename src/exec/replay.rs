@@ -16,13 +16,14 @@ use std::path::Path;
 
 use super::reuse::{SourceHashes, StepKey};
 use crate::backend::Device;
-use crate::cache::KeyFields;
+use crate::cache::{CacheKey, KeyFields};
 use crate::data::ContentHash;
 use crate::data::Table;
 use crate::error::{Error, Result};
-use crate::pipeline::graph::Pipeline;
+use crate::pipeline::graph::{Pipeline, StepNode};
 use crate::pipeline::spec;
 use crate::pipeline::step::StepContext;
+use crate::track::StepRecord;
 use crate::workspace::Workspace;
 
 /// An output of a step of a past run (`run`: an id, a unique prefix or
@@ -54,6 +55,92 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
     replay(ws, &pipeline, row.run.as_str(), step, port).map_err(|e| cannot(e.to_string()))
 }
 
+/// What a past run recorded, read back for the recorded spec's steps.
+struct Recorded<'a> {
+    ws: &'a Workspace,
+    pipeline: &'a Pipeline,
+    run: &'a str,
+    /// The step whose output is asked for (errors loading data name it).
+    step: &'a str,
+}
+
+impl Recorded<'_> {
+    /// The position of the step `name` in the recorded spec.
+    fn index(&self, name: &str) -> Result<usize> {
+        self.pipeline
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| Error::Internal(format!("the recorded spec has no step '{name}'")))
+    }
+
+    /// The hash the run stored output `output` of `producer` under, if it stored it.
+    fn output_hash(&self, producer: usize, output: usize) -> Result<Option<ContentHash>> {
+        let node = &self.pipeline.nodes[producer];
+        let row = self.ws.runs().step_run(self.run, &node.name)?;
+        let port = node.step.outputs()[output];
+        row.record
+            .outputs
+            .iter()
+            .find(|(p, _)| p == port)
+            .map(|(_, h)| h.parse())
+            .transpose()
+    }
+
+    /// A stored object, `what` naming it in the error when it is gone.
+    fn load(&self, hash: &ContentHash, what: &str) -> Result<Table> {
+        self.ws.load(hash)?.found().map_err(|why| Error::Execution {
+            step: self.step.to_string(),
+            message: format!("{what} ({}) {why}", hash.short()),
+        })
+    }
+
+    /// The chain that computed `step`, head first, walked back along data
+    /// inputs to the first stored one: with that input's producer and hash.
+    fn chain(&self, edges: &[Vec<(usize, usize)>]) -> Result<(Vec<usize>, usize, ContentHash)> {
+        let step = self.step;
+        let mut chain = vec![self.index(step)?];
+        let (input, data_hash) = loop {
+            let &(producer, output) = edges[*chain.last().expect("a member")]
+                .first()
+                .ok_or_else(|| Error::Internal(format!("step '{step}' has no data input")))?;
+            match self.output_hash(producer, output)? {
+                Some(hash) => break (producer, hash),
+                None => chain.push(producer),
+            }
+        };
+        chain.reverse();
+        Ok((chain, input, data_hash))
+    }
+
+    /// The side inputs of member `m` (all but its data input), loaded, with
+    /// their hashes.
+    fn side_inputs(
+        &self,
+        edges: &[Vec<(usize, usize)>],
+        m: usize,
+    ) -> Result<(Vec<Table>, Vec<ContentHash>)> {
+        let nodes = &self.pipeline.nodes;
+        let mut side = Vec::new();
+        let mut side_hashes = Vec::new();
+        for &(producer, output) in &edges[m][1..] {
+            let hash = self
+                .output_hash(producer, output)?
+                .ok_or_else(|| Error::Execution {
+                    step: nodes[m].name.clone(),
+                    message: format!(
+                        "its input from '{}' was not stored either",
+                        nodes[producer].name
+                    ),
+                })?;
+            let what = format!("its input from '{}'", nodes[producer].name);
+            side.push(self.load(&hash, &what)?);
+            side_hashes.push(hash);
+        }
+        Ok((side, side_hashes))
+    }
+}
+
 /// Compute `step`'s output in `run` again over `pipeline`'s steps.
 fn replay(
     ws: &Workspace,
@@ -63,43 +150,14 @@ fn replay(
     port: Option<&str>,
 ) -> Result<Table> {
     let edges = pipeline.edges()?;
-    let index = |name: &str| {
-        pipeline
-            .nodes
-            .iter()
-            .position(|n| n.name == name)
-            .ok_or_else(|| Error::Internal(format!("the recorded spec has no step '{name}'")))
+    let recorded = Recorded {
+        ws,
+        pipeline,
+        run,
+        step,
     };
-    let output_hash = |producer: usize, output: usize| -> Result<Option<ContentHash>> {
-        let node = &pipeline.nodes[producer];
-        let row = ws.runs().step_run(run, &node.name)?;
-        let port = node.step.outputs()[output];
-        row.record
-            .outputs
-            .iter()
-            .find(|(p, _)| p == port)
-            .map(|(_, h)| h.parse())
-            .transpose()
-    };
-    // Walk back to the first stored data input: the chain, head first.
-    let mut chain = vec![index(step)?];
-    let (input, data_hash) = loop {
-        let &(producer, output) = edges[*chain.last().expect("a member")]
-            .first()
-            .ok_or_else(|| Error::Internal(format!("step '{step}' has no data input")))?;
-        match output_hash(producer, output)? {
-            Some(hash) => break (producer, hash),
-            None => chain.push(producer),
-        }
-    };
-    chain.reverse();
-    let load = |hash: &ContentHash, what: &str| {
-        ws.load(hash)?.found().map_err(|why| Error::Execution {
-            step: step.to_string(),
-            message: format!("{what} ({}) {why}", hash.short()),
-        })
-    };
-    let mut data = load(
+    let (chain, input, data_hash) = recorded.chain(&edges)?;
+    let mut data = recorded.load(
         &data_hash,
         &format!(
             "the chain's input, the output of '{}',",
@@ -112,23 +170,7 @@ fn replay(
     for &m in &chain {
         let node = &pipeline.nodes[m];
         let record = ws.runs().step_run(run, &node.name)?.record;
-        let recorded = KeyFields::from_text(&record.key_fields)?;
-        let mut side = Vec::new();
-        let mut side_hashes = Vec::new();
-        for &(producer, output) in &edges[m][1..] {
-            let hash = output_hash(producer, output)?.ok_or_else(|| Error::Execution {
-                step: node.name.clone(),
-                message: format!(
-                    "its input from '{}' was not stored either",
-                    pipeline.nodes[producer].name
-                ),
-            })?;
-            side.push(load(
-                &hash,
-                &format!("its input from '{}'", pipeline.nodes[producer].name),
-            )?);
-            side_hashes.push(hash);
-        }
+        let (side, side_hashes) = recorded.side_inputs(&edges, m)?;
         let mut key = match &previous {
             None => StepKey::new(
                 node,
@@ -140,24 +182,7 @@ fn replay(
                 StepKey::fused_on(node, producer, *before, &side_hashes, &cpu, sources)?
             }
         };
-        // Computed on the CPU, keyed as it ran.
-        key.fields.numeric_mode = recorded.numeric_mode.clone();
-        let again = key.fields.key();
-        if again.to_string() != record.cache_key {
-            let changes: Vec<String> = key
-                .fields
-                .diff(&recorded)
-                .iter()
-                .map(ToString::to_string)
-                .collect();
-            return Err(Error::Execution {
-                step: node.name.clone(),
-                message: format!(
-                    "the recorded spec gives it another cache key than it ran with ({}); run the pipeline again to recompute it",
-                    changes.join("; ")
-                ),
-            });
-        }
+        let again = key_as_it_ran(node, &mut key, &record)?;
         let inputs: Vec<Table> = std::iter::once(data).chain(side).collect();
         let mut outputs = node
             .step
@@ -182,4 +207,31 @@ fn replay(
         });
     }
     Ok(data)
+}
+
+/// `key`, computed again on the CPU, keyed as the step ran (the numeric
+/// mode it recorded): it must be the key the run recorded in `record`.
+///
+/// # Errors
+/// [`Error::Execution`] naming what differs when it is not.
+fn key_as_it_ran(node: &StepNode, key: &mut StepKey, record: &StepRecord) -> Result<CacheKey> {
+    let recorded = KeyFields::from_text(&record.key_fields)?;
+    key.fields.numeric_mode = recorded.numeric_mode.clone();
+    let again = key.fields.key();
+    if again.to_string() != record.cache_key {
+        let changes: Vec<String> = key
+            .fields
+            .diff(&recorded)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Err(Error::Execution {
+            step: node.name.clone(),
+            message: format!(
+                "the recorded spec gives it another cache key than it ran with ({}); run the pipeline again to recompute it",
+                changes.join("; ")
+            ),
+        });
+    }
+    Ok(again)
 }

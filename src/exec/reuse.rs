@@ -1,5 +1,5 @@
-//! Reuse: how the scheduler keys, finds, stores and records step outputs in a
-//! [`Workspace`].
+//! Reuse: how the scheduler keys, finds and stores step outputs in a
+//! [`Workspace`] (the run recorder records them: `recorder.rs`).
 //!
 //! A step's key covers its kind, parameters, code version, numeric mode and
 //! the content hashes of its inputs and sources (see [`crate::cache::key`]).
@@ -8,12 +8,7 @@
 //! (early cutoff).
 
 use std::path::Path;
-use std::time::Duration;
 
-use arrow_array::Array;
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
-use arrow_schema::{DataType, Schema, SchemaRef};
 use rayon::prelude::*;
 
 use super::data::Data;
@@ -22,8 +17,8 @@ use crate::cache::{CacheKey, FORMAT_VERSION, KeyFields};
 use crate::data::ContentHash;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::StepNode;
-use crate::pipeline::{Source, SourceContent, Table};
-use crate::track::{RunId, StepRecord, StepRunRow};
+use crate::pipeline::{Source, SourceContent};
+use crate::track::{RunId, StepRunRow};
 use crate::workspace::Workspace;
 
 /// Input ports carrying a source's content hash are named `source:<name>`.
@@ -31,7 +26,7 @@ const SOURCE_PREFIX: &str = "source:";
 
 /// The files a step wrote are recorded beside its outputs, by content hash,
 /// on ports named `file:<path>`.
-const FILE_PREFIX: &str = "file:";
+pub(super) const FILE_PREFIX: &str = "file:";
 
 /// The data input of a step inside a fused group is keyed by its producer's
 /// cache key, on a port named `fused:<producer>`.
@@ -150,7 +145,7 @@ impl StepKey {
     }
 
     /// Notes recorded with the step run: its sources' versions.
-    fn notes(&self) -> Vec<String> {
+    pub(super) fn notes(&self) -> Vec<String> {
         self.sources
             .iter()
             .map(|(s, hash)| match &s.version {
@@ -240,198 +235,4 @@ pub(crate) fn store_outputs(
         hashes.push(ws.source_hash(&file, true)?);
     }
     Ok(hashes)
-}
-
-/// How a step's outputs came to be, for the run store.
-pub(crate) enum Provenance<'a> {
-    /// The step ran.
-    Ran {
-        tables: &'a [Data],
-        hashes: &'a [ContentHash],
-    },
-    /// The outputs of an earlier step run were reused; `schemas` are the
-    /// outputs' planned schemas, where known.
-    Reused {
-        row: &'a StepRunRow,
-        schemas: &'a [Option<SchemaRef>],
-    },
-    /// The step ran inside a fused group whose tail computed (or reused,
-    /// from `reused_from`) `rows` rows; its own output was never stored.
-    Fused {
-        rows: u64,
-        reused_from: Option<RunId>,
-    },
-}
-
-/// Record a finished step in the run store, with the metrics among its
-/// outputs. A step recorded earlier in the same run (a hit whose outputs were
-/// then lost, so it ran again) has its record replaced.
-pub(crate) fn record_step(
-    ws: &Workspace,
-    run: &RunId,
-    node: &StepNode,
-    key: &StepKey,
-    provenance: Provenance,
-    duration: Duration,
-    mut notes: Vec<String>,
-) -> Result<()> {
-    notes.extend(key.notes());
-    let ports = node.step.outputs();
-    let sizes: Vec<(u64, u64)> = match &provenance {
-        Provenance::Ran { tables, .. } => tables
-            .iter()
-            .map(|t| {
-                let (rows, bytes) = t.size();
-                (rows as u64, bytes as u64)
-            })
-            .collect(),
-        Provenance::Reused { row, .. } => row.record.sizes.clone(),
-        Provenance::Fused { .. } => Vec::new(),
-    };
-    let (outputs, cache_hit, reused_from, rows, bytes, metrics) = match provenance {
-        Provenance::Ran { tables, hashes } => (
-            ports
-                .iter()
-                .map(|p| p.to_string())
-                .chain(
-                    node.step
-                        .written_files()
-                        .iter()
-                        .map(|f| format!("{FILE_PREFIX}{}", f.display())),
-                )
-                .zip(hashes)
-                .map(|(p, h)| (p, h.to_string()))
-                .collect(),
-            false,
-            None,
-            tables.iter().map(|t| t.size().0 as u64).sum(),
-            tables.iter().map(|t| t.size().1 as u64).sum(),
-            tables
-                .iter()
-                .filter_map(Data::as_table)
-                .flat_map(metric_rows)
-                .collect::<Vec<_>>(),
-        ),
-        Provenance::Reused { row, schemas } => {
-            // Load only the (small) metrics tables, to record their values.
-            let mut metrics = Vec::new();
-            for (hash, schema) in output_hashes(row)?.iter().zip(schemas) {
-                if schema.as_deref().is_some_and(is_metrics_schema)
-                    && let Ok(t) = ws.load(hash)?.found()
-                {
-                    metrics.extend(metric_rows(&t));
-                }
-            }
-            (
-                row.record.outputs.clone(),
-                true,
-                Some(producer(row)),
-                row.record.rows,
-                row.record.bytes,
-                metrics,
-            )
-        }
-        Provenance::Fused { rows, reused_from } => (
-            Vec::new(),
-            reused_from.is_some(),
-            reused_from,
-            rows,
-            0,
-            Vec::new(),
-        ),
-    };
-    let runs = ws.runs();
-    let record = StepRecord {
-        outputs,
-        cache_hit,
-        reused_from,
-        rows,
-        bytes,
-        sizes,
-        notes: (!notes.is_empty()).then(|| notes.join("; ")),
-        ..record_of(node, &key.device, Some(key), duration)?
-    };
-    runs.replace_step(run, &record)?;
-    for (name, value) in metrics {
-        runs.record_metric(run, &node.name, &name, value)?;
-    }
-    Ok(())
-}
-
-/// Record a step that failed.
-pub(crate) fn record_failure(
-    ws: &Workspace,
-    run: &RunId,
-    node: &StepNode,
-    device: &Device,
-    key: Option<&StepKey>,
-    duration: Duration,
-    error: &Error,
-) -> Result<()> {
-    let record = StepRecord {
-        error: Some(error.to_string()),
-        ..record_of(node, &device.to_string(), key, duration)?
-    };
-    ws.runs().replace_step(run, &record)
-}
-
-/// A step run's record with no outputs, no error and no notes yet.
-fn record_of(
-    node: &StepNode,
-    device: &str,
-    key: Option<&StepKey>,
-    duration: Duration,
-) -> Result<StepRecord> {
-    Ok(StepRecord {
-        step: node.name.clone(),
-        kind: node.step.kind().to_string(),
-        cache_key: key.map(|k| k.key.to_string()).unwrap_or_default(),
-        key_fields: key
-            .map(|k| k.fields.to_text())
-            .transpose()?
-            .unwrap_or_default(),
-        outputs: Vec::new(),
-        device: device.to_string(),
-        cache_hit: false,
-        reused_from: None,
-        duration,
-        rows: 0,
-        bytes: 0,
-        sizes: Vec::new(),
-        error: None,
-        notes: None,
-    })
-}
-
-/// `(name, value)` pairs of a metrics table: one with exactly the columns
-/// `metric` (utf8) and `value` (f64), as evaluation steps produce.
-fn metric_rows(table: &Table) -> Vec<(String, f64)> {
-    if !is_metrics_schema(table.schema()) {
-        return Vec::new();
-    }
-    let mut rows = Vec::new();
-    for batch in table.batches() {
-        let names = batch.column(0).as_string::<i32>();
-        let values = batch.column(1).as_primitive::<Float64Type>();
-        for i in 0..batch.num_rows() {
-            if names.is_valid(i) {
-                let value = if values.is_valid(i) {
-                    values.value(i)
-                } else {
-                    f64::NAN
-                };
-                rows.push((names.value(i).to_string(), value));
-            }
-        }
-    }
-    rows
-}
-
-fn is_metrics_schema(schema: &Schema) -> bool {
-    let fields = schema.fields();
-    fields.len() == 2
-        && fields[0].name() == "metric"
-        && fields[0].data_type() == &DataType::Utf8
-        && fields[1].name() == "value"
-        && fields[1].data_type() == &DataType::Float64
 }
