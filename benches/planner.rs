@@ -17,13 +17,13 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fuseflow::backend::DeviceChoice;
+use fuseflow::backend::DeviceSet;
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::ir::{Expr, col, lit};
 use fuseflow::pipeline::Pipeline;
 use fuseflow::pipeline::Table;
 use fuseflow::pipeline::io::{Read, Write};
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
-use fuseflow::plan::DeviceSet;
 use fuseflow::{Error, RunOptions};
 
 use common::{BIAS, CLIP, N_COLUMNS, N_NULLABLE, column_name, generate, weight};

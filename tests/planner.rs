@@ -14,13 +14,14 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use common::faulty::Faulty;
 use common::steps::TestStep;
 use common::*;
+use fuseflow::backend::DeviceSet;
 use fuseflow::backend::DeviceTier;
 use fuseflow::backend::{Device, DeviceChoice, DeviceKind, Notes};
 use fuseflow::ir::{Projection, col, lit};
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
 use fuseflow::pipeline::{Pipeline, Step, StepContext, Table};
-use fuseflow::plan::{CALIBRATION_FILE, Calibration, DeviceSet, GpuProfile, Work, calibrate};
+use fuseflow::plan::{CALIBRATION_FILE, Calibration, GpuProfile, Work, calibrate};
 use fuseflow::{DeviceFailure, RunOptions, Workspace};
 
 // ================================================================ fixtures

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use super::progress::RunObserver;
 use crate::backend::DeviceChoice;
-use crate::plan::{Calibration, DeviceSet};
+use crate::backend::DeviceSet;
+use crate::plan::Calibration;
 use crate::workspace::Workspace;
 
 /// Knobs for one run.

@@ -86,11 +86,14 @@ impl ReadyQueue {
     }
 
     /// `consumer` could not load an input from `producer`: the producer runs
-    /// again, and the consumer waits until it has.
+    /// again, and the consumer waits until it has. A producer already sent
+    /// back for another consumer (queued or running) runs once for both.
     pub(super) fn input_lost(&mut self, consumer: usize, producer: usize) {
+        if self.blocked_on[producer].is_empty() {
+            self.ready.insert((self.position[producer], producer));
+        }
         self.blocked_on[producer].push(consumer);
         self.waiting[consumer] += 1;
-        self.ready.insert((self.position[producer], producer));
     }
 
     /// Start nothing more (a step failed); steps already running finish.
@@ -112,6 +115,26 @@ mod tests {
     fn diamond() -> ReadyQueue {
         let edges = vec![vec![], vec![], vec![(0, 0), (1, 0)], vec![(2, 0)]];
         ReadyQueue::new(&[0, 1, 2, 3], &edges)
+    }
+
+    #[test]
+    fn two_consumers_losing_one_input_run_its_producer_again_once() {
+        // `a` (0) feeds `b` (1) and `c` (2).
+        let edges = vec![vec![], vec![(0, 0)], vec![(0, 0)]];
+        let mut queue = ReadyQueue::new(&[0, 1, 2], &edges);
+        assert_eq!(drain(&mut queue), [0]);
+        queue.finished(0);
+        assert_eq!(drain(&mut queue), [1, 2]);
+        queue.input_lost(1, 0);
+        assert_eq!(drain(&mut queue), [0], "a runs again");
+        // While `a` runs again, `c` finds the same object lost.
+        queue.input_lost(2, 0);
+        assert_eq!(queue.pop(), None, "a is not queued a second time");
+        queue.finished(0);
+        assert_eq!(drain(&mut queue), [1, 2]);
+        queue.finished(1);
+        queue.finished(2);
+        assert_eq!(queue.pop(), None);
     }
 
     #[test]

@@ -7,9 +7,10 @@ use super::options::{CachePolicy, RunOptions};
 use super::recorder::RunRecorder;
 use super::report::RunOutput;
 use super::scheduler::schedule;
+use crate::backend::DeviceSet;
 use crate::error::Result;
 use crate::pipeline::graph::{Graph, Pipeline};
-use crate::plan::{Calibration, DeviceSet, MaterializePolicy, PhysicalPlan, PlanOptions};
+use crate::plan::{Calibration, MaterializePolicy, PhysicalPlan, PlanOptions};
 
 impl Pipeline {
     /// Validate and run with default options.

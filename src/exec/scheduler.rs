@@ -25,10 +25,11 @@ use super::ready::ReadyQueue;
 use super::recorder::RunRecorder;
 use super::report::{CacheUse, StepReport};
 use super::reuse;
+use crate::backend::DeviceSet;
 use crate::backend::{Device, DeviceChoice, DeviceKind};
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
-use crate::plan::{DeviceSet, PhysicalPlan};
+use crate::plan::PhysicalPlan;
 use crate::track::StepRunRow;
 
 /// Stack size of step worker threads.

@@ -33,5 +33,3 @@ pub use fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
 pub use logical::{LogicalOp, lower};
 pub use physical::{PhysicalPlan, PlanNode, PlanOptions};
 pub use place::{Placement, place};
-// Kept while callers move to `backend::DeviceSet`.
-pub use crate::backend::DeviceSet;
