@@ -5,7 +5,7 @@
 //! - [`stats`]: one-pass column statistics with f64 accumulation.
 //! - `train.rs`: the training kernels ([`TrainKernel`](crate::backend::TrainKernel)), the reference for the GPUs.
 
-mod device;
+mod backend;
 pub mod kernel;
 mod plan;
 pub mod stats;
@@ -13,5 +13,5 @@ pub mod stats;
 mod stats_avx2;
 mod train;
 
-pub use device::CpuBackend;
+pub use backend::CpuBackend;
 pub use kernel::{BLOCK, CpuKernel};

@@ -18,7 +18,7 @@ use crate::ir::math::logistic_loss;
 
 /// The f32 values of a CPU device array (checked by [`TrainKernel::check`]).
 fn f32s(array: &DeviceArray) -> Result<&[f32]> {
-    super::device::host(array)?
+    super::backend::host(array)?
         .as_any()
         .downcast_ref::<Float32Array>()
         .map(|a| a.values().as_ref())
@@ -27,7 +27,7 @@ fn f32s(array: &DeviceArray) -> Result<&[f32]> {
 
 /// The i32 values of a CPU device array.
 fn i32s(array: &DeviceArray) -> Result<&[i32]> {
-    super::device::host(array)?
+    super::backend::host(array)?
         .as_any()
         .downcast_ref::<Int32Array>()
         .map(|a| a.values().as_ref())

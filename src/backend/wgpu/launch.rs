@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use super::WgpuBackend;
-use super::buffers::{Column, bit_bytes, value_bytes};
 use super::codegen::{WORKGROUP, fused_kernel};
 use super::device::Dispatch;
+use super::memory::{Column, bit_bytes, value_bytes};
 use crate::backend::DeviceArray;
 use crate::error::{Error, Result, ensure};
 use crate::ir::Projection;

@@ -3,8 +3,8 @@
 //! workgroup memory, the rest one thread per element or row.
 
 use super::WgpuBackend;
-use super::buffers::Column;
 use super::device::Dispatch;
+use super::memory::Column;
 use crate::backend::train::{Activation, GRAM_BLOCK_ROWS};
 use crate::backend::{DeviceArray, TrainKernel};
 use crate::error::{DeviceFailure, Result};
