@@ -149,10 +149,10 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
         let _ = writeln!(s, "    unsigned long long ff_nulls{k} = 0;");
     }
     s.push_str(
-        "    for (long long ff_base = ff_warp * 32; ff_base < ff_rows; ff_base += ff_stride) {\n        \
-         const long long row = ff_base + ff_lane;\n        \
-         const bool ff_active = row < ff_rows;\n",
+        "    for (long long ff_base = ff_warp * 32; ff_base < ff_rows; ff_base += ff_stride) {\n",
     );
+    s.push_str("        const long long row = ff_base + ff_lane;\n");
+    s.push_str("        const bool ff_active = row < ff_rows;\n");
     evaluate_row(&mut s, body);
     store_ballots(&mut s, body, !nullable.is_empty());
     s.push_str("    }\n");

@@ -139,13 +139,12 @@ fn main_function(s: &mut String, body: &FusedBody, packed: &[Packed], stores: &[
     for Packed { pack, .. } in packed {
         let _ = writeln!(s, "var<workgroup> {pack}: array<atomic<u32>, {WORDS}>;");
     }
-    let _ = write!(
-        s,
-        "\n@compute @workgroup_size({WORKGROUP})\n\
-         fn main(@builtin(workgroup_id) group_id: vec3<u32>, @builtin(local_invocation_index) lane: u32) {{\n\
-         \x20   let group = group_id.y * params.groups_x + group_id.x;\n\
-         \x20   let row = group * {WORKGROUP}u + lane;\n"
+    let _ = writeln!(s, "\n@compute @workgroup_size({WORKGROUP})");
+    s.push_str(
+        "fn main(@builtin(workgroup_id) group_id: vec3<u32>, @builtin(local_invocation_index) lane: u32) {\n",
     );
+    s.push_str("    let group = group_id.y * params.groups_x + group_id.x;\n");
+    let _ = writeln!(s, "    let row = group * {WORKGROUP}u + lane;");
     if !packed.is_empty() {
         let _ = writeln!(s, "    if (lane < {WORDS}u) {{");
         for Packed { pack, .. } in packed {
@@ -173,12 +172,9 @@ fn main_function(s: &mut String, body: &FusedBody, packed: &[Packed], stores: &[
 /// After the workgroup's barrier, one invocation per word stores it and adds
 /// its nulls to the output's counter.
 fn store_words(s: &mut String, packed: &[Packed]) {
-    let _ = write!(
-        s,
-        "    workgroupBarrier();\n\
-         \x20   let word = group * {WORDS}u + lane;\n\
-         \x20   if (lane < {WORDS}u && word * 32u < params.rows) {{\n"
-    );
+    s.push_str("    workgroupBarrier();\n");
+    let _ = writeln!(s, "    let word = group * {WORDS}u + lane;");
+    let _ = writeln!(s, "    if (lane < {WORDS}u && word * 32u < params.rows) {{");
     for Packed {
         words,
         pack,
