@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
-use super::codegen::{FUSED_ENTRY, Param, fused_kernel};
+use super::codegen::{FUSED_ENTRY, FusedKernel, Param, fused_kernel};
 use super::compile::ModuleCache;
 use super::device::Device;
 use super::memory::{CudaColumn, alloc, alloc_zeros, column, value_bytes, words};
@@ -50,6 +50,33 @@ pub(super) fn launch(
         .map(|a| a.is_some_and(|a| a.null_count() > 0))
         .collect();
     let kernel = fused_kernel(projection, &nullable, &device.label)?;
+    check_inputs(&what, &kernel, inputs)?;
+    let doing = format!("{what} over {rows} rows");
+    let buffers = Outputs::alloc(device, &kernel, rows, &doing)?;
+    if rows > 0 {
+        run(
+            device, modules, &kernel, inputs, &buffers, rows, &what, &doing,
+        )?;
+    }
+    let counts = null_counts(device, &kernel, &buffers.null_counts, rows, &doing)?;
+    Ok(kernel
+        .outputs
+        .iter()
+        .zip(buffers.values.into_iter().zip(buffers.validity))
+        .zip(counts)
+        .map(|((output, (values, validity)), nulls)| {
+            DeviceArray::new(
+                output.dtype,
+                rows,
+                nulls as usize,
+                Arc::new(CudaColumn { values, validity }),
+            )
+        })
+        .collect())
+}
+
+/// Check that every column the kernel reads was given, with the dtype it reads.
+fn check_inputs(what: &str, kernel: &FusedKernel, inputs: &[Option<&DeviceArray>]) -> Result<()> {
     for used in &kernel.inputs {
         match inputs[used.column] {
             Some(array) if array.dtype() == used.dtype => {}
@@ -69,92 +96,124 @@ pub(super) fn launch(
             }
         }
     }
-    let doing = format!("{what} over {rows} rows");
+    Ok(())
+}
 
-    let mut values = Vec::with_capacity(kernel.outputs.len());
-    let mut validity = Vec::with_capacity(kernel.outputs.len());
-    for output in &kernel.outputs {
-        values.push(alloc(device, value_bytes(output.dtype, rows), &doing)?);
-        validity.push(match output.nullable {
-            true => Some(alloc(device, words(rows) * 4, &doing)?),
-            false => None,
-        });
-    }
-    let null_counts = alloc_zeros(device, kernel.outputs.len() * 8, &doing)?;
+/// The device buffers a fused kernel writes.
+struct Outputs {
+    /// Each output's values (bool outputs as bit words).
+    values: Vec<CudaSlice<u8>>,
+    /// Each output's validity words, where it can be null.
+    validity: Vec<Option<CudaSlice<u8>>>,
+    /// One zeroed 64-bit null counter per output.
+    null_counts: CudaSlice<u8>,
+}
 
-    if rows > 0 {
-        let function = modules.function(device, &kernel.full_source(), FUSED_ENTRY)?;
-        let input = |c: usize| column(inputs[c].expect("checked against kernel.inputs"));
-        let n = rows as i64;
-        let mut launch = device.stream.launch_builder(&function);
-        // Walk the parameter list the kernel was generated from, in order.
-        for param in &kernel.params {
-            match *param {
-                Param::Rows => launch.arg(&n),
-                Param::Values(c) => launch.arg(&input(c)?.values),
-                Param::Validity(c) => launch.arg(input(c)?.validity.as_ref().ok_or_else(|| {
-                    Error::Internal(format!(
-                        "{what}: input column {c} has nulls but no validity"
-                    ))
-                })?),
-                Param::Output(k) => launch.arg(&values[k]),
-                Param::OutputValidity(k) => launch.arg(
-                    validity[k]
-                        .as_ref()
-                        .expect("allocated for every nullable output"),
-                ),
-                Param::NullCounts => launch.arg(&null_counts),
-            };
+impl Outputs {
+    /// Allocate the outputs of `kernel` over `rows` rows.
+    fn alloc(device: &Device, kernel: &FusedKernel, rows: usize, doing: &str) -> Result<Outputs> {
+        let mut values = Vec::with_capacity(kernel.outputs.len());
+        let mut validity = Vec::with_capacity(kernel.outputs.len());
+        for output in &kernel.outputs {
+            values.push(alloc(device, value_bytes(output.dtype, rows), doing)?);
+            validity.push(match output.nullable {
+                true => Some(alloc(device, words(rows) * 4, doing)?),
+                false => None,
+            });
         }
-        let config = LaunchConfig {
-            grid_dim: (device.grid_for(rows), 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        // SAFETY: the arguments follow `kernel.params`, the list the kernel's
-        // signature was generated from; inputs hold `rows` values (bit words:
-        // `ceil(rows/32)`), outputs were allocated for `rows` rows above.
-        unsafe { launch.launch(config) }.map_err(|e| {
-            device.driver_error(
-                DeviceFailure::Launch,
-                &doing,
-                &format!("cuLaunchKernel(`{FUSED_ENTRY}`)"),
-                e,
-            )
-        })?;
-    }
-
-    let counts: Vec<u64> = if kernel.outputs.iter().any(|o| o.nullable) && rows > 0 {
-        let bytes = device.stream.clone_dtoh(&null_counts).map_err(|e| {
-            device.driver_error(
-                DeviceFailure::Launch,
-                &doing,
-                "cuMemcpyDtoHAsync (null counts)",
-                e,
-            )
-        })?;
-        device.stream.synchronize().map_err(|e| {
-            device.driver_error(DeviceFailure::Launch, &doing, "cuStreamSynchronize", e)
-        })?;
-        bytes
-            .chunks_exact(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-            .collect()
-    } else {
-        vec![0; kernel.outputs.len()]
-    };
-    Ok(kernel
-        .outputs
-        .iter()
-        .zip(values.into_iter().zip(validity))
-        .zip(counts)
-        .map(|((output, (values, validity)), nulls)| {
-            DeviceArray::new(
-                output.dtype,
-                rows,
-                nulls as usize,
-                Arc::new(CudaColumn { values, validity }),
-            )
+        let null_counts = alloc_zeros(device, kernel.outputs.len() * 8, doing)?;
+        Ok(Outputs {
+            values,
+            validity,
+            null_counts,
         })
+    }
+}
+
+/// Compile (once per source) and launch `kernel` over `rows` rows, passing
+/// the arguments in the order of its parameter list.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "what is launched, on what, and the two ways errors name it"
+)]
+fn run(
+    device: &Device,
+    modules: &ModuleCache,
+    kernel: &FusedKernel,
+    inputs: &[Option<&DeviceArray>],
+    outputs: &Outputs,
+    rows: usize,
+    what: &str,
+    doing: &str,
+) -> Result<()> {
+    let function = modules.function(device, &kernel.full_source(), FUSED_ENTRY)?;
+    let input = |c: usize| column(inputs[c].expect("checked against kernel.inputs"));
+    let n = rows as i64;
+    let mut launch = device.stream.launch_builder(&function);
+    // Walk the parameter list the kernel was generated from, in order.
+    for param in &kernel.params {
+        match *param {
+            Param::Rows => launch.arg(&n),
+            Param::Values(c) => launch.arg(&input(c)?.values),
+            Param::Validity(c) => launch.arg(input(c)?.validity.as_ref().ok_or_else(|| {
+                Error::Internal(format!(
+                    "{what}: input column {c} has nulls but no validity"
+                ))
+            })?),
+            Param::Output(k) => launch.arg(&outputs.values[k]),
+            Param::OutputValidity(k) => launch.arg(
+                outputs.validity[k]
+                    .as_ref()
+                    .expect("allocated for every nullable output"),
+            ),
+            Param::NullCounts => launch.arg(&outputs.null_counts),
+        };
+    }
+    let config = LaunchConfig {
+        grid_dim: (device.grid_for(rows), 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    // SAFETY: the arguments follow `kernel.params`, the list the kernel's
+    // signature was generated from; inputs hold `rows` values (bit words:
+    // `ceil(rows/32)`), outputs were allocated for `rows` rows above.
+    unsafe { launch.launch(config) }.map_err(|e| {
+        device.driver_error(
+            DeviceFailure::Launch,
+            doing,
+            &format!("cuLaunchKernel(`{FUSED_ENTRY}`)"),
+            e,
+        )
+    })?;
+    Ok(())
+}
+
+/// Each output's null count: read back (waiting for the kernel) when an
+/// output can be null and there are rows, else zeros.
+fn null_counts(
+    device: &Device,
+    kernel: &FusedKernel,
+    counters: &CudaSlice<u8>,
+    rows: usize,
+    doing: &str,
+) -> Result<Vec<u64>> {
+    if !(kernel.outputs.iter().any(|o| o.nullable) && rows > 0) {
+        return Ok(vec![0; kernel.outputs.len()]);
+    }
+    let bytes = device.stream.clone_dtoh(counters).map_err(|e| {
+        device.driver_error(
+            DeviceFailure::Launch,
+            doing,
+            "cuMemcpyDtoHAsync (null counts)",
+            e,
+        )
+    })?;
+    device
+        .stream
+        .synchronize()
+        .map_err(|e| device.driver_error(DeviceFailure::Launch, doing, "cuStreamSynchronize", e))?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
         .collect())
 }
