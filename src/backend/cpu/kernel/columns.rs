@@ -24,6 +24,7 @@ pub(super) enum Input<'a> {
 }
 
 impl<'a> Input<'a> {
+    /// Bind an Arrow array of a supported dtype.
     pub(super) fn new(array: &'a dyn Array) -> Result<Self> {
         use arrow_array::cast::AsArray;
         let nulls = array.nulls();
@@ -51,6 +52,7 @@ impl<'a> Input<'a> {
         })
     }
 
+    /// The column's validity bitmap, if it has one.
     fn nulls(&self) -> Option<&'a NullBuffer> {
         match self {
             Input::Bool(a) => (*a).nulls(),
@@ -82,6 +84,7 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// The block at `start` as an operand: numeric values in place, the rest from `scratch`.
     #[inline(always)]
     pub(super) fn view<'r>(
         &'r self,
@@ -136,6 +139,7 @@ pub(super) enum OutSlice<'o> {
 }
 
 impl OutBuf {
+    /// A column of `rows` values of `dtype` (strings are collected at the end).
     pub(super) fn new(dtype: DType, rows: usize) -> Self {
         match dtype {
             DType::Bool => OutBuf::Bool(vec![false; rows]),
@@ -147,6 +151,7 @@ impl OutBuf {
         }
     }
 
+    /// One slice per block, for the `blocks` blocks to write in parallel.
     pub(super) fn chunks_mut(&mut self, blocks: usize) -> Vec<OutSlice<'_>> {
         match self {
             OutBuf::Bool(v) => v.chunks_mut(BLOCK).map(OutSlice::Bool).collect(),
@@ -158,6 +163,7 @@ impl OutBuf {
         }
     }
 
+    /// The Arrow array, with `nulls` and, for strings, each block's values in order.
     pub(super) fn finish<'s>(
         self,
         nulls: Option<NullBuffer>,

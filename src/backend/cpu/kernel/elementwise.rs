@@ -30,6 +30,7 @@ pub(super) fn clip_values(
     dispatch_numeric!(out, |out| ternary(x, lo, hi, out, clip));
 }
 
+/// `out[i] = f(x[i], lo[i], hi[i])`, one loop when the bounds are constants.
 #[inline(always)]
 fn ternary<'r, T: Native + Pick<'r>>(
     x: &Values<'r, '_>,
@@ -49,6 +50,7 @@ fn ternary<'r, T: Native + Pick<'r>>(
     }
 }
 
+/// `out = op(a)`, specialized per operator and dtype.
 #[inline(always)]
 pub(super) fn unary(op: UnaryOp, a: &Values<'_, '_>, out: &mut Buf<'_>) {
     specialize_unary!(op, |OP| match (a, out) {
@@ -61,6 +63,7 @@ pub(super) fn unary(op: UnaryOp, a: &Values<'_, '_>, out: &mut Buf<'_>) {
     })
 }
 
+/// `out = op(a, b)` for arithmetic and comparisons, specialized per operator and dtype.
 #[inline(always)]
 pub(super) fn binary(op: BinaryOp, a: &Values<'_, '_>, b: &Values<'_, '_>, out: &mut Buf<'_>) {
     specialize_binary!(op, |OP| match (a, b, out) {

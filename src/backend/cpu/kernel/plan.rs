@@ -121,16 +121,19 @@ pub(super) fn plan(projection: &Projection) -> Vec<Option<BlockOp>> {
     ops
 }
 
+/// Decides each node's op from the arena and how many needed nodes read each node.
 struct Planner<'a> {
     arena: &'a ExprArena,
     uses: Vec<usize>,
 }
 
 impl Planner<'_> {
+    /// Whether the node is a float (superinstructions are for floats only).
     fn float(&self, id: ExprId) -> bool {
         matches!(self.arena.dtype(id), DType::Float32 | DType::Float64)
     }
 
+    /// The value of a float literal.
     fn constant(&self, id: ExprId) -> Option<f64> {
         match self.arena.node(id) {
             Node::Literal(c @ Const::Float(_)) => c.as_f64(),
@@ -143,6 +146,7 @@ impl Planner<'_> {
         self.uses[id.index()] == 1
     }
 
+    /// The op of node `id`: a superinstruction where its shape allows, else the node.
     fn op(&self, id: ExprId) -> BlockOp {
         if self.float(id) {
             if let Some(op) = self.accumulation_op(id) {

@@ -14,6 +14,7 @@ pub(super) struct Registers<'a> {
 }
 
 impl Registers<'_> {
+    /// One register per dtype in `dtypes`, and scratch for `columns` input columns.
     pub(super) fn new(dtypes: &[DType], columns: usize) -> Self {
         Registers {
             regs: dtypes
@@ -42,11 +43,13 @@ pub(super) struct Reg<'a> {
 }
 
 impl<'a> Reg<'a> {
+    /// Make room for a block of `len` rows.
     #[inline(always)]
     pub(super) fn resize(&mut self, len: usize) {
         self.values.resize(len);
     }
 
+    /// The register's block as an operand.
     #[inline(always)]
     pub(super) fn view(&self) -> Operand<'_, 'a> {
         Operand {
@@ -70,6 +73,7 @@ pub(super) enum Src<'r, T> {
 }
 
 impl<T: Copy> Src<'_, T> {
+    /// Row `i`'s value.
     #[inline(always)]
     pub(super) fn at(&self, i: usize) -> T {
         match self {
@@ -90,6 +94,7 @@ pub(super) enum Values<'r, 'a> {
 }
 
 impl<'a> Values<'_, 'a> {
+    /// A literal broadcast over the block, as a value of `dtype`.
     pub(super) fn constant(c: &'a Const, dtype: DType) -> Self {
         let f = c.as_f64().unwrap_or_default();
         match (c, dtype) {
@@ -118,6 +123,7 @@ pub(super) enum Buf<'a> {
 }
 
 impl<'a> Buf<'a> {
+    /// Empty storage for a block of `dtype`.
     pub(super) fn new(dtype: DType) -> Self {
         match dtype {
             DType::Bool => Buf::Bool(Vec::with_capacity(BLOCK)),
@@ -129,6 +135,7 @@ impl<'a> Buf<'a> {
         }
     }
 
+    /// Resize to `len` rows (new rows hold a default value).
     pub(super) fn resize(&mut self, len: usize) {
         match self {
             Buf::Empty => {}
@@ -141,6 +148,7 @@ impl<'a> Buf<'a> {
         }
     }
 
+    /// The storage as operand values.
     #[inline(always)]
     pub(super) fn view(&self) -> Values<'_, 'a> {
         match self {
