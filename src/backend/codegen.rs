@@ -175,6 +175,8 @@ struct Generator<'p> {
 }
 
 impl Generator<'_> {
+    /// Emit node `id`: its value, and its validity where it can be null, as
+    /// variables (literals stay inline).
     fn emit(&mut self, id: ExprId, nullable: &[bool]) {
         let arena = self.projection.arena();
         let dtype = arena.dtype(id);
@@ -186,48 +188,12 @@ impl Generator<'_> {
                 self.values[i] = literal(self.lang, c, dtype);
                 return;
             }
-            Node::Column(c) => {
-                let valid = nullable
-                    .get(*c)
-                    .copied()
-                    .unwrap_or(true)
-                    .then(|| bit(self.lang, &format!("valid{c}")));
-                let value = match dtype {
-                    DType::Bool => bit(self.lang, &format!("in{c}")),
-                    _ => format!("in{c}[row]"),
-                };
-                (value, valid)
-            }
+            Node::Column(c) => self.column(*c, dtype, nullable),
             Node::Unary(op, a) => (
                 fill(op.spelling(self.lang), &[&v(self, a)], self.wgsl_type(*a)),
                 n(self, a),
             ),
-            Node::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => {
-                let value = fill(op.spelling(self.lang), &[&v(self, a), &v(self, b)], "");
-                let valid = match (n(self, a), n(self, b)) {
-                    (None, None) => None,
-                    (na, nb) => {
-                        // A valid `false` decides `and`, a valid `true` decides `or`,
-                        // whatever the other side; the value needs no select, as
-                        // `x && false` and `x || true` hold for any x.
-                        let or = *op == BinaryOp::Or;
-                        let decides = |valid: &Option<String>, x: String| {
-                            let x = if or { x } else { format!("!{x}") };
-                            match valid {
-                                Some(nv) => format!("({nv} && {x})"),
-                                None => x,
-                            }
-                        };
-                        let both = all_valid(&[na.clone(), nb.clone()]).expect("one is nullable");
-                        Some(format!(
-                            "({both} || {} || {})",
-                            decides(&na, v(self, a)),
-                            decides(&nb, v(self, b))
-                        ))
-                    }
-                };
-                (value, valid)
-            }
+            Node::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => self.kleene(*op, *a, *b),
             Node::Binary(op, a, b) => (
                 fill(
                     op.spelling(self.lang),
@@ -255,22 +221,7 @@ impl Generator<'_> {
                     n(self, f).map(|nf| format!("({nx} || {nf})")),
                 ),
             },
-            Node::IfElse(c, t, f) => {
-                // A null condition selects `otherwise`.
-                let cond = match n(self, c) {
-                    Some(nc) => format!("({nc} && {})", v(self, c)),
-                    None => v(self, c),
-                };
-                let valid = match (n(self, t), n(self, f)) {
-                    (None, None) => None,
-                    (nt, nf) => Some(self.select(
-                        &cond,
-                        nt.as_deref().unwrap_or("true"),
-                        nf.as_deref().unwrap_or("true"),
-                    )),
-                };
-                (self.select(&cond, &v(self, t), &v(self, f)), valid)
-            }
+            Node::IfElse(c, t, f) => self.if_else(*c, *t, *f),
             Node::Cast(x) => {
                 let from = arena.dtype(*x);
                 let (value, in_range) = cast(self.lang, &v(self, x), from, dtype);
@@ -280,6 +231,70 @@ impl Generator<'_> {
         let ty = type_name(self.lang, dtype);
         self.values[i] = self.declare(&format!("v{i}"), ty, &value);
         self.valid[i] = valid.map(|valid| self.declare(&format!("n{i}"), "bool", &valid));
+    }
+
+    /// Input column `c`: its value for the row, and its validity if it has nulls.
+    fn column(&self, c: usize, dtype: DType, nullable: &[bool]) -> (String, Option<String>) {
+        let valid = nullable
+            .get(c)
+            .copied()
+            .unwrap_or(true)
+            .then(|| bit(self.lang, &format!("valid{c}")));
+        let value = match dtype {
+            DType::Bool => bit(self.lang, &format!("in{c}")),
+            _ => format!("in{c}[row]"),
+        };
+        (value, valid)
+    }
+
+    /// Kleene `and` / `or`: a valid `false` decides `and`, a valid `true`
+    /// decides `or`, whatever the other side; the value needs no select, as
+    /// `x && false` and `x || true` hold for any x.
+    fn kleene(&self, op: BinaryOp, a: ExprId, b: ExprId) -> (String, Option<String>) {
+        let (va, vb) = (
+            self.values[a.index()].clone(),
+            self.values[b.index()].clone(),
+        );
+        let value = fill(op.spelling(self.lang), &[&va, &vb], "");
+        let valid = match (self.valid[a.index()].clone(), self.valid[b.index()].clone()) {
+            (None, None) => None,
+            (na, nb) => {
+                let or = op == BinaryOp::Or;
+                let decides = |valid: &Option<String>, x: String| {
+                    let x = if or { x } else { format!("!{x}") };
+                    match valid {
+                        Some(nv) => format!("({nv} && {x})"),
+                        None => x,
+                    }
+                };
+                let both = all_valid(&[na.clone(), nb.clone()]).expect("one is nullable");
+                Some(format!(
+                    "({both} || {} || {})",
+                    decides(&na, va),
+                    decides(&nb, vb)
+                ))
+            }
+        };
+        (value, valid)
+    }
+
+    /// `if_else(c, t, f)`: a null condition selects `otherwise`.
+    fn if_else(&self, c: ExprId, t: ExprId, f: ExprId) -> (String, Option<String>) {
+        let v = |id: ExprId| self.values[id.index()].clone();
+        let n = |id: ExprId| self.valid[id.index()].clone();
+        let cond = match n(c) {
+            Some(nc) => format!("({nc} && {})", v(c)),
+            None => v(c),
+        };
+        let valid = match (n(t), n(f)) {
+            (None, None) => None,
+            (nt, nf) => Some(self.select(
+                &cond,
+                nt.as_deref().unwrap_or("true"),
+                nf.as_deref().unwrap_or("true"),
+            )),
+        };
+        (self.select(&cond, &v(t), &v(f)), valid)
     }
 
     /// Declare an immutable variable and return its name.

@@ -249,18 +249,15 @@ impl Device {
                 let reduced = self.backend().reduce(&self.upload(chunk)?)?;
                 Ok::<_, Error>(acc.merge(reduced))
             });
-            *acc = match on_device {
-                Ok(merged) => merged,
-                Err(Error::Device { message, .. }) => {
-                    notes.add(format!(
-                        "statistics of '{name}' computed on the CPU: {message}"
-                    ));
+            *acc = notes.or_on_cpu(
+                on_device,
+                |_, message| format!("statistics of '{name}' computed on the CPU: {message}"),
+                || {
                     let mut merged = [*acc];
                     stats::column_stats_onto(&mut merged, std::slice::from_ref(column))?;
-                    merged[0]
-                }
-                Err(other) => return Err(other),
-            };
+                    Ok(merged[0])
+                },
+            )?;
         }
         Ok(())
     }
@@ -343,6 +340,30 @@ impl Notes {
     pub fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// `attempt`'s result, or, when it failed on the device
+    /// ([`Error::Device`]), `on_cpu`'s, with the note `note(failure, message)`
+    /// saying why: how work placed on a device falls back to the CPU instead
+    /// of failing. Other errors are returned as they are.
+    ///
+    /// # Errors
+    /// `attempt`'s error when it is not a device error; `on_cpu`'s error.
+    pub fn or_on_cpu<T>(
+        &self,
+        attempt: Result<T>,
+        note: impl FnOnce(DeviceFailure, &str) -> String,
+        on_cpu: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        match attempt {
+            Err(Error::Device {
+                failure, message, ..
+            }) => {
+                self.add(note(failure, &message));
+                on_cpu()
+            }
+            other => other,
+        }
+    }
 }
 
 /// A projection compiled for a device, with the CPU kernel beside it for fallback.
@@ -387,28 +408,24 @@ impl Kernel {
             ));
             return self.cpu.evaluate(batch);
         }
-        match self.on_device(batch) {
-            Ok(out) => {
-                if self.narrowed.is_some() {
-                    notes.add(format!(
-                        "f64 computed in f32 on {} (f32 precision accepted)",
-                        self.device.info().kind
-                    ));
-                }
-                Ok(out)
-            }
-            Err(Error::Device {
-                failure, message, ..
-            }) => {
-                notes.add(format!(
+        let on_device = self.on_device(batch);
+        if on_device.is_ok() && self.narrowed.is_some() {
+            notes.add(format!(
+                "f64 computed in f32 on {} (f32 precision accepted)",
+                self.device.info().kind
+            ));
+        }
+        notes.or_on_cpu(
+            on_device,
+            |failure, message| {
+                format!(
                     "ran on the CPU after {} failed ({}: {message})",
                     self.device.info().kind,
                     failure.reason()
-                ));
-                self.cpu.evaluate(batch)
-            }
-            Err(other) => Err(other),
-        }
+                )
+            },
+            || self.cpu.evaluate(batch),
+        )
     }
 
     /// Upload the columns read, launch, download; halve the batch on out of memory.

@@ -206,48 +206,17 @@ impl TrainKernel<'_> {
     /// [`Error::Internal`] naming the kernel and the operand at fault: these
     /// are bugs in the caller, never in user data.
     pub fn check(&self) -> Result<()> {
-        let fail = |what: String| Err(Error::Internal(format!("{}: {what}", self.name())));
-        let dense = |name: &str, x: &Matrix<'_>| -> Result<()> {
-            if x.transposed
-                || x.data.dtype() != DType::Float32
-                || x.data.null_count() != 0
-                || x.data.len() != x.rows * x.cols
-            {
-                return fail(format!(
-                    "{name} must be a null-free f32 {}x{} matrix as stored, got {} values of {} \
-                     with {} nulls{}",
-                    x.rows,
-                    x.cols,
-                    x.data.len(),
-                    x.data.dtype(),
-                    x.data.null_count(),
-                    if x.transposed { ", transposed" } else { "" }
-                ));
-            }
-            Ok(())
-        };
-        let vector = |name: &str, a: &DeviceArray, dtype: DType, len: usize| -> Result<()> {
-            if a.dtype() != dtype || a.null_count() != 0 || a.len() != len {
-                return fail(format!(
-                    "{name} must be {len} null-free {dtype} values, got {} of {} with {} nulls",
-                    a.len(),
-                    a.dtype(),
-                    a.null_count()
-                ));
-            }
-            Ok(())
-        };
         match *self {
             TrainKernel::BlockGram { a, b, weights } => {
-                dense("a", &a)?;
-                dense("b", &b)?;
+                self.dense("a", &a)?;
+                self.dense("b", &b)?;
                 if a.rows != b.rows {
-                    return fail(format!("a has {} rows, b {}", a.rows, b.rows));
+                    return self.fail(format!("a has {} rows, b {}", a.rows, b.rows));
                 }
                 if let Some((w, c)) = weights {
-                    dense("weights", &w)?;
+                    self.dense("weights", &w)?;
                     if w.rows != a.rows || c >= w.cols {
-                        return fail(format!(
+                        return self.fail(format!(
                             "weight column {c} of a {}x{} matrix for {} rows",
                             w.rows, w.cols, a.rows
                         ));
@@ -259,27 +228,27 @@ impl TrainKernel<'_> {
                 logits,
                 target,
             } => {
-                dense("logits", &logits)?;
+                self.dense("logits", &logits)?;
                 let dtype = match loss {
                     Loss::Squared => DType::Float32,
                     Loss::Logistic | Loss::Softmax => DType::Int32,
                 };
-                vector("target", target, dtype, logits.rows)?;
+                self.vector("target", target, dtype, logits.rows)?;
                 if logits.cols == 0 || (loss != Loss::Softmax && logits.cols != 1) {
-                    return fail(format!("{loss:?} takes one logit, got {}", logits.cols));
+                    return self.fail(format!("{loss:?} takes one logit, got {}", logits.cols));
                 }
             }
             TrainKernel::BiasActivation { z, bias, .. } => {
-                dense("z", &z)?;
-                vector("bias", bias, DType::Float32, z.cols)?;
+                self.dense("z", &z)?;
+                self.vector("bias", bias, DType::Float32, z.cols)?;
             }
             TrainKernel::ActivationBackward { delta, output, .. } => {
-                dense("delta", &delta)?;
-                vector("output", output, DType::Float32, delta.rows * delta.cols)?;
+                self.dense("delta", &delta)?;
+                self.vector("output", output, DType::Float32, delta.rows * delta.cols)?;
             }
             TrainKernel::GatherRows { x, rows } => {
-                dense("x", &x)?;
-                vector("rows", rows, DType::Int32, rows.len())?;
+                self.dense("x", &x)?;
+                self.vector("rows", rows, DType::Int32, rows.len())?;
             }
             TrainKernel::Adam {
                 params,
@@ -289,9 +258,48 @@ impl TrainKernel<'_> {
                 ..
             } => {
                 for (name, a) in [("grads", grads), ("m", m), ("v", v), ("params", params)] {
-                    vector(name, a, DType::Float32, params.len())?;
+                    self.vector(name, a, DType::Float32, params.len())?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// An operand error naming this kernel.
+    fn fail(&self, what: String) -> Result<()> {
+        Err(Error::Internal(format!("{}: {what}", self.name())))
+    }
+
+    /// Check that `x` is a null-free f32 matrix as stored.
+    fn dense(&self, name: &str, x: &Matrix<'_>) -> Result<()> {
+        if x.transposed
+            || x.data.dtype() != DType::Float32
+            || x.data.null_count() != 0
+            || x.data.len() != x.rows * x.cols
+        {
+            return self.fail(format!(
+                "{name} must be a null-free f32 {}x{} matrix as stored, got {} values of {} \
+                 with {} nulls{}",
+                x.rows,
+                x.cols,
+                x.data.len(),
+                x.data.dtype(),
+                x.data.null_count(),
+                if x.transposed { ", transposed" } else { "" }
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check that `a` is `len` null-free values of `dtype`.
+    fn vector(&self, name: &str, a: &DeviceArray, dtype: DType, len: usize) -> Result<()> {
+        if a.dtype() != dtype || a.null_count() != 0 || a.len() != len {
+            return self.fail(format!(
+                "{name} must be {len} null-free {dtype} values, got {} of {} with {} nulls",
+                a.len(),
+                a.dtype(),
+                a.null_count()
+            ));
         }
         Ok(())
     }

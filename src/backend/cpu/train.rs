@@ -9,7 +9,7 @@ use arrow_array::{Array, ArrayRef, Float32Array, Int32Array};
 use rayon::prelude::*;
 
 use crate::backend::train::{
-    ADAM_BETA1, ADAM_BETA2, ADAM_EPS, Activation, GRAM_BLOCK_ROWS, Loss, TrainKernel,
+    ADAM_BETA1, ADAM_BETA2, ADAM_EPS, Activation, AdamStep, GRAM_BLOCK_ROWS, Loss, TrainKernel,
 };
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{Error, Result};
@@ -18,7 +18,7 @@ use crate::ir::math::logistic_loss;
 
 /// The f32 values of a CPU device array (checked by [`TrainKernel::check`]).
 fn f32s(array: &DeviceArray) -> Result<&[f32]> {
-    super::device::host(array)?
+    super::backend::host(array)?
         .as_any()
         .downcast_ref::<Float32Array>()
         .map(|a| a.values().as_ref())
@@ -27,7 +27,7 @@ fn f32s(array: &DeviceArray) -> Result<&[f32]> {
 
 /// The i32 values of a CPU device array.
 fn i32s(array: &DeviceArray) -> Result<&[i32]> {
-    super::device::host(array)?
+    super::backend::host(array)?
         .as_any()
         .downcast_ref::<Int32Array>()
         .map(|a| a.values().as_ref())
@@ -54,77 +54,100 @@ pub(super) fn train(kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
             z,
             bias,
             activation,
-        } => {
-            let (zv, bv) = (f32s(z.data)?, f32s(bias)?);
-            let out = zv
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let s = v + bv[i / z.rows.max(1)];
-                    match activation {
-                        None => s,
-                        Some(Activation::Relu) => s.max(0.0),
-                        Some(Activation::Tanh) => f64::from(s).tanh() as f32,
-                    }
-                })
-                .collect();
-            vec![array(out)]
-        }
+        } => vec![array(bias_activation(z, bias, activation)?)],
         TrainKernel::ActivationBackward {
             delta,
             output,
             activation,
-        } => {
-            let (dv, ov) = (f32s(delta.data)?, f32s(output)?);
-            let out = dv
-                .iter()
-                .zip(ov)
-                .map(|(&d, &a)| match activation {
-                    Activation::Relu if a > 0.0 => d,
-                    Activation::Relu => 0.0,
-                    Activation::Tanh => (f64::from(d) * (1.0 - f64::from(a) * f64::from(a))) as f32,
-                })
-                .collect();
-            vec![array(out)]
-        }
-        TrainKernel::GatherRows { x, rows } => {
-            let (xv, idx) = (f32s(x.data)?, i32s(rows)?);
-            let m = idx.len();
-            let mut out = vec![0.0; m * x.cols];
-            for c in 0..x.cols {
-                for (i, &r) in idx.iter().enumerate() {
-                    // Out-of-range rows read as zero, as on the GPUs.
-                    if let Some(r) = usize::try_from(r).ok().filter(|&r| r < x.rows) {
-                        out[c * m + i] = xv[c * x.rows + r];
-                    }
-                }
-            }
-            vec![array(out)]
-        }
+        } => vec![array(activation_backward(delta, output, activation)?)],
+        TrainKernel::GatherRows { x, rows } => vec![array(gather_rows(x, rows)?)],
         TrainKernel::Adam {
             params,
             grads,
             m,
             v,
             step,
-        } => {
-            let (p, g, m, v) = (f32s(params)?, f32s(grads)?, f32s(m)?, f32s(v)?);
-            let (mut po, mut mo, mut vo) =
-                (vec![0.0; p.len()], vec![0.0; p.len()], vec![0.0; p.len()]);
-            let f = f64::from;
-            for i in 0..p.len() {
-                let g = f(step.grad_scale) * f(g[i]) + f(step.l2) * f(p[i]);
-                let mi = f(ADAM_BETA1) * f(m[i]) + (1.0 - f(ADAM_BETA1)) * g;
-                let vi = f(ADAM_BETA2) * f(v[i]) + (1.0 - f(ADAM_BETA2)) * g * g;
-                let update = f(step.learning_rate) * (mi / f(step.c1))
-                    / ((vi / f(step.c2)).sqrt() + f(ADAM_EPS));
-                po[i] = (f(p[i]) - update) as f32;
-                mo[i] = mi as f32;
-                vo[i] = vi as f32;
-            }
-            vec![array(po), array(mo), array(vo)]
-        }
+        } => adam(params, grads, m, v, step)?.map(array).into(),
     })
+}
+
+/// `act(z + bias)` per element, the bias one per column.
+fn bias_activation(
+    z: Matrix<'_>,
+    bias: &DeviceArray,
+    activation: Option<Activation>,
+) -> Result<Vec<f32>> {
+    let (zv, bv) = (f32s(z.data)?, f32s(bias)?);
+    Ok(zv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let s = v + bv[i / z.rows.max(1)];
+            match activation {
+                None => s,
+                Some(Activation::Relu) => s.max(0.0),
+                Some(Activation::Tanh) => f64::from(s).tanh() as f32,
+            }
+        })
+        .collect())
+}
+
+/// `delta ⊙ act'(output)`, the derivative from the activation's output.
+fn activation_backward(
+    delta: Matrix<'_>,
+    output: &DeviceArray,
+    activation: Activation,
+) -> Result<Vec<f32>> {
+    let (dv, ov) = (f32s(delta.data)?, f32s(output)?);
+    Ok(dv
+        .iter()
+        .zip(ov)
+        .map(|(&d, &a)| match activation {
+            Activation::Relu if a > 0.0 => d,
+            Activation::Relu => 0.0,
+            Activation::Tanh => (f64::from(d) * (1.0 - f64::from(a) * f64::from(a))) as f32,
+        })
+        .collect())
+}
+
+/// Rows `rows[i]` of `x`, in order.
+fn gather_rows(x: Matrix<'_>, rows: &DeviceArray) -> Result<Vec<f32>> {
+    let (xv, idx) = (f32s(x.data)?, i32s(rows)?);
+    let m = idx.len();
+    let mut out = vec![0.0; m * x.cols];
+    for c in 0..x.cols {
+        for (i, &r) in idx.iter().enumerate() {
+            // Out-of-range rows read as zero, as on the GPUs.
+            if let Some(r) = usize::try_from(r).ok().filter(|&r| r < x.rows) {
+                out[c * m + i] = xv[c * x.rows + r];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One Adam step: the new parameters and moments.
+fn adam(
+    params: &DeviceArray,
+    grads: &DeviceArray,
+    m: &DeviceArray,
+    v: &DeviceArray,
+    step: AdamStep,
+) -> Result<[Vec<f32>; 3]> {
+    let (p, g, m, v) = (f32s(params)?, f32s(grads)?, f32s(m)?, f32s(v)?);
+    let (mut po, mut mo, mut vo) = (vec![0.0; p.len()], vec![0.0; p.len()], vec![0.0; p.len()]);
+    let f = f64::from;
+    for i in 0..p.len() {
+        let g = f(step.grad_scale) * f(g[i]) + f(step.l2) * f(p[i]);
+        let mi = f(ADAM_BETA1) * f(m[i]) + (1.0 - f(ADAM_BETA1)) * g;
+        let vi = f(ADAM_BETA2) * f(v[i]) + (1.0 - f(ADAM_BETA2)) * g * g;
+        let update =
+            f(step.learning_rate) * (mi / f(step.c1)) / ((vi / f(step.c2)).sqrt() + f(ADAM_EPS));
+        po[i] = (f(p[i]) - update) as f32;
+        mo[i] = mi as f32;
+        vo[i] = vi as f32;
+    }
+    Ok([po, mo, vo])
 }
 
 /// Partial `Aᵀ·diag(w)·B` per block of rows, accumulated in f64.

@@ -8,7 +8,7 @@ use cudarc::cublas::CudaBlas;
 use super::compile::ModuleCache;
 use super::device::Device;
 use super::memory::Staging;
-use super::{fused, matmul, memory, reduce, train};
+use super::{launch, matmul, memory, reduce, train};
 use crate::backend::{Backend, ColumnStats, DeviceArray, DeviceInfo, Matrix, TrainKernel};
 use crate::error::{DeviceFailure, Error, Result};
 use crate::ir::Projection;
@@ -126,7 +126,7 @@ impl Backend for CudaBackend {
         inputs: &[Option<&DeviceArray>],
     ) -> Result<Vec<DeviceArray>> {
         self.device.run("fused kernel", || {
-            fused::launch(&self.device, &self.modules, projection, inputs)
+            launch::launch(&self.device, &self.modules, projection, inputs)
         })
     }
 

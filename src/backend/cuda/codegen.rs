@@ -127,7 +127,47 @@ pub fn fused_kernel(
     })
 }
 
+/// The kernel's text: the signature, then a grid-stride loop in which each
+/// warp evaluates 32 rows and packs their bits by ballot.
 fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "// fuseflow fused kernel; outputs: {}", names.join(", "));
+    let _ = writeln!(
+        s,
+        "extern \"C\" __global__ void __launch_bounds__(256) {FUSED_ENTRY}("
+    );
+    let _ = writeln!(s, "    {}) {{", signature(body, params).join(",\n    "));
+    s.push_str(
+        "    const unsigned int ff_lane = threadIdx.x & 31u;\n    \
+         const long long ff_warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n    \
+         const long long ff_stride = (long long)gridDim.x * blockDim.x;\n",
+    );
+    let nullable: Vec<usize> = (0..body.outputs.len())
+        .filter(|k| body.outputs[*k].valid.is_some())
+        .collect();
+    for k in &nullable {
+        let _ = writeln!(s, "    unsigned long long ff_nulls{k} = 0;");
+    }
+    s.push_str(
+        "    for (long long ff_base = ff_warp * 32; ff_base < ff_rows; ff_base += ff_stride) {\n",
+    );
+    s.push_str("        const long long row = ff_base + ff_lane;\n");
+    s.push_str("        const bool ff_active = row < ff_rows;\n");
+    evaluate_row(&mut s, body);
+    store_ballots(&mut s, body, !nullable.is_empty());
+    s.push_str("    }\n");
+    for k in &nullable {
+        let _ = writeln!(
+            s,
+            "    if (ff_lane == 0 && ff_nulls{k} != 0) atomicAdd(&ff_null_counts[{k}], ff_nulls{k});"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// One declaration per parameter, in `params` order.
+fn signature(body: &FusedBody, params: &[Param]) -> Vec<String> {
     let dtype_of_input = |c: usize| {
         body.inputs
             .iter()
@@ -135,7 +175,7 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
             .map(|i| i.dtype)
             .expect("a Values/Validity param names a read column")
     };
-    let signature: Vec<String> = params
+    params
         .iter()
         .map(|p| match *p {
             Param::Rows => "const long long ff_rows".to_string(),
@@ -151,31 +191,12 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
             Param::OutputValidity(k) => format!("unsigned int* __restrict__ out_valid{k}"),
             Param::NullCounts => "unsigned long long* __restrict__ ff_null_counts".to_string(),
         })
-        .collect();
+        .collect()
+}
 
-    let mut s = String::new();
-    let _ = writeln!(s, "// fuseflow fused kernel; outputs: {}", names.join(", "));
-    let _ = writeln!(
-        s,
-        "extern \"C\" __global__ void __launch_bounds__(256) {FUSED_ENTRY}("
-    );
-    let _ = writeln!(s, "    {}) {{", signature.join(",\n    "));
-    s.push_str(
-        "    const unsigned int ff_lane = threadIdx.x & 31u;\n    \
-         const long long ff_warp = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;\n    \
-         const long long ff_stride = (long long)gridDim.x * blockDim.x;\n",
-    );
-    let nullable: Vec<usize> = (0..body.outputs.len())
-        .filter(|k| body.outputs[*k].valid.is_some())
-        .collect();
-    for k in &nullable {
-        let _ = writeln!(s, "    unsigned long long ff_nulls{k} = 0;");
-    }
-    s.push_str(
-        "    for (long long ff_base = ff_warp * 32; ff_base < ff_rows; ff_base += ff_stride) {\n        \
-         const long long row = ff_base + ff_lane;\n        \
-         const bool ff_active = row < ff_rows;\n",
-    );
+/// The body for the lane's row when it is active: values stored, bits and
+/// validity kept as votes for the ballot.
+fn evaluate_row(s: &mut String, body: &FusedBody) {
     // Votes: declared outside the guarded block so every lane takes part in the ballot.
     for (k, out) in body.outputs.iter().enumerate() {
         if out.dtype == DType::Bool {
@@ -200,7 +221,12 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
         }
     }
     s.push_str("        }\n");
-    if !nullable.is_empty() {
+}
+
+/// The warp's votes as bitmap words, stored by lane 0, and the nulls among
+/// the active rows counted.
+fn store_ballots(s: &mut String, body: &FusedBody, any_nullable: bool) {
+    if any_nullable {
         s.push_str(
             "        const unsigned int ff_active_word = __ballot_sync(0xffffffffu, ff_active);\n",
         );
@@ -224,15 +250,6 @@ fn render(body: &FusedBody, params: &[Param], names: &[&str]) -> String {
             );
         }
     }
-    s.push_str("    }\n");
-    for k in &nullable {
-        let _ = writeln!(
-            s,
-            "    if (ff_lane == 0 && ff_nulls{k} != 0) atomicAdd(&ff_null_counts[{k}], ff_nulls{k});"
-        );
-    }
-    s.push_str("}\n");
-    s
 }
 
 #[cfg(test)]

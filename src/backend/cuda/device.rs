@@ -46,25 +46,7 @@ impl Device {
 
     fn open_unguarded(ordinal: usize) -> Result<Device> {
         let label = format!("cuda:{ordinal}");
-        let unavailable =
-            |message: String| Error::device(&label, DeviceFailure::Unavailable, message);
-        // SAFETY: only tries to dlopen the library under its usual names.
-        if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(unavailable(
-                "no CUDA driver library (libcuda.so) was found; install the NVIDIA driver, \
-                 or run on `cpu`"
-                    .into(),
-            ));
-        }
-        super::compile::nvrtc_present(&label)?;
-        let count = CudaContext::device_count()
-            .map_err(|e| unavailable(format!("cuInit/cuDeviceGetCount failed: {}", describe(e))))?;
-        if ordinal >= count.max(0) as usize {
-            return Err(unavailable(format!(
-                "the driver reports {count} CUDA device(s), so there is no device {ordinal}; \
-                 check CUDA_VISIBLE_DEVICES, or run on `cpu`"
-            )));
-        }
+        check_present(ordinal, &label)?;
         let driver = |call: &str, e: DriverError| {
             Error::device(
                 &label,
@@ -79,28 +61,7 @@ impl Device {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| driver("cuStreamCreate", e))?;
         if ctx.has_async_alloc() {
-            // Keep freed device memory in the stream-ordered pool for reuse.
-            // With the default threshold (0) every synchronize hands it back to
-            // the driver, and the next allocation maps fresh pages: that cost
-            // dominated short kernels on an H100.
-            let mut pool = std::ptr::null_mut();
-            let mut keep = u64::MAX;
-            // SAFETY: `pool` receives the device's default pool, which lives as
-            // long as the device; the attribute takes a u64 by pointer.
-            unsafe {
-                check(
-                    cudarc::driver::sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()),
-                    |e| driver("cuDeviceGetDefaultMemPool", e),
-                )?;
-                check(
-                    cudarc::driver::sys::cuMemPoolSetAttribute(
-                        pool,
-                        CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                        (&mut keep as *mut u64).cast(),
-                    ),
-                    |e| driver("cuMemPoolSetAttribute(release threshold)", e),
-                )?;
-            }
+            keep_freed_memory(&ctx, &driver)?;
         }
         let name = ctx.name().map_err(|e| driver("cuDeviceGetName", e))?;
         let (major, minor) = ctx
@@ -192,6 +153,59 @@ impl Device {
             Ok(out)
         })
     }
+}
+
+/// Check that the driver library and NVRTC load and that device `ordinal`
+/// exists, before cudarc touches them (it panics where they are missing).
+fn check_present(ordinal: usize, label: &str) -> Result<()> {
+    let unavailable = |message: String| Error::device(label, DeviceFailure::Unavailable, message);
+    // SAFETY: only tries to dlopen the library under its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(unavailable(
+            "no CUDA driver library (libcuda.so) was found; install the NVIDIA driver, \
+             or run on `cpu`"
+                .into(),
+        ));
+    }
+    super::compile::nvrtc_present(label)?;
+    let count = CudaContext::device_count()
+        .map_err(|e| unavailable(format!("cuInit/cuDeviceGetCount failed: {}", describe(e))))?;
+    if ordinal >= count.max(0) as usize {
+        return Err(unavailable(format!(
+            "the driver reports {count} CUDA device(s), so there is no device {ordinal}; \
+             check CUDA_VISIBLE_DEVICES, or run on `cpu`"
+        )));
+    }
+    Ok(())
+}
+
+/// Keep freed device memory in the stream-ordered pool for reuse. With the
+/// default threshold (0) every synchronize hands it back to the driver, and
+/// the next allocation maps fresh pages: that cost dominated short kernels on
+/// an H100.
+fn keep_freed_memory(
+    ctx: &CudaContext,
+    driver: &impl Fn(&str, DriverError) -> Error,
+) -> Result<()> {
+    let mut pool = std::ptr::null_mut();
+    let mut keep = u64::MAX;
+    // SAFETY: `pool` receives the device's default pool, which lives as
+    // long as the device; the attribute takes a u64 by pointer.
+    unsafe {
+        check(
+            cudarc::driver::sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device()),
+            |e| driver("cuDeviceGetDefaultMemPool", e),
+        )?;
+        check(
+            cudarc::driver::sys::cuMemPoolSetAttribute(
+                pool,
+                CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep as *mut u64).cast(),
+            ),
+            |e| driver("cuMemPoolSetAttribute(release threshold)", e),
+        )?;
+    }
+    Ok(())
 }
 
 /// A driver error's name and description, e.g.

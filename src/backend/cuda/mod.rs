@@ -7,7 +7,7 @@
 //! - `device.rs`: presence checks, context, the stream, [`DeviceInfo`](crate::backend::DeviceInfo).
 //! - [`codegen`]: the CUDA C kernel around a fused body; bitmaps by warp ballot.
 //! - [`compile`]: NVRTC (`--fmad=false`) and the per-device module cache.
-//! - `fused.rs`: launching a fused kernel; `reduce.rs`: statistics with
+//! - `launch.rs`: launching a fused kernel; `reduce.rs`: statistics with
 //!   `kernels/cuda/reduce.cu`; `matmul.rs`: cuBLAS `sgemm`; `train.rs`: the
 //!   training kernels (`kernels/cuda/train.cu`; block products with
 //!   `cublasSdgmm` and strided batched `sgemm`).
@@ -17,7 +17,7 @@ mod backend;
 pub mod codegen;
 pub mod compile;
 mod device;
-mod fused;
+mod launch;
 mod matmul;
 mod memory;
 mod reduce;

@@ -57,6 +57,27 @@ pub(crate) fn fused_kernel(
 ) -> Result<FusedKernel> {
     let body = fused_body(projection, Lang::Wgsl, nullable, device)?;
     let mut s = String::from(PRELUDE);
+    let (packed, stores) = bindings(&mut s, &body);
+    main_function(&mut s, &body, &packed, &stores);
+    Ok(FusedKernel { source: s, body })
+}
+
+/// Bits a workgroup packs into words with `atomicOr`, which one invocation
+/// per word then stores: a bool output's values or an output's validity.
+struct Packed {
+    /// The storage buffer of bit words.
+    words: String,
+    /// The workgroup's array of words.
+    pack: String,
+    /// The bit of the current row.
+    bit: String,
+    /// For validity: the output whose null counter the word's nulls go to.
+    counter: Option<usize>,
+}
+
+/// The `Params` struct and every binding, in binding order. Returns the bits
+/// to pack and the stores of the outputs that are not bit words.
+fn bindings(s: &mut String, body: &FusedBody) -> (Vec<Packed>, Vec<String>) {
     let mut binding = 0;
     let mut bind = |s: &mut String, access: &str, name: &str, ty: &str| {
         let _ = writeln!(
@@ -66,77 +87,76 @@ pub(crate) fn fused_kernel(
         binding += 1;
     };
     s.push_str("\nstruct Params {\n    rows: u32,\n    groups_x: u32,\n}\n\n");
-    bind(&mut s, "uniform", "params", "Params");
+    bind(s, "uniform", "params", "Params");
     for input in &body.inputs {
         let c = input.column;
         let ty = format!("array<{}>", storage_type(Lang::Wgsl, input.dtype));
-        bind(&mut s, "storage, read", &format!("in{c}"), &ty);
+        bind(s, "storage, read", &format!("in{c}"), &ty);
         if input.nullable {
-            bind(&mut s, "storage, read", &format!("valid{c}"), "array<u32>");
+            bind(s, "storage, read", &format!("valid{c}"), "array<u32>");
         }
     }
-    // (word buffer, workgroup word array, bit expression, null counter index)
-    let mut packed: Vec<(String, String, String, Option<usize>)> = Vec::new();
+    let mut packed = Vec::new();
     let mut stores = Vec::new();
     for (k, out) in body.outputs.iter().enumerate() {
         let ty = format!("array<{}>", storage_type(Lang::Wgsl, out.dtype));
-        bind(&mut s, "storage, read_write", &format!("out{k}"), &ty);
+        bind(s, "storage, read_write", &format!("out{k}"), &ty);
         if out.dtype == DType::Bool {
-            packed.push((
-                format!("out{k}"),
-                format!("pack{k}"),
-                out.value.clone(),
-                None,
-            ));
+            packed.push(Packed {
+                words: format!("out{k}"),
+                pack: format!("pack{k}"),
+                bit: out.value.clone(),
+                counter: None,
+            });
         } else {
             stores.push(format!("out{k}[row] = {};", out.value));
         }
         if let Some(valid) = &out.valid {
             bind(
-                &mut s,
+                s,
                 "storage, read_write",
                 &format!("out{k}_valid"),
                 "array<u32>",
             );
-            packed.push((
-                format!("out{k}_valid"),
-                format!("pack{k}_valid"),
-                valid.clone(),
-                Some(k),
-            ));
+            packed.push(Packed {
+                words: format!("out{k}_valid"),
+                pack: format!("pack{k}_valid"),
+                bit: valid.clone(),
+                counter: Some(k),
+            });
         }
     }
-    if packed.iter().any(|p| p.3.is_some()) {
-        bind(
-            &mut s,
-            "storage, read_write",
-            "ff_nulls",
-            "array<atomic<u32>>",
-        );
+    if packed.iter().any(|p| p.counter.is_some()) {
+        bind(s, "storage, read_write", "ff_nulls", "array<atomic<u32>>");
     }
+    (packed, stores)
+}
+
+/// The workgroup words and `main`: clear the words, compute the row, pack
+/// its bits, then store the words and count their nulls.
+fn main_function(s: &mut String, body: &FusedBody, packed: &[Packed], stores: &[String]) {
     s.push('\n');
-    for (_, pack, _, _) in &packed {
+    for Packed { pack, .. } in packed {
         let _ = writeln!(s, "var<workgroup> {pack}: array<atomic<u32>, {WORDS}>;");
     }
-    let _ = write!(
-        s,
-        "\n@compute @workgroup_size({WORKGROUP})\n\
-         fn main(@builtin(workgroup_id) group_id: vec3<u32>, @builtin(local_invocation_index) lane: u32) {{\n\
-         \x20   let group = group_id.y * params.groups_x + group_id.x;\n\
-         \x20   let row = group * {WORKGROUP}u + lane;\n"
+    let _ = writeln!(s, "\n@compute @workgroup_size({WORKGROUP})");
+    s.push_str(
+        "fn main(@builtin(workgroup_id) group_id: vec3<u32>, @builtin(local_invocation_index) lane: u32) {\n",
     );
+    s.push_str("    let group = group_id.y * params.groups_x + group_id.x;\n");
+    let _ = writeln!(s, "    let row = group * {WORKGROUP}u + lane;");
     if !packed.is_empty() {
         let _ = writeln!(s, "    if (lane < {WORDS}u) {{");
-        for (_, pack, _, _) in &packed {
+        for Packed { pack, .. } in packed {
             let _ = writeln!(s, "        atomicStore(&{pack}[lane], 0u);");
         }
         s.push_str("    }\n    workgroupBarrier();\n");
     }
     s.push_str("    if (row < params.rows) {\n");
-    for line in body.statements.iter().chain(&stores) {
+    for line in body.statements.iter().chain(stores) {
         let _ = writeln!(s, "        {line}");
     }
-    for (_, pack, bit, _) in &packed {
+    for Packed { pack, bit, .. } in packed {
         let _ = writeln!(
             s,
             "        atomicOr(&{pack}[lane >> 5u], select(0u, 1u << (lane & 31u), {bit}));"
@@ -144,26 +164,34 @@ pub(crate) fn fused_kernel(
     }
     s.push_str("    }\n");
     if !packed.is_empty() {
-        let _ = write!(
-            s,
-            "    workgroupBarrier();\n\
-             \x20   let word = group * {WORDS}u + lane;\n\
-             \x20   if (lane < {WORDS}u && word * 32u < params.rows) {{\n"
-        );
-        for (words, pack, _, counter) in &packed {
-            let _ = writeln!(s, "        let {pack}_word = atomicLoad(&{pack}[lane]);");
-            let _ = writeln!(s, "        {words}[word] = {pack}_word;");
-            if let Some(k) = counter {
-                let _ = writeln!(
-                    s,
-                    "        atomicAdd(&ff_nulls[{k}], min(params.rows - word * 32u, 32u) - countOneBits({pack}_word));"
-                );
-            }
-        }
-        s.push_str("    }\n");
+        store_words(s, packed);
     }
     s.push_str("}\n");
-    Ok(FusedKernel { source: s, body })
+}
+
+/// After the workgroup's barrier, one invocation per word stores it and adds
+/// its nulls to the output's counter.
+fn store_words(s: &mut String, packed: &[Packed]) {
+    s.push_str("    workgroupBarrier();\n");
+    let _ = writeln!(s, "    let word = group * {WORDS}u + lane;");
+    let _ = writeln!(s, "    if (lane < {WORDS}u && word * 32u < params.rows) {{");
+    for Packed {
+        words,
+        pack,
+        counter,
+        ..
+    } in packed
+    {
+        let _ = writeln!(s, "        let {pack}_word = atomicLoad(&{pack}[lane]);");
+        let _ = writeln!(s, "        {words}[word] = {pack}_word;");
+        if let Some(k) = counter {
+            let _ = writeln!(
+                s,
+                "        atomicAdd(&ff_nulls[{k}], min(params.rows - word * 32u, 32u) - countOneBits({pack}_word));"
+            );
+        }
+    }
+    s.push_str("    }\n");
 }
 
 /// Parse and validate WGSL with naga, as wgpu will; the error is naga's

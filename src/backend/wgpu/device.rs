@@ -11,16 +11,11 @@ use std::fmt;
 use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use arrow_array::ArrayRef;
 use wgpu::util::DeviceExt;
 
 use super::codegen::validate;
-use super::{buffers, launch, matmul, reduce, train};
-use crate::backend::{
-    Backend, ColumnStats, DeviceArray, DeviceInfo, DeviceKind, Matrix, TrainKernel,
-};
+use crate::backend::{DeviceInfo, DeviceKind};
 use crate::error::{DeviceFailure, Error, Result};
-use crate::ir::Projection;
 
 /// Rows of a column are cut into pieces that are whole multiples of this, so
 /// that every piece starts on a word of the bit words and on a block of the
@@ -30,9 +25,9 @@ const PIECE_GRANULE: u64 = 4096;
 /// A GPU (or a software Vulkan driver) through wgpu.
 ///
 /// Open it once per process with [`WgpuBackend::shared`]; every verb of
-/// [`Backend`] is safe to call from several threads.
+/// [`Backend`](crate::backend::Backend) is safe to call from several threads.
 pub struct WgpuBackend {
-    info: DeviceInfo,
+    pub(super) info: DeviceInfo,
     /// The device as errors name it: `wgpu: <adapter>`, with `[software]` for CPU adapters.
     name: String,
     device: wgpu::Device,
@@ -426,7 +421,7 @@ impl WgpuBackend {
                 .slice(..)
                 .map_async(wgpu::MapMode::Read, move |mapped| drop(tx.send(mapped)));
         })?;
-        self.synchronize()?;
+        self.wait()?;
         let failed = |e: &dyn fmt::Display| {
             self.error(
                 DeviceFailure::Launch,
@@ -463,9 +458,21 @@ impl WgpuBackend {
             size: NonZeroU64::new(bytes.div_ceil(4).max(1) * 4),
         })
     }
+
+    /// Wait until all work queued on the device has finished.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(drop)
+            .map_err(|e| {
+                self.error(
+                    DeviceFailure::Launch,
+                    format!("waiting for the device failed: {e}; the device may be lost, use --device cpu"),
+                )
+            })
+    }
 }
 
-/// Lower is better: real GPUs before software drivers.
 /// The adapter [`WgpuBackend::open`] would use: among those with compute
 /// shaders (and, with `FUSEFLOW_WGPU_ADAPTER`, a matching name), a discrete
 /// GPU first and a software one last.
@@ -529,6 +536,7 @@ fn choose_adapter() -> Result<wgpu::Adapter> {
         })
 }
 
+/// Lower is better: real GPUs before software drivers.
 fn preference(kind: wgpu::DeviceType) -> u8 {
     match kind {
         wgpu::DeviceType::DiscreteGpu => 0,
@@ -545,51 +553,5 @@ impl fmt::Debug for WgpuBackend {
             .field("info", &self.info)
             .field("binding_limit", &self.binding_limit)
             .finish_non_exhaustive()
-    }
-}
-
-impl Backend for WgpuBackend {
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn upload(&self, array: &ArrayRef) -> Result<DeviceArray> {
-        buffers::upload(self, array)
-    }
-
-    fn download(&self, array: &DeviceArray) -> Result<ArrayRef> {
-        buffers::download(self, array)
-    }
-
-    fn launch(
-        &self,
-        projection: &Projection,
-        inputs: &[Option<&DeviceArray>],
-    ) -> Result<Vec<DeviceArray>> {
-        launch::launch(self, projection, inputs)
-    }
-
-    fn reduce(&self, array: &DeviceArray) -> Result<ColumnStats> {
-        reduce::reduce(self, array)
-    }
-
-    fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> Result<DeviceArray> {
-        matmul::matmul(self, a, b)
-    }
-
-    fn train(&self, kernel: TrainKernel<'_>) -> Result<Vec<DeviceArray>> {
-        train::train(self, kernel)
-    }
-
-    fn synchronize(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(drop)
-            .map_err(|e| {
-                self.error(
-                    DeviceFailure::Launch,
-                    format!("waiting for the device failed: {e}; the device may be lost, use --device cpu"),
-                )
-            })
     }
 }

@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use super::WgpuBackend;
-use super::buffers::{Column, bit_bytes, value_bytes};
-use super::codegen::{WORKGROUP, fused_kernel};
+use super::codegen::{FusedKernel, WORKGROUP, fused_kernel};
 use super::device::Dispatch;
+use super::memory::{Column, bit_bytes, value_bytes};
 use crate::backend::DeviceArray;
+use crate::backend::codegen::InputUse;
 use crate::error::{Error, Result, ensure};
 use crate::ir::Projection;
 
@@ -46,20 +47,7 @@ pub(crate) fn launch(
             ))),
         })
         .collect::<Result<Vec<_>>>()?;
-    let outputs = kernel
-        .body
-        .outputs
-        .iter()
-        .map(|out| {
-            Ok(Column {
-                values: backend.storage("kernel output", value_bytes(out.dtype, rows))?,
-                validity: match out.valid {
-                    Some(_) => Some(backend.storage("kernel output validity", bit_bytes(rows))?),
-                    None => None,
-                },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let outputs = allocate_outputs(backend, &kernel, rows)?;
     let nulls = kernel
         .body
         .outputs
@@ -67,55 +55,9 @@ pub(crate) fn launch(
         .any(|o| o.valid.is_some())
         .then(|| backend.storage("null counters", 4 * outputs.len() as u64))
         .transpose()?;
-
     if rows > 0 {
-        let pipeline = backend.pipeline("fused kernel", &kernel.source)?;
-        let piece = backend.piece_rows();
-        let pieces: Vec<(usize, usize, [u32; 3])> = (0..rows)
-            .step_by(piece)
-            .map(|start| {
-                let n = piece.min(rows - start);
-                Ok((start, n, backend.grid(row_groups(n))?))
-            })
-            .collect::<Result<_>>()?;
-        let params = pieces
-            .iter()
-            .map(|&(_, n, grid)| backend.uniform(&[n as u32, grid[0]]))
-            .collect::<Result<Vec<_>>>()?;
-        let dispatches = pieces
-            .iter()
-            .zip(&params)
-            .map(|(&(start, n, groups), params)| {
-                let mut resources = vec![params.as_entire_binding()];
-                let values = |buffer, dtype| {
-                    let offset = value_bytes(dtype, start);
-                    WgpuBackend::range(buffer, offset, value_bytes(dtype, n))
-                };
-                let bits = |buffer| WgpuBackend::range(buffer, bit_bytes(start), bit_bytes(n));
-                for (input, column) in &columns {
-                    resources.push(values(&column.values, input.dtype));
-                    if input.nullable {
-                        let validity = column.validity.as_ref().ok_or_else(|| {
-                            Error::Internal("a column with nulls has no validity buffer".into())
-                        })?;
-                        resources.push(bits(validity));
-                    }
-                }
-                for (out, column) in kernel.body.outputs.iter().zip(&outputs) {
-                    resources.push(values(&column.values, out.dtype));
-                    if let Some(validity) = &column.validity {
-                        resources.push(bits(validity));
-                    }
-                }
-                if let Some(nulls) = &nulls {
-                    resources.push(nulls.as_entire_binding());
-                }
-                Ok(Dispatch::new(resources, groups))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        backend.dispatch("fused kernel", &pipeline, dispatches)?;
+        dispatch_pieces(backend, &kernel, &columns, &outputs, nulls.as_ref(), rows)?;
     }
-
     let null_counts: Vec<u32> = match &nulls {
         Some(nulls) if rows > 0 => backend.read(nulls, outputs.len())?,
         _ => vec![0; outputs.len()],
@@ -134,6 +76,86 @@ pub(crate) fn launch(
             DeviceArray::new(out.dtype, rows, nulls as usize, Arc::new(column))
         })
         .collect())
+}
+
+/// Storage for every output of `kernel` over `rows` rows: values, and
+/// validity where the output can be null.
+fn allocate_outputs(
+    backend: &WgpuBackend,
+    kernel: &FusedKernel,
+    rows: usize,
+) -> Result<Vec<Column>> {
+    kernel
+        .body
+        .outputs
+        .iter()
+        .map(|out| {
+            Ok(Column {
+                values: backend.storage("kernel output", value_bytes(out.dtype, rows))?,
+                validity: match out.valid {
+                    Some(_) => Some(backend.storage("kernel output validity", bit_bytes(rows))?),
+                    None => None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Dispatch `kernel` once per piece of [`WgpuBackend::piece_rows`] rows, each
+/// piece binding its byte ranges of the inputs and outputs.
+fn dispatch_pieces(
+    backend: &WgpuBackend,
+    kernel: &FusedKernel,
+    columns: &[(&InputUse, &Column)],
+    outputs: &[Column],
+    nulls: Option<&wgpu::Buffer>,
+    rows: usize,
+) -> Result<()> {
+    let pipeline = backend.pipeline("fused kernel", &kernel.source)?;
+    let piece = backend.piece_rows();
+    let pieces: Vec<(usize, usize, [u32; 3])> = (0..rows)
+        .step_by(piece)
+        .map(|start| {
+            let n = piece.min(rows - start);
+            Ok((start, n, backend.grid(row_groups(n))?))
+        })
+        .collect::<Result<_>>()?;
+    let params = pieces
+        .iter()
+        .map(|&(_, n, grid)| backend.uniform(&[n as u32, grid[0]]))
+        .collect::<Result<Vec<_>>>()?;
+    let dispatches = pieces
+        .iter()
+        .zip(&params)
+        .map(|(&(start, n, groups), params)| {
+            let mut resources = vec![params.as_entire_binding()];
+            let values = |buffer, dtype| {
+                let offset = value_bytes(dtype, start);
+                WgpuBackend::range(buffer, offset, value_bytes(dtype, n))
+            };
+            let bits = |buffer| WgpuBackend::range(buffer, bit_bytes(start), bit_bytes(n));
+            for (input, column) in columns {
+                resources.push(values(&column.values, input.dtype));
+                if input.nullable {
+                    let validity = column.validity.as_ref().ok_or_else(|| {
+                        Error::Internal("a column with nulls has no validity buffer".into())
+                    })?;
+                    resources.push(bits(validity));
+                }
+            }
+            for (out, column) in kernel.body.outputs.iter().zip(outputs) {
+                resources.push(values(&column.values, out.dtype));
+                if let Some(validity) = &column.validity {
+                    resources.push(bits(validity));
+                }
+            }
+            if let Some(nulls) = nulls {
+                resources.push(nulls.as_entire_binding());
+            }
+            Ok(Dispatch::new(resources, groups))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    backend.dispatch("fused kernel", &pipeline, dispatches)
 }
 
 /// Workgroups for `rows` rows, one row per invocation.

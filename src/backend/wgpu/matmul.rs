@@ -1,8 +1,8 @@
 //! Dense f32 matrix products with the tiled kernel `kernels/wgsl/matmul.wgsl`.
 
 use super::WgpuBackend;
-use super::buffers::Column;
 use super::device::Dispatch;
+use super::memory::Column;
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{DeviceFailure, Result};
 

@@ -2,12 +2,13 @@
 //!
 //! A tour of the pieces:
 //!
-//! - [`WgpuBackend`] (`device.rs`): the adapter and device, opened once per
-//!   process by [`WgpuBackend::shared`]; error scopes around every device call,
-//!   so a wgpu validation or out-of-memory error becomes an
+//! - [`WgpuBackend`] (`backend.rs`): the [`Backend`](crate::backend::Backend) verbs.
+//! - `device.rs`: the adapter and device, opened once per process by
+//!   [`WgpuBackend::shared`]; error scopes around every device call, so a wgpu
+//!   validation or out-of-memory error becomes an
 //!   [`Error::Device`](crate::Error::Device) instead of a panic; compiled
 //!   pipelines cached by their WGSL source.
-//! - `buffers.rs`: [`Backend::upload`](crate::backend::Backend::upload) and
+//! - `memory.rs`: [`Backend::upload`](crate::backend::Backend::upload) and
 //!   `download`. Values keep Arrow's layout; validity bitmaps and bool values
 //!   travel as `u32` bit words starting at row 0.
 //! - `codegen.rs`: the compute shader around a fused body from
@@ -24,11 +25,12 @@
 //! driver, [`WgpuBackend::open`] answers with
 //! [`DeviceFailure::Unavailable`](crate::error::DeviceFailure::Unavailable).
 
-mod buffers;
+mod backend;
 mod codegen;
 mod device;
 mod launch;
 mod matmul;
+mod memory;
 mod reduce;
 mod train;
 

@@ -3,9 +3,9 @@
 //! [`ColumnStats::merge`], the combine the CPU backend uses.
 
 use super::WgpuBackend;
-use super::buffers::{Column, bit_bytes, value_bytes};
 use super::codegen::PRELUDE;
 use super::device::Dispatch;
+use super::memory::{Column, bit_bytes, value_bytes};
 use crate::backend::{ColumnStats, DeviceArray};
 use crate::error::{DeviceFailure, Result};
 use crate::ir::DType;

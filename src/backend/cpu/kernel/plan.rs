@@ -20,7 +20,7 @@ use crate::ir::{BinaryOp, Const, DType, ExprArena, ExprId, Node, Projection};
 
 /// An affine transform of `x` by constants, optionally clipped.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Affine {
+pub(super) struct Affine {
     pub x: ExprId,
     /// `fill_null(x, fill)` first.
     pub fill: Option<f64>,
@@ -33,13 +33,13 @@ pub(crate) struct Affine {
     pub clip: Option<(f64, f64)>,
 }
 
-/// Most terms one [`Step::Dot`] sums: enough streams to keep the memory system
+/// Most terms one [`BlockOp::Dot`] sums: enough streams to keep the memory system
 /// busy, few enough that the prefetchers track them all.
-pub(crate) const MAX_TERMS: usize = 8;
+pub(super) const MAX_TERMS: usize = 8;
 
-/// One term `weight * affine(x)` of a [`Step::Dot`].
+/// One term `weight * affine(x)` of a [`BlockOp::Dot`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Term {
+pub(super) struct Term {
     pub weight: f64,
     pub affine: Affine,
 }
@@ -54,7 +54,7 @@ impl Affine {
 
 /// What one block instruction computes.
 #[derive(Clone, Debug)]
-pub(crate) enum Step {
+pub(super) enum BlockOp {
     /// One arena node.
     Node(Node),
     /// See [`Affine`].
@@ -66,24 +66,24 @@ pub(crate) enum Step {
     Dot { acc: ExprId, terms: Vec<Term> },
 }
 
-impl Step {
+impl BlockOp {
     /// The values the instruction reads.
     pub fn inputs(&self) -> Vec<ExprId> {
         match self {
-            Step::Node(node) => node.children(),
-            Step::Affine(a) => vec![a.x],
-            Step::MulAdd { acc, x, .. } => vec![*acc, *x],
-            Step::Dot { acc, terms } => std::iter::once(*acc)
+            BlockOp::Node(node) => node.children(),
+            BlockOp::Affine(a) => vec![a.x],
+            BlockOp::MulAdd { acc, x, .. } => vec![*acc, *x],
+            BlockOp::Dot { acc, terms } => std::iter::once(*acc)
                 .chain(terms.iter().map(|t| t.affine.x))
                 .collect(),
         }
     }
 }
 
-/// The step of every node the projection needs (`None`: not needed, or
+/// The block op of every node the projection needs (`None`: not needed, or
 /// absorbed into another node's superinstruction). Columns and literals get
-/// `Step::Node` too; they become slots, not instructions.
-pub(crate) fn plan(projection: &Projection) -> Vec<Option<Step>> {
+/// `BlockOp::Node` too; they become slots, not instructions.
+pub(super) fn plan(projection: &Projection) -> Vec<Option<BlockOp>> {
     let arena = projection.arena();
     let n = arena.len();
     // How many needed nodes read each node (outputs count as readers).
@@ -103,7 +103,7 @@ pub(crate) fn plan(projection: &Projection) -> Vec<Option<Step>> {
     }
     let planner = Planner { arena, uses };
     // Parents before children: a parent decides what it absorbs first.
-    let mut steps: Vec<Option<Step>> = vec![None; n];
+    let mut ops: Vec<Option<BlockOp>> = vec![None; n];
     let mut needed = vec![false; n];
     for (_, root) in projection.outputs() {
         needed[root.index()] = true;
@@ -112,25 +112,28 @@ pub(crate) fn plan(projection: &Projection) -> Vec<Option<Step>> {
         if !needed[id.index()] {
             continue;
         }
-        let step = planner.step(id);
-        for input in step.inputs() {
+        let op = planner.op(id);
+        for input in op.inputs() {
             needed[input.index()] = true;
         }
-        steps[id.index()] = Some(step);
+        ops[id.index()] = Some(op);
     }
-    steps
+    ops
 }
 
+/// Decides each node's op from the arena and how many needed nodes read each node.
 struct Planner<'a> {
     arena: &'a ExprArena,
     uses: Vec<usize>,
 }
 
 impl Planner<'_> {
+    /// Whether the node is a float (superinstructions are for floats only).
     fn float(&self, id: ExprId) -> bool {
         matches!(self.arena.dtype(id), DType::Float32 | DType::Float64)
     }
 
+    /// The value of a float literal.
     fn constant(&self, id: ExprId) -> Option<f64> {
         match self.arena.node(id) {
             Node::Literal(c @ Const::Float(_)) => c.as_f64(),
@@ -143,16 +146,17 @@ impl Planner<'_> {
         self.uses[id.index()] == 1
     }
 
-    fn step(&self, id: ExprId) -> Step {
+    /// The op of node `id`: a superinstruction where its shape allows, else the node.
+    fn op(&self, id: ExprId) -> BlockOp {
         if self.float(id) {
-            if let Some(step) = self.accumulation_step(id) {
-                return step;
+            if let Some(op) = self.accumulation_op(id) {
+                return op;
             }
             if let Some(affine) = self.affine(id) {
-                return Step::Affine(affine);
+                return BlockOp::Affine(affine);
             }
         }
-        Step::Node(self.arena.node(id).clone())
+        BlockOp::Node(self.arena.node(id).clone())
     }
 
     /// `clip(scaled, lo, hi)` or `scaled`, where `scaled = (x ± a) (*|/) b`.
@@ -196,10 +200,10 @@ impl Planner<'_> {
     }
 
     /// `acc + w * x` or a dot product of affine terms ending in `acc + w * affine(x)`.
-    fn accumulation_step(&self, id: ExprId) -> Option<Step> {
+    fn accumulation_op(&self, id: ExprId) -> Option<BlockOp> {
         let (acc, weight, x) = self.accumulation(id)?;
         let Some(affine) = self.term(x) else {
-            return Some(Step::MulAdd { acc, weight, x });
+            return Some(BlockOp::MulAdd { acc, weight, x });
         };
         // Absorb the partial sums below while they are private terms of one shape.
         let mut acc = acc;
@@ -217,7 +221,7 @@ impl Planner<'_> {
             }
         }
         terms.reverse();
-        Some(Step::Dot { acc, terms })
+        Some(BlockOp::Dot { acc, terms })
     }
 
     /// `acc + w * x` (either operand order), the product read only here.
