@@ -93,9 +93,9 @@ if [[ $# -ge 1 ]]; then
     [[ -f "$exe" && -x "$exe" ]] && run "$(basename "$exe")" bench "$exe" --bench
   done
 elif command -v cargo >/dev/null; then
-  run cargo-test-cuda test cargo test --release --test cuda_backend --test cuda_kernels
+  run cargo-test-cuda test cargo test --release --test suite -- cuda_backend:: cuda_kernels::
   run cargo-test-lib test cargo test --release --lib
-  [[ -f tests/backend_conformance.rs ]] && run conformance test cargo test --release --test backend_conformance
+  [[ -f tests/suite/backend_conformance.rs ]] && run conformance test cargo test --release --test suite -- backend_conformance::
   for bench in benches/gpu*.rs; do
     [[ -f "$bench" ]] && run "$(basename "$bench" .rs)" bench cargo bench --bench "$(basename "$bench" .rs)"
   done

@@ -1,15 +1,13 @@
 //! Placing work on devices: the fallbacks to the CPU (through a backend that
 //! fails on purpose, for kernels and for training), pinning in spec files, and what runs record.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use arrow_array::{ArrayRef, RecordBatch};
 
-use common::faulty::{Faulty, TRAIN_KERNELS_BEFORE_FAILING};
-use common::*;
+use crate::common::faulty::{Faulty, TRAIN_KERNELS_BEFORE_FAILING};
+use crate::common::*;
 use fuseflow::DeviceFailure;
 use fuseflow::backend::{Device, DeviceChoice, Notes};
 use fuseflow::ir::{Projection, col, lit};

@@ -1,8 +1,6 @@
 //! The object store and the memory tier: round trips, verification of
 //! corrupt objects, eviction, failure cleanup and concurrent writers.
 
-mod common;
-
 use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -13,7 +11,7 @@ use fuseflow::cache::{GcReport, Lookup, MemoryTier, ObjectStore, STALE_TEMP_AGE}
 use fuseflow::data::{ContentHash, hash_table};
 use fuseflow::pipeline::Table;
 
-use common::*;
+use crate::common::*;
 
 /// A table of every hashable fuseflow dtype, with nulls, in three chunks.
 fn mixed_table(rows: usize, seed: u64) -> Table {

@@ -3,13 +3,13 @@
 //! cutoff), lost or corrupt objects are recomputed and reported, and every run
 //! can be inspected afterwards.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::steps::TestStep;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use common::steps::TestStep;
 use fuseflow::cache::{FieldChange, Lookup};
 use fuseflow::ir::{col, lit};
 use fuseflow::pipeline::io::{MemorySource, Read};

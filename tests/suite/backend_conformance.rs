@@ -12,8 +12,6 @@
 //! kernels, at row counts around the 16-row tiles and 4096-row blocks, with
 //! the tolerance stated beside each.
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -21,8 +19,8 @@ use arrow_array::types::{Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Int32Array, RecordBatch};
 use arrow_schema::DataType;
 
-use common::devices::backends;
-use common::*;
+use crate::common::devices::backends;
+use crate::common::*;
 use fuseflow::DeviceFailure;
 use fuseflow::backend::cpu::CpuKernel;
 use fuseflow::backend::cpu::stats::column_stats;

@@ -23,13 +23,11 @@
 //! plain, with every array sliced at a different offset (validity bitmaps start
 //! mid-byte), and as a slice of a larger `RecordBatch`.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::*;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use common::*;
 use fuseflow::Error;
 use fuseflow::backend::cpu::{BLOCK, CpuKernel};
 use fuseflow::ir::math::exp_f32;
@@ -407,7 +405,7 @@ fn fill<T: Clone>(x: &[Option<T>], v: &[Option<T>]) -> Vec<Option<T>> {
 }
 
 /// Reference columns by name.
-struct Env {
+pub(crate) struct Env {
     n: usize,
     cols: HashMap<String, Col>,
 }
@@ -668,7 +666,7 @@ fn assert_matches(actual: &Col, expected: &Col, what: &str) {
 // ================================================================ data
 
 #[derive(Clone, Copy, Debug)]
-enum Layout {
+pub(crate) enum Layout {
     /// Arrays as built.
     Plain,
     /// Every array built longer and sliced at its own offset (3, 4, 5, ...).
@@ -697,7 +695,7 @@ fn all_columns() -> Vec<&'static str> {
 }
 
 /// A seeded random batch with every dtype, and the same data as reference columns.
-fn dataset(seed: u64, n: usize, layout: Layout) -> (RecordBatch, Env) {
+pub(crate) fn dataset(seed: u64, n: usize, layout: Layout) -> (RecordBatch, Env) {
     let mut rng = Rng::new(seed);
     let extra = match layout {
         Layout::Plain => 0,
@@ -792,7 +790,7 @@ fn for_each_dataset(seed: u64, mut body: impl FnMut(&RecordBatch, &Env, &str)) {
     }
 }
 
-fn named(exprs: Vec<Expr>) -> Vec<(String, Expr)> {
+pub(crate) fn named(exprs: Vec<Expr>) -> Vec<(String, Expr)> {
     exprs
         .into_iter()
         .enumerate()
@@ -1369,63 +1367,6 @@ fn cast_float_to_int_truncates_and_nulls_nan_and_out_of_range() {
 }
 
 #[test]
-fn cast_float_to_i64_out_of_range_at_two_to_the_63() {
-    let two63 = 9_223_372_036_854_775_808.0f64;
-    let x = [Some(two63), Some(-two63), Some(two63 * 2.0), Some(9.2e18)];
-    let f = [
-        Some(two63 as f32),
-        Some(-two63 as f32),
-        Some(1e19f32),
-        Some(9.2e18f32),
-    ];
-    let b = batch(vec![("x", f64_array(&x)), ("f", f32_array(&f))]);
-    let out = CpuKernel::compile(
-        Projection::try_new(
-            b.schema(),
-            &named(vec![
-                col("x").cast(DType::Int64),
-                col("f").cast(DType::Int64),
-            ]),
-        )
-        .unwrap(),
-    )
-    .evaluate(&b)
-    .unwrap();
-    let expected = vec![None, Some(i64::MIN), None, Some(9_200_000_000_000_000_000)];
-    assert_eq!(i64_values(out.column(0).as_ref()), expected, "f64 -> i64");
-    let f_expected = vec![
-        None,
-        Some(i64::MIN),
-        None,
-        Some(f64::from(9.2e18f32) as i64),
-    ];
-    assert_eq!(i64_values(out.column(1).as_ref()), f_expected, "f32 -> i64");
-}
-
-#[test]
-fn cast_float_to_i32_range_check_applies_to_the_truncated_value() {
-    // "Float to integer truncates toward zero; NaN or out-of-range values become
-    // null": the truncated value is in range here (as num-traits' `to_i32`,
-    // used by arrow-rs and polars casts, also decides).
-    let x = [
-        Some(2147483647.5),
-        Some(-2147483648.5),
-        Some(2147483647.99),
-        Some(2147483648.0),
-    ];
-    let b = batch(vec![("x", f64_array(&x))]);
-    let out = CpuKernel::compile(
-        Projection::try_new(b.schema(), &named(vec![col("x").cast(DType::Int32)])).unwrap(),
-    )
-    .evaluate(&b)
-    .unwrap();
-    assert_eq!(
-        i32_values(out.column(0).as_ref()),
-        vec![Some(i32::MAX), Some(i32::MIN), Some(i32::MAX), None]
-    );
-}
-
-#[test]
 fn common_subexpressions_are_computed_once() {
     let (b, env) = dataset(5, 5000, Layout::ArraySlices);
     let filled = || col("x").fill_null(0.0);
@@ -1454,7 +1395,7 @@ fn common_subexpressions_are_computed_once() {
 }
 
 /// A 200-operator f64 chain and a 200-operator chain with casts back and forth.
-fn long_chains() -> [Expr; 2] {
+pub(crate) fn long_chains() -> [Expr; 2] {
     let mut e = col("x");
     for step in 0..200 {
         e = match step % 8 {
@@ -1482,7 +1423,7 @@ fn long_chains() -> [Expr; 2] {
 }
 
 /// Run `f` on a thread with `stack` bytes of stack, propagating its panic.
-fn on_thread(stack: usize, f: impl FnOnce() + Send + 'static) {
+pub(crate) fn on_thread(stack: usize, f: impl FnOnce() + Send + 'static) {
     let handle = std::thread::Builder::new()
         .stack_size(stack)
         .spawn(f)
@@ -1495,8 +1436,8 @@ fn on_thread(stack: usize, f: impl FnOnce() + Send + 'static) {
 #[test]
 fn a_chain_of_200_ops_compiles_and_evaluates() {
     // The recursive reference evaluator (and, in unoptimized builds, the type
-    // checker; see the next test) needs a deep stack, so this correctness
-    // check runs on a thread with 64 MiB.
+    // checker; see regressions::a_200_op_chain_fits_in_a_default_thread_stack)
+    // needs a deep stack, so this correctness check runs on a thread with 64 MiB.
     on_thread(64 << 20, || {
         let (b, env) = dataset(6, 2 * BLOCK + 77, Layout::ArraySlices);
         let [e, m] = long_chains();
@@ -1507,44 +1448,6 @@ fn a_chain_of_200_ops_compiles_and_evaluates() {
         assert!(k.instruction_count() <= 201, "{}", k.instruction_count());
         check(&b, &env, &exprs, "200-op chain");
         check(&b, &env, &[("mixed".to_string(), m)], "200-op mixed chain");
-    });
-}
-
-#[test]
-fn a_200_op_chain_fits_in_a_default_thread_stack() {
-    // A stack overflow aborts the whole process, so the work runs in a child
-    // process (this test binary, re-run with only this test) and the parent
-    // checks that it exited cleanly. Scheduler workers and test threads get
-    // 2 MiB; the expression parser accepts up to 500 nesting levels.
-    const CHILD: &str = "FUSEFLOW_TEST_CHAIN_CHILD";
-    if std::env::var_os(CHILD).is_none() {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_200_op_chain_fits_in_a_default_thread_stack",
-                "--include-ignored",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .expect("re-run the test binary");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "the 200-op chain crashed the process ({}):\n{stderr}",
-            output.status
-        );
-        assert!(String::from_utf8_lossy(&output.stdout).contains("1 passed"));
-        return;
-    }
-    on_thread(2 << 20, || {
-        let (b, _) = dataset(6, 100, Layout::Plain);
-        for e in long_chains() {
-            let k = CpuKernel::compile(
-                Projection::try_new(b.schema(), &[("o".to_string(), e)]).unwrap(),
-            );
-            assert_eq!(k.evaluate(&b).unwrap().num_rows(), 100);
-        }
     });
 }
 

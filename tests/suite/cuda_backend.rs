@@ -15,14 +15,13 @@
 //! `R = A = 4e-6` (f32) or `R = A = 1e-13` (f64). Statistics and matrix
 //! products are checked in `backend_conformance.rs`, on every backend.
 
-mod common;
-#[path = "common/projections.rs"]
-mod projections;
+use crate::common;
+use crate::common::projections;
 
 use std::sync::Arc;
 
+use crate::common::*;
 use arrow_array::{Array, ArrayRef};
-use common::*;
 use fuseflow::backend::{Backend, CpuBackend, CudaBackend, DeviceArray, DeviceKind};
 use fuseflow::{DeviceFailure, Error};
 

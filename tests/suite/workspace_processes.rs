@@ -3,7 +3,7 @@
 //! one workspace at once, a process killed mid-run, a full disk and an
 //! unwritable workspace directory.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch};
 
-use common::steps::TestStep;
+use crate::common::steps::TestStep;
 use fuseflow::cache::{Lookup, ObjectStore};
 use fuseflow::data::ContentHash;
 use fuseflow::data::files::BatchReader;
@@ -606,7 +606,7 @@ fn a_run_killed_midway_is_interrupted_and_resumable() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "killed_child_runs_a_pipeline_until_killed",
+            &common::test_name(module_path!(), "killed_child_runs_a_pipeline_until_killed"),
             "--test-threads=1",
         ])
         .env(KILL_WS_ENV, &ws)

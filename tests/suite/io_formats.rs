@@ -1,21 +1,20 @@
 //! Reading and writing files: round trips of every dtype with nulls through
 //! Parquet, Arrow IPC (file and stream) and CSV, chunked reads, corrupt,
 //! truncated and missing files, unknown extensions, type normalization, and
-//! files streamed through pipelines (equal results, bounded memory).
-
-mod common;
+//! files streamed through pipelines (equal results; bounded memory is
+//! `tests/peak_rss.rs`, in a process of its own).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::*;
 use arrow_array::{
     Array, ArrayRef, DictionaryArray, Int8Array, Int16Array, LargeStringArray, RecordBatch,
     UInt8Array, UInt16Array, UInt32Array, types::Int32Type,
 };
 use arrow_schema::DataType;
-use common::*;
 use fuseflow::Error;
-use fuseflow::data::files::{BatchWriter, FileFormat, write_table};
+use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::ir::col;
 use fuseflow::pipeline::io::{MemorySource, Read, Write};
 use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod, Select};
@@ -25,7 +24,7 @@ use fuseflow::{CachePolicy, RunOptions, Workspace};
 /// A table with every dtype, ~10% nulls in every column, in `chunks` batches.
 /// `csv_safe` avoids values CSV cannot carry unchanged (NaN, inf, the empty
 /// string, which reads back as null, and integral floats, inferred as integers).
-fn all_types(n: usize, chunks: usize, seed: u64, csv_safe: bool) -> Table {
+pub(crate) fn all_types(n: usize, chunks: usize, seed: u64, csv_safe: bool) -> Table {
     let mut rng = Rng::new(seed);
     let mut f64s = if csv_safe {
         (0..n)
@@ -67,7 +66,7 @@ fn all_types(n: usize, chunks: usize, seed: u64, csv_safe: bool) -> Table {
 
 /// Column-by-column equality with NaN equal to NaN; integers may have been
 /// widened (CSV) and floats narrowed back to the original type for comparison.
-fn assert_same_values(actual: &Table, expected: &Table, what: &str) {
+pub(crate) fn assert_same_values(actual: &Table, expected: &Table, what: &str) {
     let (a, e) = (actual.concat().unwrap(), expected.concat().unwrap());
     assert_eq!(a.num_rows(), e.num_rows(), "{what}: rows");
     let names_a: Vec<&str> = a
@@ -133,7 +132,7 @@ fn assert_same_values(actual: &Table, expected: &Table, what: &str) {
 }
 
 /// Read `path` with a pipeline `Read` step.
-fn read(step: Read) -> fuseflow::Result<Table> {
+pub(crate) fn read(step: Read) -> fuseflow::Result<Table> {
     let mut p = Pipeline::new("read");
     p.add("read", step);
     Ok(p.run()?.output("read")?.clone())
@@ -296,28 +295,6 @@ fn parquet_and_csv_are_read_in_chunks() {
         assert_same_values(&back, &original, file);
         // The default chunk size holds all of it in one batch.
         assert_eq!(read(Read::new(&path)).unwrap().batches().len(), 1, "{file}");
-    }
-}
-
-#[test]
-fn arrow_ipc_is_read_in_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let n = 10_007;
-    let original = all_types(n, 1, 6, false);
-    for (file, format) in [
-        ("big.arrow", FileFormat::ArrowFile),
-        ("big.arrows", FileFormat::ArrowStream),
-    ] {
-        let path = dir.path().join(file);
-        write_table(&original, &path, format).unwrap();
-        let back = read(Read::new(&path).batch_rows(1000)).unwrap();
-        let sizes: Vec<usize> = back.batches().iter().map(RecordBatch::num_rows).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), n, "{file}");
-        assert!(
-            sizes.iter().all(|&s| s <= 1000),
-            "{file}: chunk sizes {sizes:?}"
-        );
-        assert_same_values(&back, &original, file);
     }
 }
 
@@ -742,101 +719,6 @@ fn a_streamed_read_reports_errors_naming_the_file() {
     assert!(
         !dir.path().join("out.arrow").exists(),
         "nothing half written"
-    );
-}
-
-/// Peak resident memory of `fuseflow run SPEC` in bytes (`ru_maxrss`).
-#[expect(
-    clippy::zombie_processes,
-    reason = "reaped by wait4, to read its rusage"
-)]
-fn peak_rss_of_run(spec: &Path) -> u64 {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fuseflow"))
-        .args(["run", "--no-workspace", "--device", "cpu", "--quiet"])
-        .args(["--memory-budget", "16MiB"])
-        .env("FUSEFLOW_FUSE", "1")
-        .arg(spec)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "fuseflow run {} failed",
-        spec.display()
-    );
-    usage.ru_maxrss as u64 * 1024
-}
-
-#[test]
-fn a_file_larger_than_the_memory_budget_streams_in_bounded_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = |name: &str, rows: usize| {
-        // 16 f32 columns, a tenth of them null: 64 bytes a row.
-        let mut rng = Rng::new(rows as u64);
-        let names: Vec<String> = (0..16).map(|j| format!("f{j}")).collect();
-        let source = dir.path().join(format!("{name}.arrow"));
-        let columns = |rng: &mut Rng, n: usize| -> RecordBatch {
-            batch(
-                names
-                    .iter()
-                    .map(|c| {
-                        let values: Vec<Option<f32>> = (0..n)
-                            .map(|_| (!rng.chance(0.1)).then(|| rng.range(-3.0, 3.0) as f32))
-                            .collect();
-                        (c.as_str(), f32_array(&values))
-                    })
-                    .collect(),
-            )
-        };
-        let first = columns(&mut rng, rows.min(65_536));
-        let mut writer =
-            BatchWriter::create(&source, FileFormat::ArrowFile, &first.schema()).unwrap();
-        writer.write(&first).unwrap();
-        for _ in 1..rows.div_ceil(65_536) {
-            writer.write(&columns(&mut rng, 65_536)).unwrap();
-        }
-        writer.finish().unwrap();
-        let list = names
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let text = format!(
-            "name = \"bounded\"\n\
-             [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"{name}.arrow\"\n\
-             [[steps]]\nname = \"stats\"\nkind = \"fit_stats\"\ninput = \"raw\"\ncolumns = [{list}]\n\
-             [[steps]]\nname = \"scaled\"\nkind = \"scale\"\ninputs = {{ data = \"raw\", stats = \"stats\" }}\nmethod = \"zscore\"\n\
-             [[steps]]\nname = \"save\"\nkind = \"write\"\ninput = \"scaled\"\npath = \"{name}-out.arrow\"\n"
-        );
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, text).unwrap();
-        (path, source)
-    };
-    let (small, _) = spec("small", 1000);
-    let (large, source) = spec("large", 1 << 20);
-    let bytes = std::fs::metadata(&source).unwrap().len();
-    assert!(bytes > 64 << 20, "a 64 MiB source: {bytes}");
-    let baseline = peak_rss_of_run(&small);
-    let peak = peak_rss_of_run(&large);
-    let held = peak.saturating_sub(baseline);
-    eprintln!("peak RSS {peak} B, baseline {baseline} B, source {bytes} B");
-    // Every column is scaled and written, so nothing is smaller than the
-    // source; a whole-table run would hold it (and its scaled copy).
-    assert!(
-        held < bytes / 3,
-        "peak RSS {peak} B is {held} B over a 1000-row run's {baseline} B, for a {bytes} B source"
-    );
-    assert_eq!(
-        read(Read::new(dir.path().join("large-out.arrow")))
-            .unwrap()
-            .num_rows(),
-        1 << 20
     );
 }
 

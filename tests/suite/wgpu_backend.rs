@@ -13,17 +13,17 @@
 //! `|x - y| <= max(1e-5 * |x + y|, 1e-6)`; NaN equals NaN; bools, ints and
 //! validity exactly. Statistics: `1e-5` relative (f32 partials on the device).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
+use crate::common::{
+    Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array, snapshot,
+};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int32Type};
 use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, Int32Array};
 use arrow_schema::{DataType, Field, Schema};
-use common::{
-    Rng, bool_array, devices, f32_array, gen_bool, gen_f32, gen_i32, i32_array, snapshot,
-};
 use fuseflow::DeviceFailure;
 use fuseflow::backend::wgpu::{WgpuBackend, fused_kernel_source};
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind, Matrix};
@@ -278,7 +278,7 @@ fn generated_wgsl_matches_the_snapshot() {
         ("k", col("i").fill_null(lit(0)) + lit(1)),
     ]);
     let source = fused_kernel_source(&p, &[true, true, true]).unwrap();
-    let prelude = include_str!("../kernels/wgsl/prelude.wgsl");
+    let prelude = include_str!("../../kernels/wgsl/prelude.wgsl");
     let kernel = source
         .strip_prefix(prelude)
         .expect("the kernel starts with the prelude");

@@ -6,7 +6,7 @@
 //! (tolerance 0), in every output format, and failures must leave no output
 //! (and no temporary file) behind. Nothing here asserts on time or memory.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

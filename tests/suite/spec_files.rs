@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-mod common;
+use crate::common;
 
 use fuseflow::Error;
 use fuseflow::backend::DeviceChoice;
@@ -124,7 +124,7 @@ fn missing_required_key_is_reported() {
     assert!(text.contains("missing key 'path'"), "{text}");
 }
 
-fn fuseflow(args: &[&str]) -> std::process::Output {
+pub(crate) fn fuseflow(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fuseflow"))
         .args(args)
         .output()
@@ -232,69 +232,6 @@ fn shipped_training_spec_scores_the_same_on_wgpu_as_on_the_cpu() {
             assert!((g - w).abs() <= 1e-3, "{step}, row {i}: {g} vs {w}");
         }
     }
-}
-
-/// Regression: a training step's output (a model with `List(Float64)`
-/// weights) could not be content-hashed, so no spec with training ran with a
-/// workspace. Now: cold, warm with every step a hit, `why`, the model
-/// fetched and scoring a file by itself.
-#[test]
-fn training_spec_runs_with_the_default_workspace() {
-    let dir = tempfile::tempdir().unwrap();
-    let ws = dir.path().join("ws");
-    let ws = ws.to_str().unwrap();
-    let run = |args: &[&str]| {
-        let out = fuseflow(args);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
-    let steps = |table: &str, status: &str| -> Vec<String> {
-        ["logistic", "mlp", "logistic_scores", "mlp_scores", "stats"]
-            .into_iter()
-            .filter(|s| {
-                !table
-                    .lines()
-                    .any(|l| l.starts_with(&format!("{s} ")) && l.contains(status))
-            })
-            .map(String::from)
-            .collect()
-    };
-    let cold = run(&["run", "examples/train.toml", "--workspace", ws]);
-    assert_eq!(steps(&cold, "miss"), Vec::<String>::new(), "cold:\n{cold}");
-    let warm = run(&["run", "examples/train.toml", "--workspace", ws]);
-    assert_eq!(steps(&warm, "hit ("), Vec::<String>::new(), "warm:\n{warm}");
-
-    let why = run(&["why", "latest", "logistic", "--workspace", ws]);
-    assert!(why.contains("cache hit"), "{why}");
-    let model = dir.path().join("model.arrow");
-    let model = model.to_str().unwrap();
-    run(&[
-        "output",
-        "latest",
-        "logistic",
-        "-o",
-        model,
-        "--workspace",
-        ws,
-    ]);
-    let scored = dir.path().join("scores.parquet");
-    run(&[
-        "score",
-        model,
-        "examples/data/customers.csv",
-        scored.to_str().unwrap(),
-        "--workspace",
-        ws,
-    ]);
-    let mut check = fuseflow::Pipeline::new("check");
-    check.add("scores", fuseflow::pipeline::io::Read::new(&scored));
-    let run = check.run().unwrap();
-    assert_eq!(run.output("scores").unwrap().num_rows(), 400);
 }
 
 #[test]

@@ -4,16 +4,13 @@
 //! compared with the snapshots in `tests/snapshots/` (set
 //! `UPDATE_SNAPSHOTS=1` to rewrite them after an intended change).
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use common::faulty::Faulty;
-use common::steps::TestStep;
-use common::*;
+use crate::common::faulty::Faulty;
+use crate::common::*;
 use fuseflow::backend::DeviceSet;
 use fuseflow::backend::DeviceTier;
 use fuseflow::backend::{Device, DeviceChoice, DeviceKind, Notes};
@@ -27,7 +24,7 @@ use fuseflow::{DeviceFailure, RunOptions, Workspace};
 // ================================================================ fixtures
 
 /// `x` and `y` with nulls, no NaN (statistics refuse it).
-fn raw(rows: usize) -> Table {
+pub(crate) fn raw(rows: usize) -> Table {
     let x: Vec<Option<f32>> = (0..rows)
         .map(|i| (i % 7 != 3).then_some((i % 1000) as f32 * 0.01 - 5.0))
         .collect();
@@ -84,7 +81,7 @@ impl Step for Sized {
 }
 
 /// raw -> stats; raw -> filled -> scaled -> feats (row-local chain).
-fn prep(source: impl Step + 'static) -> Pipeline {
+pub(crate) fn prep(source: impl Step + 'static) -> Pipeline {
     let mut p = Pipeline::new("prep");
     p.add("raw", source);
     p.add("stats", FitStats::new(["x", "y"]))
@@ -101,7 +98,7 @@ fn prep(source: impl Step + 'static) -> Pipeline {
     p
 }
 
-fn options(devices: DeviceSet) -> RunOptions {
+pub(crate) fn options(devices: DeviceSet) -> RunOptions {
     RunOptions {
         devices: Some(devices),
         calibration: Some(Calibration::default()),
@@ -199,35 +196,6 @@ fn a_pin_a_request_or_a_second_consumer_ends_a_fused_chain() {
         plan.to_string().contains("materialized: requested"),
         "{plan}"
     );
-}
-
-#[test]
-fn a_fused_chain_after_a_data_dependent_schema_runs_like_the_unfused_steps() {
-    // raw -> opaque; the chain filled -> scaled reads opaque, whose schema is
-    // known only at run time, so the schemas are checked then. The chain's
-    // tail has a side input (the statistics), which the check must not miss.
-    let mut p = Pipeline::new("late");
-    p.add("raw", MemorySource::new(raw(10_000)));
-    // Hands its data on unchanged, but declares its schema known only after running.
-    let opaque = TestStep::new("opaque", |_, inputs| Ok(vec![inputs[0].clone()]));
-    p.add("opaque", opaque.schema_depends_on_data())
-        .input("data", "raw");
-    p.add("stats", FitStats::new(["x", "y"]))
-        .input("data", "opaque");
-    p.add("filled", FillNull::new(["x"], FillValue::Mean))
-        .inputs(["opaque", "stats"]);
-    p.add("scaled", Scale::new(ScaleMethod::ZScore))
-        .inputs(["filled", "stats"]);
-    let fused = options(DeviceSet::cpu_only());
-    assert_eq!(p.plan(&fused).unwrap().groups.len(), 1);
-    let unfused = RunOptions {
-        fuse: false,
-        ..options(DeviceSet::cpu_only())
-    };
-    let got = p.run_with(&fused).unwrap();
-    let want = p.run_with(&unfused).unwrap();
-    let scaled = |r: &fuseflow::RunOutput| r.output("scaled").unwrap().concat().unwrap();
-    assert_eq!(scaled(&got), scaled(&want));
 }
 
 // ================================================================ the cost model
@@ -582,19 +550,7 @@ fn a_damaged_calibration_is_an_error_naming_the_file() {
     bad.store(dir.path()).unwrap();
     let err = Calibration::load(dir.path()).unwrap_err();
     assert_msg(&err, &["cuda.link_gbs", "positive"]);
-
-    // A run that cannot be planned fails with that error and leaves no run behind.
-    let ws = Arc::new(Workspace::open(dir.path()).unwrap());
-    let opts = RunOptions {
-        workspace: Some(Arc::clone(&ws)),
-        devices: Some(DeviceSet::cpu_only()),
-        ..RunOptions::default()
-    };
-    let err = prep(MemorySource::new(raw(100)))
-        .run_with(&opts)
-        .unwrap_err();
-    assert_msg(&err, &["cuda.link_gbs", "positive"]);
-    assert!(ws.runs().runs(None).unwrap().is_empty());
+    // A run planned with it: regressions::a_run_that_cannot_be_planned_leaves_no_run_behind.
 }
 
 // ================================================================ the CLI

@@ -10,9 +10,8 @@
 //! Also a snapshot of one generated kernel's text in
 //! `tests/snapshots/cuda_fused_prep.cu`; `UPDATE_SNAPSHOTS=1` rewrites it.
 
-mod common;
-#[path = "common/projections.rs"]
-mod projections;
+use crate::common;
+use crate::common::projections;
 
 use fuseflow::DeviceFailure;
 use fuseflow::backend::cuda::{

@@ -17,8 +17,6 @@
 //! `1e-3 * max(1, |x|)`, which still catches any wrong operator, constant,
 //! null or row (those differ by far more); everything else exactly.
 
-mod common;
-
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -26,7 +24,7 @@ use arrow_array::types::{Float32Type, Float64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
-use common::devices;
+use crate::common::devices;
 use fuseflow::backend::DeviceChoice;
 use fuseflow::exec::{RunOptions, RunOutput};
 use fuseflow::pipeline::spec;

@@ -2,16 +2,14 @@
 //! rendezvous, not with timings), dependent steps run in order, diamonds join
 //! correctly, and every output can be fetched.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Schema, SchemaRef};
-use common::*;
 use fuseflow::ir::col;
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{Derive, FitStats, Scale, ScaleMethod, Split};

@@ -12,11 +12,9 @@
 //! its loss by at most a few 1e-3 after a few epochs, and its predicted
 //! probabilities by at most 2e-2.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::devices::backends;
+use crate::common::devices::backends;
 use fuseflow::backend::{Backend, CpuBackend, DeviceKind};
 use fuseflow::data::Rng;
 use fuseflow::ml::design::Design;

@@ -3,13 +3,11 @@
 //! with unseen and null categories, and a split that is deterministic across
 //! runs, chunkings and thread counts.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::*;
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
-use common::*;
 use fuseflow::ir::{Scalar, col, lit};
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::prep::{

@@ -343,8 +343,19 @@ pub fn assert_msg(err: &fuseflow::Error, fragments: &[&str]) {
         );
     }
 }
+/// The name libtest gives test `name` of the module whose `module_path!()`
+/// is `module` (the path less the binary's crate name), for a test that runs
+/// one test of this binary in a child process with `--exact`.
+pub fn test_name(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    }
+}
+
 pub mod devices;
 pub mod faulty;
+pub mod projections;
 pub mod steps;
 
 /// Assert that `err` is a device error of kind `want`, showing it otherwise.

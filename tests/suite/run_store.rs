@@ -1,6 +1,8 @@
 //! The run store: schema migrations, recording and reading runs back, run
 //! references, crash consistency and several writers on one file.
 
+use crate::common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -482,7 +484,7 @@ fn a_killed_run_leaves_a_consistent_store() {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "killed_child_records_steps_until_killed",
+            &common::test_name(module_path!(), "killed_child_records_steps_until_killed"),
             "--test-threads=1",
         ])
         .env(KILL_ENV, &path)
