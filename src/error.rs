@@ -3,8 +3,19 @@
 //! Variants are grouped by the phase that raises them (spec parsing, pipeline
 //! validation, expression typing, I/O, run store, execution). Every message names the step,
 //! column, expression or file involved and says what to do about it.
+//!
+//! A message is complete on its own, because it is also recorded as text in
+//! the run store and shown by `fuseflow show`. The failures that come from
+//! outside fuseflow (the operating system, SQLite, a device driver, a decoder,
+//! a step's own error) also keep that underlying error as their
+//! [`source`](std::error::Error::source), so a caller can inspect it (an
+//! [`std::io::Error`]'s kind, say) and the CLI prints the chain of causes,
+//! leaving out the ones the message already quotes.
 
 use std::path::PathBuf;
+
+/// The underlying error that caused an [`Error`], kept as its source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Result type used throughout fuseflow.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -100,6 +111,9 @@ pub enum Error {
         path: PathBuf,
         /// What failed, including the operating system's reason.
         message: String,
+        /// The underlying error, when one caused this.
+        #[source]
+        cause: Option<Cause>,
     },
 
     /// The run store (the workspace's SQLite database of runs) could not be
@@ -111,6 +125,9 @@ pub enum Error {
         path: PathBuf,
         /// What failed and what to do about it.
         message: String,
+        /// The underlying error, when one caused this.
+        #[source]
+        cause: Option<Cause>,
     },
 
     /// A content hash, cache key or stored cache-key record could not be parsed.
@@ -127,8 +144,11 @@ pub enum Error {
     Execution {
         /// The failing step.
         step: String,
-        /// The cause.
+        /// What went wrong.
         message: String,
+        /// The underlying error, when one caused this.
+        #[source]
+        cause: Option<Cause>,
     },
 
     /// A compute device (CUDA or wgpu) could not be used: it is missing, ran
@@ -143,6 +163,9 @@ pub enum Error {
         failure: DeviceFailure,
         /// What failed and what to do about it.
         message: String,
+        /// The underlying error, when one caused this.
+        #[source]
+        cause: Option<Cause>,
     },
 
     /// An Arrow compute or layout error outside any single step.
@@ -183,8 +206,17 @@ impl DeviceFailure {
 }
 
 impl Error {
+    /// A failure of a step while it ran, for steps written outside fuseflow.
+    pub fn execution(step: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Execution {
+            step: step.into(),
+            message: message.into(),
+            cause: None,
+        }
+    }
+
     /// A device failure of `failure` kind on `device`.
-    pub(crate) fn device(
+    pub fn device(
         device: impl Into<String>,
         failure: DeviceFailure,
         message: impl Into<String>,
@@ -193,15 +225,26 @@ impl Error {
             device: device.into(),
             failure,
             message: message.into(),
+            cause: None,
         }
     }
 
-    /// Attach a file path to an I/O failure.
-    pub(crate) fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+    /// An I/O failure on `path`, `err` saying what failed.
+    pub fn io(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         Error::Io {
             path: path.into(),
             message: err.to_string(),
+            cause: None,
         }
+    }
+
+    /// An I/O failure on `path` whose message is the underlying error's own,
+    /// kept as the cause.
+    pub fn io_from(
+        path: impl Into<PathBuf>,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::io(path, &err).caused_by(err)
     }
 
     /// A run store failure on the database at `path`.
@@ -209,20 +252,47 @@ impl Error {
         Error::RunStore {
             path: path.into(),
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// Keep `err` as the underlying cause of this error. Only the variants
+    /// that report failures from outside fuseflow (I/O, the run store,
+    /// devices, a step's execution) carry a cause; others are returned as they
+    /// are.
+    pub fn caused_by(mut self, err: impl Into<Cause>) -> Self {
+        match &mut self {
+            Error::Io { cause, .. }
+            | Error::RunStore { cause, .. }
+            | Error::Device { cause, .. }
+            | Error::Execution { cause, .. } => *cause = Some(err.into()),
+            _ => {}
+        }
+        self
+    }
+
+    /// This error and its causes, outermost first, leaving out every cause
+    /// whose text an outer message already quotes: what a person should read.
+    pub fn chain(&self) -> Vec<String> {
+        let mut lines = vec![self.to_string()];
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !lines.iter().any(|line| line.contains(&text)) {
+                lines.push(text);
+            }
+            next = cause.source();
+        }
+        lines
     }
 
     /// Attribute an error raised inside a step to that step, unless it already names one.
     pub(crate) fn in_step(self, step: &str) -> Self {
         match self {
-            Error::Arrow(e) => Error::Execution {
-                step: step.to_string(),
-                message: e.to_string(),
-            },
-            Error::Internal(m) => Error::Execution {
-                step: step.to_string(),
-                message: format!("internal error (please report this): {m}"),
-            },
+            Error::Arrow(e) => Error::execution(step, e.to_string()).caused_by(e),
+            Error::Internal(m) => {
+                Error::execution(step, format!("internal error (please report this): {m}"))
+            }
             other => other,
         }
     }
@@ -254,4 +324,40 @@ pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_leaves_out_causes_the_message_already_quotes() {
+        let os = std::io::Error::other("disk full");
+        let quoted = Error::io("/w/x", format!("cannot store: {os}")).caused_by(os);
+        assert_eq!(quoted.chain(), vec!["/w/x: cannot store: disk full"]);
+
+        let outer = Error::execution("fit", "its output could not be cached").caused_by(quoted);
+        assert_eq!(
+            outer.chain(),
+            vec![
+                "step 'fit' failed: its output could not be cached",
+                "/w/x: cannot store: disk full",
+            ]
+        );
+        let source = std::error::Error::source(&outer).expect("kept");
+        assert!(matches!(
+            source.downcast_ref::<Error>(),
+            Some(Error::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn only_failures_from_outside_fuseflow_carry_a_cause() {
+        let spec = Error::DuplicateStep { step: "a".into() }.caused_by(std::io::Error::other("x"));
+        assert!(std::error::Error::source(&spec).is_none());
+        let arrow = arrow_schema::ArrowError::ComputeError("overflow".into());
+        let in_step = Error::Arrow(arrow).in_step("derive");
+        assert!(matches!(&in_step, Error::Execution { step, .. } if step == "derive"));
+        assert!(std::error::Error::source(&in_step).is_some());
+    }
 }

@@ -65,7 +65,7 @@ impl Workspace {
             Error::io(
                 &root,
                 format!("cannot create the workspace directory ({e}); choose another with --workspace or FUSEFLOW_WORKSPACE"),
-            )
+            ).caused_by(e)
         })?;
         let objects = Arc::new(ObjectStore::open(&root)?);
         Ok(Workspace {
@@ -251,8 +251,9 @@ impl Workspace {
     /// [`Error::Io`] naming the file when it cannot be read; the run store's
     /// error when the stat cache cannot be read or written.
     pub fn source_hash(&self, path: &Path, verify: bool) -> Result<ContentHash> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::io(path, format!("cannot read to hash its content: {e}")))?;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            Error::io(path, format!("cannot read to hash its content: {e}")).caused_by(e)
+        })?;
         let stat = FileStat::of(&meta);
         let name = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let name = name.to_string_lossy();
@@ -299,12 +300,14 @@ impl Workspace {
     /// cached (evicted, or corrupt and removed); [`Error::Io`] when the
     /// object store cannot be read.
     pub(crate) fn load_output(&self, hash: &ContentHash, step: &str, what: &str) -> Result<Table> {
-        self.load(hash)?.found().map_err(|why| Error::Execution {
-            step: step.to_string(),
-            message: format!(
-                "{what} ({}) {why}; run the pipeline again to recompute it",
-                hash.short()
-            ),
+        self.load(hash)?.found().map_err(|why| {
+            Error::execution(
+                step.to_string(),
+                format!(
+                    "{what} ({}) {why}; run the pipeline again to recompute it",
+                    hash.short()
+                ),
+            )
         })
     }
 

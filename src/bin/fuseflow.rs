@@ -216,10 +216,9 @@ impl RunArgs {
         }
         if !self.no_workspace {
             options.workspace = Some(Arc::new(open()?));
-            options.spec = Some(std::fs::read_to_string(&self.spec).map_err(|e| Error::Io {
-                path: self.spec.clone(),
-                message: e.to_string(),
-            })?);
+            options.spec = Some(
+                std::fs::read_to_string(&self.spec).map_err(|e| Error::io_from(&self.spec, e))?,
+            );
         }
         options.rerun = match (self.rerun_all, self.rerun.is_empty()) {
             (true, _) => Rerun::All,
@@ -382,7 +381,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            let mut chain = e.chain().into_iter();
+            eprintln!("error: {}", chain.next().unwrap_or_default());
+            for cause in chain {
+                eprintln!("  caused by: {cause}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use crate::data::Table;
 use crate::data::files::MappedIpcFile;
 use crate::data::{ContentHash, hash_table};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
 /// Temporary files older than this belong to a writer that died; [`ObjectStore::gc`] removes them.
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60 * 60);
@@ -141,7 +141,7 @@ impl ObjectStore {
                     format!(
                         "cannot create the cache directory: {e}; choose a writable workspace directory"
                     ),
-                )
+                ).caused_by(e)
             })?;
         }
         Ok(store)
@@ -218,7 +218,8 @@ impl ObjectStore {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
                     path,
                     format!("cannot make the cache file durable: {e}; {WRITE_ADVICE}"),
-                )),
+                )
+                .caused_by(e)),
                 _ => Ok(()),
             }
         };
@@ -259,10 +260,10 @@ impl ObjectStore {
         hash: &ContentHash,
         path: &Path,
         what: &str,
-        write: impl FnOnce(File) -> std::result::Result<(), Box<dyn std::error::Error>>,
+        write: impl FnOnce(File) -> std::result::Result<(), Cause>,
     ) -> Result<()> {
         let tmp = TempFile(self.tmp.join(temp_name(hash)));
-        let placed = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let placed = (|| -> std::result::Result<(), Cause> {
             write(File::options().write(true).create_new(true).open(&tmp.0)?)?;
             std::fs::create_dir_all(path.parent().unwrap_or(&self.objects))?;
             if let Err(e) = std::fs::rename(&tmp.0, path) {
@@ -278,7 +279,9 @@ impl ObjectStore {
             self.written(path.to_path_buf());
             Ok(())
         })();
-        placed.map_err(|e| Error::io(path, format!("cannot store {what}: {e}; {WRITE_ADVICE}")))
+        placed.map_err(|e| {
+            Error::io(path, format!("cannot store {what}: {e}; {WRITE_ADVICE}")).caused_by(e)
+        })
     }
 
     /// The text of the reference with `hash`, if there is one.
@@ -293,7 +296,8 @@ impl ObjectStore {
             Err(e) => Err(Error::io(
                 &path,
                 format!("cannot read cache reference: {e}; check the workspace's permissions"),
-            )),
+            )
+            .caused_by(e)),
         }
     }
 
@@ -320,7 +324,8 @@ impl ObjectStore {
                 return Err(Error::io(
                     &path,
                     format!("cannot open cache object: {e}; check the workspace's permissions"),
-                ));
+                )
+                .caused_by(e));
             }
         };
         // Holding the open file, the read succeeds even if gc unlinks the
@@ -347,7 +352,7 @@ impl ObjectStore {
                             format!(
                                 "cache object is corrupt ({reason}) and cannot be removed: {e}; delete it by hand"
                             ),
-                        ));
+                        ).caused_by(e));
                     }
                 }
                 Ok(Lookup::Corrupt { path, reason })
@@ -514,12 +519,15 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, format!("cannot list cache directory: {e}"))),
+        Err(e) => {
+            return Err(Error::io(dir, format!("cannot list cache directory: {e}")).caused_by(e));
+        }
     };
     entries
         .map(|e| {
-            e.map(|e| e.path())
-                .map_err(|e| Error::io(dir, format!("cannot list cache directory: {e}")))
+            e.map(|e| e.path()).map_err(|e| {
+                Error::io(dir, format!("cannot list cache directory: {e}")).caused_by(e)
+            })
         })
         .collect()
 }
@@ -532,7 +540,8 @@ fn remove(path: &Path) -> Result<bool> {
         Err(e) => Err(Error::io(
             path,
             format!("cannot remove cache file: {e}; check the workspace's permissions"),
-        )),
+        )
+        .caused_by(e)),
     }
 }
 

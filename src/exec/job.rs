@@ -186,10 +186,8 @@ fn run_job(
     let hashes = match ws {
         Some(ws) => Some(
             reuse::store_outputs(ws, node, keys.own.as_ref(), &tables).map_err(|e| {
-                Error::Execution {
-                    step: name.clone(),
-                    message: format!("its output could not be cached: {e}"),
-                }
+                Error::execution(name.clone(), format!("its output could not be cached: {e}"))
+                    .caused_by(e)
             })?,
         ),
         None => None,
@@ -207,10 +205,10 @@ fn run_job(
 fn caught<T>(step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| {
-            Err(Error::Execution {
-                step: step.to_string(),
-                message: format!("panicked: {}", panic_message(&panic)),
-            })
+            Err(Error::execution(
+                step.to_string(),
+                format!("panicked: {}", panic_message(&panic)),
+            ))
         })
         .map_err(|e| e.in_step(step))
 }

@@ -42,9 +42,11 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
         return ws.fetch_output(run, step, port);
     }
     let stored_only = ws.fetch_output(run, step, port).unwrap_err();
-    let cannot = |why: String| Error::Execution {
-        step: step.to_string(),
-        message: format!("{stored_only}; it cannot be computed again: {why}"),
+    let cannot = |why: String| {
+        Error::execution(
+            step.to_string(),
+            format!("{stored_only}; it cannot be computed again: {why}"),
+        )
     };
     let text = ws.runs().spec_of(&row.run)?;
     let pipeline = spec::parse(&text, Path::new("recorded.toml")).map_err(|e| {
@@ -89,9 +91,11 @@ impl Recorded<'_> {
 
     /// A stored object, `what` naming it in the error when it is gone.
     fn load(&self, hash: &ContentHash, what: &str) -> Result<Table> {
-        self.ws.load(hash)?.found().map_err(|why| Error::Execution {
-            step: self.step.to_string(),
-            message: format!("{what} ({}) {why}", hash.short()),
+        self.ws.load(hash)?.found().map_err(|why| {
+            Error::execution(
+                self.step.to_string(),
+                format!("{what} ({}) {why}", hash.short()),
+            )
         })
     }
 
@@ -124,15 +128,15 @@ impl Recorded<'_> {
         let mut side = Vec::new();
         let mut side_hashes = Vec::new();
         for &(producer, output) in &edges[m][1..] {
-            let hash = self
-                .output_hash(producer, output)?
-                .ok_or_else(|| Error::Execution {
-                    step: nodes[m].name.clone(),
-                    message: format!(
+            let hash = self.output_hash(producer, output)?.ok_or_else(|| {
+                Error::execution(
+                    nodes[m].name.clone(),
+                    format!(
                         "its input from '{}' was not stored either",
                         nodes[producer].name
                     ),
-                })?;
+                )
+            })?;
             let what = format!("its input from '{}'", nodes[producer].name);
             side.push(self.load(&hash, &what)?);
             side_hashes.push(hash);
@@ -225,13 +229,13 @@ fn key_as_it_ran(node: &StepNode, key: &mut StepKey, record: &StepRecord) -> Res
             .iter()
             .map(ToString::to_string)
             .collect();
-        return Err(Error::Execution {
-            step: node.name.clone(),
-            message: format!(
+        return Err(Error::execution(
+            node.name.clone(),
+            format!(
                 "the recorded spec gives it another cache key than it ran with ({}); run the pipeline again to recompute it",
                 changes.join("; ")
             ),
-        });
+        ));
     }
     Ok(again)
 }

@@ -369,14 +369,15 @@ impl Model {
     /// fuseflow model (the message says which).
     pub fn load(path: &Path) -> Result<Model> {
         let file = std::fs::File::open(path)
-            .map_err(|e| Error::io(path, format!("cannot open the model: {e}")))?;
-        let mut reader = arrow_ipc::reader::FileReader::try_new(file, None)
-            .map_err(|e| Error::io(path, format!("not an Arrow IPC model file: {e}")))?;
+            .map_err(|e| Error::io(path, format!("cannot open the model: {e}")).caused_by(e))?;
+        let mut reader = arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| {
+            Error::io(path, format!("not an Arrow IPC model file: {e}")).caused_by(e)
+        })?;
         let batch = reader
             .next()
             .ok_or_else(|| Error::io(path, "the model file holds no data"))?
-            .map_err(|e| Error::io(path, format!("cannot read the model: {e}")))?;
-        Model::from_batch(&batch).map_err(|e| Error::io(path, e))
+            .map_err(|e| Error::io(path, format!("cannot read the model: {e}")).caused_by(e))?;
+        Model::from_batch(&batch).map_err(|e| Error::io_from(path, e))
     }
 
     /// Names of the score columns, in order: `prediction` for regression;

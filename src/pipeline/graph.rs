@@ -54,13 +54,13 @@ impl StepNode {
         };
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(plan))
             .unwrap_or_else(|panic| {
-                Err(Error::Execution {
-                    step: self.name.clone(),
-                    message: format!(
+                Err(Error::execution(
+                    self.name.clone(),
+                    format!(
                         "panicked while planning: {}",
                         crate::error::panic_message(&panic)
                     ),
-                })
+                ))
             })
             .map_err(|e| e.in_step(&self.name))?;
         ensure!(

@@ -85,7 +85,7 @@ pub fn step_kinds() -> impl Iterator<Item = &'static str> {
 /// keys or kinds, wrong value types and unparsable expressions.
 pub fn load(path: &Path) -> Result<Pipeline> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(path, format!("cannot read the spec file: {e}")))?;
+        .map_err(|e| Error::io(path, format!("cannot read the spec file: {e}")).caused_by(e))?;
     parse(&text, path)
 }
 

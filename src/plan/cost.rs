@@ -165,10 +165,9 @@ impl Calibration {
                 return Ok(Calibration::default());
             }
             Err(e) => {
-                return Err(Error::io(
-                    &path,
-                    format!("cannot read the calibration: {e}"),
-                ));
+                return Err(
+                    Error::io(&path, format!("cannot read the calibration: {e}")).caused_by(e),
+                );
             }
         };
         let calibration: Calibration = toml::from_str(&text).map_err(|e| {
@@ -192,7 +191,7 @@ impl Calibration {
         let path = dir.join(CALIBRATION_FILE);
         let text = toml::to_string(self)
             .map_err(|e| Error::Internal(format!("cannot encode the calibration: {e}")))?;
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        std::fs::write(&path, text).map_err(|e| Error::io_from(&path, e))
     }
 
     /// Every rate positive and finite, so estimates are meaningful.

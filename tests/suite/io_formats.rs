@@ -321,6 +321,35 @@ fn a_missing_file_is_an_io_error_naming_it() {
 }
 
 #[test]
+fn io_errors_keep_the_underlying_error_as_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.parquet");
+    let mut p = Pipeline::new("read");
+    p.add("read", Read::new(&missing));
+    let err = expect_err(p.validate(), "missing");
+    let source = std::error::Error::source(&err).expect("the cause is kept");
+    let io = source.downcast_ref::<std::io::Error>();
+    assert_eq!(
+        io.map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{err}"
+    );
+    // The message already quotes the cause, so a person reads one line.
+    assert_eq!(err.chain(), vec![err.to_string()]);
+
+    let random = dir.path().join("random.parquet");
+    std::fs::write(&random, [7u8; 64]).unwrap();
+    let err = expect_err(read(Read::new(&random)), "random parquet");
+    let source = std::error::Error::source(&err).expect("the cause is kept");
+    assert!(
+        source
+            .downcast_ref::<parquet::errors::ParquetError>()
+            .is_some(),
+        "{err}: {source:?}"
+    );
+}
+
+#[test]
 fn corrupt_and_truncated_files_are_io_errors_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(7);

@@ -926,7 +926,7 @@ fn model_load_reports_the_file() {
     std::fs::write(&corrupt, b"definitely not an arrow ipc file").unwrap();
     let err = expect_err(Model::load(&corrupt), "corrupt file");
     match &err {
-        Error::Io { path, message } => {
+        Error::Io { path, message, .. } => {
             assert_eq!(path, &corrupt);
             assert!(message.contains("not an Arrow IPC model file"), "{message}");
         }

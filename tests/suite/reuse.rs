@@ -363,10 +363,7 @@ fn past_outputs_and_metrics_can_be_fetched() {
 /// A step that always fails, naming itself.
 fn fails() -> TestStep {
     TestStep::new("fails", |ctx, _| {
-        Err(fuseflow::Error::Execution {
-            step: ctx.name.to_string(),
-            message: "deliberate failure".into(),
-        })
+        Err(fuseflow::Error::execution(ctx.name, "deliberate failure"))
     })
 }
 

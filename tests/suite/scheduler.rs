@@ -94,13 +94,13 @@ impl Step for Meet {
         if self.rendezvous.meet(self.timeout) {
             Ok(vec![inputs[0].clone()])
         } else {
-            Err(Error::Execution {
-                step: ctx.name.to_string(),
-                message: format!(
+            Err(Error::execution(
+                ctx.name,
+                format!(
                     "ran sequentially: the other steps did not arrive within {:?}",
                     self.timeout
                 ),
-            })
+            ))
         }
     }
 }

@@ -61,6 +61,7 @@ impl CudaBackend {
                     device,
                     failure,
                     message,
+                    ..
                 }) => Err((failure, device, message)),
                 Err(other) => Err((
                     DeviceFailure::Unavailable,

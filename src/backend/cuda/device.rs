@@ -53,6 +53,7 @@ impl Device {
                 DeviceFailure::Unavailable,
                 format!("{call} failed: {}", describe(e)),
             )
+            .caused_by(e)
         };
         let ctx = CudaContext::new(ordinal).map_err(|e| driver("cuDevicePrimaryCtxRetain", e))?;
         // All work goes to one stream, so stream order alone orders it; the
@@ -128,6 +129,7 @@ impl Device {
             failure,
             format!("{doing}: {call} failed: {}{advice}", describe(err)),
         )
+        .caused_by(err)
     }
 
     /// Grid size for a grid-stride kernel over `rows` rows with 256-thread

@@ -69,7 +69,7 @@ impl MappedIpcFile {
     /// is damaged or not an Arrow IPC file (in words, with what is wrong).
     pub fn open(path: &Path) -> Result<Self> {
         let file = File::open(path)
-            .map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))?;
+            .map_err(|e| Error::io(path, format!("cannot open for reading: {e}")).caused_by(e))?;
         Self::map(&file, path)
     }
 
@@ -81,7 +81,7 @@ impl MappedIpcFile {
     pub fn map(file: &File, path: &Path) -> Result<Self> {
         let len = file
             .metadata()
-            .map_err(|e| Error::io(path, format!("cannot read its size: {e}")))?
+            .map_err(|e| Error::io(path, format!("cannot read its size: {e}")).caused_by(e))?
             .len() as usize;
         let damaged = |what: String| {
             Error::io(
@@ -97,7 +97,7 @@ impl MappedIpcFile {
         // (truncation by another process while they are read).
         let map = Arc::new(
             unsafe { Mmap::map(file) }
-                .map_err(|e| Error::io(path, format!("cannot memory-map: {e}")))?,
+                .map_err(|e| Error::io(path, format!("cannot memory-map: {e}")).caused_by(e))?,
         );
         let ptr = NonNull::new(map.as_ptr().cast_mut())
             .ok_or_else(|| Error::Internal("a memory map at address 0".into()))?;
@@ -217,6 +217,7 @@ impl MappedIpcFile {
             &self.path,
             format!("the file is damaged: record batch {i}: {e}"),
         )
+        .caused_by(e)
     }
 
     /// Every record batch in file order.

@@ -29,7 +29,7 @@ pub(crate) struct ParquetScan {
 impl ParquetScan {
     pub(crate) fn open(path: &Path, batch_rows: usize) -> Result<Self> {
         let metadata = ArrowReaderMetadata::load(&open_for_reading(path)?, Default::default())
-            .map_err(|e| unreadable(path, FileFormat::Parquet, &e))?;
+            .map_err(|e| unreadable(path, FileFormat::Parquet, e))?;
         Ok(ParquetScan {
             path: path.to_path_buf(),
             metadata,
@@ -113,7 +113,7 @@ impl ParquetScan {
                         None => builder,
                     }
                     .build()
-                    .map_err(|e| unreadable(path, FileFormat::Parquet, &e))
+                    .map_err(|e| unreadable(path, FileFormat::Parquet, e))
                 });
                 match reader {
                     Ok(reader) => decoded(path, FileFormat::Parquet, reader)

@@ -10,7 +10,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 
 use super::{FileFormat, MappedIpcFile, ParquetScan, is_ipc_file};
 use crate::data::{normalize_batch, normalize_schema};
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
 /// A file read as a stream of record batches of at most `batch_rows` rows,
 /// with types normalized to fuseflow's dtypes. Only the current chunk (and,
@@ -49,7 +49,7 @@ impl BatchReader {
     ) -> Result<Self> {
         let format = FileFormat::given_or_from_path(format, path)?;
         let open = || open_for_reading(path);
-        let corrupt = |format, e: &dyn std::fmt::Display| unreadable(path, format, e);
+        let corrupt = |format, e: ArrowError| unreadable(path, format, e);
         // IPC files and streams are told apart by the file's magic bytes.
         let format = if matches!(format, FileFormat::ArrowFile | FileFormat::ArrowStream) {
             if is_ipc_file(path)? {
@@ -83,7 +83,7 @@ impl BatchReader {
             FileFormat::ArrowStream => {
                 let reader =
                     arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
-                        .map_err(|e| corrupt(format, &e))?;
+                        .map_err(|e| corrupt(format, e))?;
                 (reader.schema(), None, decoded(path, format, reader))
             }
             FileFormat::Csv => {
@@ -91,14 +91,14 @@ impl BatchReader {
                 let (schema, _) = arrow_csv::reader::Format::default()
                     .with_header(true)
                     .infer_schema(&mut file, Some(10_000))
-                    .map_err(|e| corrupt(format, &e))?;
+                    .map_err(|e| corrupt(format, e))?;
                 file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::io(path, e))?;
+                    .map_err(|e| Error::io_from(path, e))?;
                 let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
                     .with_header(true)
                     .with_batch_size(batch_rows)
                     .build(BufReader::new(file))
-                    .map_err(|e| corrupt(format, &e))?;
+                    .map_err(|e| corrupt(format, e))?;
                 (reader.schema(), None, decoded(path, format, reader))
             }
         };
@@ -129,17 +129,19 @@ pub(super) fn decoded(
     batches: impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
     let path = path.to_path_buf();
-    Box::new(batches.map(move |b| b.map_err(|e| unreadable(&path, format, &e))))
+    Box::new(batches.map(move |b| b.map_err(|e| unreadable(&path, format, e))))
 }
 
 /// The file opened for reading, or an error naming it.
 pub(super) fn open_for_reading(path: &Path) -> Result<File> {
-    File::open(path).map_err(|e| Error::io(path, format!("cannot open for reading: {e}")))
+    File::open(path)
+        .map_err(|e| Error::io(path, format!("cannot open for reading: {e}")).caused_by(e))
 }
 
 /// The error for a file that does not decode as `format`.
-pub(super) fn unreadable(path: &Path, format: FileFormat, e: &dyn std::fmt::Display) -> Error {
-    Error::io(path, format!("not a readable {} file: {e}", format.name()))
+pub(super) fn unreadable(path: &Path, format: FileFormat, e: impl Into<Cause>) -> Error {
+    let e = e.into();
+    Error::io(path, format!("not a readable {} file: {e}", format.name())).caused_by(e)
 }
 
 impl Iterator for BatchReader {

@@ -12,7 +12,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::FileFormat;
 use crate::data::Table;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
 /// A file being written batch by batch, atomically: batches go to a temporary
 /// file beside the target, which is synced and renamed into place by
@@ -51,7 +51,7 @@ impl BatchWriter {
             tmp,
             sink: None,
         };
-        let sink = (|| -> std::result::Result<Sink, Box<dyn std::error::Error>> {
+        let sink = (|| -> std::result::Result<Sink, Cause> {
             std::fs::create_dir_all(dir)?;
             let file = File::create(&writer.tmp)?;
             Ok(match format {
@@ -78,8 +78,8 @@ impl BatchWriter {
         Ok(writer)
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> Error {
-        Error::io(&self.path, format!("cannot write: {e}"))
+    fn error(&self, e: Cause) -> Error {
+        Error::io(&self.path, format!("cannot write: {e}")).caused_by(e)
     }
 
     /// Append one batch.
@@ -88,10 +88,10 @@ impl BatchWriter {
     /// [`Error::Io`] naming the file (a full disk, for example).
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let result = match self.sink.as_mut().expect("writer is open until finish") {
-            Sink::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
-            Sink::ArrowFile(w) => w.write(batch).map_err(|e| e.to_string()),
-            Sink::ArrowStream(w) => w.write(batch).map_err(|e| e.to_string()),
-            Sink::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+            Sink::Parquet(w) => w.write(batch).map_err(Cause::from),
+            Sink::ArrowFile(w) => w.write(batch).map_err(Cause::from),
+            Sink::ArrowStream(w) => w.write(batch).map_err(Cause::from),
+            Sink::Csv(w) => w.write(batch).map_err(Cause::from),
         };
         result.map_err(|e| self.error(e))
     }
@@ -102,7 +102,7 @@ impl BatchWriter {
     /// [`Error::Io`] naming the file.
     pub fn finish(mut self) -> Result<()> {
         let sink = self.sink.take().expect("writer is open until finish");
-        let result = (|| -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let result = (|| -> std::result::Result<(), Cause> {
             let file = match sink {
                 Sink::Parquet(w) => w.into_inner()?,
                 Sink::ArrowFile(mut w) => {

@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 /// [`Error::Io`] naming the file when it cannot be opened or read.
 pub fn hash_file(path: &Path) -> Result<ContentHash> {
     const WINDOW: usize = 64 << 20;
-    let unreadable =
-        |e: std::io::Error| Error::io(path, format!("cannot read to hash its content: {e}"));
+    let unreadable = |e: std::io::Error| {
+        Error::io(path, format!("cannot read to hash its content: {e}")).caused_by(e)
+    };
     let file = std::fs::File::open(path).map_err(unreadable)?;
     let len = file.metadata().map_err(unreadable)?.len();
     let mut hasher = blake3::Hasher::new();

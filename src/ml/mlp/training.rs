@@ -121,14 +121,14 @@ pub(crate) fn run_epochs(
         }
         let loss = net.loss()?;
         if !loss.is_finite() {
-            return Err(Error::Execution {
-                step: step.into(),
-                message: format!(
+            return Err(Error::execution(
+                step,
+                format!(
                     "the network diverged in epoch {} (training loss is {loss}); lower learning_rate (now {}) or scale the features",
                     epoch + 1,
                     config.learning_rate
                 ),
-            });
+            ));
         }
         history.push(loss);
     }

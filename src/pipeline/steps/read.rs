@@ -150,7 +150,7 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
         }
         FileFormat::ArrowFile if is_ipc_file(&path)? => {
             let file_len = std::fs::metadata(&path)
-                .map_err(|e| Error::io(&path, e))?
+                .map_err(|e| Error::io_from(&path, e))?
                 .len();
             if file_len > memory_budget {
                 let mapped = MappedIpcFile::open(&path)?;

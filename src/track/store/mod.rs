@@ -255,5 +255,5 @@ fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
         ),
         _ => err.to_string(),
     };
-    Error::run_store(path, message)
+    Error::run_store(path, message).caused_by(err)
 }

@@ -101,28 +101,24 @@ impl Backend for Faulty {
         self.launches.fetch_add(1, Ordering::SeqCst);
         let rows = inputs.iter().flatten().map(|a| a.len()).next().unwrap_or(0);
         if let Some(failure) = self.fail {
-            return Err(Error::Device {
-                device: "faulty".into(),
-                failure,
-                message: "injected".into(),
-            });
+            return Err(Error::device("faulty", failure, "injected"));
         }
         if rows > self.max_rows {
-            return Err(Error::Device {
-                device: "faulty".into(),
-                failure: DeviceFailure::OutOfMemory,
-                message: format!("{rows} rows do not fit"),
-            });
+            return Err(Error::device(
+                "faulty",
+                DeviceFailure::OutOfMemory,
+                format!("{rows} rows do not fit"),
+            ));
         }
         self.launched_rows.lock().unwrap().push(rows);
         CpuBackend::shared().launch(projection, inputs)
     }
     fn reduce(&self, _: &DeviceArray) -> fuseflow::Result<ColumnStats> {
-        Err(Error::Device {
-            device: "faulty".into(),
-            failure: DeviceFailure::Launch,
-            message: "injected reduce failure".into(),
-        })
+        Err(Error::device(
+            "faulty",
+            DeviceFailure::Launch,
+            "injected reduce failure",
+        ))
     }
     fn matmul(&self, a: Matrix<'_>, b: Matrix<'_>) -> fuseflow::Result<DeviceArray> {
         CpuBackend::shared().matmul(a, b)
@@ -139,11 +135,7 @@ impl Backend for Faulty {
             }
             Some(failure) => (failure, format!("injected failure of `{}`", kernel.name())),
         };
-        Err(Error::Device {
-            device: "faulty".into(),
-            failure,
-            message,
-        })
+        Err(Error::device("faulty", failure, message))
     }
     fn synchronize(&self) -> fuseflow::Result<()> {
         Ok(())
