@@ -28,7 +28,7 @@ use arrow_array::ArrayRef;
 use common::{
     DEFAULT_BATCH_ROWS, N_COLUMNS, apply_bytes, fit, fit_bytes, generate, score_projection,
 };
-use fuseflow::backend::{Device, DeviceArray, DeviceChoice, Notes};
+use fuseflow::backend::{Device, DeviceArray, DeviceKind, Notes};
 
 struct Args {
     rows: usize,
@@ -86,7 +86,7 @@ fn main() {
         "| device | fit host ms | fit resident ms | apply host ms | apply resident ms | apply resident GB/s |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for choice in [DeviceChoice::Cpu, DeviceChoice::Wgpu, DeviceChoice::Cuda] {
+    for choice in [DeviceKind::Cpu, DeviceKind::Wgpu, DeviceKind::Cuda] {
         let device = match Device::open(choice) {
             Ok(d) => d,
             Err(e) => {

@@ -18,7 +18,7 @@ mod common;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-use fuseflow::backend::{Backend, Device, DeviceChoice};
+use fuseflow::backend::{Backend, Device, DeviceKind};
 use fuseflow::data::Rng;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::logistic::{self, LogisticConfig};
@@ -70,7 +70,7 @@ fn data(rows: usize, classes: usize) -> (Design, Vec<u32>) {
 fn bench(c: &mut Criterion) {
     let rows = rows();
     let config = LogisticConfig::default();
-    let devices: Vec<Device> = [DeviceChoice::Wgpu, DeviceChoice::Cuda]
+    let devices: Vec<Device> = [DeviceKind::Wgpu, DeviceKind::Cuda]
         .into_iter()
         .filter_map(|choice| match Device::open(choice) {
             Ok(device) => Some(device),

@@ -16,8 +16,8 @@ mod common;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fuseflow::backend::DeviceChoice;
 use fuseflow::backend::DeviceSet;
+use fuseflow::backend::{DeviceChoice, DeviceKind};
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::ir::{Expr, col, lit};
 use fuseflow::pipeline::Pipeline;
@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     let devices = DeviceSet::probe([DeviceChoice::Auto]);
     let mut choices = vec![
         ("auto".to_string(), DeviceChoice::Auto),
-        ("cpu".to_string(), DeviceChoice::Cpu),
+        ("cpu".to_string(), DeviceChoice::On(DeviceKind::Cpu)),
     ];
     for gpu in devices.hardware_gpus().chain(devices.software_gpus()) {
         let info = gpu.info();

@@ -20,33 +20,30 @@ use crate::ir::{DType, OpByOp, Projection};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DeviceChoice {
     /// Let the planner's cost model decide per step among the CPU and hardware
-    /// GPUs (see [`crate::plan`]); opened directly, it is the CPU.
+    /// GPUs (see [`crate::plan`]).
     #[default]
     Auto,
-    /// The CPU (rayon).
-    Cpu,
-    /// The first wgpu adapter (`FUSEFLOW_WGPU_BACKEND`, `FUSEFLOW_WGPU_ADAPTER` choose another).
-    Wgpu,
-    /// CUDA device 0.
-    Cuda,
+    /// One kind of device: the CPU (rayon), the first wgpu adapter
+    /// (`FUSEFLOW_WGPU_BACKEND`, `FUSEFLOW_WGPU_ADAPTER` choose another) or
+    /// CUDA device 0. Where it is missing the planner puts the work on the
+    /// CPU and says why.
+    On(DeviceKind),
 }
 
 impl DeviceChoice {
     /// Every choice, in the order the CLI lists them.
     pub const ALL: [DeviceChoice; 4] = [
         DeviceChoice::Auto,
-        DeviceChoice::Cpu,
-        DeviceChoice::Wgpu,
-        DeviceChoice::Cuda,
+        DeviceChoice::On(DeviceKind::Cpu),
+        DeviceChoice::On(DeviceKind::Wgpu),
+        DeviceChoice::On(DeviceKind::Cuda),
     ];
 
     /// The name users write.
     pub fn name(self) -> &'static str {
         match self {
             DeviceChoice::Auto => "auto",
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Wgpu => "wgpu",
-            DeviceChoice::Cuda => "cuda",
+            DeviceChoice::On(kind) => kind.name(),
         }
     }
 
@@ -54,10 +51,14 @@ impl DeviceChoice {
     pub fn kind(self) -> Option<DeviceKind> {
         match self {
             DeviceChoice::Auto => None,
-            DeviceChoice::Cpu => Some(DeviceKind::Cpu),
-            DeviceChoice::Wgpu => Some(DeviceKind::Wgpu),
-            DeviceChoice::Cuda => Some(DeviceKind::Cuda),
+            DeviceChoice::On(kind) => Some(kind),
         }
+    }
+}
+
+impl From<DeviceKind> for DeviceChoice {
+    fn from(kind: DeviceKind) -> DeviceChoice {
+        DeviceChoice::On(kind)
     }
 }
 
@@ -166,17 +167,17 @@ impl Device {
         self.info().supports(dtype) || (dtype == DType::Float64 && self.f64_as_f32)
     }
 
-    /// Open the device `choice` names; the GPU backends are opened once per
+    /// Open the device of `kind`; the GPU backends are opened once per
     /// process and shared.
     ///
     /// # Errors
     /// [`Error::Device`] with [`DeviceFailure::Unavailable`] when the device is
     /// missing, with what to install or choose instead.
-    pub fn open(choice: DeviceChoice) -> Result<Device> {
-        Ok(match choice {
-            DeviceChoice::Auto | DeviceChoice::Cpu => Device::cpu(),
-            DeviceChoice::Wgpu => Device::new(super::wgpu::WgpuBackend::shared()?),
-            DeviceChoice::Cuda => Device::new(super::cuda::CudaBackend::shared()?),
+    pub fn open(kind: DeviceKind) -> Result<Device> {
+        Ok(match kind {
+            DeviceKind::Cpu => Device::cpu(),
+            DeviceKind::Wgpu => Device::new(super::wgpu::WgpuBackend::shared()?),
+            DeviceKind::Cuda => Device::new(super::cuda::CudaBackend::shared()?),
         })
     }
 

@@ -32,29 +32,30 @@ impl DeviceSet {
     /// Open the GPUs that `choices` may need: the named ones, and under
     /// `auto` every kind. Each GPU backend is opened once per process.
     pub fn probe(choices: impl IntoIterator<Item = DeviceChoice>) -> DeviceSet {
-        let mut kinds: Vec<DeviceChoice> = Vec::new();
+        let mut kinds: Vec<DeviceKind> = Vec::new();
         let mut wgpu_named = false;
         for choice in choices {
-            wgpu_named |= choice == DeviceChoice::Wgpu;
-            let wanted: &[DeviceChoice] = match choice {
-                DeviceChoice::Cpu => &[],
-                DeviceChoice::Auto => &[DeviceChoice::Cuda, DeviceChoice::Wgpu],
-                DeviceChoice::Cuda => &[DeviceChoice::Cuda],
-                DeviceChoice::Wgpu => &[DeviceChoice::Wgpu],
+            let wanted = match choice {
+                DeviceChoice::Auto => vec![DeviceKind::Cuda, DeviceKind::Wgpu],
+                DeviceChoice::On(DeviceKind::Cpu) => vec![],
+                DeviceChoice::On(kind) => {
+                    wgpu_named |= kind == DeviceKind::Wgpu;
+                    vec![kind]
+                }
             };
             for w in wanted {
-                if !kinds.contains(w) {
-                    kinds.push(*w);
+                if !kinds.contains(&w) {
+                    kinds.push(w);
                 }
             }
         }
         let mut set = DeviceSet::cpu_only();
-        for choice in kinds {
+        for kind in kinds {
             // Wanted only by `auto`, a software wgpu adapter is not opened;
             // on Linux, without a GPU device node no other kind can exist, so
             // the Vulkan loader (which loads the software driver) is not even
             // started.
-            let auto_only = choice == DeviceChoice::Wgpu && !wgpu_named;
+            let auto_only = kind == DeviceKind::Wgpu && !wgpu_named;
             if auto_only && !gpu_device_nodes() {
                 set.missing.push((
                     DeviceKind::Wgpu,
@@ -70,11 +71,9 @@ impl DeviceSet {
                 set.unopened_software.push((DeviceKind::Wgpu, name));
                 continue;
             }
-            match Device::open(choice) {
+            match Device::open(kind) {
                 Ok(device) => set.devices.push(device),
-                Err(e) => set
-                    .missing
-                    .push((choice.kind().unwrap_or(DeviceKind::Cpu), e.to_string())),
+                Err(e) => set.missing.push((kind, e.to_string())),
             }
         }
         set

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
-use fuseflow::backend::DeviceChoice;
 use fuseflow::backend::DeviceSet;
+use fuseflow::backend::{DeviceChoice, DeviceKind};
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::data::{format_bytes, parse_bytes};
 use fuseflow::exec::{
@@ -327,7 +327,10 @@ fn main() -> ExitCode {
         Command::Run(args) => args.run(&open),
         Command::Explain(args) => args.explain(&open),
         Command::Calibrate => open().and_then(|ws| {
-            let devices = DeviceSet::probe([DeviceChoice::Cuda, DeviceChoice::Wgpu]);
+            let devices = DeviceSet::probe([
+                DeviceChoice::On(DeviceKind::Cuda),
+                DeviceChoice::On(DeviceKind::Wgpu),
+            ]);
             let calibration = calibrate(&devices)?;
             calibration.store(ws.root())?;
             println!(

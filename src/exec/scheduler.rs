@@ -26,7 +26,7 @@ use super::recorder::RunRecorder;
 use super::report::{CacheUse, StepReport};
 use super::reuse;
 use crate::backend::DeviceSet;
-use crate::backend::{Device, DeviceChoice, DeviceKind};
+use crate::backend::{Device, DeviceKind};
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::plan::PhysicalPlan;
@@ -145,7 +145,7 @@ fn step_states<'p>(
             let reason = reason_to_run(node, &options.rerun).filter(|_| ws);
             let mut notes: Vec<String> = reason.iter().map(|s| s.to_string()).collect();
             StepState {
-                device: device_of(i, node, options.device, plan, set, &mut notes),
+                device: device_of(i, plan, set, &mut notes),
                 must_run: reason.is_some(),
                 notes,
                 fused_into: None,
@@ -179,16 +179,9 @@ fn step_states<'p>(
     steps
 }
 
-/// The device of step `i` as the plan places it; a note on a step that
-/// computes where `auto` chose or where the asked-for device was missing.
-fn device_of(
-    i: usize,
-    node: &StepNode,
-    default: DeviceChoice,
-    plan: &PhysicalPlan,
-    set: &DeviceSet,
-    notes: &mut Vec<String>,
-) -> Device {
+/// The device of step `i` as the plan places it, and the placement's note
+/// (where `auto` chose, or that the asked-for device was missing).
+fn device_of(i: usize, plan: &PhysicalPlan, set: &DeviceSet, notes: &mut Vec<String>) -> Device {
     let cpu = || {
         set.get(DeviceKind::Cpu)
             .cloned()
@@ -197,12 +190,7 @@ fn device_of(
     let Some(placed) = plan.node(i).map(|n| &n.placement) else {
         return cpu();
     };
-    let asked = node.device.unwrap_or(default);
-    if node.step.uses_device()
-        && (asked == DeviceChoice::Auto || placed.device.name() != asked.name())
-    {
-        notes.push(format!("placed: {}", placed.reason));
-    }
+    notes.extend(placed.note.clone());
     set.get(placed.device).cloned().unwrap_or_else(cpu)
 }
 

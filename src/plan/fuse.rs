@@ -3,7 +3,6 @@
 use std::fmt;
 
 use super::logical::LogicalOp;
-use crate::backend::DeviceChoice;
 
 /// Which intermediate tables a run must keep, whether or not a consumer
 /// could take them straight from registers.
@@ -76,15 +75,11 @@ impl FusedGroup {
 /// Fuse maximal chains of row-local ops. A producer fuses into its consumer
 /// when both are row-local (or the consumer streams its input, which then
 /// ends the chain), the consumer reads it as its data input, nothing else
-/// reads it, the policy does not keep it, and both run where the same
-/// device choice puts them. `ops` are in execution order; `default` is the
-/// run's device. Returns the groups (two members or more) and, per step
+/// reads it, the policy does not keep it, and both ask for the same device
+/// (the same pin, or both the run's device). `ops` are in execution order.
+/// Returns the groups (two members or more) and, per step
 /// index, why its outputs are or are not materialized.
-pub fn fuse(
-    ops: &[LogicalOp],
-    default: DeviceChoice,
-    policy: &MaterializePolicy,
-) -> (Vec<FusedGroup>, Vec<Materialized>) {
+pub fn fuse(ops: &[LogicalOp], policy: &MaterializePolicy) -> (Vec<FusedGroup>, Vec<Materialized>) {
     let n = ops.iter().map(|o| o.step + 1).max().unwrap_or(0);
     let mut by_step: Vec<Option<&LogicalOp>> = vec![None; n];
     for op in ops {
@@ -102,7 +97,6 @@ pub fn fuse(
             Materialized::Boundary
         };
     }
-    let choice = |op: &LogicalOp| op.pin.unwrap_or(default);
     let mut group_of: Vec<Option<usize>> = vec![None; n];
     let mut groups: Vec<FusedGroup> = Vec::new();
     for op in ops {
@@ -117,7 +111,7 @@ pub fn fuse(
             && materialized[p] == Materialized::Boundary
             && producer.consumers == 1
             && op.inputs.iter().filter(|(q, _)| *q == p).count() == 1
-            && choice(producer) == choice(op);
+            && producer.device == op.device;
         if !fuses {
             continue;
         }

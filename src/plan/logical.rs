@@ -30,8 +30,11 @@ pub struct LogicalOp {
     pub streams: bool,
     /// Whether it computes on a device (others always run on the CPU).
     pub uses_device: bool,
-    /// The device the user pinned it to, if any.
-    pub pin: Option<DeviceChoice>,
+    /// The device it asks for: its pin, else the run's device. Resolved here
+    /// once; placement turns it into a device.
+    pub device: DeviceChoice,
+    /// Whether `device` is the step's own pin rather than the run's device.
+    pub pinned: bool,
     /// For each input port: the producing step and its output index.
     pub inputs: Vec<(usize, usize)>,
     /// How many input ports, over all steps, read this step's outputs.
@@ -76,7 +79,7 @@ pub const LAUNCHES_PER_PASS: f64 = 5.0;
 
 /// Lower a validated pipeline: one op per step, in the graph's execution
 /// order, with sizes propagated from the sources' size hints.
-pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
+pub fn lower(pipeline: &Pipeline, graph: &Graph, default: DeviceChoice) -> Vec<LogicalOp> {
     let nodes = &pipeline.nodes;
     let mut consumers = vec![0usize; nodes.len()];
     for inputs in &graph.edges {
@@ -118,7 +121,8 @@ pub fn lower(pipeline: &Pipeline, graph: &Graph) -> Vec<LogicalOp> {
             row_local,
             streams: step.streams_input(),
             uses_device: step.uses_device(),
-            pin: node.device,
+            device: node.device.unwrap_or(default),
+            pinned: node.device.is_some(),
             inputs: graph.edges[i].clone(),
             consumers: consumers[i],
             bytes_in,

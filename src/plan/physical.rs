@@ -73,8 +73,8 @@ pub struct PhysicalPlan {
 impl PhysicalPlan {
     /// Plan a validated pipeline: lower, fuse, place.
     pub fn build(pipeline: &Pipeline, graph: &Graph, options: &PlanOptions) -> PhysicalPlan {
-        let ops = lower(pipeline, graph);
-        let (mut groups, mut materialized) = fuse(&ops, options.device, &options.policy);
+        let ops = lower(pipeline, graph, options.device);
+        let (mut groups, mut materialized) = fuse(&ops, &options.policy);
         if !options.fuse {
             groups.clear();
             for m in &mut materialized {
@@ -91,12 +91,7 @@ impl PhysicalPlan {
         let mut placements: Vec<Option<Placement>> = vec![None; pipeline.nodes.len()];
         for group in &groups {
             let span = group_span(group, &by_step);
-            let placement = place(
-                &span,
-                options.device,
-                &options.devices,
-                &options.calibration,
-            );
+            let placement = place(&span, &options.devices, &options.calibration);
             for &m in &group.members {
                 placements[m] = Some(placement.clone());
             }
@@ -108,9 +103,10 @@ impl PhysicalPlan {
                 name: op.name.clone(),
                 kind: op.kind.clone(),
                 op: op.op,
-                placement: placements[op.step].clone().unwrap_or_else(|| {
-                    place(op, options.device, &options.devices, &options.calibration)
-                }),
+                placement: placements[op.step]
+                    .clone()
+                    .unwrap_or_else(|| place(op, &options.devices, &options.calibration))
+                    .noted_for(op),
                 group: groups.iter().position(|g| g.members.contains(&op.step)),
                 materialized: materialized[op.step].clone(),
                 inputs: op
@@ -248,7 +244,7 @@ impl PhysicalPlan {
 fn plan_notices(ops: &[LogicalOp], groups: &[FusedGroup], options: &PlanOptions) -> Vec<String> {
     let auto_work = ops
         .iter()
-        .any(|o| o.uses_device && o.pin.unwrap_or(options.device) == DeviceChoice::Auto);
+        .any(|o| o.uses_device && o.device == DeviceChoice::Auto);
     let mut notices = Vec::new();
     // Steps that hold their whole input: neither streaming it nor
     // fused (into a kernel that streams it).

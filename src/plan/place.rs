@@ -2,7 +2,7 @@
 
 use super::cost::{Calibration, Estimate};
 use super::logical::LogicalOp;
-use crate::backend::{Device, DeviceChoice, DeviceKind, DeviceSet};
+use crate::backend::{Device, DeviceKind, DeviceSet};
 
 /// Where an op (or a fused group) runs, and why.
 #[derive(Clone, Debug, PartialEq)]
@@ -13,16 +13,27 @@ pub struct Placement {
     pub reason: String,
     /// The cost model's estimate on the chosen device, when sizes are known.
     pub estimate: Option<Estimate>,
+    /// The note the step's run record gets: where `auto` chose, or where the
+    /// device asked for was missing. `None` when the step computes where it
+    /// asked to.
+    pub note: Option<String>,
 }
 
-/// Place `op` (for a fused group: an op spanning the group) under the run's
-/// `default` choice, among `devices`, with costs from `calibration`.
-pub fn place(
-    op: &LogicalOp,
-    default: DeviceChoice,
-    devices: &DeviceSet,
-    calibration: &Calibration,
-) -> Placement {
+impl Placement {
+    /// The placement with the note `op` gets under it: a step that computes
+    /// on a device is told where `auto` put it, or that the device it asked
+    /// for was missing.
+    pub(super) fn noted_for(self, op: &LogicalOp) -> Placement {
+        let asked = op.device.kind();
+        let note = (op.uses_device && asked != Some(self.device))
+            .then(|| format!("placed: {}", self.reason));
+        Placement { note, ..self }
+    }
+}
+
+/// Place `op` (for a fused group: an op spanning the group) on the device it
+/// asks for, among `devices`, with costs from `calibration`.
+pub fn place(op: &LogicalOp, devices: &DeviceSet, calibration: &Calibration) -> Placement {
     let estimate = |kind| match (op.bytes_in, op.bytes_out) {
         (Some(i), Some(o)) => Some(calibration.estimate(kind, &op.work(i, o))),
         (None, Some(o)) => Some(calibration.estimate(kind, &op.work(0, o))),
@@ -32,21 +43,16 @@ pub fn place(
         device,
         reason,
         estimate: estimate(device),
+        note: None,
     };
     if !op.uses_device {
         return Placement {
-            device: DeviceKind::Cpu,
-            reason: "no device work".into(),
             estimate: None,
+            ..on(DeviceKind::Cpu, "no device work".into())
         };
     }
-    let choice = op.pin.unwrap_or(default);
-    let how = if op.pin.is_some() {
-        "pinned to"
-    } else {
-        "run device"
-    };
-    match choice.kind() {
+    let how = if op.pinned { "pinned to" } else { "run device" };
+    match op.device.kind() {
         None => auto(op, devices, &estimate),
         Some(DeviceKind::Cpu) => on(DeviceKind::Cpu, format!("{how} cpu")),
         Some(kind) => match devices.get(kind) {
@@ -70,6 +76,7 @@ fn auto(
         device: DeviceKind::Cpu,
         reason: format!("auto: cpu ({reason})"),
         estimate: estimate(DeviceKind::Cpu),
+        note: None,
     };
     let gpus: Vec<&Device> = devices.hardware_gpus().collect();
     if gpus.is_empty() {
@@ -115,5 +122,6 @@ fn auto(
             others.join(", ")
         ),
         estimate: Some(best),
+        note: None,
     }
 }

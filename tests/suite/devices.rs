@@ -9,7 +9,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 use crate::common::faulty::{Faulty, TRAIN_KERNELS_BEFORE_FAILING};
 use crate::common::*;
 use fuseflow::DeviceFailure;
-use fuseflow::backend::{Device, DeviceChoice, Notes};
+use fuseflow::backend::{Device, DeviceChoice, DeviceKind, Notes};
 use fuseflow::ir::{Projection, col, lit};
 use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::mlp::MlpConfig;
@@ -119,13 +119,15 @@ fn statistics_fall_back_per_column() {
 }
 
 #[test]
-fn device_choices_parse_and_auto_is_the_cpu() {
+fn device_choices_parse_and_the_cpu_always_opens() {
     for choice in DeviceChoice::ALL {
         assert_eq!(choice.name().parse::<DeviceChoice>().unwrap(), choice);
     }
     let err = "tpu".parse::<DeviceChoice>().unwrap_err();
     assert!(err.contains("auto, cpu, wgpu or cuda"), "{err}");
-    assert!(Device::open(DeviceChoice::Auto).unwrap().is_cpu());
+    assert!(Device::open(DeviceKind::Cpu).unwrap().is_cpu());
+    assert_eq!(DeviceChoice::from(DeviceKind::Wgpu).kind(), Some(DeviceKind::Wgpu));
+    assert_eq!(DeviceChoice::Auto.kind(), None);
 }
 
 #[test]
@@ -400,7 +402,7 @@ fn programs_take_a_device_from_their_arguments() {
     let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
         DeviceChoice::from_args(args(&["prog", "--device", "wgpu"])).unwrap(),
-        DeviceChoice::Wgpu
+        DeviceChoice::On(DeviceKind::Wgpu)
     );
     assert_eq!(
         DeviceChoice::from_args(args(&["prog"])).unwrap(),

@@ -25,7 +25,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::common::devices;
-use fuseflow::backend::DeviceChoice;
+use fuseflow::backend::{DeviceChoice, DeviceKind};
 use fuseflow::exec::{RunOptions, RunOutput};
 use fuseflow::pipeline::spec;
 use fuseflow::{Pipeline, Table, datasets};
@@ -53,7 +53,7 @@ impl Setup {
 }
 
 const CPU_FUSED: Setup = Setup {
-    device: DeviceChoice::Cpu,
+    device: DeviceChoice::On(DeviceKind::Cpu),
     fuse: true,
     allow_f32: false,
 };
@@ -67,10 +67,10 @@ fn setups() -> Vec<Setup> {
     }];
     let mut gpus = Vec::new();
     if devices::wgpu().is_some() {
-        gpus.push(DeviceChoice::Wgpu);
+        gpus.push(DeviceChoice::On(DeviceKind::Wgpu));
     }
     if devices::cuda().is_some() {
-        gpus.push(DeviceChoice::Cuda);
+        gpus.push(DeviceChoice::On(DeviceKind::Cuda));
     }
     for device in gpus {
         for (fuse, allow_f32) in [(true, false), (false, false), (true, true)] {
@@ -87,7 +87,7 @@ fn setups() -> Vec<Setup> {
 /// Every output of `got` equals the reference's: bit for bit for an unfused
 /// CPU run, within the stated tolerance on a GPU.
 fn assert_same_outputs(setup: Setup, got: &RunOutput, want: &RunOutput) {
-    let exact = setup.device == DeviceChoice::Cpu;
+    let exact = setup.device == DeviceChoice::On(DeviceKind::Cpu);
     let mut names = want.output_names();
     names.sort_unstable();
     let mut got_names = got.output_names();

@@ -170,7 +170,7 @@ fn a_pin_a_request_or_a_second_consumer_ends_a_fused_chain() {
     let mut p = prep(MemorySource::new(raw(1000)));
     p.add("pinned", Derive::new([("w", col("z") * lit(2.0))]))
         .input("data", "feats")
-        .device(DeviceChoice::Cpu);
+        .device(DeviceChoice::On(DeviceKind::Cpu));
     let plan = p.plan(&options(DeviceSet::cpu_only())).unwrap();
     assert_eq!(plan.groups.len(), 1);
     let members: Vec<&str> = plan.groups[0]
@@ -286,7 +286,7 @@ fn f64_work_stays_off_a_device_without_f64() {
 #[test]
 fn a_missing_device_asked_for_leaves_its_steps_on_the_cpu_with_the_reason() {
     let opts = RunOptions {
-        device: DeviceChoice::Cuda,
+        device: DeviceChoice::On(DeviceKind::Cuda),
         ..options(DeviceSet::cpu_only())
     };
     let run = prep(MemorySource::new(raw(1000))).run_with(&opts).unwrap();
@@ -309,7 +309,7 @@ fn a_fused_group_runs_as_one_kernel_and_agrees_with_step_by_step() {
     let data = raw(20_000);
     let (gpu, device) = fake_gpu();
     let on_gpu = RunOptions {
-        device: DeviceChoice::Cuda,
+        device: DeviceChoice::On(DeviceKind::Cuda),
         ..options(DeviceSet::with([device]))
     };
     let fused = prep(MemorySource::new(data.clone()))
@@ -390,7 +390,7 @@ fn a_launch_failure_in_a_run_falls_back_to_the_cpu_and_show_says_so() {
     let faulty = Device::new(Faulty::hardware(usize::MAX, Some(DeviceFailure::Launch)));
     let opts = RunOptions {
         workspace: Some(Arc::clone(&ws)),
-        device: DeviceChoice::Cuda,
+        device: DeviceChoice::On(DeviceKind::Cuda),
         ..options(DeviceSet::with([faulty]))
     };
     let data = raw(5000);
@@ -419,7 +419,7 @@ fn a_launch_failure_in_a_run_falls_back_to_the_cpu_and_show_says_so() {
 fn out_of_memory_in_a_run_retries_in_chunks_on_the_device() {
     let gpu = Faulty::hardware(100_000, None);
     let opts = RunOptions {
-        device: DeviceChoice::Cuda,
+        device: DeviceChoice::On(DeviceKind::Cuda),
         ..options(DeviceSet::with([Device::new(gpu.clone())]))
     };
     let data = Table::from_batch(raw(300_000).concat().unwrap());

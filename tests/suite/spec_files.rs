@@ -6,7 +6,7 @@ use std::process::Command;
 use crate::common;
 
 use fuseflow::Error;
-use fuseflow::backend::DeviceChoice;
+use fuseflow::backend::{DeviceChoice, DeviceKind};
 use fuseflow::exec::RunOptions;
 use fuseflow::pipeline::spec;
 
@@ -211,7 +211,10 @@ fn shipped_training_spec_scores_the_same_on_wgpu_as_on_the_cpu() {
             })
             .unwrap()
     };
-    let (cpu, gpu) = (run_on(DeviceChoice::Cpu), run_on(DeviceChoice::Wgpu));
+    let (cpu, gpu) = (
+        run_on(DeviceChoice::On(DeviceKind::Cpu)),
+        run_on(DeviceChoice::On(DeviceKind::Wgpu)),
+    );
     for step in ["logistic", "mlp"] {
         let report = gpu.steps.iter().find(|s| s.name == step).unwrap();
         assert!(
