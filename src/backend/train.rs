@@ -19,7 +19,15 @@
 //!
 //! [`TrainKernel::check`] validates shapes once for every backend; the CPU
 //! backend (`cpu/train.rs`) is the reference the GPU kernels are tested
-//! against (`tests/backend_conformance.rs`).
+//! against (`tests/suite/backend_conformance.rs`).
+//!
+//! The arithmetic of training is written here once, in f64: an
+//! [`Activation`]'s forward and backward step and the [`Adam`] update of one
+//! parameter (the losses are in [`crate::ir::math`]). The host trainer
+//! (`ml::mlp`) applies it to its f64 parameters; the CPU training kernels
+//! apply it to f32 operands widened to f64 and round the result once, so
+//! there is no f32 twin to keep in step. The GPU kernels spell the same
+//! formulas in WGSL and CUDA C (`kernels/`), checked against the CPU.
 
 use super::{DeviceArray, Matrix};
 use crate::error::{Error, Result};
@@ -38,6 +46,27 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The activation of `z`.
+    #[inline]
+    pub fn apply(self, z: f64) -> f64 {
+        match self {
+            Activation::Relu if z > 0.0 => z,
+            Activation::Relu => 0.0,
+            Activation::Tanh => z.tanh(),
+        }
+    }
+
+    /// The gradient `delta` carried back through the activation, from the
+    /// activation's output `a`: `delta · act'(z)`.
+    #[inline]
+    pub fn backward(self, delta: f64, a: f64) -> f64 {
+        match self {
+            Activation::Relu if a > 0.0 => delta,
+            Activation::Relu => 0.0,
+            Activation::Tanh => delta * (1.0 - a * a),
+        }
+    }
+
     /// The code the training kernels (WGSL and CUDA) take for an optional
     /// activation: 0 for none.
     pub fn kernel_code(activation: Option<Activation>) -> u32 {
@@ -103,12 +132,53 @@ pub struct AdamStep {
     pub l2: f32,
 }
 
-/// Adam's first-moment decay.
-pub const ADAM_BETA1: f32 = 0.9;
-/// Adam's second-moment decay.
-pub const ADAM_BETA2: f32 = 0.999;
-/// Adam's denominator guard.
-pub const ADAM_EPS: f32 = 1e-8;
+/// Adam's constants: the moments' decays and the denominator's guard.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    /// The first moment's decay.
+    pub beta1: f64,
+    /// The second moment's decay.
+    pub beta2: f64,
+    /// Added to the denominator so that it is never zero.
+    pub eps: f64,
+}
+
+impl Adam {
+    /// The constants in f64, as the host trainer uses them.
+    pub const F64: Adam = Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+
+    /// The constants rounded to f32, as the device kernels hold them.
+    pub const F32: Adam = Adam {
+        beta1: 0.9f32 as f64,
+        beta2: 0.999f32 as f64,
+        eps: 1e-8f32 as f64,
+    };
+
+    /// One parameter's step: the parameter, first and second moments after
+    /// the gradient `g`, at `rate` (with its bias corrections).
+    #[inline]
+    pub fn update(&self, rate: AdamRate, param: f64, g: f64, m: f64, v: f64) -> [f64; 3] {
+        let m = self.beta1 * m + (1.0 - self.beta1) * g;
+        let v = self.beta2 * v + (1.0 - self.beta2) * g * g;
+        let step = rate.learning_rate * (m / rate.c1) / ((v / rate.c2).sqrt() + self.eps);
+        [param - step, m, v]
+    }
+}
+
+/// The step size of one Adam step and its bias corrections.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamRate {
+    /// The step size.
+    pub learning_rate: f64,
+    /// `1 - beta1^t`.
+    pub c1: f64,
+    /// `1 - beta2^t`.
+    pub c2: f64,
+}
 
 /// A hand-written training kernel and its operands.
 ///

@@ -5,8 +5,8 @@
 //! all its feature columns. [`exp_f32`] is branch-free arithmetic (Cody-Waite
 //! range reduction and a degree-6 polynomial, as in Cephes), so the block
 //! loops of the CPU kernel run it eight lanes at a time under AVX2.
-//! [`logistic_loss`] is the numerically stable binary cross-entropy the
-//! trainers share.
+//! [`sigmoid`], [`softmax`] and [`logistic_loss`] are the numerically stable
+//! forms every trainer and the training kernels' CPU reference share.
 
 /// `e ** x` for `f32`, within 2 ulp of the correctly rounded result over the
 /// whole range (subnormal results included), exact at 0, `inf` above
@@ -49,6 +49,34 @@ pub fn logistic_loss(z: f64, y: f64) -> f64 {
     z.max(0.0) - y * z + (-z.abs()).exp().ln_1p()
 }
 
+/// `1 / (1 + e^-z)`, without overflow for large `|z|`.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// The softmax of `logits`, written into `probabilities` (of the same
+/// length), and `ln Σ e^z` (log-sum-exp), both computed with the largest
+/// logit subtracted first so that nothing overflows.
+#[inline]
+pub fn softmax(logits: &[f64], probabilities: &mut [f64]) -> f64 {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (p, &z) in probabilities.iter_mut().zip(logits) {
+        *p = (z - max).exp();
+        sum += *p;
+    }
+    for p in probabilities.iter_mut() {
+        *p /= sum;
+    }
+    max + sum.ln()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +106,18 @@ mod tests {
             x += (x.abs() * 1e-4).max(1e-6);
         }
         assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn sigmoid_and_softmax_are_stable_at_the_extremes() {
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert_eq!(sigmoid(800.0), 1.0);
+        assert_eq!(sigmoid(-800.0), 0.0);
+        assert!((sigmoid(-3.0) + sigmoid(3.0) - 1.0).abs() < 1e-15);
+        let mut p = [0.0; 3];
+        let lse = softmax(&[1000.0, 1000.0, -1000.0], &mut p);
+        assert_eq!(p, [0.5, 0.5, 0.0]);
+        assert!((lse - (1000.0 + 2f64.ln())).abs() < 1e-12);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::design::Design;
 use super::linalg::cholesky_solve;
 use super::pass::{add_into, fold_blocks, symmetrize, weighted_gram};
 use crate::error::{Error, Result};
-use crate::ir::math::logistic_loss;
+use crate::ir::math::{logistic_loss, sigmoid, softmax};
 
 /// Training settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -534,17 +534,17 @@ fn probabilities(z: &[f64], y: &[u32], k: usize, len: usize) -> (f64, Vec<f64>) 
         for (i, z) in z.iter().enumerate() {
             let yi = f64::from(y[i]);
             loss += logistic_loss(*z, yi);
-            p[i] = 1.0 / (1.0 + (-z).exp());
+            p[i] = sigmoid(*z);
         }
     } else {
+        let (mut zi, mut pi) = (vec![0.0; k], vec![0.0; k]);
         for i in 0..len {
-            let zmax = (0..k)
-                .map(|a| z[a * len + i])
-                .fold(f64::NEG_INFINITY, f64::max);
-            let sum: f64 = (0..k).map(|a| (z[a * len + i] - zmax).exp()).sum();
-            loss += zmax + sum.ln() - z[y[i] as usize * len + i];
-            for a in 0..k {
-                p[a * len + i] = (z[a * len + i] - zmax).exp() / sum;
+            for (a, za) in zi.iter_mut().enumerate() {
+                *za = z[a * len + i];
+            }
+            loss += softmax(&zi, &mut pi) - zi[y[i] as usize];
+            for (a, &pa) in pi.iter().enumerate() {
+                p[a * len + i] = pa;
             }
         }
     }

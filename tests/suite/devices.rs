@@ -126,7 +126,10 @@ fn device_choices_parse_and_the_cpu_always_opens() {
     let err = "tpu".parse::<DeviceChoice>().unwrap_err();
     assert!(err.contains("auto, cpu, wgpu or cuda"), "{err}");
     assert!(Device::open(DeviceKind::Cpu).unwrap().is_cpu());
-    assert_eq!(DeviceChoice::from(DeviceKind::Wgpu).kind(), Some(DeviceKind::Wgpu));
+    assert_eq!(
+        DeviceChoice::from(DeviceKind::Wgpu).kind(),
+        Some(DeviceKind::Wgpu)
+    );
     assert_eq!(DeviceChoice::Auto.kind(), None);
 }
 

@@ -9,12 +9,12 @@ use arrow_array::{Array, ArrayRef, Float32Array, Int32Array};
 use rayon::prelude::*;
 
 use crate::backend::train::{
-    ADAM_BETA1, ADAM_BETA2, ADAM_EPS, Activation, AdamStep, GRAM_BLOCK_ROWS, Loss, TrainKernel,
+    Activation, Adam, AdamRate, AdamStep, GRAM_BLOCK_ROWS, Loss, TrainKernel,
 };
 use crate::backend::{DeviceArray, Matrix};
 use crate::error::{Error, Result};
 use crate::ir::DType;
-use crate::ir::math::logistic_loss;
+use crate::ir::math::{logistic_loss, sigmoid, softmax};
 
 /// The f32 values of a CPU device array (checked by [`TrainKernel::check`]).
 fn f32s(array: &DeviceArray) -> Result<&[f32]> {
@@ -83,11 +83,7 @@ fn bias_activation(
         .enumerate()
         .map(|(i, &v)| {
             let s = v + bv[i / z.rows.max(1)];
-            match activation {
-                None => s,
-                Some(Activation::Relu) => s.max(0.0),
-                Some(Activation::Tanh) => f64::from(s).tanh() as f32,
-            }
+            activation.map_or(s, |act| act.apply(f64::from(s)) as f32)
         })
         .collect())
 }
@@ -102,11 +98,7 @@ fn activation_backward(
     Ok(dv
         .iter()
         .zip(ov)
-        .map(|(&d, &a)| match activation {
-            Activation::Relu if a > 0.0 => d,
-            Activation::Relu => 0.0,
-            Activation::Tanh => (f64::from(d) * (1.0 - f64::from(a) * f64::from(a))) as f32,
-        })
+        .map(|(&d, &a)| activation.backward(f64::from(d), f64::from(a)) as f32)
         .collect())
 }
 
@@ -137,15 +129,15 @@ fn adam(
     let (p, g, m, v) = (f32s(params)?, f32s(grads)?, f32s(m)?, f32s(v)?);
     let (mut po, mut mo, mut vo) = (vec![0.0; p.len()], vec![0.0; p.len()], vec![0.0; p.len()]);
     let f = f64::from;
+    let rate = AdamRate {
+        learning_rate: f(step.learning_rate),
+        c1: f(step.c1),
+        c2: f(step.c2),
+    };
     for i in 0..p.len() {
         let g = f(step.grad_scale) * f(g[i]) + f(step.l2) * f(p[i]);
-        let mi = f(ADAM_BETA1) * f(m[i]) + (1.0 - f(ADAM_BETA1)) * g;
-        let vi = f(ADAM_BETA2) * f(v[i]) + (1.0 - f(ADAM_BETA2)) * g * g;
-        let update =
-            f(step.learning_rate) * (mi / f(step.c1)) / ((vi / f(step.c2)).sqrt() + f(ADAM_EPS));
-        po[i] = (f(p[i]) - update) as f32;
-        mo[i] = mi as f32;
-        vo[i] = vi as f32;
+        let [pi, mi, vi] = Adam::F32.update(rate, f(p[i]), g, f(m[i]), f(v[i]));
+        (po[i], mo[i], vo[i]) = (pi as f32, mi as f32, vi as f32);
     }
     Ok([po, mo, vo])
 }
@@ -205,7 +197,7 @@ fn head(loss: Loss, logits: Matrix<'_>, target: &DeviceArray) -> Result<[Vec<f32
             let y = i32s(target)?;
             for r in 0..n {
                 let (zr, t) = (f64::from(z[r]), f64::from(y[r]));
-                let p = 1.0 / (1.0 + (-zr).exp());
+                let p = sigmoid(zr);
                 residual[r] = (p - t) as f32;
                 losses[r] = logistic_loss(zr, t) as f32;
                 weights[r] = (p * (1.0 - p)) as f32;
@@ -213,17 +205,14 @@ fn head(loss: Loss, logits: Matrix<'_>, target: &DeviceArray) -> Result<[Vec<f32
         }
         Loss::Softmax => {
             let y = i32s(target)?;
-            let mut p = vec![0.0f64; k];
+            let (mut zr, mut p) = (vec![0.0f64; k], vec![0.0f64; k]);
             for r in 0..n {
-                let max = (0..k)
-                    .map(|a| f64::from(z[a * n + r]))
-                    .fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = (0..k).map(|a| (f64::from(z[a * n + r]) - max).exp()).sum();
-                for (a, pa) in p.iter_mut().enumerate() {
-                    *pa = (f64::from(z[a * n + r]) - max).exp() / sum;
+                for (a, za) in zr.iter_mut().enumerate() {
+                    *za = f64::from(z[a * n + r]);
                 }
+                let lse = softmax(&zr, &mut p);
                 let c = usize::try_from(y[r]).unwrap_or(0).min(k - 1);
-                losses[r] = (max + sum.ln() - f64::from(z[c * n + r])) as f32;
+                losses[r] = (lse - zr[c]) as f32;
                 for a in 0..k {
                     residual[a * n + r] = (p[a] - f64::from(u8::from(a == c))) as f32;
                     for b in 0..=a {

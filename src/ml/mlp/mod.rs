@@ -48,42 +48,14 @@ mod network;
 mod training;
 mod validate;
 
-use network::sigmoid;
 pub use training::train;
 pub(crate) use training::{Minibatches, Start, run_epochs, start};
+
+use crate::ir::math::{sigmoid, softmax};
 
 /// Nonlinearity applied after every hidden layer (one type for the host and
 /// the device trainers).
 pub use crate::backend::train::Activation;
-
-impl Activation {
-    fn apply(self, z: f64) -> f64 {
-        match self {
-            Activation::Relu => {
-                if z > 0.0 {
-                    z
-                } else {
-                    0.0
-                }
-            }
-            Activation::Tanh => z.tanh(),
-        }
-    }
-
-    /// The derivative, written in terms of the activation's output `a`.
-    fn derivative_at_output(self, a: f64) -> f64 {
-        match self {
-            Activation::Relu => {
-                if a > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Activation::Tanh => 1.0 - a * a,
-        }
-    }
-}
 
 /// How the output layer's values (logits) become predictions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,15 +81,7 @@ impl Head {
                 }
             }
             Head::Softmax => {
-                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let mut sum = 0.0;
-                for (o, &z) in out.iter_mut().zip(logits) {
-                    *o = (z - max).exp();
-                    sum += *o;
-                }
-                for o in out.iter_mut() {
-                    *o /= sum;
-                }
+                softmax(logits, out);
             }
         }
     }

@@ -3,7 +3,7 @@
 use rayon::prelude::*;
 
 use crate::data::Rng;
-use crate::ir::math::logistic_loss;
+use crate::ir::math::{logistic_loss, sigmoid, softmax};
 use crate::ml::design::Design;
 
 use super::{Activation, DenseLayer, Head, Labels, Mlp, MlpTarget};
@@ -45,16 +45,6 @@ impl RowBuffers {
     }
 }
 
-/// `1 / (1 + e^-z)` without overflow for large `|z|`.
-pub(super) fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
 pub(super) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -81,11 +71,7 @@ pub(super) fn row_loss(labels: Labels, r: usize, logits: &[f64], delta: &mut [f6
             logistic_loss(z, t)
         }
         Labels::Multi(index) => {
-            let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let lse = max + logits.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
-            for (d, z) in delta.iter_mut().zip(logits) {
-                *d = (z - lse).exp();
-            }
+            let lse = softmax(logits, delta);
             let c = index[r] as usize;
             delta[c] -= 1.0;
             lse - logits[c]
@@ -325,7 +311,7 @@ impl Mlp {
                     }
                 }
                 for (pv, &a) in p.iter_mut().zip(input) {
-                    *pv *= self.activation.derivative_at_output(a);
+                    *pv = self.activation.backward(*pv, a);
                 }
                 std::mem::swap(delta, prev);
             }

@@ -1,19 +1,12 @@
 //! The epoch loop every device shares, and the host trainer with Adam.
 
+use crate::backend::train::{Adam, AdamRate};
 use crate::data::Rng;
 use crate::error::{Error, Result};
 use crate::ml::design::Design;
 
 use super::validate::{validate_config, validate_data};
 use super::{DenseLayer, Labels, Mlp, MlpConfig, MlpTarget, TrainReport};
-
-/// Adam's first-moment decay (in f64; the devices' f32 kernels use
-/// [`ADAM_BETA1`](crate::backend::train::ADAM_BETA1)).
-pub(super) const BETA1: f64 = 0.9;
-/// Adam's second-moment decay.
-pub(super) const BETA2: f64 = 0.999;
-/// Adam's denominator guard.
-pub(super) const ADAM_EPS: f64 = 1e-8;
 
 /// Train a network on `x` and `y`.
 ///
@@ -42,7 +35,7 @@ pub fn train(
         mut rng,
     } = start(step, x, y, config)?;
     let mut host = HostTrainer {
-        adam: Adam::new(&model),
+        adam: Moments::new(&model),
         model,
         x,
         labels,
@@ -115,8 +108,8 @@ pub(crate) fn run_epochs(
     for epoch in 0..config.epochs {
         shuffle(&mut order, rng);
         for batch in order.chunks(config.batch_size) {
-            beta1_t *= BETA1;
-            beta2_t *= BETA2;
+            beta1_t *= Adam::F64.beta1;
+            beta2_t *= Adam::F64.beta2;
             net.step(batch, 1.0 - beta1_t, 1.0 - beta2_t)?;
         }
         let loss = net.loss()?;
@@ -143,7 +136,7 @@ pub(crate) fn run_epochs(
 /// Training on the host in f64.
 pub(super) struct HostTrainer<'a> {
     model: Mlp,
-    adam: Adam,
+    adam: Moments,
     x: &'a Design,
     labels: Labels<'a>,
     config: &'a MlpConfig,
@@ -154,8 +147,15 @@ impl Minibatches for HostTrainer<'_> {
         let (_, grad) = self
             .model
             .gradient(self.x, self.labels, batch, self.config.l2);
-        self.adam
-            .step(&mut self.model, &grad, self.config.learning_rate, c1, c2);
+        self.adam.step(
+            &mut self.model,
+            &grad,
+            AdamRate {
+                learning_rate: self.config.learning_rate,
+                c1,
+                c2,
+            },
+        );
         Ok(())
     }
 
@@ -174,20 +174,21 @@ pub(super) fn shuffle(order: &mut [usize], rng: &mut Rng) {
 
 /// Adam optimizer state: first and second moments shaped like the layers
 /// (the bias corrections come from [`run_epochs`]).
-pub(super) struct Adam {
+pub(super) struct Moments {
     m: Vec<DenseLayer>,
     v: Vec<DenseLayer>,
 }
 
-impl Adam {
+impl Moments {
     pub(super) fn new(model: &Mlp) -> Self {
-        Adam {
+        Moments {
             m: model.zeros_like(),
             v: model.zeros_like(),
         }
     }
 
-    pub(super) fn step(&mut self, model: &mut Mlp, grad: &[DenseLayer], lr: f64, c1: f64, c2: f64) {
+    /// One Adam step of every weight and bias of `model` along `grad`.
+    pub(super) fn step(&mut self, model: &mut Mlp, grad: &[DenseLayer], rate: AdamRate) {
         for (((layer, g), m), v) in model
             .layers
             .iter_mut()
@@ -200,40 +201,21 @@ impl Adam {
                 &g.weights,
                 &mut m.weights,
                 &mut v.weights,
-                lr,
-                c1,
-                c2,
+                rate,
             );
-            adam_update(
-                &mut layer.bias,
-                &g.bias,
-                &mut m.bias,
-                &mut v.bias,
-                lr,
-                c1,
-                c2,
-            );
+            adam_update(&mut layer.bias, &g.bias, &mut m.bias, &mut v.bias, rate);
         }
     }
 }
 
-pub(super) fn adam_update(
-    params: &mut [f64],
-    grads: &[f64],
-    m: &mut [f64],
-    v: &mut [f64],
-    lr: f64,
-    c1: f64,
-    c2: f64,
-) {
+/// One Adam step of `params` along `grads`, with their moments `m` and `v`.
+fn adam_update(params: &mut [f64], grads: &[f64], m: &mut [f64], v: &mut [f64], rate: AdamRate) {
     for (((p, &g), m), v) in params
         .iter_mut()
         .zip(grads)
         .zip(m.iter_mut())
         .zip(v.iter_mut())
     {
-        *m = BETA1 * *m + (1.0 - BETA1) * g;
-        *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-        *p -= lr * (*m / c1) / ((*v / c2).sqrt() + ADAM_EPS);
+        [*p, *m, *v] = Adam::F64.update(rate, *p, g, *m, *v);
     }
 }
