@@ -75,7 +75,29 @@
 //! Start with [`Pipeline`], the [`Step`] trait (write your own step),
 //! [`RunOptions`] and [`RunOutput`]; the CLI (`fuseflow run`, `explain`,
 //! `runs`, `show`, `output`, `why`, `score`, `cache`) drives the same API.
+//! To run on your own device, implement [`backend::Backend`] and wrap it in a
+//! [`backend::Device`].
+//!
+//! The engine's inner rooms (the CPU, CUDA and wgpu backends' kernels and
+//! code generation, the trainers' design matrices and device passes, the
+//! planner's lowering, fusion and placement functions) are crate-private: the
+//! `internals` feature makes them public for fuseflow's own tests and
+//! benchmarks, and they are not a stable API.
 #![deny(missing_docs)]
+
+/// Declares a module that is part of the engine, not of its API: public with
+/// the `internals` feature (which fuseflow's own tests and benchmarks turn
+/// on), crate-private otherwise. Defined before the modules, so that it is in
+/// scope in all of them.
+macro_rules! internal_mod {
+    ($name:ident) => {
+        #[cfg(feature = "internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        pub(crate) mod $name;
+    };
+}
 
 pub mod backend;
 pub mod cache;

@@ -8,11 +8,11 @@
 //! the backend which made them can read. Model training adds one verb,
 //! [`Backend::train`], over the hand-written kernels of [`train`].
 //!
-//! - [`cpu`]: rayon over Arrow buffers in place; always available.
-//! - [`cuda`]: NVIDIA GPUs, with the CUDA libraries loaded at run time.
-//! - [`wgpu`]: Vulkan, Metal or DX12 through wgpu; a typed error where no
+//! - `cpu`: rayon over Arrow buffers in place; always available.
+//! - `cuda`: NVIDIA GPUs, with the CUDA libraries loaded at run time.
+//! - `wgpu`: Vulkan, Metal or DX12 through wgpu; a typed error where no
 //!   adapter is found.
-//! - [`codegen`]: fused kernels as source text (WGSL, CUDA C), generated from
+//! - `codegen`: fused kernels as source text (WGSL, CUDA C), generated from
 //!   the IR with each operator's spelling taken from [`crate::ir::ops`].
 
 use std::any::Any;
@@ -24,14 +24,20 @@ use arrow_array::ArrayRef;
 use crate::error::Result;
 use crate::ir::{DType, OpByOp, Projection};
 
-pub mod codegen;
-pub mod cpu;
-pub mod cuda;
+internal_mod!(codegen);
+internal_mod!(cpu);
+internal_mod!(cuda);
 mod device;
 mod discovery;
 mod residency;
 pub mod train;
+// By hand, not by `internal_mod!`: a macro-made module may not shadow the
+// `wgpu` crate.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod wgpu;
+#[cfg(not(feature = "internals"))]
+pub(crate) mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;

@@ -13,7 +13,7 @@
 //!
 //! The loop ([`newton`]) is written once over an [`Objective`]: the host's
 //! f64 passes here, or the device passes of
-//! [`on_device`](super::on_device) (f32 kernels, partial sums added in f64
+//! `on_device` (f32 kernels, partial sums added in f64
 //! on the host), where it stops at the larger of `tolerance` and the
 //! gradient an f32 pass can resolve ([`Precision`]).
 

@@ -2,10 +2,10 @@
 //!
 //! A tour of the core types, in the order a run uses them:
 //!
-//! - [`lower`] turns a validated pipeline into [`LogicalOp`]s: one per step,
+//! - `lower` turns a validated pipeline into `LogicalOp`s: one per step,
 //!   classified as io, fit, map, model or metric ([`OpKind`](crate::pipeline::OpKind)), with the bytes
 //!   it is estimated to read and write.
-//! - [`fuse`] merges maximal chains of row-local ops (derive, scale,
+//! - `fuse` merges maximal chains of row-local ops (derive, scale,
 //!   fill_null, and any user step that is [`RowLocal`](crate::pipeline::RowLocal))
 //!   into [`FusedGroup`]s, across step boundaries, wherever the table between
 //!   two steps is needed by nothing else ([`Materialized`] says why a table
@@ -13,7 +13,7 @@
 //! - [`Calibration`] is the cost model's constants (bandwidths, launch costs),
 //!   measured by `fuseflow calibrate` and stored in the workspace, or the
 //!   documented defaults.
-//! - [`place`] puts each op or fused group on a device: pinned where the user
+//! - `place` puts each op or fused group on a device: pinned where the user
 //!   pinned it, and under `auto` on the device the cost model finds fastest
 //!   among the CPU and hardware GPUs (software adapters are never chosen).
 //! - [`PhysicalPlan`] is the result; its `Display` is what `fuseflow explain`
@@ -29,7 +29,6 @@ mod place;
 
 pub use calibrate::calibrate;
 pub use cost::{CALIBRATION_FILE, Calibration, Estimate, GpuProfile, Work};
-pub use fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
-pub use logical::{LogicalOp, lower};
+pub use fuse::{FusedGroup, MaterializePolicy, Materialized};
 pub use physical::{PhysicalPlan, PlanNode, PlanOptions};
-pub use place::{Placement, place};
+pub use place::Placement;

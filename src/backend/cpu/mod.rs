@@ -13,4 +13,6 @@ mod stats_avx2;
 mod train;
 
 pub use backend::CpuBackend;
-pub use kernel::{BLOCK, CpuKernel};
+pub use kernel::CpuKernel;
+#[cfg(feature = "internals")]
+pub use kernel::BLOCK;

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use cudarc::driver::CudaFunction;
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx, compile_ptx_with_opts};
 
-use super::device::{Device, describe, guarded};
+use super::device::{Device, describe};
 use crate::error::{DeviceFailure, Error, Result};
 
 /// NVRTC options every kernel is compiled with (besides the architecture).
@@ -51,10 +51,11 @@ pub fn nvrtc_present(device: &str) -> Result<()> {
 /// # Errors
 /// [`DeviceFailure::Unavailable`] without NVRTC; [`DeviceFailure::Compile`]
 /// with NVRTC's log when the source does not compile.
+#[cfg(feature = "internals")]
 pub fn compile_ptx(source: &str, arch: &str, kernel: &str) -> Result<String> {
     let device = format!("nvrtc {arch}");
     nvrtc_present(&device)?;
-    guarded(&device, &format!("compiling kernel `{kernel}`"), || {
+    super::device::guarded(&device, &format!("compiling kernel `{kernel}`"), || {
         let ptx = nvrtc(source, arch, kernel).map_err(|e| compile_error(&device, kernel, e))?;
         Ok(ptx.to_src())
     })

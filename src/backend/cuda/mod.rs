@@ -24,7 +24,12 @@ mod reduce;
 mod train;
 
 pub use backend::CudaBackend;
+// What the tests compile to PTX without a device.
+#[cfg(feature = "internals")]
 pub use codegen::{FusedKernel, fused_kernel};
+#[cfg(feature = "internals")]
 pub use compile::{NVRTC_OPTIONS, compile_ptx, nvrtc_present};
+#[cfg(feature = "internals")]
 pub use reduce::{REDUCE_SOURCE, reduce_entry};
+#[cfg(feature = "internals")]
 pub use train::{TRAIN_ENTRIES, TRAIN_SOURCE};

@@ -23,6 +23,7 @@ use crate::error::{DeviceFailure, Error, Result};
 pub const TRAIN_SOURCE: &str = include_str!("../../../kernels/cuda/train.cu");
 
 /// The entry points of [`TRAIN_SOURCE`].
+#[cfg(feature = "internals")]
 pub const TRAIN_ENTRIES: [&str; 5] = [
     "ff_train_head",
     "ff_bias_activation",

@@ -45,6 +45,7 @@ pub(crate) struct FusedKernel {
 /// [`Error::Device`](crate::Error::Device) with
 /// [`DeviceFailure::Unsupported`](crate::error::DeviceFailure::Unsupported)
 /// when the projection computes on f64, i64 or strings.
+#[cfg(feature = "internals")]
 pub fn fused_kernel_source(projection: &Projection, nullable: &[bool]) -> Result<String> {
     fused_kernel(projection, nullable, "wgpu").map(|k| k.source)
 }

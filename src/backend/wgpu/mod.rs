@@ -34,5 +34,6 @@ mod memory;
 mod reduce;
 mod train;
 
+#[cfg(feature = "internals")]
 pub use codegen::fused_kernel_source;
 pub use device::WgpuBackend;

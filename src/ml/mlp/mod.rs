@@ -38,7 +38,7 @@
 //! # Devices
 //!
 //! The epoch loop (`run_epochs`) is shared: the host trains in f64 here,
-//! and [`on_device`](super::on_device) trains through the backend verbs in
+//! and `on_device` trains through the backend verbs in
 //! f32 with the same initialization, shuffles and step schedule.
 //!
 //! Features are used as given: scale them (for example standardize) before

@@ -108,6 +108,7 @@ impl CpuKernel {
     }
 
     /// Number of block instructions (one per distinct operator node).
+    #[cfg(feature = "internals")]
     pub fn instruction_count(&self) -> usize {
         self.instructions.len()
     }
