@@ -384,13 +384,19 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut chain = e.chain().into_iter();
-            eprintln!("error: {}", chain.next().unwrap_or_default());
-            for cause in chain {
-                eprintln!("  caused by: {cause}");
-            }
+            report(&e);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error as the user reads it: the message, then each cause it does not
+/// already quote.
+fn report(e: &Error) {
+    let mut chain = e.chain().into_iter();
+    eprintln!("error: {}", chain.next().unwrap_or_default());
+    for cause in chain {
+        eprintln!("  caused by: {cause}");
     }
 }
 
