@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::data::Data;
 use super::fused::{Member, Ran, run_group};
 use super::options::RunOptions;
+use super::pushdown::pushed_down;
 use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, Notes};
 use crate::data::ContentHash;
@@ -277,20 +278,12 @@ fn compute(
     memory_budget: u64,
 ) -> Result<(Vec<Data>, Option<Ran>)> {
     let ctx = StepContext::new(&node.name).on(device, notes);
-    // A stream read by a step that uses only some of its columns decodes
-    // only those, where its source can (Parquet).
+    // A stream read by a step that uses only some of its columns, or only
+    // rows that satisfy a condition, skips the others where its source can.
     // (A fused group narrows its own input: see `run_group`.)
     let mut inputs = inputs;
-    if let (true, Some(Data::Stream(stream)), Some(columns)) =
-        (members.is_empty(), inputs.first(), node.step.columns_read())
-    {
-        let schema = stream.schema();
-        let needed: Vec<bool> = schema
-            .fields()
-            .iter()
-            .map(|f| columns.contains(f.name()))
-            .collect();
-        inputs[0] = Data::Stream(stream.reading_only(&needed)?);
+    if let (true, Some(Data::Stream(stream))) = (members.is_empty(), inputs.first()) {
+        inputs[0] = Data::Stream(pushed_down(node.step.as_ref(), stream, notes)?);
     }
     if !members.is_empty() {
         let mut ran = run_group(members, &inputs[0], device, notes)?;
