@@ -158,7 +158,8 @@ fn run_job(
             return Ok(Outcome::Reused(Box::new(row)));
         }
     }
-    let (inputs, members) = match load_inputs(nodes, ws, job.inputs, job.fused)? {
+    let budget = options.memory_budget;
+    let (inputs, members) = match load_inputs(nodes, ws, budget, job.inputs, job.fused)? {
         Ok(loaded) => loaded,
         Err(lost) => return Ok(lost),
     };
@@ -224,12 +225,13 @@ type Loaded = (Vec<Data>, Vec<Member>);
 fn load_inputs(
     nodes: &[StepNode],
     ws: Option<&Workspace>,
+    budget: u64,
     inputs: Vec<Input>,
     fused: Vec<(usize, Vec<Input>)>,
 ) -> Result<std::result::Result<Loaded, Outcome>> {
     let mut loaded = Vec::with_capacity(inputs.len());
     for input in inputs {
-        match load_input(input, ws)? {
+        match load_input(input, ws, budget)? {
             Ok(t) => loaded.push(t),
             Err(lost) => return Ok(Err(lost)),
         }
@@ -238,7 +240,7 @@ fn load_inputs(
     for (m, side_inputs) in fused {
         let mut side = Vec::with_capacity(side_inputs.len());
         for input in side_inputs {
-            match load_input(input, ws)? {
+            match load_input(input, ws, budget)? {
                 Ok(t) => side.push(t.table()?),
                 Err(lost) => return Ok(Err(lost)),
             }
@@ -248,12 +250,24 @@ fn load_inputs(
     Ok(Ok((loaded, members)))
 }
 
-/// An input's table: in memory, or loaded from the workspace. `Ok(Err(_))`
+/// An input's data: in memory, or loaded from the workspace; a reused read
+/// of a file with a footer is scanned from the file again, as a stream, as
+/// in the run that read it (see [`Workspace::source_file`]). `Ok(Err(_))`
 /// says its cached object is gone, so its producer must run again.
-fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Result<Data, Outcome>> {
+fn load_input(
+    input: Input,
+    ws: Option<&Workspace>,
+    budget: u64,
+) -> Result<std::result::Result<Data, Outcome>> {
     let found = match (input.table, input.hash, ws) {
         (Some(t), _, _) => Ok(t),
-        (None, Some(hash), Some(ws)) => ws.load(&hash)?.found().map(Data::Table),
+        (None, Some(hash), Some(ws)) => match ws.source_file(&hash)? {
+            // A file that no longer opens is loaded below, which reports it lost.
+            Some(file) if let Ok(Some(stream)) = source_stream(&file, budget) => {
+                Ok(Data::Stream(stream))
+            }
+            _ => ws.load(&hash)?.found().map(Data::Table),
+        },
         _ => {
             return Err(Error::Internal(
                 "an input with neither data nor a workspace".into(),

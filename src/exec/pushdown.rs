@@ -8,8 +8,8 @@
 //! consumer scans it again, and a filter that skips row groups still filters
 //! the rows it gets, so its output, and so its cache key and stored object,
 //! are the same with and without pruning. Nothing cached is ever a pruned
-//! read. An input loaded from the workspace (a read reused from an earlier
-//! run) is a table, not a stream, and is not pruned.
+//! read. A read reused from an earlier run is scanned from its file again
+//! (`Workspace::source_file`), so it is pruned and narrowed the same way.
 
 use crate::backend::Notes;
 use crate::data::Stream;

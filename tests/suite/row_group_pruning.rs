@@ -237,6 +237,37 @@ fn a_predicate_on_an_expression_or_a_cast_is_not_analysed() {
     check(&path, &rows, "not (id > 3)", None);
 }
 
+#[test]
+fn a_reused_read_is_pruned_for_a_changed_filter() {
+    let (dir, path, rows) = fixture();
+    let ws = std::sync::Arc::new(fuseflow::Workspace::open(dir.path().join("ws")).unwrap());
+    let options = fuseflow::RunOptions::default().with_workspace(ws);
+    let run = |predicate: &str| {
+        let mut p = Pipeline::new("pruned");
+        p.add("src", Read::new(&path));
+        p.add("recent", Filter::new(parse_expr(predicate).unwrap()))
+            .input("data", "src");
+        p.run_with(&options).unwrap()
+    };
+    run("f0 >= 7.0");
+    let second = run("250 > id");
+    let report = |name: &str| second.steps.iter().find(|s| s.name == name).unwrap();
+    assert!(matches!(
+        report("src").cache,
+        fuseflow::CacheUse::Hit { .. }
+    ));
+    assert_eq!(report("recent").cache, fuseflow::CacheUse::Miss);
+    assert!(
+        report("recent")
+            .notes
+            .contains(&"pruned 7 of 10 row groups by statistics".to_string()),
+        "{:?}",
+        report("recent").notes
+    );
+    let out = second.output("recent").unwrap().concat().unwrap();
+    assert_eq!(text(&out), text(&filtered_whole(&rows, "250 > id")));
+}
+
 /// The rows of a file `fuseflow output` wrote.
 fn read_back(path: &Path) -> RecordBatch {
     let mut p = Pipeline::new("back");
