@@ -207,23 +207,12 @@ impl Workspace {
                 reason,
             })
         };
-        let reference: SourceReference = match toml::from_str(text) {
-            Ok(r) => r,
-            Err(e) => return lost(format!("an unreadable source reference: {e}")),
+        let file = match self.verified_reference(text) {
+            Ok(file) => file,
+            Err(reason) => return lost(reason),
         };
-        let path = &reference.file.path;
-        let now = match self.source_hash(path, false) {
-            Ok(h) => h,
-            Err(e) => return lost(format!("its source file cannot be read: {e}")),
-        };
-        if now != reference.file_hash {
-            return lost(format!(
-                "its source file {} changed since it was read",
-                path.display()
-            ));
-        }
-        let mut read = Read::new(path).batch_rows(reference.file.batch_rows);
-        if let Some(format) = reference.file.format {
+        let mut read = Read::new(&file.path).batch_rows(file.batch_rows);
+        if let Some(format) = file.format {
             read = read.format(format);
         }
         match read
@@ -234,6 +223,43 @@ impl Workspace {
             Ok(None) => Err(Error::Internal("a read step returned no table".into())),
             Err(e) => lost(format!("its source file cannot be read: {e}")),
         }
+    }
+
+    /// The file a reference's text names, if it still has the content it
+    /// had when read; else why the output it stands for is lost.
+    fn verified_reference(&self, text: &str) -> std::result::Result<SourceFile, String> {
+        let reference: SourceReference =
+            toml::from_str(text).map_err(|e| format!("an unreadable source reference: {e}"))?;
+        let path = &reference.file.path;
+        let now = self
+            .source_hash(path, false)
+            .map_err(|e| format!("its source file cannot be read: {e}"))?;
+        if now != reference.file_hash {
+            return Err(format!(
+                "its source file {} changed since it was read",
+                path.display()
+            ));
+        }
+        Ok(reference.file)
+    }
+
+    /// The file an output stored as a reference to its source (the output
+    /// of a `read`) was read from, when the output is not in memory and the
+    /// file still has the content it had: a consumer can then scan the file
+    /// again as a stream (narrowed to its columns, pruned to its row groups)
+    /// instead of loading it whole. `None` otherwise, and then
+    /// [`Workspace::load`] loads the output or says why it is lost.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the object store cannot be read.
+    pub fn source_file(&self, hash: &ContentHash) -> Result<Option<SourceFile>> {
+        if self.memory.get(hash).is_some() || self.writer.is_pending(hash) {
+            return Ok(None);
+        }
+        Ok(self
+            .objects
+            .reference(hash)?
+            .and_then(|text| self.verified_reference(&text).ok()))
     }
 }
 

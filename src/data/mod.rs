@@ -24,7 +24,7 @@ mod units;
 pub use hash::{ContentHash, hash_file, hash_table, type_name};
 pub(crate) use hash::{Encoder, digest_type, parse_hex32};
 pub use rng::{Rng, splitmix64};
-pub use stream::{Batches, Stream};
+pub use stream::{Batches, Pruned, Stream};
 pub use table::Table;
 pub(crate) use table::{
     batch_data_size, column_dtype, column_index, normalize_batch, normalize_schema, numeric_column,

@@ -4,7 +4,10 @@
 //! consumer scans it, and only the batches in flight are in memory. Steps
 //! that can work batch by batch (fits that merge partial statistics, file
 //! writers, fused kernels) take it as it comes; every other step gets it
-//! collected into a [`Table`].
+//! collected into a [`Table`]. A source can let one consumer's scan skip
+//! what it does not need: columns it does not read
+//! ([`Stream::reading_only`]) and row groups that its condition rules out
+//! by their statistics ([`Stream::pruned`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use super::files::RowGroupPredicate;
 use super::table::{Table, batch_data_size};
 use crate::error::Result;
 
@@ -20,6 +24,19 @@ pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 type Scan = dyn Fn() -> Result<Batches> + Send + Sync;
 type Narrow = dyn Fn(&[bool]) -> Result<Stream> + Send + Sync;
+type Prune = dyn Fn(&RowGroupPredicate) -> Result<Pruned> + Send + Sync;
+
+/// A stream that skips the row groups a [`RowGroupPredicate`] refutes, and
+/// how many it skips (see [`Stream::pruned`]).
+#[derive(Clone, Debug)]
+pub struct Pruned {
+    /// The rows of the row groups kept, unfiltered.
+    pub stream: Stream,
+    /// Row groups skipped.
+    pub skipped: usize,
+    /// Row groups in the source.
+    pub total: usize,
+}
 
 /// A re-scannable sequence of record batches of one schema.
 #[derive(Clone)]
@@ -30,6 +47,8 @@ pub struct Stream {
     scan: Arc<Scan>,
     /// For a source that can skip columns: the stream reading only some.
     narrow: Option<Arc<Narrow>>,
+    /// For a source with row-group statistics: the stream skipping groups.
+    prune: Option<Arc<Prune>>,
 }
 
 impl fmt::Debug for Stream {
@@ -54,6 +73,7 @@ impl Stream {
             size,
             scan: Arc::new(scan),
             narrow: None,
+            prune: None,
         }
     }
 
@@ -84,6 +104,32 @@ impl Stream {
             }
             _ => Ok(self.clone()),
         }
+    }
+
+    /// This stream, able to skip row groups by their statistics: `prune`
+    /// gives the stream of the row groups a predicate does not refute (see
+    /// [`Stream::pruned`]).
+    pub fn pruned_by(
+        mut self,
+        prune: impl Fn(&RowGroupPredicate) -> Result<Pruned> + Send + Sync + 'static,
+    ) -> Self {
+        self.prune = Some(Arc::new(prune));
+        self
+    }
+
+    /// For a consumer that needs only the rows that may satisfy
+    /// `predicate`: a source whose row groups carry statistics (Parquet)
+    /// gives the stream of the row groups they do not refute (whole, not
+    /// filtered: the consumer still filters), with the count skipped;
+    /// `None` for any other stream.
+    ///
+    /// # Errors
+    /// As [`Stream::scan`] (the source's footer is read again).
+    pub fn pruned(&self, predicate: &RowGroupPredicate) -> Result<Option<Pruned>> {
+        self.prune
+            .as_ref()
+            .map(|prune| prune(predicate))
+            .transpose()
     }
 
     /// The batches of a table in memory, as a stream.

@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::data::Data;
 use super::fused::{Member, Ran, run_group};
 use super::options::RunOptions;
+use super::pushdown::pushed_down;
 use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, Notes};
 use crate::data::ContentHash;
@@ -157,7 +158,8 @@ fn run_job(
             return Ok(Outcome::Reused(Box::new(row)));
         }
     }
-    let (inputs, members) = match load_inputs(nodes, ws, job.inputs, job.fused)? {
+    let budget = options.memory_budget;
+    let (inputs, members) = match load_inputs(nodes, ws, budget, job.inputs, job.fused)? {
         Ok(loaded) => loaded,
         Err(lost) => return Ok(lost),
     };
@@ -221,12 +223,13 @@ type Loaded = (Vec<Data>, Vec<Member>);
 fn load_inputs(
     nodes: &[StepNode],
     ws: Option<&Workspace>,
+    budget: u64,
     inputs: Vec<Input>,
     fused: Vec<(usize, Vec<Input>)>,
 ) -> Result<std::result::Result<Loaded, Outcome>> {
     let mut loaded = Vec::with_capacity(inputs.len());
     for input in inputs {
-        match load_input(input, ws)? {
+        match load_input(input, ws, budget)? {
             Ok(t) => loaded.push(t),
             Err(lost) => return Ok(Err(lost)),
         }
@@ -235,7 +238,7 @@ fn load_inputs(
     for (m, side_inputs) in fused {
         let mut side = Vec::with_capacity(side_inputs.len());
         for input in side_inputs {
-            match load_input(input, ws)? {
+            match load_input(input, ws, budget)? {
                 Ok(t) => side.push(t.table()?),
                 Err(lost) => return Ok(Err(lost)),
             }
@@ -245,12 +248,24 @@ fn load_inputs(
     Ok(Ok((loaded, members)))
 }
 
-/// An input's table: in memory, or loaded from the workspace. `Ok(Err(_))`
+/// An input's data: in memory, or loaded from the workspace; a reused read
+/// of a file with a footer is scanned from the file again, as a stream, as
+/// in the run that read it (see [`Workspace::source_file`]). `Ok(Err(_))`
 /// says its cached object is gone, so its producer must run again.
-fn load_input(input: Input, ws: Option<&Workspace>) -> Result<std::result::Result<Data, Outcome>> {
+fn load_input(
+    input: Input,
+    ws: Option<&Workspace>,
+    budget: u64,
+) -> Result<std::result::Result<Data, Outcome>> {
     let found = match (input.table, input.hash, ws) {
         (Some(t), _, _) => Ok(t),
-        (None, Some(hash), Some(ws)) => ws.load(&hash)?.found().map(Data::Table),
+        (None, Some(hash), Some(ws)) => match ws.source_file(&hash)? {
+            // A file that no longer opens is loaded below, which reports it lost.
+            Some(file) if let Ok(Some(stream)) = source_stream(&file, budget) => {
+                Ok(Data::Stream(stream))
+            }
+            _ => ws.load(&hash)?.found().map(Data::Table),
+        },
         _ => {
             return Err(Error::Internal(
                 "an input with neither data nor a workspace".into(),
@@ -275,20 +290,12 @@ fn compute(
     memory_budget: u64,
 ) -> Result<(Vec<Data>, Option<Ran>)> {
     let ctx = StepContext::new(&node.name).on(device, notes);
-    // A stream read by a step that uses only some of its columns decodes
-    // only those, where its source can (Parquet).
+    // A stream read by a step that uses only some of its columns, or only
+    // rows that satisfy a condition, skips the others where its source can.
     // (A fused group narrows its own input: see `run_group`.)
     let mut inputs = inputs;
-    if let (true, Some(Data::Stream(stream)), Some(columns)) =
-        (members.is_empty(), inputs.first(), node.step.columns_read())
-    {
-        let schema = stream.schema();
-        let needed: Vec<bool> = schema
-            .fields()
-            .iter()
-            .map(|f| columns.contains(f.name()))
-            .collect();
-        inputs[0] = Data::Stream(stream.reading_only(&needed)?);
+    if let (true, Some(Data::Stream(stream))) = (members.is_empty(), inputs.first()) {
+        inputs[0] = Data::Stream(pushed_down(node.step.as_ref(), stream, notes)?);
     }
     if !members.is_empty() {
         let mut ran = run_group(members, &inputs[0], device, notes)?;

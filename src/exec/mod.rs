@@ -7,7 +7,9 @@
 //! - `run.rs`: `Pipeline::run`, `run_with` and `plan`: plan, record, schedule.
 //! - `scheduler.rs`: the loop, over one state per step; `ready.rs`: the
 //!   ready queue; `job.rs`: one job on a worker; `recorder.rs`: what a run
-//!   writes to the run store; `reuse.rs`: cache keys, lookup, storing.
+//!   writes to the run store; `reuse.rs`: cache keys, lookup, storing;
+//!   `pushdown.rs`: the columns and row groups a step lets its stream input
+//!   skip.
 
 pub mod batch_score;
 mod data;
@@ -15,6 +17,7 @@ mod fused;
 mod job;
 mod options;
 pub mod progress;
+mod pushdown;
 mod ready;
 mod recorder;
 mod replay;

@@ -9,8 +9,11 @@
 //!   [`io`] (read and write files), [`prep`] (data preparation), [`models`]
 //!   (training and scoring) and [`metrics`] (evaluation).
 //! - [`spec`]: pipelines described in TOML files.
+//! - [`pruning`]: a step's row condition as a predicate on Parquet row-group
+//!   statistics, for sources to skip the groups no row of which satisfies it.
 
 pub mod graph;
+pub mod pruning;
 pub mod spec;
 pub mod step;
 mod step_spec;

@@ -141,6 +141,18 @@ pub trait Step: Send + Sync + fmt::Debug {
         None
     }
 
+    /// A boolean expression over the data input (the first) that every row
+    /// the outputs depend on satisfies, when there is one (a filter's
+    /// predicate): the outputs must be the same whether or not the input
+    /// holds the rows where it is false or null. A source with row-group
+    /// statistics (Parquet) then skips the row groups in which no row can
+    /// satisfy it ([`pruning`](crate::pipeline::pruning)), and the step's
+    /// notes say how many; the step still gets whole row groups and must
+    /// apply the condition itself. `None` (the default): every row matters.
+    fn row_condition(&self) -> Option<Expr> {
+        None
+    }
+
     /// The version of the step's code, part of its cache key: bump it when the
     /// step computes something different from the same inputs and parameters,
     /// so that outputs cached by the old code are not reused.

@@ -32,6 +32,7 @@ mod planner;
 mod prep_steps;
 mod regressions;
 mod reuse;
+mod row_group_pruning;
 mod run_store;
 mod scheduler;
 mod spec_files;

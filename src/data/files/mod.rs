@@ -3,7 +3,8 @@
 //! - [`FileFormat`]: Parquet, Arrow IPC (file and stream), CSV.
 //! - [`BatchReader`]: any of them read as batches of a bounded row count,
 //!   their types normalized; [`MappedIpcFile`]: an Arrow IPC file mapped and
-//!   decoded in place; `ParquetScan`: row groups decoded in parallel.
+//!   decoded in place; `ParquetScan`: row groups decoded in parallel, those
+//!   a [`RowGroupPredicate`] refutes by their statistics skipped.
 //! - [`BatchWriter`] and [`write_table`]: written to a temporary file beside
 //!   the target and renamed into place, so a failed write never leaves a
 //!   truncated file behind.
@@ -11,6 +12,7 @@
 mod mapped_ipc;
 mod parquet_scan;
 mod reader;
+mod row_group_predicate;
 mod writer;
 
 use std::io::Read as _;
@@ -19,8 +21,9 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 pub use mapped_ipc::MappedIpcFile;
-pub(crate) use parquet_scan::{ParquetScan, reading_only};
-pub use reader::BatchReader;
+pub(crate) use parquet_scan::ParquetScan;
+pub use reader::{BatchReader, ReadOptions};
+pub use row_group_predicate::{Comparison, RowGroupPredicate, Value};
 pub use writer::{BatchWriter, write_table};
 
 /// Rows per chunk when reading files.

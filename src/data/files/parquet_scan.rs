@@ -1,4 +1,5 @@
-//! Parquet row groups decoded in parallel, only the columns asked for.
+//! Parquet row groups decoded in parallel, only the columns asked for, and
+//! only the row groups whose statistics a predicate does not refute.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
 use rayon::prelude::*;
 
-use super::FileFormat;
 use super::reader::{decoded, open_for_reading, unreadable};
+use super::{FileFormat, RowGroupPredicate};
 use crate::error::{Error, Result};
 
 /// A Parquet file's row groups, decoded a few at a time in parallel (each on
@@ -22,6 +23,9 @@ pub(crate) struct ParquetScan {
     batch_rows: usize,
     /// The columns to decode (all when `None`); the others come as nulls.
     columns: Option<Vec<bool>>,
+    /// The row groups to decode, in file order (all unless pruned).
+    groups: Vec<usize>,
+    /// Position in `groups` of the next row group to decode.
     next_group: usize,
     decoded: std::collections::VecDeque<Result<RecordBatch>>,
 }
@@ -30,11 +34,13 @@ impl ParquetScan {
     pub(crate) fn open(path: &Path, batch_rows: usize) -> Result<Self> {
         let metadata = ArrowReaderMetadata::load(&open_for_reading(path)?, Default::default())
             .map_err(|e| unreadable(path, FileFormat::Parquet, e))?;
+        let groups = (0..metadata.metadata().num_row_groups()).collect();
         Ok(ParquetScan {
             path: path.to_path_buf(),
             metadata,
             batch_rows: batch_rows.max(1),
             columns: None,
+            groups,
             next_group: 0,
             decoded: Default::default(),
         })
@@ -50,6 +56,22 @@ impl ParquetScan {
         self
     }
 
+    /// Skip the row groups whose statistics prove that no row satisfies
+    /// `predicate` (when given; see [`RowGroupPredicate::may_match`]).
+    pub(crate) fn pruning(mut self, predicate: Option<&RowGroupPredicate>) -> Self {
+        if let Some(predicate) = predicate {
+            let (schema, file) = (self.metadata.schema(), self.metadata.metadata());
+            self.groups
+                .retain(|&g| predicate.may_match(schema, file.row_group(g)));
+        }
+        self
+    }
+
+    /// The row groups the scan decodes, and the file's row groups.
+    pub(crate) fn row_groups(&self) -> (usize, usize) {
+        (self.groups.len(), self.metadata.metadata().num_row_groups())
+    }
+
     /// The schema of the batches.
     pub(crate) fn schema(&self) -> SchemaRef {
         match &self.columns {
@@ -58,17 +80,26 @@ impl ParquetScan {
         }
     }
 
+    /// The rows of the row groups the scan decodes.
     pub(crate) fn rows(&self) -> usize {
-        usize::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+        self.kept()
+            .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+            .sum()
     }
 
-    /// Bytes the file's rows take in memory, from its footer: fixed-width
-    /// columns exactly (values, and validity where a row group has nulls or
-    /// does not say), others by their uncompressed size in the file.
+    fn kept(&self) -> impl Iterator<Item = &parquet::file::metadata::RowGroupMetaData> {
+        let file = self.metadata.metadata();
+        self.groups.iter().map(|&g| file.row_group(g))
+    }
+
+    /// Bytes the scanned rows take in memory, from the file's footer:
+    /// fixed-width columns exactly (values, and validity where a row group
+    /// has nulls or does not say), others by their uncompressed size in the
+    /// file.
     pub(crate) fn data_size(&self) -> usize {
         let schema = self.metadata.schema();
         let mut bytes = 0u64;
-        for group in self.metadata.metadata().row_groups() {
+        for group in self.kept() {
             let rows = group.num_rows().max(0) as u64;
             for (field, column) in schema.fields().iter().zip(group.columns()) {
                 let nulls = column
@@ -86,9 +117,11 @@ impl ParquetScan {
 
     /// Decode the next window of row groups, one per thread.
     fn decode_window(&mut self) {
-        let groups = self.metadata.metadata().num_row_groups();
-        let end = groups.min(self.next_group + rayon::current_num_threads().max(1));
-        let window = self.next_group..end;
+        let end = self
+            .groups
+            .len()
+            .min(self.next_group + rayon::current_num_threads().max(1));
+        let window = self.groups[self.next_group..end].to_vec();
         self.next_group = end;
         let (path, metadata, batch_rows) = (&self.path, &self.metadata, self.batch_rows);
         let (schema, columns) = (self.schema(), self.columns.as_deref());
@@ -130,7 +163,7 @@ impl ParquetScan {
 /// The schema of a file's batches when only the columns marked in `columns`
 /// are decoded: the file's, with the fields of the others made nullable
 /// (they come as nulls).
-pub(crate) fn reading_only(file: &Schema, columns: &[bool]) -> SchemaRef {
+fn reading_only(file: &Schema, columns: &[bool]) -> SchemaRef {
     let fields: Vec<Field> = file
         .fields()
         .iter()
@@ -173,8 +206,7 @@ impl Iterator for ParquetScan {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
-        while self.decoded.is_empty() && self.next_group < self.metadata.metadata().num_row_groups()
-        {
+        while self.decoded.is_empty() && self.next_group < self.groups.len() {
             self.decode_window();
         }
         self.decoded.pop_front()

@@ -8,9 +8,26 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 
-use super::{FileFormat, MappedIpcFile, ParquetScan, is_ipc_file};
+use super::{FileFormat, MappedIpcFile, ParquetScan, RowGroupPredicate, is_ipc_file};
 use crate::data::{normalize_batch, normalize_schema};
 use crate::error::{Cause, Error, Result};
+
+/// How [`BatchReader::open_with`] reads a file, beyond its format and
+/// batch size. The default reads everything.
+#[derive(Clone, Debug, Default)]
+pub struct ReadOptions {
+    /// The batches of an Arrow IPC file release their pages of its mapping
+    /// when dropped (see [`MappedIpcFile::scan`]), for one pass over a file
+    /// larger than memory.
+    pub release: bool,
+    /// A Parquet file decodes only the columns marked, and gives the others
+    /// as nulls (their fields made nullable).
+    pub columns: Option<Vec<bool>>,
+    /// A Parquet file skips the row groups whose statistics prove that no
+    /// row satisfies this predicate; the rows read are those of the other
+    /// groups, unfiltered.
+    pub row_groups: Option<Arc<RowGroupPredicate>>,
+}
 
 /// A file read as a stream of record batches of at most `batch_rows` rows,
 /// with types normalized to fuseflow's dtypes. Only the current chunk (and,
@@ -29,14 +46,10 @@ impl BatchReader {
     /// # Errors
     /// [`Error::Io`] naming the file when it is missing, unreadable or not of the format.
     pub fn open(path: &Path, format: Option<FileFormat>, batch_rows: usize) -> Result<Self> {
-        Self::open_with(path, format, batch_rows, false, None)
+        Self::open_with(path, format, batch_rows, &ReadOptions::default())
     }
 
-    /// [`BatchReader::open`]; with `release`, the batches of an Arrow IPC
-    /// file release their pages of its mapping when dropped (see
-    /// [`MappedIpcFile::scan`]), for one pass over a file larger than memory;
-    /// with `columns`, a Parquet file decodes only the columns marked, and
-    /// gives the others as nulls (their fields made nullable).
+    /// [`BatchReader::open`], reading as `options` say.
     ///
     /// # Errors
     /// As [`BatchReader::open`].
@@ -44,8 +57,7 @@ impl BatchReader {
         path: &Path,
         format: Option<FileFormat>,
         batch_rows: usize,
-        release: bool,
-        columns: Option<&[bool]>,
+        options: &ReadOptions,
     ) -> Result<Self> {
         let format = FileFormat::given_or_from_path(format, path)?;
         let open = || open_for_reading(path);
@@ -67,14 +79,16 @@ impl BatchReader {
             Box<dyn Iterator<Item = _> + Send>,
         ) = match format {
             FileFormat::Parquet => {
-                let scan = ParquetScan::open(path, batch_rows)?.reading(columns);
+                let scan = ParquetScan::open(path, batch_rows)?
+                    .reading(options.columns.as_deref())
+                    .pruning(options.row_groups.as_deref());
                 (scan.schema(), Some(scan.rows()), Box::new(scan))
             }
             FileFormat::ArrowFile => {
                 // Mapped and decoded in place: the batches point into the file.
                 let file = MappedIpcFile::open(path)?;
                 let schema = Arc::clone(file.schema());
-                if release {
+                if options.release {
                     (schema, None, Box::new(file.scan()))
                 } else {
                     (schema, None, Box::new(file.batches()))

@@ -1,4 +1,9 @@
 //! The `filter` step.
+//!
+//! Its predicate is also its [`Step::row_condition`]: reading a Parquet
+//! file, the scan skips the row groups whose statistics prove that no row
+//! satisfies it (see [`crate::pipeline::pruning`]), and the step filters the
+//! rest as always, so pruning changes what is decoded, never the output.
 
 use std::sync::Arc;
 
@@ -52,6 +57,9 @@ impl Step for Filter {
     step_io!("filter", ["data"], ["out"]);
     fn params(&self) -> String {
         format!("predicate={}", self.predicate)
+    }
+    fn row_condition(&self) -> Option<Expr> {
+        Some(self.predicate.clone())
     }
     fn output_schemas(&self, ctx: StepContext, inputs: &[SchemaRef]) -> Result<Vec<SchemaRef>> {
         self.kernel(ctx.name, &inputs[0])?;

@@ -10,10 +10,10 @@ use arrow_schema::SchemaRef;
 
 use super::ports::step_io;
 use crate::data::files::{
-    BatchReader, DEFAULT_BATCH_ROWS, FileFormat, MappedIpcFile, ParquetScan, is_ipc_file,
-    reading_only,
+    BatchReader, DEFAULT_BATCH_ROWS, FileFormat, MappedIpcFile, ParquetScan, ReadOptions,
+    RowGroupPredicate, is_ipc_file,
 };
-use crate::data::{Batches, Stream, Table, batch_data_size, normalize_schema};
+use crate::data::{Batches, Pruned, Stream, Table, batch_data_size, normalize_schema};
 use crate::error::{Error, Result};
 use crate::pipeline::step::{OpKind, Source, SourceContent, SourceFile, Step, StepContext};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
@@ -108,52 +108,25 @@ impl Step for Read {
 /// IPC streams): those are read once, whole. An IPC file larger than
 /// `memory_budget` bytes releases each batch's pages once it is dropped
 /// (see [`MappedIpcFile::scan`]); a smaller one stays mapped, so that the
-/// next scan finds its pages in place.
+/// next scan finds its pages in place. A Parquet stream can be narrowed to
+/// the columns a consumer reads ([`Stream::reading_only`]) and pruned to the
+/// row groups a consumer's condition may hold in ([`Stream::pruned`]); both
+/// apply to that consumer's scan only, so the stream itself, the step's
+/// output and what a workspace records of it, stays the whole file.
 ///
 /// # Errors
 /// [`Error::Io`] naming the file when it is missing, unreadable or damaged.
 pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Stream>> {
-    let SourceFile {
-        path,
-        format,
-        batch_rows,
-    } = file.clone();
-    // Every scan opens the file again (its footer only; batches are decoded
-    // as they are read).
-    let scanned = {
-        let path = path.clone();
-        move |schema: SchemaRef, size, release, columns: Option<Vec<bool>>| {
-            let path = path.clone();
-            Stream::new(schema, Some(size), move || {
-                let reader =
-                    BatchReader::open_with(&path, format, batch_rows, release, columns.as_deref())?;
-                Ok(Box::new(reader) as Batches)
-            })
-        }
-    };
-    match FileFormat::given_or_from_path(format, &path)? {
+    let path = &file.path;
+    match FileFormat::given_or_from_path(file.format, path)? {
         // Decoded again by every scan, a window of row groups at a time.
-        // A consumer that reads only some columns gets only those decoded.
-        FileFormat::Parquet => {
-            let scan = ParquetScan::open(&path, batch_rows)?;
-            let size = (scan.rows(), scan.data_size());
-            let file = scan.schema();
-            let schema = normalize_schema(&file);
-            let narrow = {
-                let scanned = scanned.clone();
-                move |needed: &[bool]| {
-                    let schema = normalize_schema(&reading_only(&file, needed));
-                    Ok(scanned(schema, size, false, Some(needed.to_vec())))
-                }
-            };
-            Ok(Some(scanned(schema, size, false, None).narrowed_by(narrow)))
-        }
-        FileFormat::ArrowFile if is_ipc_file(&path)? => {
-            let file_len = std::fs::metadata(&path)
-                .map_err(|e| Error::io_from(&path, e))?
+        FileFormat::Parquet => Ok(Some(parquet_stream(file, ReadOptions::default())?.0)),
+        FileFormat::ArrowFile if is_ipc_file(path)? => {
+            let file_len = std::fs::metadata(path)
+                .map_err(|e| Error::io_from(path, e))?
                 .len();
             if file_len > memory_budget {
-                let mapped = MappedIpcFile::open(&path)?;
+                let mapped = MappedIpcFile::open(path)?;
                 let schema = normalize_schema(mapped.schema());
                 let mut size = (0, 0);
                 for batch in mapped.batches() {
@@ -161,10 +134,14 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
                     size.0 += batch.num_rows();
                     size.1 += batch_data_size(&batch);
                 }
-                Ok(Some(scanned(schema, size, true, None)))
+                let release = ReadOptions {
+                    release: true,
+                    ..ReadOptions::default()
+                };
+                Ok(Some(scanned(file, schema, size, release)))
             } else {
                 // Mapped once, its pages kept: every scan decodes nothing.
-                let reader = BatchReader::open(&path, format, batch_rows)?;
+                let reader = BatchReader::open(path, file.format, file.batch_rows)?;
                 let schema = Arc::clone(reader.schema());
                 let table = Table::try_new(schema, reader.collect::<Result<Vec<_>>>()?)?;
                 Ok(Some(Stream::from_table(table)))
@@ -172,6 +149,77 @@ pub fn source_stream(file: &SourceFile, memory_budget: u64) -> Result<Option<Str
         }
         _ => Ok(None),
     }
+}
+
+/// `file` as a stream of `size` (rows, bytes) whose every scan opens it
+/// again (its footer only; batches are decoded as they are read) and reads
+/// it as `options` say.
+fn scanned(
+    file: &SourceFile,
+    schema: SchemaRef,
+    size: (usize, usize),
+    options: ReadOptions,
+) -> Stream {
+    let SourceFile {
+        path,
+        format,
+        batch_rows,
+    } = file.clone();
+    Stream::new(schema, Some(size), move || {
+        let reader = BatchReader::open_with(&path, format, batch_rows, &options)?;
+        Ok(Box::new(reader) as Batches)
+    })
+}
+
+/// A Parquet file as a stream read as `options` say, with the row groups
+/// it reads and the file's. The stream can be narrowed: a consumer that
+/// reads only some columns gets only those decoded. It can be pruned: a
+/// consumer that needs only the rows satisfying a predicate (a filter) gets
+/// only the row groups whose statistics do not refute it, the predicates of
+/// earlier prunings included. Each opens the footer again.
+fn parquet_stream(file: &SourceFile, options: ReadOptions) -> Result<(Stream, (usize, usize))> {
+    let scan = ParquetScan::open(&file.path, file.batch_rows)?
+        .reading(options.columns.as_deref())
+        .pruning(options.row_groups.as_deref());
+    let size = (scan.rows(), scan.data_size());
+    let schema = normalize_schema(&scan.schema());
+    let groups = scan.row_groups();
+    let narrow = {
+        let (file, options) = (file.clone(), options.clone());
+        move |needed: &[bool]| {
+            let columns = Some(needed.to_vec());
+            let options = ReadOptions {
+                columns,
+                ..options.clone()
+            };
+            Ok(parquet_stream(&file, options)?.0)
+        }
+    };
+    let prune = {
+        let (file, options) = (file.clone(), options.clone());
+        move |predicate: &RowGroupPredicate| {
+            let predicate = match &options.row_groups {
+                Some(before) => {
+                    RowGroupPredicate::And(vec![before.as_ref().clone(), predicate.clone()])
+                }
+                None => predicate.clone(),
+            };
+            let options = ReadOptions {
+                row_groups: Some(Arc::new(predicate)),
+                ..options.clone()
+            };
+            let (stream, (kept, total)) = parquet_stream(&file, options)?;
+            Ok(Pruned {
+                stream,
+                skipped: total - kept,
+                total,
+            })
+        }
+    };
+    let stream = scanned(file, schema, size, options)
+        .narrowed_by(narrow)
+        .pruned_by(prune);
+    Ok((stream, groups))
 }
 
 impl FromSpec for Read {
