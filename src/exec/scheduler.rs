@@ -239,6 +239,27 @@ struct Sizes {
     member_rows: Option<Vec<usize>>,
 }
 
+impl Sizes {
+    /// The sizes of a job's computed outputs.
+    fn computed(computed: &Computed) -> Sizes {
+        let (rows, bytes) = computed.tables.iter().map(Data::size).unzip();
+        Sizes {
+            rows,
+            bytes,
+            member_rows: computed
+                .group
+                .as_ref()
+                .and_then(|g| g.piped_rows)
+                .map(|r| vec![r]),
+        }
+    }
+
+    /// The rows a fused group's members passed on.
+    fn passed_on(&self) -> &[usize] {
+        self.member_rows.as_deref().unwrap_or(&self.rows)
+    }
+}
+
 impl Scheduler<'_> {
     /// Start step `i`: a member of a fused group completes at once (its
     /// group's tail computes it); any other step is sent to the workers as a
@@ -344,16 +365,26 @@ impl Scheduler<'_> {
             }
             _ => CacheUse::Miss,
         };
+        // A chain's members are recorded before its tail: another process
+        // that reuses the tail from this run's record then finds theirs.
         let sizes = match outcome {
             Outcome::InputLost { producer, note } => {
                 self.input_lost(i, producer, note);
                 return Ok(());
             }
-            Outcome::Ran(computed) => self.ran(i, &keys, duration, computed)?,
-            Outcome::Reused(row) => self.reused(i, &keys, duration, &row)?,
+            Outcome::Ran(computed) => {
+                let sizes = Sizes::computed(&computed);
+                self.members_done(i, &keys, &cache, sizes.passed_on())?;
+                self.ran(i, &keys, duration, computed)?;
+                sizes
+            }
+            Outcome::Reused(row) => {
+                let sizes = self.reused_sizes(i, &row);
+                self.members_done(i, &keys, &cache, sizes.passed_on())?;
+                self.reused(i, &keys, duration, &row)?;
+                sizes
+            }
         };
-        let member_rows = sizes.member_rows.as_deref().unwrap_or(&sizes.rows);
-        self.members_done(i, &keys, &cache, member_rows)?;
         // A step run again after its cached outputs were lost replaces
         // its earlier report.
         self.reports.retain(|r| r.name != node.name);
@@ -370,13 +401,7 @@ impl Scheduler<'_> {
 
     /// Step `i` ran: record it and hold its outputs (and, for a fused
     /// group, the members' outputs it never held, to compute again).
-    fn ran(
-        &mut self,
-        i: usize,
-        keys: &Keys,
-        duration: Duration,
-        computed: Computed,
-    ) -> Result<Sizes> {
+    fn ran(&mut self, i: usize, keys: &Keys, duration: Duration, computed: Computed) -> Result<()> {
         let nodes = self.nodes;
         let node = &nodes[i];
         self.steps[i].notes.extend(computed.notes);
@@ -384,24 +409,17 @@ impl Scheduler<'_> {
         let (tables, stored) = (&computed.tables, computed.hashes.as_deref());
         self.recorder
             .ran(node, key, tables, stored, duration, notes)?;
-        let (rows, bytes) = tables.iter().map(Data::size).unzip();
         self.steps[i].produced = Produced {
             tables: Some(computed.tables),
             hashes: computed.hashes,
         };
-        let mut member_rows = None;
         if let (Some(group), Some(members)) = (computed.group, self.steps[i].group) {
-            member_rows = group.piped_rows.map(|r| vec![r]);
             // Outputs never held stay fetchable, computed again.
             for (m, stream) in group.unheld {
                 self.steps[members[m]].produced.tables = Some(vec![Data::Stream(stream)]);
             }
         }
-        Ok(Sizes {
-            rows,
-            bytes,
-            member_rows,
-        })
+        Ok(())
     }
 
     /// An earlier run's outputs (`row`) stood in for step `i`: record it
@@ -412,7 +430,7 @@ impl Scheduler<'_> {
         keys: &Keys,
         duration: Duration,
         row: &StepRunRow,
-    ) -> Result<Sizes> {
+    ) -> Result<()> {
         let nodes = self.nodes;
         let node = &nodes[i];
         let (key, notes) = (keys.own.as_ref(), &self.steps[i].notes);
@@ -423,8 +441,13 @@ impl Scheduler<'_> {
             tables: None,
             hashes: Some(reuse::output_hashes(row)?),
         };
+        Ok(())
+    }
+
+    /// The sizes an earlier run recorded for step `i`'s outputs (`row`).
+    fn reused_sizes(&self, i: usize, row: &StepRunRow) -> Sizes {
         // A sink's record does not say what flowed into it.
-        let sink = self.steps[i].group.is_some() && node.step.row_local().is_none();
+        let sink = self.steps[i].group.is_some() && self.nodes[i].step.row_local().is_none();
         let (rows, bytes) = match row.record.sizes.as_slice() {
             [] => (
                 vec![row.record.rows as usize],
@@ -432,11 +455,11 @@ impl Scheduler<'_> {
             ),
             sizes => sizes.iter().map(|&(r, b)| (r as usize, b as usize)).unzip(),
         };
-        Ok(Sizes {
+        Sizes {
             rows,
             bytes,
             member_rows: sink.then(Vec::new),
-        })
+        }
     }
 
     /// Step `i` could not load its input from `producer`: run the producer

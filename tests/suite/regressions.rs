@@ -385,6 +385,45 @@ fn a_fused_chain_after_a_data_dependent_schema_runs_like_the_unfused_steps() {
     assert_eq!(scaled(&got), scaled(&want));
 }
 
+/// Another process that reused a fused chain's tail from a run still in
+/// flight failed with "run X has no step 'clipped'": the run recorded the
+/// tail before its members, and the reuse looks up the members' records in
+/// it (1 run in 100 of `workspace_processes::concurrent_runs_on_one_fresh_workspace`
+/// under load). Now the members are recorded first, in the run store's order.
+#[test]
+fn a_fused_chain_records_its_members_before_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Arc::new(Workspace::open(dir.path()).unwrap());
+    let mut p = Pipeline::new("order");
+    p.add("raw", MemorySource::new(raw(1000)));
+    p.add("stats", FitStats::new(["x", "y"]))
+        .input("data", "raw");
+    p.add("filled", FillNull::new(["x"], FillValue::Mean))
+        .inputs(["raw", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    let opts = RunOptions {
+        fuse: true,
+        workspace: Some(Arc::clone(&ws)),
+        ..options(DeviceSet::cpu_only())
+    };
+    assert_eq!(p.plan(&opts).unwrap().groups.len(), 1);
+    for _ in 0..2 {
+        // Cold (the chain computes), then warm (the tail is reused).
+        let run = p.run_with(&opts).unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("runs.sqlite")).unwrap();
+        let seq = |step: &str| -> i64 {
+            conn.query_row(
+                "SELECT seq FROM step_runs WHERE run = ?1 AND step = ?2",
+                [run.run_id.as_ref().unwrap().as_str(), step],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        assert!(seq("filled") < seq("scaled"), "the member after its tail");
+    }
+}
+
 /// A run whose planning failed (a damaged `calibration.toml`) was left
 /// recorded as running (d126051: the run is planned before it is recorded).
 #[test]
