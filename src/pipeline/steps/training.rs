@@ -12,7 +12,7 @@ use arrow_schema::SchemaRef;
 
 use crate::backend::Backend;
 use crate::data::{Table, column_index};
-use crate::error::{Error, Result};
+use crate::error::{DeviceFailure, Result};
 use crate::ir::DType;
 use crate::ml::design::Design;
 use crate::ml::model::Model;
@@ -84,29 +84,26 @@ pub(crate) fn train_placed<T>(
         host(params);
         return on_host();
     }
-    match on_device(ctx.device.backend()) {
-        Ok(trained) => {
-            ctx.notes.add(format!(
-                "trained on {} in f32 (device passes, f64 sums on the host)",
-                ctx.device
-            ));
-            params.push(("device", ctx.device.to_string()));
-            params.push(("precision", "f32".into()));
-            Ok(trained)
-        }
-        Err(Error::Device {
-            failure, message, ..
-        }) => {
-            ctx.notes.add(format!(
-                "trained on the CPU after {} failed ({}: {message})",
-                ctx.device.info().kind,
-                failure.reason()
-            ));
-            host(params);
-            on_host()
-        }
-        Err(other) => Err(other),
-    }
+    let attempt = on_device(ctx.device.backend()).map(|trained| {
+        ctx.notes.add(format!(
+            "trained on {} in f32 (device passes, f64 sums on the host)",
+            ctx.device
+        ));
+        params.push(("device", ctx.device.to_string()));
+        params.push(("precision", "f32".into()));
+        trained
+    });
+    let failed = |failure: DeviceFailure, message: &str| {
+        format!(
+            "trained on the CPU after {} failed ({}: {message})",
+            ctx.device.info().kind,
+            failure.reason()
+        )
+    };
+    ctx.notes.or_on_cpu(attempt, failed, || {
+        host(params);
+        on_host()
+    })
 }
 
 /// A training step's output: the model table, with the number of rows it
