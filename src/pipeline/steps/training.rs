@@ -84,14 +84,13 @@ pub(crate) fn train_placed<T>(
         host(params);
         return on_host();
     }
-    let attempt = on_device(ctx.device.backend()).map(|trained| {
+    let attempt = on_device(ctx.device.backend()).inspect(|_| {
         ctx.notes.add(format!(
             "trained on {} in f32 (device passes, f64 sums on the host)",
             ctx.device
         ));
         params.push(("device", ctx.device.to_string()));
         params.push(("precision", "f32".into()));
-        trained
     });
     let failed = |failure: DeviceFailure, message: &str| {
         format!(
