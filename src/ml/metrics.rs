@@ -85,6 +85,25 @@ fn rows(n: usize) -> String {
     }
 }
 
+/// True and predicted class labels of the same non-zero length, all in
+/// `0..classes`.
+fn check_class_pairs(
+    step: &str,
+    metric: &str,
+    y_true: &[u32],
+    y_pred: &[u32],
+    classes: usize,
+) -> Result<()> {
+    check_rows(
+        step,
+        metric,
+        ("y_true", y_true.len()),
+        ("y_pred", y_pred.len()),
+    )?;
+    check_labels(step, metric, "y_true", y_true, classes)?;
+    check_labels(step, metric, "y_pred", y_pred, classes)
+}
+
 /// `classes` is at least 1 and every label is below it.
 fn check_labels(
     step: &str,
@@ -199,15 +218,7 @@ pub fn confusion_matrix(
     y_pred: &[u32],
     classes: usize,
 ) -> Result<Vec<Vec<u64>>> {
-    let metric = "confusion_matrix";
-    check_rows(
-        step,
-        metric,
-        ("y_true", y_true.len()),
-        ("y_pred", y_pred.len()),
-    )?;
-    check_labels(step, metric, "y_true", y_true, classes)?;
-    check_labels(step, metric, "y_pred", y_pred, classes)?;
+    check_class_pairs(step, "confusion_matrix", y_true, y_pred, classes)?;
     Ok(counts(y_true, y_pred, classes))
 }
 
@@ -243,15 +254,7 @@ pub fn precision_recall_f1(
     y_pred: &[u32],
     classes: usize,
 ) -> Result<Vec<ClassScores>> {
-    let metric = "precision_recall_f1";
-    check_rows(
-        step,
-        metric,
-        ("y_true", y_true.len()),
-        ("y_pred", y_pred.len()),
-    )?;
-    check_labels(step, metric, "y_true", y_true, classes)?;
-    check_labels(step, metric, "y_pred", y_pred, classes)?;
+    check_class_pairs(step, "precision_recall_f1", y_true, y_pred, classes)?;
     let m = counts(y_true, y_pred, classes);
     let scores = (0..classes)
         .map(|k| {
