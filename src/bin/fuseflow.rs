@@ -15,6 +15,7 @@ use fuseflow::exec::{
     Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, peak_rss_bytes, score_file,
 };
 use fuseflow::ml::model::Model;
+use fuseflow::pipeline::params::ParamValues;
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, calibrate};
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
@@ -104,8 +105,8 @@ enum CacheAction {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The spec file (TOML; see docs/spec-format.md).
-    spec: PathBuf,
+    #[command(flatten)]
+    spec: SpecArgs,
     /// Most steps to run at once (default: the number of cores, at least 4).
     #[arg(long)]
     concurrent_steps: Option<usize>,
@@ -152,8 +153,8 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct ExplainArgs {
-    /// The spec file.
-    spec: PathBuf,
+    #[command(flatten)]
+    spec: SpecArgs,
     /// Emit the plan as a Graphviz graph (`fuseflow explain p.toml --dot | dot -Tsvg`).
     #[arg(long, conflicts_with = "schemas")]
     dot: bool,
@@ -194,9 +195,10 @@ impl RunArgs {
     /// `fuseflow run`: load the spec, run it with these options, print the
     /// run's table.
     fn run(self, open: &dyn Fn() -> Result<Workspace, Error>) -> Result<(), Error> {
-        let pipeline = spec::load(&self.spec)?;
+        let (pipeline, params) = self.spec.load()?;
         let mut options = RunOptions {
             device: self.device,
+            params,
             allow_f32: self.allow_f32,
             verify_sources: self.verify_sources,
             observer: Some(Arc::new(StepProgress::new(ProgressMode::detect(
@@ -216,9 +218,9 @@ impl RunArgs {
         }
         if !self.no_workspace {
             options.workspace = Some(Arc::new(open()?));
-            options.spec = Some(
-                std::fs::read_to_string(&self.spec).map_err(|e| Error::io_from(&self.spec, e))?,
-            );
+            let path = &self.spec.path;
+            options.spec =
+                Some(std::fs::read_to_string(path).map_err(|e| Error::io_from(path, e))?);
         }
         options.rerun = match (self.rerun_all, self.rerun.is_empty()) {
             (true, _) => Rerun::All,
@@ -237,7 +239,7 @@ impl ExplainArgs {
     /// `fuseflow explain`: the plan as text or a Graphviz graph, or the
     /// steps' schemas.
     fn explain(self, open: &dyn Fn() -> Result<Workspace, Error>) -> Result<(), Error> {
-        let pipeline = spec::load(&self.spec)?;
+        let (pipeline, _) = self.spec.load()?;
         if self.schemas {
             print!("{}", pipeline.explain()?);
             return Ok(());
@@ -284,6 +286,35 @@ impl ScoreArgs {
             }
         }
         Ok(())
+    }
+}
+
+/// The spec file and its parameters' values, shared by `run` and `explain`.
+#[derive(clap::Args)]
+struct SpecArgs {
+    /// The spec file (TOML; see docs/spec-format.md).
+    #[arg(value_name = "SPEC")]
+    path: PathBuf,
+    /// A value for one of the spec's parameters (repeatable; after the
+    /// params file's values).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// A TOML file of parameter values (`name = value` lines).
+    #[arg(long = "params", value_name = "FILE")]
+    params_file: Option<PathBuf>,
+}
+
+impl SpecArgs {
+    /// The pipeline, with every parameter's value.
+    fn load(&self) -> Result<(fuseflow::Pipeline, Vec<(String, String)>), Error> {
+        let mut values = ParamValues::new();
+        if let Some(file) = &self.params_file {
+            values = values.file(file)?;
+        }
+        for assignment in &self.params {
+            values = values.assignment(assignment)?;
+        }
+        spec::load_with(&self.path, &values)
     }
 }
 

@@ -22,6 +22,11 @@ pub struct RunOptions {
     /// The pipeline's definition as recorded in the run store (the CLI passes
     /// the spec file's text); by default, the pipeline's `explain` output.
     pub spec: Option<String>,
+    /// The values of the spec's parameters, `(name, value as TOML writes
+    /// it)`, recorded with the run (`fuseflow show`) and used again when an
+    /// output of the run is computed again
+    /// ([`spec::load_with`](crate::pipeline::spec::load_with) returns them).
+    pub params: Vec<(String, String)>,
     /// The device for steps that compute ([`Step::uses_device`](crate::Step::uses_device))
     /// and are not pinned to one; `auto` (the default) lets the planner's cost
     /// model choose per step. A device that cannot be opened leaves its steps
@@ -76,6 +81,7 @@ impl Default for RunOptions {
             workspace: None,
             rerun: Rerun::Nothing,
             spec: None,
+            params: Vec::new(),
             device: DeviceChoice::Auto,
             allow_f32: false,
             fuse: std::env::var("FUSEFLOW_FUSE").map_or(true, |v| v != "0"),

@@ -46,11 +46,19 @@ impl<'a> RunRecorder<'a> {
             Some(spec) => spec.clone(),
             None => pipeline.explain()?,
         };
-        let params = match &options.rerun {
+        let mut params = match &options.rerun {
             Rerun::Nothing => String::new(),
-            Rerun::All => "rerun = \"all\"".to_string(),
-            Rerun::Steps(steps) => format!("rerun = {steps:?}"),
+            Rerun::All => "rerun = \"all\"\n".to_string(),
+            Rerun::Steps(steps) => format!("rerun = {steps:?}\n"),
         };
+        // The parameters as a TOML table, which replay reads back.
+        if !options.params.is_empty() {
+            params.push_str("[params]\n");
+            for (name, value) in &options.params {
+                params.push_str(&format!("{name} = {value}\n"));
+            }
+        }
+        let params = params.trim_end().to_string();
         let pipeline = PipelineRecord {
             name: pipeline.name().to_string(),
             spec_hash: blake3::hash(spec.as_bytes()).to_hex().to_string(),

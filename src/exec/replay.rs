@@ -21,6 +21,7 @@ use crate::data::ContentHash;
 use crate::data::Table;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Pipeline, StepNode};
+use crate::pipeline::params::ParamValues;
 use crate::pipeline::spec;
 use crate::pipeline::step::StepContext;
 use crate::track::StepRecord;
@@ -49,12 +50,32 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
         )
     };
     let text = ws.runs().spec_of(&row.run)?;
-    let pipeline = spec::parse(&text, Path::new("recorded.toml")).map_err(|e| {
+    let values =
+        recorded_params(&ws.runs().run(row.run.as_str())?.summary.params).map_err(|e| {
+            cannot(format!(
+                "the run's recorded parameters do not read back: {e}"
+            ))
+        })?;
+    let pipeline = spec::parse_with(&text, Path::new("recorded.toml"), &values).map(|(p, _)| p);
+    let pipeline = pipeline.map_err(|e| {
         cannot(format!(
             "the run's recorded definition is not a spec file ({e}); keep the step (--keep {step}) or cache every step to store it"
         ))
     })?;
     replay(ws, &pipeline, row.run.as_str(), step, port).map_err(|e| cannot(e.to_string()))
+}
+
+/// The parameter values a run recorded (the `[params]` table of its
+/// parameters' text), to build its spec again as it ran.
+fn recorded_params(text: &str) -> std::result::Result<ParamValues, toml::de::Error> {
+    let recorded: toml::Table = toml::from_str(text)?;
+    let mut values = ParamValues::new();
+    if let Some(toml::Value::Table(params)) = recorded.get("params") {
+        for (name, value) in params {
+            values = values.value(name, value.clone());
+        }
+    }
+    Ok(values)
 }
 
 /// What a past run recorded, read back for the recorded spec's steps.

@@ -13,6 +13,7 @@
 //!   statistics, for sources to skip the groups no row of which satisfies it.
 
 pub mod graph;
+pub mod params;
 pub mod pruning;
 pub mod spec;
 pub mod step;

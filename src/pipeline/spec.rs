@@ -23,12 +23,14 @@
 //!
 //! Every error names the file, the line of the step and the key at fault.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use toml::{Spanned, Table};
 
 use super::graph::Pipeline;
+use super::params::{Declared, ParamDecl, ParamValues, Resolved, substitute};
 use super::step::Step;
 use super::step_spec::{Bindings, StepSpec, build};
 use super::steps::{
@@ -42,6 +44,8 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 struct SpecFile {
     name: String,
+    #[serde(default)]
+    params: BTreeMap<String, Spanned<ParamDecl>>,
     #[serde(default)]
     steps: Vec<Spanned<Table>>,
 }
@@ -84,9 +88,20 @@ pub fn step_kinds() -> impl Iterator<Item = &'static str> {
 /// [`Error::Spec`] with the file, line and key for malformed TOML, unknown
 /// keys or kinds, wrong value types and unparsable expressions.
 pub fn load(path: &Path) -> Result<Pipeline> {
+    Ok(load_with(path, &ParamValues::new())?.0)
+}
+
+/// Load a pipeline from a spec file, its parameters given `values` (the
+/// others take their defaults); also returns every parameter's value as
+/// `(name, value)` pairs, the value as TOML writes it, for the run record.
+///
+/// # Errors
+/// As [`load`], and [`Error::Spec`] naming the parameter for an unknown
+/// name, a wrong type, a value out of bounds or a required one not given.
+pub fn load_with(path: &Path, values: &ParamValues) -> Result<(Pipeline, Vec<(String, String)>)> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(path, format!("cannot read the spec file: {e}")).caused_by(e))?;
-    parse(&text, path)
+    parse_with(&text, path, values)
 }
 
 /// Parse spec text; `path` names the file in errors and anchors relative paths.
@@ -94,16 +109,51 @@ pub fn load(path: &Path) -> Result<Pipeline> {
 /// # Errors
 /// See [`load`].
 pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
+    Ok(parse_with(text, path, &ParamValues::new())?.0)
+}
+
+/// Parse spec text with parameter `values`, as [`load_with`] does.
+///
+/// # Errors
+/// See [`load_with`].
+pub fn parse_with(
+    text: &str,
+    path: &Path,
+    values: &ParamValues,
+) -> Result<(Pipeline, Vec<(String, String)>)> {
     let spec: SpecFile = toml::from_str(text).map_err(|e| Error::Spec {
         file: path.to_path_buf(),
         line: e.span().map(|s| line_of(text, s.start)),
         message: e.message().to_string(),
     })?;
+    let declared = Declared {
+        params: spec.params,
+        text,
+        file: path,
+    };
+    let params = declared.resolve(values)?;
+    let pipeline = build_pipeline(spec.name, spec.steps, &params, text, path)?;
+    Ok((pipeline, super::params::record(&params)))
+}
+
+/// The pipeline of `steps`, each with its parameter references replaced.
+fn build_pipeline(
+    name: String,
+    steps: Vec<Spanned<Table>>,
+    params: &Resolved,
+    text: &str,
+    path: &Path,
+) -> Result<Pipeline> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut pipeline = Pipeline::new(spec.name);
-    for step in spec.steps {
+    let mut pipeline = Pipeline::new(name);
+    for step in steps {
         let line = line_of(text, step.span().start);
-        let mut reader = StepSpec::new(step.into_inner(), path, line, &base);
+        let table = substitute(step.into_inner(), params).map_err(|message| Error::Spec {
+            file: path.to_path_buf(),
+            line: Some(line),
+            message,
+        })?;
+        let mut reader = StepSpec::new(table, path, line, &base);
         let name = reader.string("name")?;
         let kind = reader.string("kind")?;
         let reuse = reader.boolean("reuse", true)?;
@@ -126,7 +176,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
     Ok(pipeline)
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of byte `offset` in `text`.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
         .filter(|&b| b == b'\n')

@@ -26,6 +26,7 @@ mod layering;
 mod metrics;
 mod mlp;
 mod models;
+mod params;
 mod parity;
 mod pipeline_graph;
 mod planner;
