@@ -16,10 +16,14 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
     if runs.is_empty() {
         return "no runs recorded\n".to_string();
     }
+    // A PARAMS column only where some run gave its spec's parameters values.
+    let params: Vec<Option<String>> = runs.iter().map(|r| param_values(&r.params)).collect();
+    let with_params = params.iter().any(Option::is_some);
     let rows = runs
         .iter()
-        .map(|r| {
-            vec![
+        .zip(params)
+        .map(|(r, params)| {
+            let mut row = vec![
                 r.id.to_string(),
                 r.pipeline.clone(),
                 r.status.to_string(),
@@ -27,23 +31,39 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
                 r.duration.map_or_else(|| "-".to_string(), duration),
                 r.steps.to_string(),
                 r.hits.to_string(),
-                r.error.as_deref().map_or_else(String::new, one_line),
-            ]
+            ];
+            if with_params {
+                row.push(params.unwrap_or_else(|| "-".into()));
+            }
+            row.push(r.error.as_deref().map_or_else(String::new, one_line));
+            row
         })
         .collect();
-    table(
-        &[
-            ("RUN", Left),
-            ("PIPELINE", Left),
-            ("STATUS", Left),
-            ("STARTED (UTC)", Left),
-            ("DURATION", Right),
-            ("STEPS", Right),
-            ("HITS", Right),
-            ("ERROR", Left),
-        ],
-        rows,
-    )
+    let mut columns = vec![
+        ("RUN", Left),
+        ("PIPELINE", Left),
+        ("STATUS", Left),
+        ("STARTED (UTC)", Left),
+        ("DURATION", Right),
+        ("STEPS", Right),
+        ("HITS", Right),
+    ];
+    if with_params {
+        columns.push(("PARAMS", Left));
+    }
+    columns.push(("ERROR", Left));
+    table(&columns, rows)
+}
+
+/// A run's parameter values on one line (`factor=3, fill=4.0`), when its
+/// parameters' text has a `[params]` table.
+fn param_values(text: &str) -> Option<String> {
+    let recorded: toml::Table = toml::from_str(text).ok()?;
+    let toml::Value::Table(params) = recorded.get("params")? else {
+        return None;
+    };
+    let values: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Some(values.join(", "))
 }
 
 /// One run: its header, a table of its steps in recorded order (kind, device,

@@ -176,7 +176,10 @@ fn bad_values_name_the_parameter_and_its_line() {
         &e,
         &["'${minimum}' refers to no declared parameter", "min_x"],
     );
-    let step_line = SPEC.lines().position(|l| l == "name = \"shifted\"").unwrap();
+    let step_line = SPEC
+        .lines()
+        .position(|l| l == "name = \"shifted\"")
+        .unwrap();
     assert!(
         matches!(&e, Error::Spec { line: Some(l), .. } if *l == step_line),
         "{e}"
@@ -250,6 +253,12 @@ fn the_cli_takes_parameters_records_them_and_recomputes_with_them() {
     assert!(
         show.contains("factor = 3") && show.contains("fill = 4.0"),
         "{show}"
+    );
+    let runs = ok(&["--workspace", ws, "runs"]);
+    assert!(runs.contains("PARAMS"), "{runs}");
+    assert!(
+        runs.contains("factor=3, fill=4.0, method=\"zscore\", min_x=-10.0"),
+        "{runs}"
     );
     // `scaled_y` ran fused into `shifted`, so fetching it computes it again,
     // with the parameters the run had (its recorded key must match).
