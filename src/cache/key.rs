@@ -45,6 +45,12 @@ pub struct KeyFields {
     /// Each input port's name and the content hash of the data it received,
     /// in the step's port order.
     pub inputs: Vec<(String, ContentHash)>,
+    /// The spec parameters the step's keys refer to, `(name, value)` in name
+    /// order. Their values are in `params` already; naming them lets `why`
+    /// say which parameter changed. Empty for most steps, and then not part
+    /// of the key's encoding, so keys made before parameters existed hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spec_params: Vec<(String, String)>,
 }
 
 /// One field that differs between two [`KeyFields`], as reported by
@@ -102,6 +108,13 @@ impl KeyFields {
             enc.str(port);
             enc.0.update(hash.as_bytes());
         }
+        if !self.spec_params.is_empty() {
+            enc.len(self.spec_params.len());
+            for (name, value) in &self.spec_params {
+                enc.str(name);
+                enc.str(value);
+            }
+        }
         hasher.finalize().into()
     }
 
@@ -141,6 +154,9 @@ impl KeyFields {
             earlier.numeric_mode.clone(),
             self.numeric_mode.clone(),
         );
+        for (name, before, after) in self.param_values(earlier) {
+            field(&format!("parameter '{name}'"), before, after);
+        }
 
         let find = |fields: &KeyFields, port: &str| {
             fields
@@ -171,6 +187,28 @@ impl KeyFields {
             field("input order", order(earlier), order(self));
         }
         changes
+    }
+
+    /// Each spec parameter named on either side, with its value before and
+    /// now (`(none)` where absent).
+    fn param_values<'a>(&'a self, earlier: &'a KeyFields) -> Vec<(&'a str, String, String)> {
+        let value = |fields: &KeyFields, name: &str| {
+            fields
+                .spec_params
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or_else(|| ABSENT.to_string(), |(_, v)| v.clone())
+        };
+        let mut named: Vec<&str> = Vec::new();
+        for (name, _) in earlier.spec_params.iter().chain(&self.spec_params) {
+            if !named.contains(&name.as_str()) {
+                named.push(name);
+            }
+        }
+        named
+            .into_iter()
+            .map(|name| (name, value(earlier, name), value(self, name)))
+            .collect()
     }
 
     /// The fields as TOML text, to store beside a cache entry and re-read
@@ -214,6 +252,7 @@ mod tests {
                 ("data".to_string(), hash(1)),
                 ("stats".to_string(), hash(2)),
             ],
+            spec_params: Vec::new(),
         }
     }
 
@@ -330,6 +369,31 @@ mod tests {
         let bad_hash = text.replace(&hash(1).to_string(), "abc");
         let err = KeyFields::from_text(&bad_hash).unwrap_err().to_string();
         assert!(err.contains("expected 64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn spec_parameters_are_named_in_the_diff_and_absent_ones_leave_the_key_as_it_was() {
+        // The key of fields without parameters, pinned: the parameters are
+        // encoded only when present, so this is the key the encoding gave
+        // before they existed, and stored caches stay valid.
+        assert_eq!(
+            fields().key().to_string(),
+            "7804f1cfdd9d02dd594638b6b0422b67d6f63490afdd8899f1f16cce83d5fedc",
+        );
+        let with = |value: &str| KeyFields {
+            spec_params: vec![("factor".into(), value.into())],
+            ..fields()
+        };
+        assert_ne!(with("2").key(), fields().key());
+        let report: Vec<String> = with("3")
+            .diff(&with("2"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(report, ["parameter 'factor': 2 -> 3"]);
+        let text = with("2").to_text().unwrap();
+        assert_eq!(KeyFields::from_text(&text).unwrap(), with("2"));
+        assert!(!fields().to_text().unwrap().contains("spec_params"));
     }
 
     #[test]

@@ -135,6 +135,7 @@ impl StepKey {
             ),
             numeric_mode: device.numeric_mode(),
             inputs: ports,
+            spec_params: node.spec_params.clone(),
         };
         Ok(StepKey {
             device: device.to_string(),

@@ -43,6 +43,9 @@ pub(crate) struct StepNode {
     pub(crate) reuse: bool,
     /// The device the step is pinned to, if any (else the run's).
     pub(crate) device: Option<DeviceChoice>,
+    /// The spec parameters its keys refer to, `(name, value)`, for its
+    /// cache key's record (`why` names a changed one).
+    pub(crate) spec_params: Vec<(String, String)>,
 }
 
 impl StepNode {
@@ -95,6 +98,12 @@ impl StepRef<'_> {
     /// ([`Step::uses_device`]) are placed; the others run on the CPU.
     pub fn device(self, device: DeviceChoice) -> Self {
         self.node.device = Some(device);
+        self
+    }
+
+    /// Record that the step's keys refer to these spec parameters.
+    pub(crate) fn reading_params(self, params: Vec<(String, String)>) -> Self {
+        self.node.spec_params = params;
         self
     }
 
@@ -170,6 +179,7 @@ impl Pipeline {
             bindings: Vec::new(),
             reuse: true,
             device: None,
+            spec_params: Vec::new(),
         });
         let node = self.nodes.last_mut().expect("just pushed");
         StepRef { node }

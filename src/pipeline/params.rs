@@ -281,36 +281,63 @@ fn described(name: &str, decl: &ParamDecl) -> String {
     }
 }
 
-/// `step`'s table with every `${name}` replaced by its value.
+/// A step's table with every `${name}` replaced by its value, and the
+/// parameters it read, `(name, value)` in name order.
 ///
 /// # Errors
 /// The name of a reference to an undeclared parameter, or of one left open.
-pub(crate) fn substitute(table: Table, params: &Resolved) -> std::result::Result<Table, String> {
+pub(crate) fn substitute(
+    table: Table,
+    params: &Resolved,
+) -> std::result::Result<(Table, Vec<(String, String)>), String> {
+    let mut read = Resolved::new();
+    let table = substitute_table(table, params, &mut read)?;
+    Ok((table, record(&read)))
+}
+
+fn substitute_table(
+    table: Table,
+    params: &Resolved,
+    read: &mut Resolved,
+) -> std::result::Result<Table, String> {
     table
         .into_iter()
-        .map(|(key, value)| Ok((key, substitute_value(value, params)?)))
+        .map(|(key, value)| Ok((key, substitute_value(value, params, read)?)))
         .collect()
 }
 
-fn substitute_value(value: Value, params: &Resolved) -> std::result::Result<Value, String> {
+fn substitute_value(
+    value: Value,
+    params: &Resolved,
+    read: &mut Resolved,
+) -> std::result::Result<Value, String> {
     Ok(match value {
-        Value::String(text) => substitute_text(&text, params)?,
+        Value::String(text) => substitute_text(&text, params, read)?,
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
-                .map(|v| substitute_value(v, params))
+                .map(|v| substitute_value(v, params, read))
                 .collect::<std::result::Result<_, _>>()?,
         ),
-        Value::Table(table) => Value::Table(substitute(table, params)?),
+        Value::Table(table) => Value::Table(substitute_table(table, params, read)?),
         other => other,
     })
 }
 
-fn substitute_text(text: &str, params: &Resolved) -> std::result::Result<Value, String> {
+fn substitute_text(
+    text: &str,
+    params: &Resolved,
+    read: &mut Resolved,
+) -> std::result::Result<Value, String> {
+    let mut lookup = |name: &str| {
+        let value = lookup(name, params)?;
+        read.insert(name.trim().to_string(), value.clone());
+        Ok::<_, String>(value.clone())
+    };
     if let Some(name) = text.strip_prefix("${").and_then(|t| t.strip_suffix('}'))
         && !name.contains('}')
     {
-        return lookup(name, params).cloned();
+        return lookup(name);
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -324,7 +351,7 @@ fn substitute_text(text: &str, params: &Resolved) -> std::result::Result<Value, 
             let end = reference
                 .find('}')
                 .ok_or_else(|| format!("'${{' without a closing '}}' in \"{text}\""))?;
-            out.push_str(&value_text(lookup(&reference[..end], params)?));
+            out.push_str(&value_text(&lookup(&reference[..end])?));
             rest = &reference[end + 1..];
         } else {
             out.push('$');
@@ -423,20 +450,28 @@ mod tests {
             ("l2", Value::Float(0.5)),
             ("col", Value::String("age".into())),
         ]);
-        assert_eq!(substitute_text("${l2}", &params), Ok(Value::Float(0.5)));
+        let text = |t: &str| substitute_text(t, &params, &mut Resolved::new());
+        assert_eq!(text("${l2}"), Ok(Value::Float(0.5)));
         assert_eq!(
-            substitute_text("${col} > ${l2} and $$x $${keep}", &params),
+            text("${col} > ${l2} and $$x $${keep}"),
             Ok(Value::String("age > 0.5 and $$x ${keep}".into()))
         );
-        let err = substitute_text("x > ${nope}", &params).unwrap_err();
+        let err = text("x > ${nope}").unwrap_err();
         assert!(
             err.contains("'${nope}'") && err.contains("col, l2"),
             "{err}"
         );
-        assert!(
-            substitute_text("${l2", &params)
-                .unwrap_err()
-                .contains("closing")
+        assert!(text("${l2").unwrap_err().contains("closing"));
+        let table: Table = "a = \"${l2}\"\nb = [\"${col}\", 1]\nc = \"plain\""
+            .parse()
+            .unwrap();
+        let (_, read) = substitute(table, &params).unwrap();
+        assert_eq!(
+            read,
+            [
+                ("col".into(), "\"age\"".into()),
+                ("l2".into(), "0.5".into())
+            ]
         );
     }
 

@@ -148,11 +148,12 @@ fn build_pipeline(
     let mut pipeline = Pipeline::new(name);
     for step in steps {
         let line = line_of(text, step.span().start);
-        let table = substitute(step.into_inner(), params).map_err(|message| Error::Spec {
-            file: path.to_path_buf(),
-            line: Some(line),
-            message,
-        })?;
+        let (table, read) =
+            substitute(step.into_inner(), params).map_err(|message| Error::Spec {
+                file: path.to_path_buf(),
+                line: Some(line),
+                message,
+            })?;
         let mut reader = StepSpec::new(table, path, line, &base);
         let name = reader.string("name")?;
         let kind = reader.string("kind")?;
@@ -165,7 +166,10 @@ fn build_pipeline(
             })
             .transpose()?;
         let (step, bindings) = build_step(&mut reader, &name, &kind)?;
-        let mut handle = pipeline.add_shared(name, step).reuse(reuse);
+        let mut handle = pipeline
+            .add_shared(name, step)
+            .reuse(reuse)
+            .reading_params(read);
         if let Some(device) = device {
             handle = handle.device(device);
         }

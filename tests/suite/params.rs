@@ -275,6 +275,23 @@ fn the_cli_takes_parameters_records_them_and_recomputes_with_them() {
     let fetched = std::fs::read_to_string(&fetched).unwrap();
     assert!(fetched.contains(",15"), "y2 = 5 * 3: {fetched}");
 
+    // `why` names the parameter that changed.
+    ok(&[
+        "--workspace",
+        ws,
+        "run",
+        spec,
+        "--params",
+        params,
+        "--param",
+        "factor=4",
+        "-q",
+    ]);
+    let why = ok(&["--workspace", ws, "why", "latest", "scaled_y"]);
+    assert!(why.contains("parameter 'factor': 3 -> 4"), "{why}");
+    let why = ok(&["--workspace", ws, "why", "latest", "kept"]);
+    assert!(why.contains("cache hit"), "kept reads min_x only: {why}");
+
     let bad = fuseflow(&["--workspace", ws, "run", spec, "--param", "factor=x"]);
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
