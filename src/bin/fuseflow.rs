@@ -15,6 +15,7 @@ use fuseflow::exec::{
     Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, peak_rss_bytes, score_file,
 };
 use fuseflow::ml::model::Model;
+use fuseflow::pipeline::clone::clone_spec;
 use fuseflow::pipeline::params::ParamValues;
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, calibrate};
@@ -38,6 +39,10 @@ enum Command {
     /// Run a pipeline spec file, reusing every step output cached in the
     /// workspace whose inputs, parameters and code did not change.
     Run(RunArgs),
+    /// Write a copy of a spec file with some step keys or parameter defaults
+    /// changed and its origin recorded; run it as any spec (it reuses every
+    /// cached step the changes leave alone).
+    Clone(CloneArgs),
     /// Print the physical plan: the steps in execution order, the fused groups
     /// (chains of row-local steps run as one kernel) and the steps inside
     /// them, the device of each step and why, transfers and estimated costs.
@@ -170,6 +175,41 @@ struct ExplainArgs {
     no_workspace: bool,
     #[command(flatten)]
     outputs: OutputArgs,
+}
+
+#[derive(clap::Args)]
+struct CloneArgs {
+    /// The spec file to copy.
+    spec: PathBuf,
+    /// The new spec file.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// A change: STEP.KEY=VALUE (a step's key; KEY may be a dotted path
+    /// into a table) or params.NAME=VALUE (a parameter's default);
+    /// repeatable. VALUE is read as TOML, else as text.
+    #[arg(long, value_name = "PATH=VALUE")]
+    set: Vec<String>,
+    /// The new pipeline's name (default: the new file's name without its
+    /// extension).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+impl CloneArgs {
+    /// `fuseflow clone`: write the changed copy.
+    fn write(self) -> Result<(), Error> {
+        let text =
+            std::fs::read_to_string(&self.spec).map_err(|e| Error::io_from(&self.spec, e))?;
+        let stem = self
+            .output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        let name = self.name.or(stem).unwrap_or_else(|| "clone".into());
+        let cloned = clone_spec(&text, &self.spec, &self.set, &name)?;
+        // Checked before it is written: the changes must leave a valid spec.
+        spec::parse(&cloned, &self.output)?;
+        std::fs::write(&self.output, cloned).map_err(|e| Error::io_from(&self.output, e))
+    }
 }
 
 #[derive(clap::Args)]
@@ -357,20 +397,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => args.run(&open),
         Command::Explain(args) => args.explain(&open),
-        Command::Calibrate => open().and_then(|ws| {
-            let devices = DeviceSet::probe([
-                DeviceChoice::On(DeviceKind::Cuda),
-                DeviceChoice::On(DeviceKind::Wgpu),
-            ]);
-            let calibration = calibrate(&devices)?;
-            calibration.store(ws.root())?;
-            println!(
-                "{}\nstored in {}",
-                describe_calibration(&calibration),
-                ws.root().join(CALIBRATION_FILE).display()
-            );
-            Ok(())
-        }),
+        Command::Clone(args) => args.write(),
+        Command::Calibrate => open().and_then(|ws| calibrate_into(&ws)),
         Command::Score(args) => args.score(),
         Command::Runs { pipeline } => open().and_then(|ws| {
             let runs = ws.runs().runs(pipeline.as_deref())?;
@@ -380,6 +408,9 @@ fn main() -> ExitCode {
         Command::Show { run } => open().and_then(|ws| {
             let detail = ws.runs().run(&run)?;
             print!("{}", render_run(&detail));
+            if let Some(origin) = spec::origin_of(&ws.runs().spec_of(&detail.summary.id)?) {
+                println!("\norigin    {}", origin.describe());
+            }
             Ok(())
         }),
         Command::Output {
@@ -419,6 +450,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `fuseflow calibrate`: measure, store in the workspace, print.
+fn calibrate_into(ws: &Workspace) -> Result<(), Error> {
+    let devices = DeviceSet::probe([
+        DeviceChoice::On(DeviceKind::Cuda),
+        DeviceChoice::On(DeviceKind::Wgpu),
+    ]);
+    let calibration = calibrate(&devices)?;
+    calibration.store(ws.root())?;
+    println!(
+        "{}\nstored in {}",
+        describe_calibration(&calibration),
+        ws.root().join(CALIBRATION_FILE).display()
+    );
+    Ok(())
 }
 
 /// An error as the user reads it: the message, then each cause it does not

@@ -12,6 +12,7 @@
 //! - [`pruning`]: a step's row condition as a predicate on Parquet row-group
 //!   statistics, for sources to skip the groups no row of which satisfies it.
 
+pub mod clone;
 pub mod graph;
 pub mod params;
 pub mod pruning;

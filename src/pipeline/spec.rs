@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use toml::{Spanned, Table};
 
+use super::clone::Origin;
 use super::graph::Pipeline;
 use super::params::{Declared, ParamDecl, ParamValues, Resolved, substitute};
 use super::step::Step;
@@ -48,6 +49,16 @@ struct SpecFile {
     params: BTreeMap<String, Spanned<ParamDecl>>,
     #[serde(default)]
     steps: Vec<Spanned<Table>>,
+    /// Where a clone came from (`fuseflow clone`): checked here, read by
+    /// [`origin_of`].
+    #[serde(default, rename = "origin")]
+    _origin: Option<Origin>,
+}
+
+/// The `[origin]` of spec `text`, when it is a clone.
+pub fn origin_of(text: &str) -> Option<Origin> {
+    let spec: toml::Table = toml::from_str(text).ok()?;
+    spec.get("origin")?.clone().try_into().ok()
 }
 
 /// How a step kind is built from its `[[steps]]` table.

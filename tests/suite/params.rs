@@ -300,3 +300,55 @@ fn the_cli_takes_parameters_records_them_and_recomputes_with_them() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_clone_records_its_origin_and_reuses_what_its_changes_leave_alone() {
+    let (dir, path) = setup(SPEC);
+    let ws = dir.path().join("w");
+    let ws = ws.to_str().unwrap();
+    let clone = dir.path().join("tripled.toml");
+    let ok = |args: &[&str]| {
+        let out = fuseflow(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (spec, clone) = (path.to_str().unwrap(), clone.to_str().unwrap());
+    ok(&["--workspace", ws, "run", spec, "-q"]);
+    ok(&[
+        "clone",
+        spec,
+        "-o",
+        clone,
+        "--set",
+        "params.factor=3",
+        "--set",
+        "filled.value=9",
+    ]);
+    let text = std::fs::read_to_string(clone).unwrap();
+    assert!(
+        text.contains("name = \"tripled\"") && text.contains("[origin]"),
+        "{text}"
+    );
+    ok(&["--workspace", ws, "run", clone, "-q"]);
+    let show = ok(&["--workspace", ws, "show", "latest"]);
+    assert!(show.contains("origin    cloned from 'params'"), "{show}");
+    assert!(show.contains("params.factor=3, filled.value=9"), "{show}");
+    // `kept` reads neither change: the clone reused it from the first run.
+    let why = ok(&["--workspace", ws, "why", "latest", "kept"]);
+    assert!(why.contains("cache hit"), "{why}");
+    let why = ok(&["--workspace", ws, "why", "latest", "filled"]);
+    assert!(why.contains("ran"), "{why}");
+    let runs = ok(&["--workspace", ws, "runs", "tripled"]);
+    assert_eq!(runs.lines().count(), 2, "one run of the clone: {runs}");
+
+    let bad = fuseflow(&["clone", spec, "-o", clone, "--set", "nope.key=1"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("no step 'nope'"),
+        "{stderr}"
+    );
+}
