@@ -75,6 +75,30 @@ impl fmt::Display for FieldChange {
 /// Shown in a [`FieldChange`] for an input present on one side only.
 const ABSENT: &str = "(none)";
 
+/// Each name of `before` and `after` (named pairs: inputs, parameters), in
+/// the order first seen, with its value on each side (`(none)` where absent).
+fn compared<'a, T: fmt::Display>(
+    before: &'a [(String, T)],
+    after: &'a [(String, T)],
+) -> Vec<(&'a str, String, String)> {
+    let value = |pairs: &[(String, T)], name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| ABSENT.to_string(), |(_, v)| v.to_string())
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _) in before.iter().chain(after) {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| (name, value(before, name), value(after, name)))
+        .collect()
+}
+
 /// Version tag of the identity of an output read again from its source.
 const SOURCE_OUTPUT_TAG: &[u8] = b"fuseflow.source-output.v1";
 
@@ -154,26 +178,11 @@ impl KeyFields {
             earlier.numeric_mode.clone(),
             self.numeric_mode.clone(),
         );
-        for (name, before, after) in self.param_values(earlier) {
+        for (name, before, after) in compared(&earlier.spec_params, &self.spec_params) {
             field(&format!("parameter '{name}'"), before, after);
         }
-
-        let find = |fields: &KeyFields, port: &str| {
-            fields
-                .inputs
-                .iter()
-                .find(|(p, _)| p == port)
-                .map_or_else(|| ABSENT.to_string(), |(_, h)| h.to_string())
-        };
-        let ports = earlier.inputs.iter().chain(&self.inputs).map(|(p, _)| p);
-        let mut seen: Vec<&String> = Vec::new();
         let mut any_input = false;
-        for port in ports {
-            if seen.contains(&port) {
-                continue;
-            }
-            seen.push(port);
-            let (before, after) = (find(earlier, port), find(self, port));
+        for (port, before, after) in compared(&earlier.inputs, &self.inputs) {
             if before != after {
                 any_input = true;
                 field(&format!("input '{port}'"), before, after);
@@ -187,28 +196,6 @@ impl KeyFields {
             field("input order", order(earlier), order(self));
         }
         changes
-    }
-
-    /// Each spec parameter named on either side, with its value before and
-    /// now (`(none)` where absent).
-    fn param_values<'a>(&'a self, earlier: &'a KeyFields) -> Vec<(&'a str, String, String)> {
-        let value = |fields: &KeyFields, name: &str| {
-            fields
-                .spec_params
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or_else(|| ABSENT.to_string(), |(_, v)| v.clone())
-        };
-        let mut named: Vec<&str> = Vec::new();
-        for (name, _) in earlier.spec_params.iter().chain(&self.spec_params) {
-            if !named.contains(&name.as_str()) {
-                named.push(name);
-            }
-        }
-        named
-            .into_iter()
-            .map(|name| (name, value(earlier, name), value(self, name)))
-            .collect()
     }
 
     /// The fields as TOML text, to store beside a cache entry and re-read

@@ -80,6 +80,14 @@ fn setup(spec: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// `fuseflow ARGS`'s standard output; the command must succeed.
+fn ok(args: &[&str]) -> String {
+    let out = fuseflow(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn load(path: &Path, values: ParamValues) -> fuseflow::Result<fuseflow::Pipeline> {
     spec::load_with(path, &values).map(|(p, _)| p)
 }
@@ -229,15 +237,6 @@ fn the_cli_takes_parameters_records_them_and_recomputes_with_them() {
     let params = dir.path().join("values.toml");
     std::fs::write(&params, "factor = 3\nmin_x = -10\n").unwrap();
     let params = params.to_str().unwrap();
-    let ok = |args: &[&str]| {
-        let out = fuseflow(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     ok(&[
         "--workspace",
         ws,
@@ -307,15 +306,6 @@ fn a_clone_records_its_origin_and_reuses_what_its_changes_leave_alone() {
     let ws = dir.path().join("w");
     let ws = ws.to_str().unwrap();
     let clone = dir.path().join("tripled.toml");
-    let ok = |args: &[&str]| {
-        let out = fuseflow(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     let (spec, clone) = (path.to_str().unwrap(), clone.to_str().unwrap());
     ok(&["--workspace", ws, "run", spec, "-q"]);
     ok(&[
