@@ -207,7 +207,7 @@ impl CloneArgs {
         let name = self.name.or(stem).unwrap_or_else(|| "clone".into());
         let cloned = clone_spec(&text, &self.spec, &self.set, &name)?;
         // Checked before it is written: the changes must leave a valid spec.
-        spec::parse(&cloned, &self.output)?;
+        spec::check(&cloned, &self.output)?;
         std::fs::write(&self.output, cloned).map_err(|e| Error::io_from(&self.output, e))
     }
 }

@@ -22,7 +22,7 @@ use crate::backend::Device;
 use crate::data::{ContentHash, Table};
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Pipeline, StepNode};
-use crate::track::{PipelineRecord, RunId, RunStatus, StepRecord, StepRunRow};
+use crate::track::{PipelineRecord, RunId, RunStatus, StepRecord, StepRunRow, run_params_text};
 use crate::workspace::Workspace;
 
 /// Writes one run to the run store of its workspace, if it has one.
@@ -46,19 +46,12 @@ impl<'a> RunRecorder<'a> {
             Some(spec) => spec.clone(),
             None => pipeline.explain()?,
         };
-        let mut params = match &options.rerun {
-            Rerun::Nothing => String::new(),
-            Rerun::All => "rerun = \"all\"\n".to_string(),
-            Rerun::Steps(steps) => format!("rerun = {steps:?}\n"),
+        let rerun = match &options.rerun {
+            Rerun::Nothing => None,
+            Rerun::All => Some("rerun = \"all\"".to_string()),
+            Rerun::Steps(steps) => Some(format!("rerun = {steps:?}")),
         };
-        // The parameters as a TOML table, which replay reads back.
-        if !options.params.is_empty() {
-            params.push_str("[params]\n");
-            for (name, value) in &options.params {
-                params.push_str(&format!("{name} = {value}\n"));
-            }
-        }
-        let params = params.trim_end().to_string();
+        let params = run_params_text(rerun, &options.params);
         let pipeline = PipelineRecord {
             name: pipeline.name().to_string(),
             spec_hash: blake3::hash(spec.as_bytes()).to_hex().to_string(),

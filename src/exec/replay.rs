@@ -24,7 +24,7 @@ use crate::pipeline::graph::{Pipeline, StepNode};
 use crate::pipeline::params::ParamValues;
 use crate::pipeline::spec;
 use crate::pipeline::step::StepContext;
-use crate::track::StepRecord;
+use crate::track::{StepRecord, spec_param_values};
 use crate::workspace::Workspace;
 
 /// An output of a step of a past run (`run`: an id, a unique prefix or
@@ -50,12 +50,10 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
         )
     };
     let text = ws.runs().spec_of(&row.run)?;
-    let values =
-        recorded_params(&ws.runs().run(row.run.as_str())?.summary.params).map_err(|e| {
-            cannot(format!(
-                "the run's recorded parameters do not read back: {e}"
-            ))
-        })?;
+    let mut values = ParamValues::new();
+    for (name, value) in spec_param_values(&ws.runs().params_of(&row.run)?).unwrap_or_default() {
+        values = values.value(&name, value);
+    }
     let pipeline = spec::parse_with(&text, Path::new("recorded.toml"), &values).map(|(p, _)| p);
     let pipeline = pipeline.map_err(|e| {
         cannot(format!(
@@ -63,19 +61,6 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
         ))
     })?;
     replay(ws, &pipeline, row.run.as_str(), step, port).map_err(|e| cannot(e.to_string()))
-}
-
-/// The parameter values a run recorded (the `[params]` table of its
-/// parameters' text), to build its spec again as it ran.
-fn recorded_params(text: &str) -> std::result::Result<ParamValues, toml::de::Error> {
-    let recorded: toml::Table = toml::from_str(text)?;
-    let mut values = ParamValues::new();
-    if let Some(toml::Value::Table(params)) = recorded.get("params") {
-        for (name, value) in params {
-            values = values.value(name, value.clone());
-        }
-    }
-    Ok(values)
 }
 
 /// What a past run recorded, read back for the recorded spec's steps.

@@ -135,11 +135,7 @@ impl ParamValues {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::io(path, format!("cannot read the params file: {e}")).caused_by(e)
         })?;
-        let table: Table = toml::from_str(&text).map_err(|e| Error::Spec {
-            file: path.to_path_buf(),
-            line: e.span().map(|s| super::spec::line_of(&text, s.start)),
-            message: e.message().to_string(),
-        })?;
+        let table: Table = super::spec::read_toml(&text, path)?;
         self.given
             .extend(table.into_iter().map(|(k, v)| (k, Given::Typed(v))));
         Ok(self)
@@ -227,6 +223,12 @@ impl Declared<'_> {
             self.check_bounds(name, &self.params[name], value)?;
         }
         Ok(resolved)
+    }
+
+    /// Whether every parameter has a default, so that the spec builds
+    /// without any value given.
+    pub(crate) fn all_have_defaults(&self) -> bool {
+        self.params.values().all(|d| d.get_ref().default.is_some())
     }
 
     fn check_bounds(&self, name: &str, decl: &Spanned<ParamDecl>, value: &Value) -> Result<()> {

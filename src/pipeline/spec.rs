@@ -132,11 +132,7 @@ pub fn parse_with(
     path: &Path,
     values: &ParamValues,
 ) -> Result<(Pipeline, Vec<(String, String)>)> {
-    let spec: SpecFile = toml::from_str(text).map_err(|e| Error::Spec {
-        file: path.to_path_buf(),
-        line: e.span().map(|s| line_of(text, s.start)),
-        message: e.message().to_string(),
-    })?;
+    let spec: SpecFile = read_toml(text, path)?;
     let declared = Declared {
         params: spec.params,
         text,
@@ -145,6 +141,26 @@ pub fn parse_with(
     let params = declared.resolve(values)?;
     let pipeline = build_pipeline(spec.name, spec.steps, &params, text, path)?;
     Ok((pipeline, super::params::record(&params)))
+}
+
+/// Check spec `text` (read from `path`) as [`parse`] would, except that a
+/// template whose parameters are not all given defaults is checked as far
+/// as it can be without their values: its TOML and its declarations.
+///
+/// # Errors
+/// As [`parse_with`].
+pub fn check(text: &str, path: &Path) -> Result<()> {
+    let spec: SpecFile = read_toml(text, path)?;
+    let declared = Declared {
+        params: spec.params,
+        text,
+        file: path,
+    };
+    if declared.all_have_defaults() {
+        let params = declared.resolve(&ParamValues::new())?;
+        build_pipeline(spec.name, spec.steps, &params, text, path)?;
+    }
+    Ok(())
 }
 
 /// The pipeline of `steps`, each with its parameter references replaced.
@@ -189,6 +205,18 @@ fn build_pipeline(
         }
     }
     Ok(pipeline)
+}
+
+/// TOML `text` read from `path` as a `T`.
+///
+/// # Errors
+/// [`Error::Spec`] naming the file and the line at fault.
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    toml::from_str(text).map_err(|e| Error::Spec {
+        file: path.to_path_buf(),
+        line: e.span().map(|s| line_of(text, s.start)),
+        message: e.message().to_string(),
+    })
 }
 
 /// The 1-based line of byte `offset` in `text`.

@@ -43,6 +43,7 @@ mod store;
 
 pub use record::{
     MetricRow, PipelineRecord, RunDetail, RunId, RunStatus, RunSummary, StepRecord, StepRunRow,
+    run_params_text, spec_param_values,
 };
 pub use report::{render_gc, render_objects, render_run, render_runs};
 pub use store::{BUSY_TIMEOUT, FileStat, RunStore};

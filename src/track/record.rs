@@ -194,3 +194,30 @@ pub struct RunDetail {
     /// Metrics in the order they were first recorded.
     pub metrics: Vec<MetricRow>,
 }
+
+/// A run's parameters as the store records them (`RunSummary::params`):
+/// the re-runs asked for (a `rerun = ...` line, when given), then the
+/// spec's parameter values, `(name, value as TOML writes it)`, as a
+/// `[params]` table.
+pub fn run_params_text(rerun: Option<String>, params: &[(String, String)]) -> String {
+    let mut lines: Vec<String> = rerun.into_iter().collect();
+    if !params.is_empty() {
+        lines.push("[params]".into());
+        lines.extend(
+            params
+                .iter()
+                .map(|(name, value)| format!("{name} = {value}")),
+        );
+    }
+    lines.join("\n")
+}
+
+/// The spec's parameter values in a run's parameters' text (written by
+/// [`run_params_text`]), when it gave any.
+pub fn spec_param_values(text: &str) -> Option<toml::Table> {
+    let recorded: toml::Table = toml::from_str(text).ok()?;
+    match recorded.get("params")? {
+        toml::Value::Table(params) => Some(params.clone()),
+        _ => None,
+    }
+}

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use super::clock::Utc;
-use super::record::{RunDetail, RunSummary, StepRunRow};
+use super::record::{RunDetail, RunSummary, StepRunRow, spec_param_values};
 use crate::cache::{GcReport, ObjectInfo};
 use crate::data::format_bytes;
 
@@ -55,14 +55,13 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
     table(&columns, rows)
 }
 
-/// A run's parameter values on one line (`factor=3, fill=4.0`), when its
-/// parameters' text has a `[params]` table.
+/// A run's parameter values on one line (`factor=3, fill=4.0`), when it
+/// gave its spec's parameters any.
 fn param_values(text: &str) -> Option<String> {
-    let recorded: toml::Table = toml::from_str(text).ok()?;
-    let toml::Value::Table(params) = recorded.get("params")? else {
-        return None;
-    };
-    let values: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let values: Vec<String> = spec_param_values(text)?
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     Some(values.join(", "))
 }
 

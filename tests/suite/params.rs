@@ -335,6 +335,28 @@ fn a_clone_records_its_origin_and_reuses_what_its_changes_leave_alone() {
     let runs = ok(&["--workspace", ws, "runs", "tripled"]);
     assert_eq!(runs.lines().count(), 2, "one run of the clone: {runs}");
 
+    // A template with a required parameter clones too.
+    let template = dir.path().join("template.toml");
+    std::fs::write(&template, SPEC.replace("default = 2\n", "")).unwrap();
+    let (template, copy) = (template.to_str().unwrap(), dir.path().join("copy.toml"));
+    ok(&[
+        "clone",
+        template,
+        "-o",
+        copy.to_str().unwrap(),
+        "--set",
+        "filled.value=1",
+    ]);
+    let err = fuseflow(&["run", copy.to_str().unwrap(), "--no-workspace"]);
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(stderr.contains("'factor' has no default"), "{stderr}");
+    let bad = fuseflow(&["clone", spec, "-o", clone, "--set", "filled.kind=bogus"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("unknown kind 'bogus'"),
+        "{stderr}"
+    );
+
     let bad = fuseflow(&["clone", spec, "-o", clone, "--set", "nope.key=1"]);
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(

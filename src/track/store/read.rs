@@ -102,6 +102,21 @@ impl RunStore {
         .map_err(|e| self.sql(e))
     }
 
+    /// The parameters recorded for a run ([`RunSummary::params`]).
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the run is unknown or the database cannot be
+    /// read.
+    pub fn params_of(&self, run: &RunId) -> Result<String> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT params FROM runs WHERE id = ?1",
+            [run.as_str()],
+            |row| row.get(0),
+        )
+        .map_err(|e| self.sql(e))
+    }
+
     /// The record of `step` in the run named by `run` (see [`RunStore::resolve`]).
     ///
     /// # Errors
