@@ -286,6 +286,22 @@ impl Error {
         lines
     }
 
+    /// A spec error found while building one variant of a sweep, naming it.
+    pub(crate) fn in_variant(self, variant: &str) -> Self {
+        match self {
+            Error::Spec {
+                file,
+                line,
+                message,
+            } => Error::Spec {
+                file,
+                line,
+                message: format!("sweep variant '{variant}': {message}"),
+            },
+            other => other,
+        }
+    }
+
     /// Attribute an error raised inside a step to that step, unless it already names one.
     pub(crate) fn in_step(self, step: &str) -> Self {
         match self {

@@ -52,12 +52,14 @@ impl<'a> RunRecorder<'a> {
             Rerun::Steps(steps) => Some(format!("rerun = {steps:?}")),
         };
         let params = run_params_text(rerun, &options.params);
+        let variants = pipeline.variants();
         let pipeline = PipelineRecord {
             name: pipeline.name().to_string(),
             spec_hash: blake3::hash(spec.as_bytes()).to_hex().to_string(),
             spec,
         };
         let run = ws.runs().begin_run(&pipeline, &params)?;
+        ws.runs().record_variants(&run, variants)?;
         Ok(RunRecorder {
             recording: Some((ws, run)),
         })
@@ -183,17 +185,29 @@ impl<'a> RunRecorder<'a> {
     ///
     /// # Errors
     /// The run's own error, a failed sync, or a failure to record the end.
-    pub(super) fn finish<T>(&self, result: Result<T>) -> Result<T> {
+    /// A run that kept going past failed steps (`failed` of its result
+    /// lists them) is failed too.
+    pub(super) fn finish<T>(&self, result: Result<T>, failed: fn(&T) -> &[Error]) -> Result<T> {
         let Some((ws, run)) = &self.recording else {
             return result;
         };
         let result = result.and_then(|done| ws.sync().map(|()| done));
         let (status, error) = match &result {
-            Ok(_) => (RunStatus::Succeeded, None),
+            Ok(done) if failed(done).is_empty() => (RunStatus::Succeeded, None),
+            Ok(done) => (RunStatus::Failed, Some(failures_text(failed(done)))),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         ws.runs().finish_run(run, status, error.as_deref())?;
         result
+    }
+}
+
+/// The error recorded for a run that kept going past failed steps.
+fn failures_text(failed: &[Error]) -> String {
+    match failed {
+        [one] => one.to_string(),
+        [first, ..] => format!("{} steps failed; the first: {first}", failed.len()),
+        [] => String::new(),
     }
 }
 
@@ -308,14 +322,18 @@ fn output_ports(node: &StepNode, hashes: &[ContentHash]) -> Vec<(String, String)
         .collect()
 }
 
-/// The metrics among the outputs an earlier step run left: only the (small)
-/// metrics tables are loaded, to record their values.
+/// The metrics of an earlier step run whose outputs are reused: those it
+/// recorded, else those among its outputs (only the small metrics tables,
+/// known by their planned schemas, are loaded).
 fn reused_metrics(
     ws: &Workspace,
     row: &StepRunRow,
     schemas: &[Option<SchemaRef>],
 ) -> Result<Vec<(String, f64)>> {
-    let mut metrics = Vec::new();
+    let mut metrics = ws.runs().step_metrics(&row.run, &row.record.step)?;
+    if !metrics.is_empty() {
+        return Ok(metrics);
+    }
     for (hash, schema) in output_hashes(row)?.iter().zip(schemas) {
         if schema.as_deref().is_some_and(is_metrics_schema)
             && let Ok(t) = ws.load(hash)?.found()

@@ -70,6 +70,11 @@ pub struct RunOutput {
     pub plan: PhysicalPlan,
     /// Wall time of the whole run.
     pub duration: Duration,
+    /// The steps that failed in a run that kept going past them (a sweep's:
+    /// see [`Pipeline::variants`](crate::pipeline::Pipeline::variants)),
+    /// each error naming its step; the steps that read them did not run.
+    /// Empty otherwise: a failure is the run's error.
+    pub failed: Vec<Error>,
 }
 
 /// One output of a run: in memory, a stream to collect, or a content hash
@@ -127,7 +132,14 @@ impl RunOutput {
             steps,
             plan,
             duration,
+            failed: Vec::new(),
         }
+    }
+
+    /// The output with the failures of a run that kept going.
+    pub(super) fn with_failures(mut self, failed: Vec<Error>) -> Self {
+        self.failed = failed;
+        self
     }
 
     /// An output by reference: `"step.output"`, or `"step"` for a step with one output.

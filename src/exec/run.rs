@@ -6,7 +6,7 @@
 use super::options::{CachePolicy, RunOptions};
 use super::recorder::RunRecorder;
 use super::report::RunOutput;
-use super::scheduler::schedule;
+use super::scheduler::{Scheduled, schedule};
 use crate::backend::DeviceSet;
 use crate::error::Result;
 use crate::pipeline::graph::{Graph, Pipeline};
@@ -94,7 +94,7 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     if let Some(o) = &options.observer {
         o.run_finished();
     }
-    let scheduled = recorder.finish(result)?;
+    let scheduled = recorder.finish(result, Scheduled::failed)?;
     Ok(RunOutput::new(
         nodes,
         scheduled.produced,
@@ -103,5 +103,6 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
         scheduled.duration,
         options.workspace.clone(),
         recorder.run_id().cloned(),
-    ))
+    )
+    .with_failures(scheduled.failed))
 }

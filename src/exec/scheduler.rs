@@ -4,7 +4,10 @@
 //! handed to idle workers in pipeline order ([`ReadyQueue`]), so independent
 //! steps run at the same time while dependent ones wait. Inside a step,
 //! kernels use rayon. The first failure stops new steps from starting; steps
-//! already running finish, and the error names the step that failed.
+//! already running finish, and the error names the step that failed. A
+//! sweep's run keeps going instead: a failure stops only the steps that
+//! read what the failed step would have produced, so the variants that do
+//! not depend on it complete.
 //!
 //! - [`StepState`]: what the scheduler knows of one step (its device, notes,
 //!   fused group, outputs).
@@ -43,6 +46,15 @@ pub(super) struct Scheduled {
     pub(super) reports: Vec<StepReport>,
     /// Wall time of the whole schedule.
     pub(super) duration: Duration,
+    /// The failures of a run that kept going, in the order they happened.
+    pub(super) failed: Vec<Error>,
+}
+
+impl Scheduled {
+    /// The failures of a run that kept going.
+    pub(super) fn failed(&self) -> &[Error] {
+        &self.failed
+    }
 }
 
 /// Run `pipeline`'s steps as `plan` places and fuses them, on
@@ -68,7 +80,8 @@ pub(super) fn schedule(
         recorder,
         observer: options.observer.as_deref(),
         reports: Vec::with_capacity(nodes.len()),
-        failure: None,
+        keep_going: !pipeline.variants().is_empty(),
+        failures: Vec::new(),
         start: Instant::now(),
     };
     let start = scheduler.start;
@@ -223,8 +236,11 @@ struct Scheduler<'a> {
     observer: Option<&'a dyn RunObserver>,
     /// One report per finished step, in the order they finished.
     reports: Vec<StepReport>,
-    /// The first failure; it stops the queue.
-    failure: Option<Error>,
+    /// Whether a failure leaves the steps that do not depend on it running
+    /// (a sweep), rather than stopping the queue.
+    keep_going: bool,
+    /// The failures so far.
+    failures: Vec<Error>,
     start: Instant,
 }
 
@@ -351,8 +367,10 @@ impl Scheduler<'_> {
                 let device = &self.steps[i].device;
                 self.recorder
                     .failed(node, device, keys.own.as_ref(), duration, &e)?;
-                self.failure.get_or_insert(e);
-                self.queue.stop();
+                self.failures.push(e);
+                if !self.keep_going {
+                    self.queue.stop();
+                }
                 return Ok(());
             }
         };
@@ -546,15 +564,17 @@ impl Scheduler<'_> {
         self.reports.push(report);
     }
 
-    /// The run's outputs and reports, or its first failure.
-    fn end(self) -> Result<Scheduled> {
-        if let Some(e) = self.failure {
-            return Err(e);
+    /// The run's outputs and reports, or its first failure (for a run that
+    /// kept going, the failures are handed back with what else was done).
+    fn end(mut self) -> Result<Scheduled> {
+        if !self.keep_going && !self.failures.is_empty() {
+            return Err(self.failures.swap_remove(0));
         }
         Ok(Scheduled {
             produced: self.steps.into_iter().map(|s| s.produced).collect(),
             reports: self.reports,
             duration: self.start.elapsed(),
+            failed: self.failures,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_schema::SchemaRef;
 
 use super::step::{Step, StepContext};
+use super::sweep::Variant;
 use crate::backend::DeviceChoice;
 use crate::error::{Error, Result, bail, ensure};
 
@@ -30,6 +31,8 @@ use crate::error::{Error, Result, bail, ensure};
 pub struct Pipeline {
     name: String,
     pub(crate) nodes: Vec<StepNode>,
+    /// The variants of the sweep the pipeline was compiled from, if any.
+    variants: Vec<Variant>,
 }
 
 /// A step in a pipeline with its input bindings.
@@ -158,7 +161,22 @@ impl Pipeline {
         Pipeline {
             name: name.into(),
             nodes: Vec::new(),
+            variants: Vec::new(),
         }
+    }
+
+    /// The pipeline with the variants of the sweep it was compiled from.
+    pub(crate) fn with_variants(mut self, variants: Vec<Variant>) -> Self {
+        self.variants = variants;
+        self
+    }
+
+    /// The variants of the sweep the pipeline was compiled from (a spec's
+    /// `[sweep]`), each with the steps that compute it; empty for a
+    /// pipeline that is not a sweep. A run of a sweep keeps going past a
+    /// failed step: only the variants that read it fail.
+    pub fn variants(&self) -> &[Variant] {
+        &self.variants
     }
 
     /// The pipeline's name.

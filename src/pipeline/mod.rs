@@ -20,6 +20,7 @@ pub mod spec;
 pub mod step;
 mod step_spec;
 mod steps;
+pub mod sweep;
 
 pub use crate::data::{Stream, Table};
 pub use graph::{Graph, Pipeline, StepRef};

@@ -119,6 +119,11 @@ impl ParamValues {
         Ok(self)
     }
 
+    /// The names given values, in order (a name given twice, twice).
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.given.iter().map(|(name, _)| name.as_str())
+    }
+
     /// `name` set to a typed value.
     pub fn value(mut self, name: &str, value: impl Into<Value>) -> ParamValues {
         self.given

@@ -38,6 +38,7 @@ use super::steps::{
     Derive, Encode, Evaluate, FillNull, Filter, FitCategories, FitStats, Read, Rename, Scale,
     Score, Select, Split, TrainLinear, TrainLogistic, TrainMlp, Write,
 };
+use super::sweep::{self, StepTable, SweepDecl};
 use crate::backend::DeviceChoice;
 use crate::error::{Error, Result};
 
@@ -49,6 +50,8 @@ struct SpecFile {
     params: BTreeMap<String, Spanned<ParamDecl>>,
     #[serde(default)]
     steps: Vec<Spanned<Table>>,
+    /// Alternatives to run side by side (see [`super::sweep`]).
+    sweep: Option<Spanned<SweepDecl>>,
     /// Where a clone came from (`fuseflow clone`): checked here, read by
     /// [`origin_of`].
     #[serde(default, rename = "origin")]
@@ -123,10 +126,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Pipeline> {
     Ok(parse_with(text, path, &ParamValues::new())?.0)
 }
 
-/// Parse spec text with parameter `values`, as [`load_with`] does.
+/// Parse spec text with parameter `values`, as [`load_with`] does. A spec
+/// with a `[sweep]` compiles into one pipeline of all its variants (see
+/// [`Pipeline::variants`]); the parameters returned are then those every
+/// variant shares (the swept ones left out).
 ///
 /// # Errors
-/// See [`load_with`].
+/// See [`load_with`], and [`Error::Spec`] naming the sweep's line for a bad
+/// sweep, or the variant whose steps do not build.
 pub fn parse_with(
     text: &str,
     path: &Path,
@@ -138,9 +145,43 @@ pub fn parse_with(
         text,
         file: path,
     };
-    let params = declared.resolve(values)?;
-    let pipeline = build_pipeline(spec.name, spec.steps, &params, text, path)?;
-    Ok((pipeline, super::params::record(&params)))
+    let steps: Vec<(usize, Table)> = spec
+        .steps
+        .into_iter()
+        .map(|s| (line_of(text, s.span().start), s.into_inner()))
+        .collect();
+    let Some(sweep) = spec.sweep else {
+        let params = declared.resolve(values)?;
+        let pipeline = build_pipeline(spec.name, substituted(&steps, &params, path)?, path)?;
+        return Ok((pipeline, super::params::record(&params)));
+    };
+    let (sweep_line, sweep) = (line_of(text, sweep.span().start), sweep.into_inner());
+    let invalid = |message: String| Error::Spec {
+        file: path.to_path_buf(),
+        line: Some(sweep_line),
+        message,
+    };
+    if let Some(name) = values.names().find(|n| sweep.varies_param(n)) {
+        return Err(invalid(format!(
+            "parameter '{name}' is swept (sweep.params.{name}); drop --param {name} or its sweep entry"
+        )));
+    }
+    let shared = std::cell::RefCell::new(None);
+    let build = |swept: &[(String, toml::Value)], tables: &[(usize, Table)]| {
+        let given = swept.iter().fold(values.clone(), |given, (name, value)| {
+            given.value(name, value.clone())
+        });
+        let params = declared.resolve(&given)?;
+        shared.borrow_mut().get_or_insert_with(|| {
+            let mut params = params.clone();
+            params.retain(|name, _| !sweep.varies_param(name));
+            super::params::record(&params)
+        });
+        substituted(tables, &params, path)
+    };
+    let (tables, variants) = sweep::compile(&sweep, &steps, &build, &invalid)?;
+    let pipeline = build_pipeline(spec.name, tables, path)?.with_variants(variants);
+    Ok((pipeline, shared.into_inner().unwrap_or_default()))
 }
 
 /// Check spec `text` (read from `path`) as [`parse`] would, except that a
@@ -157,30 +198,36 @@ pub fn check(text: &str, path: &Path) -> Result<()> {
         file: path,
     };
     if declared.all_have_defaults() {
-        let params = declared.resolve(&ParamValues::new())?;
-        build_pipeline(spec.name, spec.steps, &params, text, path)?;
+        parse_with(text, path, &ParamValues::new())?;
     }
     Ok(())
 }
 
-/// The pipeline of `steps`, each with its parameter references replaced.
-fn build_pipeline(
-    name: String,
-    steps: Vec<Spanned<Table>>,
-    params: &Resolved,
-    text: &str,
-    path: &Path,
-) -> Result<Pipeline> {
+/// Each of `steps` (line, table) with its parameter references replaced.
+fn substituted(steps: &[(usize, Table)], params: &Resolved, path: &Path) -> Result<Vec<StepTable>> {
+    steps
+        .iter()
+        .map(|(line, table)| {
+            let (table, read) =
+                substitute(table.clone(), params).map_err(|message| Error::Spec {
+                    file: path.to_path_buf(),
+                    line: Some(*line),
+                    message,
+                })?;
+            Ok(StepTable {
+                line: *line,
+                table,
+                read,
+            })
+        })
+        .collect()
+}
+
+/// The pipeline of `steps`, built one by one.
+fn build_pipeline(name: String, steps: Vec<StepTable>, path: &Path) -> Result<Pipeline> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut pipeline = Pipeline::new(name);
-    for step in steps {
-        let line = line_of(text, step.span().start);
-        let (table, read) =
-            substitute(step.into_inner(), params).map_err(|message| Error::Spec {
-                file: path.to_path_buf(),
-                line: Some(line),
-                message,
-            })?;
+    for StepTable { line, table, read } in steps {
         let mut reader = StepSpec::new(table, path, line, &base);
         let name = reader.string("name")?;
         let kind = reader.string("kind")?;

@@ -38,12 +38,14 @@ mod clock;
 mod process;
 mod record;
 mod report;
+mod results;
 mod schema;
 mod store;
 
 pub use record::{
     MetricRow, PipelineRecord, RunDetail, RunId, RunStatus, RunSummary, StepRecord, StepRunRow,
-    run_params_text, spec_param_values,
+    Variant, run_params_text, spec_param_values,
 };
 pub use report::{render_gc, render_objects, render_run, render_runs};
+pub use results::{SweepResults, VariantResult, VariantStatus};
 pub use store::{BUSY_TIMEOUT, FileStat, RunStore};

@@ -221,3 +221,36 @@ pub fn spec_param_values(text: &str) -> Option<toml::Table> {
         _ => None,
     }
 }
+
+/// One variant of a sweep: a value for each dimension, and the step
+/// instances that compute it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Its name, the assignment written out (`scaled=minmax,l2=10`).
+    pub name: String,
+    /// `(dimension, value)` in dimension order: a parameter's value as TOML
+    /// writes it (strings bare), or the name of a step's alternative.
+    pub assignment: Vec<(String, String)>,
+    /// `(step, instance)`: for each step of the spec, the name of the step
+    /// of the compiled pipeline that computes it for this variant.
+    pub steps: Vec<(String, String)>,
+}
+
+impl Variant {
+    /// The compiled pipeline's step that computes spec step `step` for this
+    /// variant.
+    pub fn instance(&self, step: &str) -> Option<&str> {
+        self.steps
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, i)| i.as_str())
+    }
+
+    /// The value this variant gives `dimension`.
+    pub fn value(&self, dimension: &str) -> Option<&str> {
+        self.assignment
+            .iter()
+            .find(|(d, _)| d == dimension)
+            .map(|(_, v)| v.as_str())
+    }
+}

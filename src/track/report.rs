@@ -203,11 +203,11 @@ fn step_remarks(steps: &[StepRunRow]) -> String {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Align {
+pub(super) enum Align {
     Left,
     Right,
 }
-use Align::{Left, Right};
+pub(super) use Align::{Left, Right};
 
 /// `fuseflow cache ls`: the objects, least recently used first (hash, size,
 /// time since last use as of `now`), then their count and total size.
@@ -266,7 +266,7 @@ fn per_output(sizes: &[(u64, u64)], total: u64, cell: impl Fn((u64, u64)) -> Str
 }
 
 /// Columns padded to their widest cell, two spaces apart, no trailing spaces.
-fn table(columns: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
+pub(super) fn table(columns: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
     let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
     let all: Vec<Vec<String>> = std::iter::once(header).chain(rows).collect();
     let widths: Vec<usize> = (0..columns.len())
@@ -302,7 +302,7 @@ fn time(t: SystemTime) -> String {
 }
 
 /// `850 ms`, `12.34 s`, `3m05s`, `2h07m`.
-fn duration(d: Duration) -> String {
+pub(super) fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     if secs < 1 {
         format!("{} ms", d.as_millis())
@@ -316,7 +316,7 @@ fn duration(d: Duration) -> String {
 }
 
 /// Multi-line text folded onto one line, for table cells and remarks.
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())

@@ -100,6 +100,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- Rows and bytes of each output, `rows:bytes` joined by commas.
     ALTER TABLE step_runs ADD COLUMN output_sizes TEXT NOT NULL DEFAULT '';
     ",
+    // 3: the variants of a sweep's run, with what each assigns (`dimension
+    // TAB value` lines) and the steps that compute it (`step TAB instance`).
+    "
+    CREATE TABLE sweep_variants (
+        run        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq        INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        assignment TEXT NOT NULL,
+        steps      TEXT NOT NULL,
+        PRIMARY KEY (run, seq)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build creates and understands.

@@ -2,6 +2,7 @@
 //! reading them back.
 
 mod read;
+mod sweep;
 mod write;
 
 use read::saturating_i64;
