@@ -37,6 +37,7 @@ mod row_group_pruning;
 mod run_store;
 mod scheduler;
 mod spec_files;
+mod sweep;
 mod train_on_device;
 mod wgpu_backend;
 mod workspace_processes;

@@ -287,18 +287,20 @@ impl RunArgs {
                 println!("compare them again: fuseflow sweep results {id} --sort METRIC");
             }
         }
-        match run.failed.len() {
-            0 => Ok(()),
-            n => {
-                for e in run.failed.iter().skip(1) {
-                    eprintln!("error: {e}");
-                }
-                if n > 1 {
-                    eprintln!("{n} steps failed; the variants that read them did not complete:");
-                }
-                Err(run.failed.swap_remove(0))
-            }
+        // A sweep's run went on past its failed steps: name each, and fail.
+        let Some(last) = run.failed.pop() else {
+            return Ok(());
+        };
+        if !run.failed.is_empty() {
+            eprintln!(
+                "{} steps failed; the variants that read them did not complete:",
+                run.failed.len() + 1
+            );
         }
+        for e in &run.failed {
+            eprintln!("error: {e}");
+        }
+        Err(last)
     }
 }
 
@@ -560,8 +562,15 @@ fn print_run(name: &str, run: &RunOutput, metrics: bool) {
     for notice in &run.plan.notices {
         println!("notice: {notice}");
     }
+    let width = run
+        .steps
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(20);
     println!(
-        "{:<20} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
+        "{:<width$} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
         "step", "kind", "device", "ms", "rows", "bytes"
     );
     for step in &run.steps {
@@ -573,7 +582,7 @@ fn print_run(name: &str, run: &RunOutput, metrics: bool) {
         };
         let device = step.device.split(':').next().unwrap_or_default();
         println!(
-            "{:<20} {:<15} {device:<6} {:>10.1} {:>12} {:>10}  {cache}",
+            "{:<width$} {:<15} {device:<6} {:>10.1} {:>12} {:>10}  {cache}",
             step.name,
             step.kind,
             step.duration.as_secs_f64() * 1e3,
