@@ -174,7 +174,7 @@ fn a_failing_variant_fails_alone_and_the_others_complete() {
         );
     let pipeline = load(&write_spec(dir.path(), &text));
     assert_eq!(pipeline.variants().len(), 2 * 3 * 2 * 2);
-    let ws = Arc::new(Workspace::open(&dir.path().join("ws")).unwrap());
+    let ws = Arc::new(Workspace::open(dir.path().join("ws")).unwrap());
     let options = RunOptions {
         workspace: Some(Arc::clone(&ws)),
         ..RunOptions::default()
@@ -220,7 +220,7 @@ fn a_failing_variant_fails_alone_and_the_others_complete() {
 #[test]
 fn one_more_value_runs_only_the_new_variants_new_steps() {
     let dir = tempfile::tempdir().unwrap();
-    let ws = Arc::new(Workspace::open(&dir.path().join("ws")).unwrap());
+    let ws = Arc::new(Workspace::open(dir.path().join("ws")).unwrap());
     let options = RunOptions {
         workspace: Some(Arc::clone(&ws)),
         ..RunOptions::default()
@@ -253,7 +253,7 @@ fn bad_sweeps_name_the_culprit() {
     let dir = tempfile::tempdir().unwrap();
     let err = |text: &str, values: ParamValues| {
         let path = write_spec(dir.path(), text);
-        spec::load_with(&path, &values).err().expect("an error")
+        spec::load_with(&path, &values).expect_err("an error")
     };
     let base = spec("[0.1, 1.0]");
     assert_msg(

@@ -104,13 +104,17 @@ pub(crate) fn compile(
     Ok((named, variants))
 }
 
+/// One variant's swept parameter values, `(name, value)`, and its steps,
+/// `(line, table)`.
+type VariantInputs = (Vec<(String, Value)>, Vec<(usize, Table)>);
+
 /// One variant's swept parameter values and its steps with the chosen
 /// alternatives applied.
 fn variant_inputs(
     dims: &[Dimension],
     choice: &[usize],
     steps: &[(usize, Table)],
-) -> (Vec<(String, Value)>, Vec<(usize, Table)>) {
+) -> VariantInputs {
     let mut params = Vec::new();
     let mut tables: Vec<(usize, Table)> = steps.to_vec();
     for (dim, &c) in dims.iter().zip(choice) {
