@@ -49,6 +49,10 @@ fn user_version(path: &Path) -> i64 {
         .unwrap()
 }
 
+/// The schema version this build writes: one per migration (the third
+/// added the variants of sweeps).
+const SCHEMA_VERSION: i64 = 3;
+
 fn message(err: fuseflow::Error) -> String {
     err.to_string()
 }
@@ -58,7 +62,7 @@ fn a_new_file_is_migrated_to_the_current_schema_in_wal_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = db(&dir);
     drop(RunStore::open(&path).unwrap());
-    assert_eq!(user_version(&path), 2);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -75,11 +79,11 @@ fn reopening_keeps_runs_and_the_schema_version() {
         store.begin_run(&pipeline("prep"), "").unwrap()
     };
     let store = RunStore::open(&path).unwrap();
-    assert_eq!(user_version(&path), 2);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_eq!(store.runs(None).unwrap()[0].id, id);
     drop(store);
     drop(RunStore::open(&path).unwrap());
-    assert_eq!(user_version(&path), 2);
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use toml::{Table, Value};
 
 use super::Variant;
 use super::decl::{Choice, Dimension, SweepDecl};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One step of a spec, its parameter references replaced: what the spec
 /// loader builds a step from.
@@ -42,7 +42,7 @@ pub(crate) fn compile(
     decl: &SweepDecl,
     steps: &[(usize, Table)],
     build: &BuildVariant<'_>,
-    invalid: &dyn Fn(String) -> crate::Error,
+    invalid: &dyn Fn(String) -> Error,
 ) -> Result<(Vec<StepTable>, Vec<Variant>)> {
     let dims = decl.dimensions().map_err(invalid)?;
     let assignments = decl.assignments(&dims).map_err(invalid)?;
@@ -110,11 +110,7 @@ type VariantInputs = (Vec<(String, Value)>, Vec<(usize, Table)>);
 
 /// One variant's swept parameter values and its steps with the chosen
 /// alternatives applied.
-fn variant_inputs(
-    dims: &[Dimension],
-    choice: &[usize],
-    steps: &[(usize, Table)],
-) -> VariantInputs {
+fn variant_inputs(dims: &[Dimension], choice: &[usize], steps: &[(usize, Table)]) -> VariantInputs {
     let mut params = Vec::new();
     let mut tables: Vec<(usize, Table)> = steps.to_vec();
     for (dim, &c) in dims.iter().zip(choice) {

@@ -23,7 +23,7 @@
 //! parameters first. A variant is one value of every dimension, named by
 //! its assignment (`scaled=minmax,l2=10`).
 //!
-//! Compiling ([`compile`]) builds every variant's steps and keeps one
+//! Compiling builds every variant's steps and keeps one
 //! instance of each distinct step: same kind, same keys after parameter
 //! substitution, same input instances. A step with one instance keeps its
 //! name; the instances of one that varies are named by the part of the
