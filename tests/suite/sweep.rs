@@ -303,36 +303,30 @@ fn the_cli_runs_a_sweep_and_compares_its_variants() {
     let path = write_spec(dir.path(), &spec("[0.1, 10.0]"));
     let ws = dir.path().join("ws");
     let (path, ws) = (path.to_str().unwrap(), ws.to_str().unwrap());
-    let run = fuseflow(&["--workspace", ws, "run", path]);
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    // `fuseflow --workspace WS ARGS`'s standard output; it must succeed.
+    let ok = |args: &[&str]| {
+        let out = fuseflow(&[&["--workspace", ws], args].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stdout = ok(&["run", path]);
     assert!(stdout.contains("sweep results of run"), "{stdout}");
     assert!(!stdout.contains("metrics of 'quality"), "{stdout}");
     let csv = dir.path().join("results.csv");
     let parquet = dir.path().join("results.parquet");
-    let out = fuseflow(&[
-        "--workspace",
-        ws,
+    let (csv_path, parquet_path) = (csv.to_str().unwrap(), parquet.to_str().unwrap());
+    let text = ok(&[
         "sweep",
         "results",
         "latest",
         "--sort",
         "log_loss",
         "-o",
-        csv.to_str().unwrap(),
+        csv_path,
         "-o",
-        parquet.to_str().unwrap(),
+        parquet_path,
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(text.contains("12 variants"), "{text}");
     let table = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = table.lines().collect();
