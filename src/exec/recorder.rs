@@ -18,6 +18,7 @@ use arrow_schema::{DataType, Schema, SchemaRef};
 use super::data::Data;
 use super::options::{Rerun, RunOptions};
 use super::reuse::{FILE_PREFIX, StepKey, output_hashes, producer};
+use super::scheduler::Scheduled;
 use crate::backend::Device;
 use crate::data::{ContentHash, Table};
 use crate::error::{Error, Result};
@@ -181,20 +182,20 @@ impl<'a> RunRecorder<'a> {
     }
 
     /// Finish the run: succeeded only once its objects are durable (one
-    /// batched sync), else failed with the error, which is handed back.
+    /// batched sync), else failed with the error, which is handed back. A
+    /// run that kept going past failed steps is recorded as failed too,
+    /// naming them, and its result handed back.
     ///
     /// # Errors
     /// The run's own error, a failed sync, or a failure to record the end.
-    /// A run that kept going past failed steps (`failed` of its result
-    /// lists them) is failed too.
-    pub(super) fn finish<T>(&self, result: Result<T>, failed: fn(&T) -> &[Error]) -> Result<T> {
+    pub(super) fn finish(&self, result: Result<Scheduled>) -> Result<Scheduled> {
         let Some((ws, run)) = &self.recording else {
             return result;
         };
         let result = result.and_then(|done| ws.sync().map(|()| done));
         let (status, error) = match &result {
-            Ok(done) if failed(done).is_empty() => (RunStatus::Succeeded, None),
-            Ok(done) => (RunStatus::Failed, Some(failures_text(failed(done)))),
+            Ok(done) if done.failed.is_empty() => (RunStatus::Succeeded, None),
+            Ok(done) => (RunStatus::Failed, Some(failures_text(&done.failed))),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         ws.runs().finish_run(run, status, error.as_deref())?;

@@ -6,7 +6,7 @@
 use super::options::{CachePolicy, RunOptions};
 use super::recorder::RunRecorder;
 use super::report::RunOutput;
-use super::scheduler::{Scheduled, schedule};
+use super::scheduler::schedule;
 use crate::backend::DeviceSet;
 use crate::error::Result;
 use crate::pipeline::graph::{Graph, Pipeline};
@@ -94,7 +94,7 @@ fn execute(pipeline: &Pipeline, graph: &Graph, options: &RunOptions) -> Result<R
     if let Some(o) = &options.observer {
         o.run_finished();
     }
-    let scheduled = recorder.finish(result, Scheduled::failed)?;
+    let scheduled = recorder.finish(result)?;
     Ok(RunOutput::new(
         nodes,
         scheduled.produced,

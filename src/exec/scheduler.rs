@@ -50,13 +50,6 @@ pub(super) struct Scheduled {
     pub(super) failed: Vec<Error>,
 }
 
-impl Scheduled {
-    /// The failures of a run that kept going.
-    pub(super) fn failed(&self) -> &[Error] {
-        &self.failed
-    }
-}
-
 /// Run `pipeline`'s steps as `plan` places and fuses them, on
 /// `options.max_concurrent_steps` workers, recording to `recorder`.
 ///

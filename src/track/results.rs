@@ -197,14 +197,12 @@ impl SweepResults {
         columns.push(Arc::new(Float64Array::from_iter_values(
             self.rows.iter().map(|r| r.time.as_secs_f64() * 1e3),
         )));
-        for (name, count) in [("cache_hits", 0), ("steps", 1)] {
+        let counts: [(&str, fn(&VariantResult) -> usize); 2] =
+            [("cache_hits", |r| r.hits), ("steps", |r| r.steps)];
+        for (name, count) in counts {
             fields.push(Field::new(name, DataType::Int64, false));
-            columns.push(Arc::new(Int64Array::from_iter_values(
-                self.rows.iter().map(|r| match count {
-                    0 => r.hits as i64,
-                    _ => r.steps as i64,
-                }),
-            )));
+            let values = self.rows.iter().map(|r| count(r) as i64);
+            columns.push(Arc::new(Int64Array::from_iter_values(values)));
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         Ok(Table::from_batch(batch))

@@ -100,8 +100,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- Rows and bytes of each output, `rows:bytes` joined by commas.
     ALTER TABLE step_runs ADD COLUMN output_sizes TEXT NOT NULL DEFAULT '';
     ",
-    // 3: the variants of a sweep's run, with what each assigns (`dimension
-    // TAB value` lines) and the steps that compute it (`step TAB instance`).
+    // 3: the variants of a sweep's run, with what each assigns (dimension,
+    // value) and the steps that compute it (step, instance), each a TOML
+    // document `pairs = [[a, b], ...]`.
     "
     CREATE TABLE sweep_variants (
         run        TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,

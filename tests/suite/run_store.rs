@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use fuseflow::track::{
     MetricRow, PipelineRecord, RunDetail, RunId, RunStatus, RunStore, RunSummary, StepRecord,
-    StepRunRow, render_run, render_runs,
+    StepRunRow, Variant, render_run, render_runs,
 };
 
 fn db(dir: &tempfile::TempDir) -> PathBuf {
@@ -663,4 +663,30 @@ RUN                   PIPELINE  STATUS   STARTED (UTC)        DURATION  STEPS  H
 ";
     assert_eq!(render_runs(&[running, failed]), expected);
     assert_eq!(render_runs(&[]), "no runs recorded\n");
+}
+
+#[test]
+fn a_sweeps_variants_come_back_as_recorded_whatever_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RunStore::open(&db(&dir)).unwrap();
+    let run = store.begin_run(&pipeline("sweep"), "").unwrap();
+    let variants = vec![
+        Variant {
+            name: "pred=a\tb,l2=1.0".into(),
+            assignment: vec![
+                ("pred".into(), "a\tb\nc \"quoted\"".into()),
+                ("l2".into(), "1.0".into()),
+            ],
+            steps: vec![("model".into(), "model[pred=a\tb,l2=1_0]".into())],
+        },
+        Variant {
+            name: "l2=2.0".into(),
+            assignment: vec![("l2".into(), "2.0".into())],
+            steps: vec![],
+        },
+    ];
+    store.record_variants(&run, &variants).unwrap();
+    assert_eq!(store.variants(&run).unwrap(), variants);
+    let other = store.begin_run(&pipeline("plain"), "").unwrap();
+    assert!(store.variants(&other).unwrap().is_empty());
 }

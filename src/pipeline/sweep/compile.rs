@@ -67,6 +67,7 @@ pub(crate) fn compile(
     }
     let mut instances = Instances::default();
     let mut variants = Vec::with_capacity(assignments.len());
+    let mut instances_of = Vec::with_capacity(assignments.len());
     for (v, choice) in assignments.iter().enumerate() {
         let assignment: Vec<(String, String)> = dims
             .iter()
@@ -80,28 +81,23 @@ pub(crate) fn compile(
             .join(",");
         let (params, tables) = variant_inputs(&dims, choice, steps);
         let built = build(&params, &tables).map_err(|e| e.in_variant(&name))?;
-        let of_step = instances.add_variant(v, built, &names);
+        instances_of.push(instances.add_variant(v, built, &names));
+        // Its steps are filled in once the instances are named.
         variants.push(Variant {
             name,
             assignment,
-            steps: names
-                .iter()
-                .cloned()
-                .zip(of_step)
-                .map(|(s, i)| (s, i.to_string()))
-                .collect(),
+            steps: Vec::new(),
         });
     }
-    let named = instances.name(&variants);
-    for variant in &mut variants {
-        for (_, instance) in &mut variant.steps {
-            *instance = named[instance.parse::<usize>().unwrap_or_default()].table["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-        }
+    let (tables, instance_names) = instances.name(&variants);
+    for (variant, of_step) in variants.iter_mut().zip(instances_of) {
+        variant.steps = names
+            .iter()
+            .cloned()
+            .zip(of_step.into_iter().map(|i| instance_names[i].clone()))
+            .collect();
     }
-    Ok((named, variants))
+    Ok((tables, variants))
 }
 
 /// One variant's swept parameter values, `(name, value)`, and its steps,
@@ -152,6 +148,22 @@ enum Slot {
     Input,
     /// `inputs = { port = "ref" }`.
     Port(String),
+}
+
+impl Slot {
+    /// Put `reference` in this slot of a step's `table`.
+    fn set(&self, table: &mut Table, reference: Value) {
+        match self {
+            Slot::Input => {
+                table.insert("input".into(), reference);
+            }
+            Slot::Port(port) => {
+                if let Some(Value::Table(inputs)) = table.get_mut("inputs") {
+                    inputs.insert(port.clone(), reference);
+                }
+            }
+        }
+    }
 }
 
 /// A reference to another step instance's output: the instance, and what
@@ -230,16 +242,7 @@ impl Instances {
                 continue;
             };
             let placeholder = Value::String(format!("#{instance}{suffix}"));
-            match &slot {
-                Slot::Input => {
-                    identity.insert("input".into(), placeholder);
-                }
-                Slot::Port(port) => {
-                    if let Some(Value::Table(inputs)) = identity.get_mut("inputs") {
-                        inputs.insert(port.clone(), placeholder);
-                    }
-                }
-            }
+            slot.set(&mut identity, placeholder);
             refs.push(InstanceRef {
                 slot,
                 instance,
@@ -265,9 +268,9 @@ impl Instances {
         self.list.len() - 1
     }
 
-    /// The instances named (see the module docs) and their references
-    /// rewritten to those names.
-    fn name(self, variants: &[Variant]) -> Vec<StepTable> {
+    /// The instances with their names (see the module docs) and their
+    /// references rewritten to those names, and the names.
+    fn name(self, variants: &[Variant]) -> (Vec<StepTable>, Vec<String>) {
         let mut count: HashMap<&str, usize> = HashMap::new();
         for instance in &self.list {
             *count.entry(instance.step.as_str()).or_default() += 1;
@@ -294,7 +297,8 @@ impl Instances {
                 }
             })
             .collect();
-        self.list
+        let tables = self
+            .list
             .into_iter()
             .zip(&names)
             .map(|(instance, name)| {
@@ -304,20 +308,12 @@ impl Instances {
                     .insert("name".into(), Value::String(name.clone()));
                 for r in instance.refs {
                     let target = Value::String(format!("{}{}", names[r.instance], r.suffix));
-                    match r.slot {
-                        Slot::Input => {
-                            built.table.insert("input".into(), target);
-                        }
-                        Slot::Port(port) => {
-                            if let Some(Value::Table(inputs)) = built.table.get_mut("inputs") {
-                                inputs.insert(port, target);
-                            }
-                        }
-                    }
+                    r.slot.set(&mut built.table, target);
                 }
                 built
             })
-            .collect()
+            .collect();
+        (tables, names)
     }
 }
 

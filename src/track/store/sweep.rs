@@ -28,8 +28,8 @@ impl RunStore {
                         run.as_str(),
                         seq as i64,
                         v.name,
-                        pairs_text(&v.assignment),
-                        pairs_text(&v.steps)
+                        pairs_text(&v.assignment)?,
+                        pairs_text(&v.steps)?
                     ],
                 )?;
             }
@@ -73,8 +73,8 @@ impl RunStore {
             stmt.query_map([run.as_str()], |row| {
                 Ok(Variant {
                     name: row.get(0)?,
-                    assignment: pairs_of(&row.get::<_, String>(1)?),
-                    steps: pairs_of(&row.get::<_, String>(2)?),
+                    assignment: pairs_of(&row.get::<_, String>(1)?, 1)?,
+                    steps: pairs_of(&row.get::<_, String>(2)?, 2)?,
                 })
             })?
             .collect()
@@ -83,20 +83,22 @@ impl RunStore {
     }
 }
 
-/// `(key, value)` pairs as one line each, `key` and `value` separated by a
-/// tab (neither holds one: they are step names, dimension names and values
-/// as TOML writes them).
-fn pairs_text(pairs: &[(String, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}\t{v}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// `(key, value)` pairs as the store keeps them: a TOML document, so that
+/// any text (a string parameter's value with tabs or newlines) survives.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pairs {
+    pairs: Vec<(String, String)>,
 }
 
-fn pairs_of(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| line.split_once('\t'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn pairs_text(pairs: &[(String, String)]) -> rusqlite::Result<String> {
+    let pairs = Pairs {
+        pairs: pairs.to_vec(),
+    };
+    toml::to_string(&pairs).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn pairs_of(text: &str, column: usize) -> rusqlite::Result<Vec<(String, String)>> {
+    toml::from_str::<Pairs>(text).map(|p| p.pairs).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
