@@ -197,13 +197,15 @@ impl SweepResults {
         columns.push(Arc::new(Float64Array::from_iter_values(
             self.rows.iter().map(|r| r.time.as_secs_f64() * 1e3),
         )));
-        let counts: [(&str, fn(&VariantResult) -> usize); 2] =
-            [("cache_hits", |r| r.hits), ("steps", |r| r.steps)];
-        for (name, count) in counts {
-            fields.push(Field::new(name, DataType::Int64, false));
-            let values = self.rows.iter().map(|r| count(r) as i64);
-            columns.push(Arc::new(Int64Array::from_iter_values(values)));
-        }
+        let count = |of: fn(&VariantResult) -> usize| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(
+                self.rows.iter().map(|r| of(r) as i64),
+            ))
+        };
+        fields.push(Field::new("cache_hits", DataType::Int64, false));
+        columns.push(count(|r| r.hits));
+        fields.push(Field::new("steps", DataType::Int64, false));
+        columns.push(count(|r| r.steps));
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
         Ok(Table::from_batch(batch))
     }
