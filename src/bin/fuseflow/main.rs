@@ -1,5 +1,6 @@
 //! The `fuseflow` command-line tool.
 
+mod run_report;
 mod sweep;
 
 use std::path::PathBuf;
@@ -7,14 +8,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arrow_array::cast::AsArray;
 use clap::{Parser, Subcommand};
 use fuseflow::backend::DeviceSet;
 use fuseflow::backend::{DeviceChoice, DeviceKind};
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::data::{format_bytes, parse_bytes};
 use fuseflow::exec::{
-    Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, peak_rss_bytes, score_file,
+    Progress, ProgressMode, ScoreOptions, StepProgress, fetch_output, score_file,
 };
 use fuseflow::ml::model::Model;
 use fuseflow::pipeline::clone::clone_spec;
@@ -22,7 +22,8 @@ use fuseflow::pipeline::params::ParamValues;
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, calibrate};
 use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
-use fuseflow::{CachePolicy, CacheUse, Error, Rerun, RunOptions, RunOutput, Workspace};
+use fuseflow::{CachePolicy, Error, Rerun, RunOptions, Workspace};
+use run_report::print_run;
 
 /// Run and inspect fuseflow pipelines described in TOML spec files.
 #[derive(Parser)]
@@ -542,80 +543,4 @@ fn describe_calibration(calibration: &Calibration) -> String {
         gpu(&calibration.cuda),
         gpu(&calibration.wgpu)
     )
-}
-
-/// The run's report: its steps, then (with `metrics`) the metrics of its
-/// evaluation steps.
-fn print_run(name: &str, run: &RunOutput, metrics: bool) {
-    let id = run
-        .run_id
-        .as_ref()
-        .map(|id| format!(" (run {id})"))
-        .unwrap_or_default();
-    println!(
-        "pipeline '{name}' finished in {:.3} s{id}",
-        run.duration.as_secs_f64()
-    );
-    if let Some(rss) = peak_rss_bytes() {
-        println!("peak resident memory: {}", format_bytes(rss));
-    }
-    for notice in &run.plan.notices {
-        println!("notice: {notice}");
-    }
-    let width = run
-        .steps
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(20);
-    println!(
-        "{:<width$} {:<15} {:<6} {:>10} {:>12} {:>10}  cache",
-        "step", "kind", "device", "ms", "rows", "bytes"
-    );
-    for step in &run.steps {
-        let rows: Vec<String> = step.rows.iter().map(usize::to_string).collect();
-        let cache = match &step.cache {
-            CacheUse::Off => "-".to_string(),
-            CacheUse::Miss => "miss".to_string(),
-            CacheUse::Hit { from } => format!("hit ({from})"),
-        };
-        let device = step.device.split(':').next().unwrap_or_default();
-        println!(
-            "{:<width$} {:<15} {device:<6} {:>10.1} {:>12} {:>10}  {cache}",
-            step.name,
-            step.kind,
-            step.duration.as_secs_f64() * 1e3,
-            if rows.is_empty() {
-                "-".to_string()
-            } else {
-                rows.join("/")
-            },
-            step.bytes
-                .iter()
-                .map(|&b| format_bytes(b as u64))
-                .collect::<Vec<_>>()
-                .join("/")
-        );
-        for note in &step.notes {
-            println!("  note: {note}");
-        }
-    }
-    // Metrics of evaluation steps, in the order the steps finished.
-    let evaluations = run.steps.iter().filter(|s| metrics && s.kind == "evaluate");
-    for step in evaluations {
-        let Ok(metrics) = run.output(&format!("{}.metrics", step.name)) else {
-            continue;
-        };
-        println!("\nmetrics of '{}':", step.name);
-        for batch in metrics.batches() {
-            let names = batch.column(0).as_string::<i32>();
-            let values = batch
-                .column(1)
-                .as_primitive::<arrow_array::types::Float64Type>();
-            for i in 0..batch.num_rows() {
-                println!("  {:<16} {:.6}", names.value(i), values.value(i));
-            }
-        }
-    }
 }

@@ -163,12 +163,10 @@ fn may_compare(
     let typed = schema
         .field_with_name(column)
         .is_ok_and(|f| *f.data_type() == value.arrow_type());
-    let Some(stats) = chunk(group, column).and_then(ColumnChunkMetaData::statistics) else {
+    let stats = chunk(group, column).and_then(ColumnChunkMetaData::statistics);
+    let Some(stats) = stats.filter(|_| typed) else {
         return true;
     };
-    if !typed {
-        return true;
-    }
     // A null satisfies no comparison: a group of nulls has no match.
     if stats.null_count_opt() == Some(rows) {
         return false;

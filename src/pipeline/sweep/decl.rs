@@ -122,84 +122,14 @@ impl SweepDecl {
     /// different lengths; an exclusion naming an unknown dimension or value;
     /// no variant left.
     pub(super) fn assignments(&self, dims: &[Dimension]) -> Result<Vec<Vec<usize>>, String> {
-        let index = |name: &str, what: &str| {
-            dims.iter().position(|d| d.name == name).ok_or_else(|| {
-                let names: Vec<&str> = dims.iter().map(|d| d.name.as_str()).collect();
-                format!(
-                    "{what} names '{name}', which the sweep does not vary; it varies: {}",
-                    names.join(", ")
-                )
-            })
-        };
-        // Each dimension's group: the zip group it is in, or its own.
-        let mut group_of: Vec<Option<usize>> = vec![None; dims.len()];
-        let mut groups: Vec<Vec<usize>> = Vec::new();
-        for zipped in &self.zip {
-            let members = zipped
-                .iter()
-                .map(|name| index(name, "sweep.zip"))
-                .collect::<Result<Vec<_>, _>>()?;
-            for &m in &members {
-                if group_of[m].is_some() {
-                    return Err(format!(
-                        "sweep.zip names '{}' twice; a dimension is zipped into one group",
-                        dims[m].name
-                    ));
-                }
-                group_of[m] = Some(groups.len());
-            }
-            let lengths: Vec<usize> = members.iter().map(|&m| dims[m].choices.len()).collect();
-            if lengths.windows(2).any(|w| w[0] != w[1]) {
-                let described: Vec<String> = members
-                    .iter()
-                    .map(|&m| format!("'{}' has {}", dims[m].name, dims[m].choices.len()))
-                    .collect();
-                return Err(format!(
-                    "sweep.zip pairs values one by one, so its dimensions need as many values each: {}",
-                    described.join(", ")
-                ));
-            }
-            groups.push(members);
-        }
-        let mut order: Vec<Vec<usize>> = Vec::new();
-        for (d, group) in group_of.iter().enumerate() {
-            match group {
-                None => order.push(vec![d]),
-                Some(g) if groups[*g][0] == d => order.push(groups[*g].clone()),
-                Some(_) => {}
-            }
-        }
-        let excluded = self
-            .exclude
-            .iter()
-            .map(|entry| {
-                entry
-                    .iter()
-                    .map(|(name, value)| {
-                        let d = index(name, "sweep.exclude")?;
-                        let choice = dims[d]
-                            .choices
-                            .iter()
-                            .position(|c| same_value(c, value))
-                            .ok_or_else(|| {
-                                let labels: Vec<String> =
-                                    dims[d].choices.iter().map(Choice::label).collect();
-                                format!(
-                                    "sweep.exclude gives '{name}' the value {value}, which is not one of its values: {}",
-                                    labels.join(", ")
-                                )
-                            })?;
-                        Ok((d, choice))
-                    })
-                    .collect::<Result<Vec<_>, String>>()
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let excluded = self.exclusions(dims)?;
         let mut variants = vec![vec![0; dims.len()]];
-        for group in &order {
+        for group in self.groups(dims)? {
             let len = dims[group[0]].choices.len();
             variants = variants
                 .into_iter()
                 .flat_map(|v| {
+                    let group = &group;
                     (0..len).map(move |k| {
                         let mut v = v.clone();
                         for &d in group {
@@ -220,6 +150,84 @@ impl SweepDecl {
         }
         Ok(variants)
     }
+
+    /// The groups of dimensions that advance as one, in dimension order: a
+    /// zip group at the place of its first member, every other dimension
+    /// alone.
+    fn groups(&self, dims: &[Dimension]) -> Result<Vec<Vec<usize>>, String> {
+        let mut group_of: Vec<Option<usize>> = vec![None; dims.len()];
+        let mut zipped: Vec<Vec<usize>> = Vec::new();
+        for names in &self.zip {
+            let members = names
+                .iter()
+                .map(|name| position(dims, name, "sweep.zip"))
+                .collect::<Result<Vec<_>, _>>()?;
+            for &m in &members {
+                if group_of[m].replace(zipped.len()).is_some() {
+                    return Err(format!(
+                        "sweep.zip names '{}' twice; a dimension is zipped into one group",
+                        dims[m].name
+                    ));
+                }
+            }
+            let len = |m: &usize| dims[*m].choices.len();
+            if members.iter().any(|m| len(m) != len(&members[0])) {
+                let described: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("'{}' has {}", dims[*m].name, len(m)))
+                    .collect();
+                return Err(format!(
+                    "sweep.zip pairs values one by one, so its dimensions need as many values each: {}",
+                    described.join(", ")
+                ));
+            }
+            zipped.push(members);
+        }
+        Ok(group_of
+            .iter()
+            .enumerate()
+            .filter_map(|(d, group)| match group {
+                None => Some(vec![d]),
+                Some(g) => (zipped[*g][0] == d).then(|| zipped[*g].clone()),
+            })
+            .collect())
+    }
+
+    /// Each exclusion as `(dimension, choice)` pairs.
+    fn exclusions(&self, dims: &[Dimension]) -> Result<Vec<Vec<(usize, usize)>>, String> {
+        let pair = |name: &String, value: &Value| {
+            let d = position(dims, name, "sweep.exclude")?;
+            let choices = &dims[d].choices;
+            let c = choices.iter().position(|c| same_value(c, value)).ok_or_else(|| {
+                let labels: Vec<String> = choices.iter().map(Choice::label).collect();
+                format!(
+                    "sweep.exclude gives '{name}' the value {value}, which is not one of its values: {}",
+                    labels.join(", ")
+                )
+            })?;
+            Ok((d, c))
+        };
+        self.exclude
+            .iter()
+            .map(|entry| {
+                entry
+                    .iter()
+                    .map(|(name, value)| pair(name, value))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// The position of dimension `name`, which `what` names.
+fn position(dims: &[Dimension], name: &str, what: &str) -> Result<usize, String> {
+    dims.iter().position(|d| d.name == name).ok_or_else(|| {
+        let names: Vec<&str> = dims.iter().map(|d| d.name.as_str()).collect();
+        format!(
+            "{what} names '{name}', which the sweep does not vary; it varies: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Whether `value`, as an exclusion writes it, is `choice`: the same
@@ -245,16 +253,18 @@ fn same_value(choice: &Choice, value: &Value) -> bool {
 /// (`{ from, to, step }`, both ends included, integers when all three are;
 /// or `{ from, to, count, log = false }`, evenly or log-evenly spaced).
 fn param_values(values: &Value) -> Result<Vec<Value>, String> {
-    let table = match values {
-        Value::Array(items) if items.is_empty() => return Err("an empty list of values".into()),
-        Value::Array(items) => return Ok(items.clone()),
-        Value::Table(table) => table,
-        other => {
-            return Err(format!(
-                "{other} is neither a list of values nor a range table {{ from, to, step }}"
-            ));
-        }
-    };
+    match values {
+        Value::Array(items) if items.is_empty() => Err("an empty list of values".into()),
+        Value::Array(items) => Ok(items.clone()),
+        Value::Table(table) => range_values(table),
+        other => Err(format!(
+            "{other} is neither a list of values nor a range table {{ from, to, step }}"
+        )),
+    }
+}
+
+/// The values of a range table (see [`param_values`]).
+fn range_values(table: &Table) -> Result<Vec<Value>, String> {
     for key in table.keys() {
         if !["from", "to", "step", "count", "log"].contains(&key.as_str()) {
             return Err(format!(
