@@ -16,6 +16,8 @@
 //! - [`PipelineRecord`] and [`StepRecord`]: what the executor hands in.
 //! - [`RunSummary`], [`RunDetail`], [`StepRunRow`], [`MetricRow`]: what
 //!   queries hand back; [`render_runs`] and [`render_run`] turn them into text.
+//! - [`SweepResults`]: a sweep's variants compared; [`Chart`] draws one of
+//!   its metrics as SVG or PNG.
 //!
 //! # Schema
 //! `pipelines` (name, spec hash, spec), `runs` (id, pipeline, parameters,
@@ -34,6 +36,7 @@
 //! [`RunStatus::Interrupted`]. Several processes may record into one store at
 //! once; writers queue on a busy timeout rather than fail.
 
+mod chart;
 mod clock;
 mod process;
 mod record;
@@ -42,6 +45,7 @@ mod results;
 mod schema;
 mod store;
 
+pub use chart::Chart;
 pub use record::{
     MetricRow, PipelineRecord, RunDetail, RunId, RunStatus, RunSummary, StepRecord, StepRunRow,
     Variant, run_params_text, spec_param_values,

@@ -367,3 +367,79 @@ fn the_cli_runs_a_sweep_and_compares_its_variants() {
             .contains("no metric 'auc'; its metrics: rows, accuracy")
     );
 }
+
+#[test]
+fn sweep_results_draw_charts_as_svg_and_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_spec(dir.path(), &spec("[0.1, 10.0]"));
+    let ws = dir.path().join("ws");
+    let (path, ws) = (path.to_str().unwrap(), ws.to_str().unwrap());
+    let cli = |args: &[&str]| fuseflow(&[&["--workspace", ws], args].concat());
+    assert!(cli(&["run", path]).status.success());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (svg, png, against) = (file("loss.svg"), file("loss.png"), file("l2.png"));
+    let drawn = cli(&[
+        "sweep", "results", "latest", "--sort", "log_loss", "--chart", &svg, "--chart", &png,
+    ]);
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&drawn.stdout);
+    assert!(
+        stdout.contains("drew log_loss of 12 variants to"),
+        "{stdout}"
+    );
+    // The SVG names every variant and the metric; its text is real text.
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
+    assert!(text.contains("log_loss by variant"));
+    assert!(text.contains("l2=10.0,scaled=minmax,model=few"), "{text}");
+    assert_eq!(text.matches("<circle").count(), 12, "a dot per variant");
+    // A PNG of the stated size: 900 wide, taller with more variants.
+    let size = |path: &str| {
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{path} is not a PNG");
+        let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        (be(16), be(20))
+    };
+    assert_eq!(size(&png), (900, 140 + 26 * 12));
+    // Against a numeric dimension: a line per assignment of the others.
+    let drawn = cli(&[
+        "sweep",
+        "results",
+        "latest",
+        "--chart",
+        &against,
+        "--metric",
+        "accuracy",
+        "--against",
+        "l2",
+    ]);
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    assert_eq!(size(&against), (900, 560));
+    // Bad requests name what is wrong.
+    let fails = |args: &[&str], expected: &str| {
+        let out = cli(&[&["sweep", "results", "latest"], args].concat());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    fails(
+        &["--chart", &svg, "--metric", "auc"],
+        "no metric 'auc'; its metrics: rows, accuracy",
+    );
+    fails(
+        &["--chart", &svg, "--against", "depth"],
+        "no dimension 'depth'; its dimensions: l2, scaled, model",
+    );
+    fails(
+        &["--chart", &file("loss.jpg")],
+        "name the file .svg or .png",
+    );
+}

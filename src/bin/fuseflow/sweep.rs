@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use fuseflow::data::files::{FileFormat, write_table};
-use fuseflow::track::SweepResults;
+use fuseflow::track::{Chart, SweepResults};
 use fuseflow::{Error, Workspace};
 
 /// What `fuseflow sweep` does.
@@ -25,6 +25,18 @@ pub(crate) enum SweepAction {
         /// (repeatable).
         #[arg(short, long, value_name = "FILE")]
         output: Vec<PathBuf>,
+        /// Draw a chart of one metric: SVG or PNG, by extension
+        /// (repeatable). A dot per variant, or with --against a line of the
+        /// metric against one dimension.
+        #[arg(long, value_name = "FILE")]
+        chart: Vec<PathBuf>,
+        /// The metric to chart (default: the --sort metric, else the first).
+        #[arg(long, value_name = "METRIC")]
+        metric: Option<String>,
+        /// Chart the metric against this swept dimension (a parameter or a
+        /// step with alternatives), a line per assignment of the others.
+        #[arg(long, value_name = "DIMENSION", requires = "chart")]
+        against: Option<String>,
     },
 }
 
@@ -35,10 +47,13 @@ impl SweepAction {
             sort,
             descending,
             output,
+            chart,
+            metric,
+            against,
         } = self;
         let mut results = results_of(ws, &run)?;
-        if let Some(metric) = sort {
-            results.sort_by(&metric, descending)?;
+        if let Some(metric) = &sort {
+            results.sort_by(metric, descending)?;
         }
         print!("{}", results.render());
         if !output.is_empty() {
@@ -46,6 +61,24 @@ impl SweepAction {
             for path in output {
                 write_table(&table, &path, FileFormat::from_path(&path)?)?;
                 println!("wrote {} variants to {}", table.num_rows(), path.display());
+            }
+        }
+        if !chart.is_empty() {
+            let Some(metric) = metric.or(sort).or_else(|| results.metrics.first().cloned()) else {
+                return Err(Error::InvalidParameter {
+                    step: "--chart".into(),
+                    message: "the sweep recorded no metric to chart".into(),
+                });
+            };
+            let spec = Chart { metric, against };
+            for path in chart {
+                spec.draw(&results, &path)?;
+                println!(
+                    "drew {} of {} variants to {}",
+                    spec.metric,
+                    results.rows.len(),
+                    path.display()
+                );
             }
         }
         Ok(())
