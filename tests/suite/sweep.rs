@@ -295,6 +295,29 @@ fn bad_sweeps_name_the_culprit() {
         ),
         &["sweep.zip", "'l2' has 2, 'scaled' has 3"],
     );
+    let named = |template: &str| {
+        base.replace(
+            "[sweep.params]",
+            &format!("[sweep]\nname = \"{template}\"\n\n[sweep.params]"),
+        )
+    };
+    assert_msg(
+        &err(&named("{scaled}-{l2}"), ParamValues::new()),
+        &[
+            "gives variants l2=0.1,scaled=zscore,model=all and l2=0.1,scaled=zscore,model=few the same name 'zscore-0.1'",
+        ],
+    );
+    // A template naming every dimension names the variants.
+    let path = write_spec(dir.path(), &named("{scaled}/{model}/l2={l2}"));
+    let pipeline = load(&path);
+    let names: Vec<&str> = pipeline
+        .variants()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!(names[0], "zscore/all/l2=0.1");
+    assert!(names.contains(&"robust/few/l2=1.0"), "{names:?}");
 }
 
 #[test]

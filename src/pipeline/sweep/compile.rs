@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use toml::{Table, Value};
 
 use super::Variant;
-use super::decl::{Choice, Dimension, SweepDecl};
+use super::decl::{Choice, Dimension, SweepDecl, assignment_text};
 use crate::error::{Error, Result};
 
 /// One step of a spec, its parameter references replaced: what the spec
@@ -74,11 +74,14 @@ pub(crate) fn compile(
             .zip(choice)
             .map(|(d, &c)| (d.name.clone(), d.choices[c].label()))
             .collect();
-        let name = assignment
-            .iter()
-            .map(|(d, value)| format!("{d}={value}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let name = decl.variant_name(&assignment).map_err(invalid)?;
+        if let Some(twin) = variants.iter().find(|t: &&Variant| t.name == name) {
+            return Err(invalid(format!(
+                "sweep.name gives variants {} and {} the same name '{name}'; name every dimension that varies",
+                assignment_text(&twin.assignment),
+                assignment_text(&assignment)
+            )));
+        }
         let (params, tables) = variant_inputs(&dims, choice, steps);
         let built = build(&params, &tables).map_err(|e| e.in_variant(&name))?;
         instances_of.push(instances.add_variant(v, built, &names));
@@ -337,7 +340,7 @@ fn shared_assignment(instance: &Instance, variants: &[Variant]) -> String {
         .map(|(_, (dim, value))| format!("{dim}={value}"))
         .collect();
     match shared.is_empty() {
-        true => first.name.clone(),
+        true => assignment_text(&first.assignment),
         false => shared.join(","),
     }
 }

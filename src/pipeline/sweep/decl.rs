@@ -18,6 +18,9 @@ pub(crate) struct SweepDecl {
     /// Partial assignments (dimension -> value) whose variants are left out.
     #[serde(default)]
     exclude: Vec<Table>,
+    /// How variants are named: text with `{dimension}` placeholders
+    /// (default: the assignment, `dim=value,...`).
+    name: Option<String>,
 }
 
 /// One value of a dimension.
@@ -39,6 +42,12 @@ impl Choice {
             Choice::Step { name, .. } => name.clone(),
         }
     }
+}
+
+/// An assignment written `dim=value,...`.
+pub(super) fn assignment_text(assignment: &[(String, String)]) -> String {
+    let pairs: Vec<String> = assignment.iter().map(|(d, v)| format!("{d}={v}")).collect();
+    pairs.join(",")
 }
 
 /// A swept parameter or a step with alternatives.
@@ -191,6 +200,40 @@ impl SweepDecl {
                 Some(g) => (zipped[*g][0] == d).then(|| zipped[*g].clone()),
             })
             .collect())
+    }
+
+    /// The name of the variant with `assignment` (`(dimension, label)`
+    /// pairs, in dimension order): the `name` template with each
+    /// `{dimension}` replaced by its label, else `dim=value,...`.
+    ///
+    /// # Errors
+    /// A placeholder naming no dimension, or a brace left open.
+    pub(super) fn variant_name(&self, assignment: &[(String, String)]) -> Result<String, String> {
+        let Some(template) = &self.name else {
+            return Ok(assignment_text(assignment));
+        };
+        let mut name = String::new();
+        let mut rest = template.as_str();
+        while let Some(open) = rest.find('{') {
+            name.push_str(&rest[..open]);
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!(
+                    "sweep.name \"{template}\": a '{{' is not closed; write {{dimension}}"
+                ));
+            };
+            let dim = rest[open + 1..open + close].trim();
+            let Some((_, label)) = assignment.iter().find(|(d, _)| d == dim) else {
+                let dims: Vec<&str> = assignment.iter().map(|(d, _)| d.as_str()).collect();
+                return Err(format!(
+                    "sweep.name \"{template}\" names '{dim}', which the sweep does not vary; its dimensions: {}",
+                    dims.join(", ")
+                ));
+            };
+            name.push_str(label);
+            rest = &rest[open + close + 1..];
+        }
+        name.push_str(rest);
+        Ok(name)
     }
 
     /// Each exclusion as `(dimension, choice)` pairs.
@@ -434,5 +477,29 @@ mod tests {
         assert!(err("params = { a = [1] }\nexclude = [{ a = 1 }]").contains("every variant"));
         assert!(err("[steps.s]\nx = 1").contains("alternative 'x'"));
         assert!(err("[steps.s.alt]\nname = \"t\"").contains("keeps its step's name"));
+    }
+
+    #[test]
+    fn a_name_template_names_variants_by_their_dimensions() {
+        let assignment = [
+            ("l2".to_string(), "0.1".to_string()),
+            ("scaled".into(), "robust".into()),
+        ];
+        let named = |template: &str| {
+            decl(&format!("params = {{ l2 = [0.1] }}\nname = {template:?}"))
+                .variant_name(&assignment)
+        };
+        assert_eq!(
+            decl("").variant_name(&assignment).unwrap(),
+            "l2=0.1,scaled=robust"
+        );
+        assert_eq!(named("{scaled}-l2_{ l2 }").unwrap(), "robust-l2_0.1");
+        assert_eq!(named("fixed").unwrap(), "fixed");
+        let unknown = named("{depth}").unwrap_err();
+        assert!(
+            unknown.contains("names 'depth'") && unknown.contains("l2, scaled"),
+            "{unknown}"
+        );
+        assert!(named("{l2").unwrap_err().contains("not closed"));
     }
 }
