@@ -10,28 +10,36 @@ use super::record::{RunDetail, RunSummary, StepRunRow, spec_param_values};
 use crate::cache::{GcReport, ObjectInfo};
 use crate::data::format_bytes;
 
-/// A table of runs, one per line, in the order given: id, pipeline, status,
-/// start, duration, steps, cache hits, error.
-pub fn render_runs(runs: &[RunSummary]) -> String {
+/// A table of runs, one per line, in the order given: id, pipeline, the
+/// pipeline it was cloned from (`cloned_from[i]` for run `i`; the column
+/// only when some run has one), status, start, duration, steps, cache hits,
+/// parameters (only when some run gave any), error.
+pub fn render_runs(runs: &[RunSummary], cloned_from: &[Option<String>]) -> String {
     if runs.is_empty() {
         return "no runs recorded\n".to_string();
     }
+    // A FROM column only where some run's pipeline is a clone.
+    let with_origin = cloned_from.iter().any(Option::is_some);
     // A PARAMS column only where some run gave its spec's parameters values.
     let params: Vec<Option<String>> = runs.iter().map(|r| param_values(&r.params)).collect();
     let with_params = params.iter().any(Option::is_some);
     let rows = runs
         .iter()
         .zip(params)
-        .map(|(r, params)| {
-            let mut row = vec![
-                r.id.to_string(),
-                r.pipeline.clone(),
+        .enumerate()
+        .map(|(i, (r, params))| {
+            let mut row = vec![r.id.to_string(), r.pipeline.clone()];
+            if with_origin {
+                let origin = cloned_from.get(i).cloned().flatten();
+                row.push(origin.unwrap_or_else(|| "-".into()));
+            }
+            row.extend([
                 r.status.to_string(),
                 time(r.started),
                 r.duration.map_or_else(|| "-".to_string(), duration),
                 r.steps.to_string(),
                 r.hits.to_string(),
-            ];
+            ]);
             if with_params {
                 row.push(params.unwrap_or_else(|| "-".into()));
             }
@@ -39,15 +47,17 @@ pub fn render_runs(runs: &[RunSummary]) -> String {
             row
         })
         .collect();
-    let mut columns = vec![
-        ("RUN", Left),
-        ("PIPELINE", Left),
+    let mut columns = vec![("RUN", Left), ("PIPELINE", Left)];
+    if with_origin {
+        columns.push(("FROM", Left));
+    }
+    columns.extend([
         ("STATUS", Left),
         ("STARTED (UTC)", Left),
         ("DURATION", Right),
         ("STEPS", Right),
         ("HITS", Right),
-    ];
+    ]);
     if with_params {
         columns.push(("PARAMS", Left));
     }

@@ -334,6 +334,14 @@ fn a_clone_records_its_origin_and_reuses_what_its_changes_leave_alone() {
     assert!(why.contains("ran"), "{why}");
     let runs = ok(&["--workspace", ws, "runs", "tripled"]);
     assert_eq!(runs.lines().count(), 2, "one run of the clone: {runs}");
+    // `runs` shows which pipeline a clone came from.
+    let header: Vec<&str> = runs.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(&header[..3], ["RUN", "PIPELINE", "FROM"], "{runs}");
+    let row: Vec<&str> = runs.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[1..3], ["tripled", "params"], "{runs}");
+    let all = ok(&["--workspace", ws, "runs"]);
+    let source_row = all.lines().find(|l| l.contains(" params ") && !l.contains("tripled"));
+    assert!(source_row.is_some_and(|l| l.contains(" - ")), "{all}");
 
     // A template with a required parameter clones too.
     let template = dir.path().join("template.toml");

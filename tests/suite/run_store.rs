@@ -661,8 +661,8 @@ RUN                   PIPELINE  STATUS   STARTED (UTC)        DURATION  STEPS  H
 20250102-040000-0001  score     running  2025-01-02 03:58:00         -     12    10
 20250102-030405-ab12  prep      failed   2025-01-02 03:04:05    1.23 s      3     1  step 'fit' failed: singular matrix
 ";
-    assert_eq!(render_runs(&[running, failed]), expected);
-    assert_eq!(render_runs(&[]), "no runs recorded\n");
+    assert_eq!(render_runs(&[running, failed], &[]), expected);
+    assert_eq!(render_runs(&[], &[]), "no runs recorded\n");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod run_report;
 mod sweep;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use fuseflow::pipeline::clone::clone_spec;
 use fuseflow::pipeline::params::ParamValues;
 use fuseflow::pipeline::spec;
 use fuseflow::plan::{CALIBRATION_FILE, Calibration, calibrate};
-use fuseflow::track::{render_gc, render_objects, render_run, render_runs};
+use fuseflow::track::{RunSummary, render_gc, render_objects, render_run, render_runs};
 use fuseflow::{CachePolicy, Error, Rerun, RunOptions, Workspace};
 use run_report::print_run;
 
@@ -450,7 +451,8 @@ fn main() -> ExitCode {
         Command::Score(args) => args.score(),
         Command::Runs { pipeline } => open().and_then(|ws| {
             let runs = ws.runs().runs(pipeline.as_deref())?;
-            print!("{}", render_runs(&runs));
+            let origins = cloned_from(&ws, &runs)?;
+            print!("{}", render_runs(&runs, &origins));
             Ok(())
         }),
         Command::Show { run } => open().and_then(|ws| {
@@ -543,4 +545,22 @@ fn describe_calibration(calibration: &Calibration) -> String {
         gpu(&calibration.cuda),
         gpu(&calibration.wgpu)
     )
+}
+
+/// The pipeline each of `runs` was cloned from (`fuseflow clone`), read
+/// from its spec's `[origin]` once per distinct spec.
+fn cloned_from(ws: &Workspace, runs: &[RunSummary]) -> Result<Vec<Option<String>>, Error> {
+    let mut by_spec: HashMap<(&str, &str), Option<String>> = HashMap::new();
+    runs.iter()
+        .map(|r| {
+            let key = (r.pipeline.as_str(), r.spec_hash.as_str());
+            if let Some(origin) = by_spec.get(&key) {
+                return Ok(origin.clone());
+            }
+            let spec = ws.runs().spec_of(&r.id)?;
+            let origin = spec::origin_of(&spec).map(|o| o.pipeline);
+            by_spec.insert(key, origin.clone());
+            Ok(origin)
+        })
+        .collect()
 }
