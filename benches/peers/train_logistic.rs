@@ -52,7 +52,7 @@ use fuseflow::Table;
 use fuseflow::data::files::{BatchReader, DEFAULT_BATCH_ROWS};
 use fuseflow::ml::design::{Design, class_target, regression_target};
 use fuseflow::ml::logistic::{self, LogisticConfig};
-use fuseflow::ml::{linear, pass};
+use fuseflow::ml::{gram, linear, pass};
 
 const STEP: &str = "train_logistic_bench";
 const PREDICTED_ROWS: usize = 1000;
@@ -268,7 +268,7 @@ fn profile_passes(
         let start = Instant::now();
         let gram = pass::fold_blocks(
             x.rows,
-            |range| pass::weighted_gram(&cols, Some(&hessian_weights), range),
+            |range| gram::weighted_gram(&cols, Some(&hessian_weights), range),
             pass::add_into,
             Vec::new(),
         );

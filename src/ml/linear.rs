@@ -7,7 +7,8 @@
 
 use super::design::Design;
 use super::linalg::cholesky_solve;
-use super::pass::{add_into, dot, fold_blocks, symmetrize, weighted_gram};
+use super::gram::weighted_gram;
+use super::pass::{add_into, dot, fold_blocks, symmetrize};
 use crate::error::{Error, Result};
 
 /// A fitted linear model: `y = intercept + weights . x`.

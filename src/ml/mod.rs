@@ -3,6 +3,8 @@
 //! forward/backward) plus a small dense solve on the host.
 //!
 //! - `design`: training tables as checked, column-major matrices.
+//! - `gram`: the weighted Gram matrix in register tiles (Hessians, normal
+//!   equations).
 //! - `linalg`: small dense solves (Cholesky).
 //! - [`linear`], [`logistic`], [`mlp`]: the trainers, on the host in f64.
 //! - `on_device`: the logistic and MLP trainers' passes through the
@@ -12,6 +14,7 @@
 //! - [`model`]: the trained model as Arrow data, and its scoring expressions.
 
 internal_mod!(design);
+internal_mod!(gram);
 internal_mod!(linalg);
 pub mod linear;
 pub mod logistic;

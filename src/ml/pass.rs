@@ -38,50 +38,6 @@ pub fn add_into(acc: &mut Vec<f64>, part: Vec<f64>) {
     }
 }
 
-/// The lower triangle of `sum_i w_i x_i x_i^T` over `range` (with `w = 1`
-/// when `weights` is `None`), for the columns `cols` (each the full column);
-/// row-major `n x n`, upper triangle left zero.
-pub fn weighted_gram(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usize>) -> Vec<f64> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the running CPU supports AVX2, checked just above.
-        return unsafe { weighted_gram_avx2(cols, weights, range) };
-    }
-    weighted_gram_body(cols, weights, range)
-}
-
-/// [`weighted_gram_body`] compiled for AVX2 (4 f64 lanes per instruction).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn weighted_gram_avx2(
-    cols: &[&[f64]],
-    weights: Option<&[f64]>,
-    range: Range<usize>,
-) -> Vec<f64> {
-    weighted_gram_body(cols, weights, range)
-}
-
-#[inline(always)]
-fn weighted_gram_body(cols: &[&[f64]], weights: Option<&[f64]>, range: Range<usize>) -> Vec<f64> {
-    let n = cols.len();
-    let mut out = vec![0.0; n * n];
-    let mut scaled = vec![0.0; range.len()];
-    for j in 0..n {
-        let cj = &cols[j][range.clone()];
-        match weights {
-            Some(w) => scaled
-                .iter_mut()
-                .zip(cj.iter().zip(&w[range.clone()]))
-                .for_each(|(s, (x, w))| *s = x * w),
-            None => scaled.copy_from_slice(cj),
-        }
-        for k in 0..=j {
-            out[j * n + k] = dot(&scaled, &cols[k][range.clone()]);
-        }
-    }
-    out
-}
-
 /// Independent accumulators of [`dot`]: enough to hide the add latency with
 /// four 4-lane vectors.
 const DOT_LANES: usize = 16;

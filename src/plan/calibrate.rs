@@ -10,7 +10,8 @@ use crate::backend::DeviceSet;
 use crate::backend::{Device, DeviceKind, Matrix, Notes};
 use crate::error::Result;
 use crate::ir::{Projection, col, lit};
-use crate::ml::pass::{add_into, fold_blocks, weighted_gram};
+use crate::ml::gram::weighted_gram;
+use crate::ml::pass::{add_into, fold_blocks};
 
 /// Rows of the f32 column timed for bandwidths (32 MB).
 const ROWS: usize = 8 << 20;
