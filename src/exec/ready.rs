@@ -142,7 +142,11 @@ mod tests {
         let mut queue = diamond();
         assert_eq!(drain(&mut queue), [0, 1]);
         queue.finished(0);
-        assert_eq!(drain(&mut queue), Vec::<usize>::new(), "c still waits for b");
+        assert_eq!(
+            drain(&mut queue),
+            Vec::<usize>::new(),
+            "c still waits for b"
+        );
         queue.finished(1);
         assert_eq!(drain(&mut queue), [2]);
         queue.finished(2);

@@ -6,8 +6,8 @@
 //! in one parallel pass and solved by Cholesky; then `b = mean(y) - w . mean(x)`.
 
 use super::design::Design;
-use super::linalg::cholesky_solve;
 use super::gram::weighted_gram;
+use super::linalg::cholesky_solve;
 use super::pass::{add_into, dot, fold_blocks, symmetrize};
 use crate::error::{Error, Result};
 

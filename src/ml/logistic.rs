@@ -20,8 +20,8 @@
 use std::ops::Range;
 
 use super::design::Design;
-use super::linalg::cholesky_solve;
 use super::gram::weighted_gram;
+use super::linalg::cholesky_solve;
 use super::pass::{add_into, fold_blocks, symmetrize};
 use crate::error::{Error, Result};
 use crate::ir::math::{logistic_loss, sigmoid, softmax};

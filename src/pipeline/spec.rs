@@ -177,10 +177,9 @@ pub fn parse_with(
             params.retain(|name, _| !sweep.varies_param(name));
             super::params::record(&params)
         });
-        substituted(tables, &params, path)
+        build_pipeline(spec.name.clone(), substituted(tables, &params, path)?, path)
     };
-    let (tables, variants) = sweep::compile(&sweep, &steps, &build, &invalid)?;
-    let pipeline = build_pipeline(spec.name, tables, path)?.with_variants(variants);
+    let pipeline = sweep::compile(&spec.name, &sweep, &steps, &build, &invalid)?;
     Ok((pipeline, shared.into_inner().unwrap_or_default()))
 }
 

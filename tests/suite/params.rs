@@ -340,7 +340,9 @@ fn a_clone_records_its_origin_and_reuses_what_its_changes_leave_alone() {
     let row: Vec<&str> = runs.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[1..3], ["tripled", "params"], "{runs}");
     let all = ok(&["--workspace", ws, "runs"]);
-    let source_row = all.lines().find(|l| l.contains(" params ") && !l.contains("tripled"));
+    let source_row = all
+        .lines()
+        .find(|l| l.contains(" params ") && !l.contains("tripled"));
     assert!(source_row.is_some_and(|l| l.contains(" - ")), "{all}");
 
     // A template with a required parameter clones too.

@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fuseflow::exec::{CacheUse, RunOptions};
+use fuseflow::ml::logistic::LogisticConfig;
+use fuseflow::pipeline::io::Read;
+use fuseflow::pipeline::models::TrainLogistic;
 use fuseflow::pipeline::params::ParamValues;
+use fuseflow::pipeline::prep::{FillNull, FillValue, FitStats, Scale, ScaleMethod, Split};
 use fuseflow::pipeline::spec;
+use fuseflow::pipeline::sweep::{Assignment, Sweep};
 use fuseflow::track::{SweepResults, VariantStatus};
 use fuseflow::{Pipeline, Workspace};
 
@@ -465,4 +470,107 @@ fn sweep_results_draw_charts_as_svg_and_png() {
         &["--chart", &file("loss.jpg")],
         "name the file .svg or .png",
     );
+}
+
+/// The customers data read, split, scaled by `method` and modelled with
+/// `l2`: one variant of a sweep built in Rust.
+fn rust_variant(variant: &Assignment) -> fuseflow::Result<Pipeline> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/customers.csv");
+    let method = match variant.value("method")? {
+        "zscore" => ScaleMethod::ZScore,
+        "minmax" => ScaleMethod::MinMax,
+        other => {
+            return Err(fuseflow::Error::execution(
+                "scaled",
+                format!("no method {other}"),
+            ));
+        }
+    };
+    let config = LogisticConfig {
+        l2: variant.parse("l2")?,
+        ..LogisticConfig::default()
+    };
+    let features = ["age", "visits", "premium"];
+    let mut p = Pipeline::new("rust-sweep");
+    p.add("raw", Read::new(data));
+    p.add("split", Split::new(0.25, 7)).inputs(["raw"]);
+    p.add("stats", FitStats::new(["age", "visits"]))
+        .inputs(["split.train"]);
+    p.add("filled", FillNull::new(["age"], FillValue::Mean))
+        .inputs(["split.train", "stats"]);
+    p.add("scaled", Scale::new(method))
+        .inputs(["filled", "stats"]);
+    p.add("model", TrainLogistic::new(features, "churned", config))
+        .inputs(["scaled"]);
+    Ok(p)
+}
+
+#[test]
+fn a_sweep_built_in_rust_shares_steps_and_reuses_them() {
+    let sweep = Sweep::new()
+        .dimension("method", ["zscore", "minmax"])
+        .dimension("l2", [0.1, 1.0, 10.0])
+        .exclude(|a| a.pairs()[0].1 == "minmax" && a.pairs()[1].1 == "10");
+    let pipeline = sweep.build("rust-sweep", rust_variant).unwrap();
+    let names: Vec<&str> = pipeline
+        .variants()
+        .iter()
+        .map(|v| v.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "method=zscore,l2=0.1",
+            "method=zscore,l2=1",
+            "method=zscore,l2=10",
+            "method=minmax,l2=0.1",
+            "method=minmax,l2=1"
+        ]
+    );
+    // raw, split, stats, filled once; scaled twice; a model per variant.
+    assert_eq!(pipeline.step_names().count(), 4 + 2 + 5);
+    let v = &pipeline.variants()[3];
+    assert_eq!(v.instance("scaled"), Some("scaled[method=minmax]"));
+    assert_eq!(v.instance("model"), Some("model[method=minmax,l2=0_1]"));
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Arc::new(Workspace::open(dir.path().join("ws")).unwrap());
+    let options = RunOptions {
+        workspace: Some(Arc::clone(&ws)),
+        ..RunOptions::default()
+    };
+    let run = pipeline.run_with(&options).unwrap();
+    assert_eq!(ran(&run).len(), 11);
+    let recorded = ws.runs().variants(&run.run_id.unwrap()).unwrap();
+    assert_eq!(&recorded, pipeline.variants());
+    // The same sweep again: every step a cache hit. One more value: only
+    // its models run.
+    assert!(ran(&pipeline.run_with(&options).unwrap()).is_empty());
+    let wider = Sweep::new()
+        .dimension("method", ["zscore", "minmax"])
+        .dimension("l2", [0.1, 1.0, 10.0, 100.0]);
+    let run = wider
+        .build("rust-sweep", rust_variant)
+        .unwrap()
+        .run_with(&options)
+        .unwrap();
+    assert_eq!(
+        ran(&run),
+        [
+            "model[method=minmax,l2=100]",
+            "model[method=minmax,l2=10]",
+            "model[method=zscore,l2=100]"
+        ]
+    );
+    // Bad sweeps and bad lookups name what is wrong.
+    let err = |sweep: Sweep| sweep.build("s", rust_variant).unwrap_err().to_string();
+    assert!(err(Sweep::new()).contains("needs a dimension"));
+    assert!(err(Sweep::new().dimension("l2", Vec::<f64>::new())).contains("'l2' has no values"));
+    assert!(
+        err(Sweep::new().dimension("method", ["zscore"]))
+            .contains("no dimension 'l2'; its dimensions: method")
+    );
+    let unparsable = Sweep::new()
+        .dimension("method", ["zscore"])
+        .dimension("l2", ["strong"]);
+    assert!(err(unparsable).contains("dimension 'l2': value 'strong' does not parse as f64"));
 }

@@ -23,19 +23,26 @@
 //! parameters first. A variant is one value of every dimension, named by
 //! its assignment (`scaled=minmax,l2=10`).
 //!
-//! Compiling builds every variant's steps and keeps one
-//! instance of each distinct step: same kind, same keys after parameter
-//! substitution, same input instances. A step with one instance keeps its
+//! Compiling builds every variant's pipeline and keeps one instance of each
+//! distinct step: same name, kind and parameters (what its cache key
+//! holds), same device and reuse, same input instances. A step with one instance keeps its
 //! name; the instances of one that varies are named by the part of the
 //! assignment they share (`model[l2=10_0,scaled=minmax]`, a `.` written
-//! `_`, since it separates a step from its output in references). Shared prefixes so
+//! `_`, since it separates a step from its output in references). Shared prefixes
 //! run once, independent variants concurrently, and a failing step stops
 //! only the variants that read it (see [`Variant`]).
+//!
+//! From Rust, [`Sweep`] declares dimensions and builds each variant's
+//! pipeline with a function of its [`Assignment`]; the variants are merged
+//! the same way.
 
+mod builder;
 mod compile;
 mod decl;
+mod merge;
 
 pub(crate) use compile::{StepTable, compile};
 pub(crate) use decl::SweepDecl;
 
 pub use crate::track::Variant;
+pub use builder::{Assignment, Sweep};
