@@ -30,6 +30,11 @@
 //!   the features plus the intercept column, as the Newton step builds it) and
 //!   one loss-only pass (best of `max(repeats, 3)` each), to say where the
 //!   fit's time goes.
+//! - `--siblings K` also time K fits with L2 from 0.01 to 100 (log-spaced):
+//!   one after another with `logistic::fit`, then together with
+//!   `logistic::fit_siblings` (one pass over the data per evaluation for
+//!   all of them); best of `repeats` each, reported as `siblings_*` in the
+//!   JSON.
 //! - `--out PATH` also write the JSON there.
 //!
 //! stdout carries exactly one line, `FUSEFLOW_JSON {...}`; everything else goes
@@ -67,6 +72,7 @@ struct Args {
     max_iterations: usize,
     linear: bool,
     profile: bool,
+    siblings: usize,
     out: Option<PathBuf>,
 }
 
@@ -87,6 +93,7 @@ fn parse_args() -> Args {
         max_iterations: defaults.max_iterations,
         linear: false,
         profile: false,
+        siblings: 0,
         out: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -125,6 +132,7 @@ fn parse_args() -> Args {
             }
             "--linear" => args.linear = true,
             "--profile" => args.profile = true,
+            "--siblings" => args.siblings = count("--siblings", value("--siblings")),
             "--out" => args.out = Some(value("--out").into()),
             "--bench" => {}
             other => eprintln!("train_logistic: ignoring unknown argument '{other}'"),
@@ -405,6 +413,17 @@ fn main() {
              log-loss {:.12}, |grad|/n {:.3e}, converged {}",
             fit.iterations, fit.log_loss, fit.gradient_norm, fit.converged
         );
+        if args.siblings > 0 {
+            let (separate, together) = time_siblings(&x, &classes.index, k, &config, &args);
+            eprintln!(
+                "train_logistic: {} sibling fits: one by one {separate:.3} s, together {together:.3} s ({:.2}x)",
+                args.siblings,
+                separate / together
+            );
+            json.put("siblings", args.siblings.to_string());
+            json.put("siblings_separate_s", num(separate));
+            json.put("siblings_together_s", num(together));
+        }
         json.put("fit_s", num(best));
         json.put("fit_all_s", nums(&times));
         json.put("iterations", fit.iterations.to_string());
@@ -456,4 +475,50 @@ fn main() {
             .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
     }
     println!("FUSEFLOW_JSON {line}");
+}
+
+/// The best times of `args.siblings` fits (L2 log-spaced from 0.01 to 100,
+/// the rest of `base`) one after another and together, checking that both
+/// give the same models.
+fn time_siblings(
+    x: &Design,
+    y: &[u32],
+    k: usize,
+    base: &LogisticConfig,
+    args: &Args,
+) -> (f64, f64) {
+    let count = args.siblings;
+    let configs: Vec<LogisticConfig> = (0..count)
+        .map(|i| {
+            let at = if count == 1 {
+                0.5
+            } else {
+                i as f64 / (count - 1) as f64
+            };
+            LogisticConfig {
+                l2: 10f64.powf(-2.0 + 4.0 * at),
+                ..base.clone()
+            }
+        })
+        .collect();
+    let (mut separate, mut together) = (f64::MAX, f64::MAX);
+    for _ in 0..args.repeats {
+        let start = Instant::now();
+        let alone: Vec<_> = configs
+            .iter()
+            .map(|c| logistic::fit(STEP, x, y, k, c))
+            .collect();
+        separate = separate.min(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let fits = black_box(logistic::fit_siblings(STEP, x, y, k, &configs));
+        together = together.min(start.elapsed().as_secs_f64());
+        let same = alone.iter().zip(&fits).all(|(a, b)| match (a, b) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        });
+        if !same {
+            fail("sibling fits differ from the separate fits");
+        }
+    }
+    (separate, together)
 }

@@ -36,6 +36,7 @@ mod reuse;
 mod row_group_pruning;
 mod run_store;
 mod scheduler;
+mod siblings;
 mod spec_files;
 mod sweep;
 mod train_on_device;

@@ -1,0 +1,233 @@
+//! The host's objective: f64 passes over a [`Design`] in fixed row blocks.
+
+use std::ops::Range;
+
+use super::{Objective, Precision, Sums};
+use crate::error::Result;
+use crate::ir::math::{logistic_loss, sigmoid, softmax};
+use crate::ml::design::Design;
+use crate::ml::gram::weighted_gram;
+use crate::ml::pass::{add_into, dot, fold_blocks, symmetrize};
+
+/// The optimization problem: data, target and penalty; parameters are
+/// `outputs x (features + 1)`, each output's weights followed by its intercept.
+pub(crate) struct Problem<'a> {
+    x: &'a Design,
+    y: &'a [u32],
+    outputs: usize,
+    ones: Vec<f64>,
+}
+
+impl<'a> Problem<'a> {
+    pub(crate) fn new(x: &'a Design, y: &'a [u32], classes: usize) -> Self {
+        Problem {
+            x,
+            y,
+            outputs: outputs(classes),
+            ones: vec![1.0; x.rows],
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.x.width() + 1
+    }
+}
+
+/// Outputs of a model of `classes` classes: one sigmoid for two, else one per class.
+pub fn outputs(classes: usize) -> usize {
+    if classes == 2 { 1 } else { classes }
+}
+
+impl Objective for Problem<'_> {
+    fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn features(&self) -> usize {
+        self.x.width()
+    }
+
+    fn rows(&self) -> usize {
+        self.x.rows
+    }
+
+    fn precision(&self) -> Precision {
+        Precision::F64
+    }
+
+    /// One parallel pass for the loss (and, with `second_order`, gradient
+    /// and Hessian) at `theta`, accumulated in f64 in a fixed block order.
+    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
+        Ok(self.evaluate_many(&[(theta, second_order)]).remove(0))
+    }
+}
+
+impl Problem<'_> {
+    /// The sums at each of `requests` (parameters, second order) in one
+    /// pass over the rows: each row block is read once for all of them, and
+    /// each request's sums are exactly what [`Objective::evaluate`] alone
+    /// gives.
+    pub(super) fn evaluate_many(&self, requests: &[(&[f64], bool)]) -> Vec<Sums> {
+        let (m, d) = (self.outputs * self.width(), self.x.width());
+        let mut cols: Vec<&[f64]> = (0..d).map(|j| self.x.column(j)).collect();
+        cols.push(&self.ones);
+        let block = |range: Range<usize>| -> Vec<Vec<f64>> {
+            let sums = requests.iter();
+            sums.map(|(theta, second)| self.block_sums(theta, &cols, range.clone(), *second))
+                .collect()
+        };
+        let combine = |acc: &mut Vec<Vec<f64>>, part: Vec<Vec<f64>>| match acc.is_empty() {
+            true => *acc = part,
+            false => acc.iter_mut().zip(part).for_each(|(a, p)| add_into(a, p)),
+        };
+        let mut sums = fold_blocks(self.x.rows, block, combine, Vec::new());
+        sums.resize(requests.len(), Vec::new());
+        let unpack = |(mut sums, &(_, second_order)): (Vec<f64>, &(&[f64], bool))| {
+            sums.resize(if second_order { 1 + m + m * m } else { 1 }, 0.0);
+            if !second_order {
+                return Sums {
+                    loss: sums[0],
+                    ..Sums::default()
+                };
+            }
+            let mut hessian = sums[1 + m..].to_vec();
+            symmetrize(&mut hessian, m);
+            Sums {
+                loss: sums[0],
+                gradient: sums[1..1 + m].to_vec(),
+                hessian,
+            }
+        };
+        sums.into_iter().zip(requests).map(unpack).collect()
+    }
+
+    /// One block's sums, `[loss, gradient.., hessian..]` (the gradient and
+    /// Hessian only with `second_order`); `cols` are the feature columns then
+    /// the column of ones.
+    fn block_sums(
+        &self,
+        theta: &[f64],
+        cols: &[&[f64]],
+        range: Range<usize>,
+        second_order: bool,
+    ) -> Vec<f64> {
+        let (k, w) = (self.outputs, self.width());
+        let len = range.len();
+        let z = linear_predictors(theta, &cols[..w - 1], range.clone(), k);
+        let y = &self.y[range.clone()];
+        let (loss, p) = probabilities(&z, y, k, len);
+        let mut out = vec![loss];
+        if !second_order {
+            return out;
+        }
+        // Residuals r = p - onehot(y) per output.
+        let mut r = p.clone();
+        for (i, &yi) in y.iter().enumerate() {
+            let target = if k == 1 { 0 } else { yi as usize };
+            if k > 1 || yi == 1 {
+                r[target * len + i] -= 1.0;
+            }
+        }
+        for a in 0..k {
+            let ra = &r[a * len..(a + 1) * len];
+            out.extend(cols.iter().map(|c| dot(ra, &c[range.clone()])));
+        }
+        let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
+        out.extend(hessian_blocks(&p, &local, k, len));
+        out
+    }
+}
+
+/// The linear predictors of the rows in `range`, one run of rows per output:
+/// `z[a * len + i] = theta_a · x_i + intercept_a`.
+fn linear_predictors(
+    theta: &[f64],
+    features: &[&[f64]],
+    range: Range<usize>,
+    k: usize,
+) -> Vec<f64> {
+    let (d, len) = (features.len(), range.len());
+    let w = d + 1;
+    let mut z = vec![0.0; k * len];
+    for a in 0..k {
+        let za = &mut z[a * len..(a + 1) * len];
+        za.fill(theta[a * w + d]);
+        // Four columns per sweep over `za`: a quarter of its loads and stores.
+        let mut groups = features.chunks_exact(4);
+        for (g, group) in (&mut groups).enumerate() {
+            let wj: [f64; 4] = std::array::from_fn(|q| theta[a * w + 4 * g + q]);
+            let [c0, c1, c2, c3]: [&[f64]; 4] = std::array::from_fn(|q| &group[q][range.clone()]);
+            let rows = za.iter_mut().zip(c0).zip(c1).zip(c2).zip(c3);
+            rows.for_each(|((((z, x0), x1), x2), x3)| {
+                *z += (wj[0] * x0 + wj[1] * x1) + (wj[2] * x2 + wj[3] * x3);
+            });
+        }
+        let done = d - groups.remainder().len();
+        for (j, col) in groups.remainder().iter().enumerate() {
+            let wj = theta[a * w + done + j];
+            za.iter_mut()
+                .zip(&col[range.clone()])
+                .for_each(|(z, x)| *z += wj * x);
+        }
+    }
+    z
+}
+
+/// The summed loss of `len` rows and their predicted probabilities, laid out
+/// like `z` (a sigmoid for one output, else a softmax).
+fn probabilities(z: &[f64], y: &[u32], k: usize, len: usize) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut p = z.to_vec();
+    if k == 1 {
+        for (i, z) in z.iter().enumerate() {
+            let yi = f64::from(y[i]);
+            loss += logistic_loss(*z, yi);
+            p[i] = sigmoid(*z);
+        }
+    } else {
+        let (mut zi, mut pi) = (vec![0.0; k], vec![0.0; k]);
+        for i in 0..len {
+            for (a, za) in zi.iter_mut().enumerate() {
+                *za = z[a * len + i];
+            }
+            loss += softmax(&zi, &mut pi) - zi[y[i] as usize];
+            for (a, &pa) in pi.iter().enumerate() {
+                p[a * len + i] = pa;
+            }
+        }
+    }
+    (loss, p)
+}
+
+/// The Hessian of one block, `m x m` with `m = k * w`, lower blocks only:
+/// block (a, b), b <= a, is the Gram matrix of `cols` weighted by
+/// `p_a (delta_ab - p_b)`.
+fn hessian_blocks(p: &[f64], cols: &[&[f64]], k: usize, len: usize) -> Vec<f64> {
+    let w = cols.len();
+    let m = k * w;
+    let mut hessian = vec![0.0; m * m];
+    let mut weight = vec![0.0; len];
+    for a in 0..k {
+        for b in 0..=a {
+            for i in 0..len {
+                let (pa, pb) = (p[a * len + i], p[b * len + i]);
+                weight[i] = if a == b { pa * (1.0 - pa) } else { -pa * pb };
+            }
+            let gram = weighted_gram(cols, Some(&weight), 0..len);
+            for j in 0..w {
+                for l in 0..w {
+                    // weighted_gram fills only l <= j; mirror within the block.
+                    let v = if l <= j {
+                        gram[j * w + l]
+                    } else {
+                        gram[l * w + j]
+                    };
+                    if a * w + j >= b * w + l {
+                        hessian[(a * w + j) * m + b * w + l] = v;
+                    }
+                }
+            }
+        }
+    }
+    hessian
+}
