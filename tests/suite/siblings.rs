@@ -79,7 +79,7 @@ fn siblings_reach_exactly_their_separate_answers_and_fail_alone() {
         let stopped = together[4].as_ref().unwrap();
         assert_eq!(stopped.iterations, 1);
         assert!(!stopped.converged);
-        assert!(together[1].as_ref().unwrap().converged);
+        assert!(together[1].as_ref().unwrap().iterations > 1);
     }
     // No siblings: nothing to train.
     let (cols, y) = data(10, 2, 2, 3);
