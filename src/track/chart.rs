@@ -255,13 +255,13 @@ impl Plan<'_> {
             .y_label_area_size(70);
         if lo > 0.0 && hi / lo >= 100.0 {
             let x = (lo / 1.5..hi * 1.5).log_scale();
-            let chart = builder.build_cartesian_2d(x, self.value_range())?;
-            self.draw_lines(chart, &xs, d)
+            let mut chart = builder.build_cartesian_2d(x, self.value_range())?;
+            self.draw_series(&mut chart, &xs, d, None)
         } else {
             let margin = (hi - lo) * 0.05;
             let x = lo - margin..hi + margin;
-            let chart = builder.build_cartesian_2d(x, self.value_range())?;
-            self.draw_lines(chart, &xs, d)
+            let mut chart = builder.build_cartesian_2d(x, self.value_range())?;
+            self.draw_series(&mut chart, &xs, d, None)
         }
     }
 
@@ -292,57 +292,40 @@ impl Plan<'_> {
             .y_label_area_size(70)
             .build_cartesian_2d(x, self.value_range())?;
         let mut chart = chart;
-        chart
-            .configure_mesh()
-            .x_labels(labels.len())
-            .x_label_formatter(&|x| {
-                let i = x.round();
-                match (x - i).abs() < 1e-9 && i >= 0.0 {
-                    true => labels.get(i as usize).copied().unwrap_or("").to_string(),
-                    false => String::new(),
-                }
-            })
-            .x_desc(self.chart.against.as_deref().unwrap_or(""))
-            .y_desc(self.chart.metric.as_str())
-            .label_style((FAMILY, 14))
-            .draw()?;
-        self.draw_series(&mut chart, &xs, d)
+        self.draw_series(&mut chart, &xs, d, Some(&labels))
     }
 
-    /// Mesh and series of a chart against a numeric dimension.
-    fn draw_lines<'a, DB: 'a, X>(
-        &self,
-        mut chart: ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
-        xs: &[f64],
-        d: usize,
-    ) -> DrawResult
-    where
-        DB: DrawingBackend,
-        DB::ErrorType: 'static,
-        X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
-    {
-        chart
-            .configure_mesh()
-            .x_desc(self.chart.against.as_deref().unwrap_or(""))
-            .y_desc(self.chart.metric.as_str())
-            .label_style((FAMILY, 14))
-            .draw()?;
-        self.draw_series(&mut chart, xs, d)
-    }
-
-    /// One line with points per assignment of the dimensions other than
-    /// `d`, with a legend naming it.
-    fn draw_series<'a, DB: 'a, X>(
+    /// The mesh (x labelled with `labels` at 0, 1, ... when given, else
+    /// with numbers), then one line with points per assignment of the
+    /// dimensions other than `d`, with a legend naming it.
+    fn draw_series<'a, DB, X>(
         &self,
         chart: &mut ChartContext<'a, DB, Cartesian2d<X, plotters::coord::types::RangedCoordf64>>,
         xs: &[f64],
         d: usize,
+        labels: Option<&[&str]>,
     ) -> DrawResult
     where
-        DB: DrawingBackend,
+        DB: DrawingBackend + 'a,
         DB::ErrorType: 'static,
-        X: Ranged<ValueType = f64>,
+        X: Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
     {
+        let named = |x: &f64| {
+            let i = x.round();
+            let names = labels.unwrap_or_default();
+            match (x - i).abs() < 1e-9 && i >= 0.0 {
+                true => names.get(i as usize).copied().unwrap_or("").to_string(),
+                false => String::new(),
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        if let Some(labels) = labels {
+            mesh.x_labels(labels.len()).x_label_formatter(&named);
+        }
+        mesh.x_desc(self.chart.against.as_deref().unwrap_or(""))
+            .y_desc(self.chart.metric.as_str())
+            .label_style((FAMILY, 14))
+            .draw()?;
         let values = self.values();
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for (r, row) in self.results.rows.iter().enumerate() {

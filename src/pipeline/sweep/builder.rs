@@ -10,6 +10,9 @@ use super::merge::Merge;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::Pipeline;
 
+/// A test that leaves a variant out.
+type Exclusion = Box<dyn Fn(&Assignment) -> bool>;
+
 /// A variant sweep over pipelines built in Rust, compiled as a spec's
 /// `[sweep]` is: the cartesian product of the dimensions (the first varying
 /// slowest), each variant's pipeline built by a function of its
@@ -50,7 +53,7 @@ use crate::pipeline::graph::Pipeline;
 #[derive(Default)]
 pub struct Sweep {
     dimensions: Vec<(String, Vec<String>)>,
-    excluded: Vec<Box<dyn Fn(&Assignment) -> bool>>,
+    excluded: Vec<Exclusion>,
 }
 
 impl fmt::Debug for Sweep {
