@@ -86,15 +86,7 @@ impl Chart {
             step: "--chart".into(),
             message,
         };
-        let metric = (results.metrics.iter())
-            .position(|m| *m == self.metric)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "the sweep recorded no metric '{}'; its metrics: {}",
-                    self.metric,
-                    results.metrics.join(", ")
-                ))
-            })?;
+        let metric = results.metric_column(&self.metric, "--chart")?;
         let against = match &self.against {
             None => None,
             Some(dim) => {

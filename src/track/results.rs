@@ -136,15 +136,7 @@ impl SweepResults {
     /// [`Error::InvalidParameter`] naming the metric and listing the
     /// columns when there is no such column.
     pub fn sort_by(&mut self, metric: &str, descending: bool) -> Result<()> {
-        let Some(c) = self.metrics.iter().position(|m| m == metric) else {
-            return Err(Error::InvalidParameter {
-                step: "--sort".into(),
-                message: format!(
-                    "the sweep recorded no metric '{metric}'; its metrics: {}",
-                    self.metrics.join(", ")
-                ),
-            });
-        };
+        let c = self.metric_column(metric, "--sort")?;
         self.rows.sort_by(|a, b| {
             let (x, y) = (a.metrics[c], b.metrics[c]);
             match (x.is_nan(), y.is_nan()) {
@@ -156,6 +148,22 @@ impl SweepResults {
             }
         });
         Ok(())
+    }
+
+    /// The column of `metric` in [`SweepResults::metrics`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] naming the metric and listing the
+    /// columns, attributed to the command-line `option` that asked for it.
+    pub(super) fn metric_column(&self, metric: &str, option: &str) -> Result<usize> {
+        let found = self.metrics.iter().position(|m| m == metric);
+        found.ok_or_else(|| Error::InvalidParameter {
+            step: option.into(),
+            message: format!(
+                "the sweep recorded no metric '{metric}'; its metrics: {}",
+                self.metrics.join(", ")
+            ),
+        })
     }
 
     /// The results as an Arrow table: `variant`, one utf8 column per

@@ -11,7 +11,7 @@ use crate::ml::pass::{add_into, dot, fold_blocks, symmetrize};
 
 /// The optimization problem: data, target and penalty; parameters are
 /// `outputs x (features + 1)`, each output's weights followed by its intercept.
-pub(crate) struct Problem<'a> {
+pub(super) struct Problem<'a> {
     x: &'a Design,
     y: &'a [u32],
     outputs: usize,
@@ -19,7 +19,7 @@ pub(crate) struct Problem<'a> {
 }
 
 impl<'a> Problem<'a> {
-    pub(crate) fn new(x: &'a Design, y: &'a [u32], classes: usize) -> Self {
+    pub(super) fn new(x: &'a Design, y: &'a [u32], classes: usize) -> Self {
         Problem {
             x,
             y,

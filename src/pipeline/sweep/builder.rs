@@ -4,8 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::Variant;
-use super::decl::assignment_text;
+use super::decl::{assignment_text, product};
 use super::merge::Merge;
 use crate::error::{Error, Result};
 use crate::pipeline::graph::Pipeline;
@@ -155,18 +154,17 @@ impl Sweep {
                 return Err(invalid(format!("dimension '{name}' is declared twice")));
             }
         }
-        let mut all = vec![Vec::new()];
-        for (name, values) in &self.dimensions {
-            let product = all.into_iter().flat_map(|pairs: Vec<(String, String)>| {
-                values.iter().map(move |v| {
-                    let mut pairs = pairs.clone();
-                    pairs.push((name.clone(), v.clone()));
-                    pairs
-                })
+        let groups: Vec<(Vec<usize>, usize)> = (self.dimensions.iter().enumerate())
+            .map(|(d, (_, values))| (vec![d], values.len()))
+            .collect();
+        let all = product(self.dimensions.len(), &groups)
+            .into_iter()
+            .map(|choice| {
+                let pairs = (self.dimensions.iter().zip(choice))
+                    .map(|((name, values), c)| (name.clone(), values[c].clone()));
+                pairs.collect::<Vec<_>>()
             });
-            all = product.collect();
-        }
-        let assignments: Vec<Assignment> = (all.into_iter())
+        let assignments: Vec<Assignment> = all
             .map(|pairs| Assignment { pairs })
             .filter(|a| !self.excluded.iter().any(|excluded| excluded(a)))
             .collect();
@@ -188,17 +186,12 @@ impl Sweep {
         variant: impl Fn(&Assignment) -> Result<Pipeline>,
     ) -> Result<Pipeline> {
         let mut merge = Merge::default();
-        let mut variants = Vec::new();
         for assignment in self.assignments()? {
             let text = assignment_text(&assignment.pairs);
-            merge.add_variant(variant(&assignment).map_err(|e| e.in_variant(&text))?);
-            variants.push(Variant {
-                name: text,
-                assignment: assignment.pairs,
-                steps: Vec::new(),
-            });
+            let pipeline = variant(&assignment).map_err(|e| e.in_variant(&text))?;
+            merge.add_variant(text, assignment.pairs, pipeline);
         }
-        Ok(merge.finish(name, variants))
+        Ok(merge.finish(name))
     }
 }
 

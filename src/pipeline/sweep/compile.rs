@@ -2,7 +2,6 @@
 
 use toml::{Table, Value};
 
-use super::Variant;
 use super::decl::{Choice, Dimension, SweepDecl, assignment_text};
 use super::merge::Merge;
 use crate::error::{Error, Result};
@@ -69,30 +68,25 @@ pub(crate) fn compile(
         }
     }
     let mut merge = Merge::default();
-    let mut variants: Vec<Variant> = Vec::with_capacity(assignments.len());
     for choice in &assignments {
         let assignment: Vec<(String, String)> = dims
             .iter()
             .zip(choice)
             .map(|(d, &c)| (d.name.clone(), d.choices[c].label()))
             .collect();
-        let name = decl.variant_name(&assignment).map_err(invalid)?;
-        if let Some(twin) = variants.iter().find(|t| t.name == name) {
+        let variant = decl.variant_name(&assignment).map_err(invalid)?;
+        if let Some(twin) = merge.variant_named(&variant) {
             return Err(invalid(format!(
-                "sweep.name gives variants {} and {} the same name '{name}'; name every dimension that varies",
-                assignment_text(&twin.assignment),
+                "sweep.name gives variants {} and {} the same name '{variant}'; name every dimension that varies",
+                assignment_text(twin),
                 assignment_text(&assignment)
             )));
         }
         let (params, tables) = variant_inputs(&dims, choice, steps);
-        merge.add_variant(build(&params, &tables).map_err(|e| e.in_variant(&name))?);
-        variants.push(Variant {
-            name,
-            assignment,
-            steps: Vec::new(),
-        });
+        let pipeline = build(&params, &tables).map_err(|e| e.in_variant(&variant))?;
+        merge.add_variant(variant, assignment, pipeline);
     }
-    Ok(merge.finish(name, variants))
+    Ok(merge.finish(name))
 }
 
 /// One variant's swept parameter values, `(name, value)`, and its steps,

@@ -132,23 +132,13 @@ impl SweepDecl {
     /// no variant left.
     pub(super) fn assignments(&self, dims: &[Dimension]) -> Result<Vec<Vec<usize>>, String> {
         let excluded = self.exclusions(dims)?;
-        let mut variants = vec![vec![0; dims.len()]];
-        for group in self.groups(dims)? {
-            let len = dims[group[0]].choices.len();
-            variants = variants
-                .into_iter()
-                .flat_map(|v| {
-                    let group = &group;
-                    (0..len).map(move |k| {
-                        let mut v = v.clone();
-                        for &d in group {
-                            v[d] = k;
-                        }
-                        v
-                    })
-                })
-                .collect();
-        }
+        let groups: Vec<(Vec<usize>, usize)> = (self.groups(dims)?.into_iter())
+            .map(|group| {
+                let len = dims[group[0]].choices.len();
+                (group, len)
+            })
+            .collect();
+        let mut variants = product(dims.len(), &groups);
         variants.retain(|v| {
             !excluded
                 .iter()
@@ -260,6 +250,25 @@ impl SweepDecl {
             })
             .collect()
     }
+}
+
+/// Every combination of one choice per group of `dims` dimensions, each
+/// group `(members, choices)` advancing its members as one, the first
+/// group varying slowest: for each combination, the choice of each
+/// dimension.
+pub(super) fn product(dims: usize, groups: &[(Vec<usize>, usize)]) -> Vec<Vec<usize>> {
+    let mut all = vec![vec![0; dims]];
+    for (members, choices) in groups {
+        let extend = |v: Vec<usize>| {
+            (0..*choices).map(move |k| {
+                let mut v = v.clone();
+                members.iter().for_each(|&d| v[d] = k);
+                v
+            })
+        };
+        all = all.into_iter().flat_map(extend).collect();
+    }
+    all
 }
 
 /// The position of dimension `name`, which `what` names.
@@ -404,11 +413,10 @@ mod tests {
             .unwrap()
             .iter()
             .map(|v| {
-                v.iter()
-                    .enumerate()
-                    .map(|(d, &c)| format!("{}={}", dims[d].name, dims[d].choices[c].label()))
-                    .collect::<Vec<_>>()
-                    .join(",")
+                let pairs: Vec<(String, String)> = (v.iter().enumerate())
+                    .map(|(d, &c)| (dims[d].name.clone(), dims[d].choices[c].label()))
+                    .collect();
+                assignment_text(&pairs)
             })
             .collect()
     }

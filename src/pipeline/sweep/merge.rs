@@ -37,13 +37,27 @@ struct Instance {
 pub(super) struct Merge {
     list: Vec<Instance>,
     by_identity: HashMap<String, usize>,
+    /// The variants, their steps filled in by [`Merge::finish`].
+    variants: Vec<Variant>,
     /// For each variant, `(step, instance)` per step of its pipeline.
     of_variant: Vec<Vec<(String, usize)>>,
 }
 
 impl Merge {
-    /// Add the next variant's pipeline.
-    pub(super) fn add_variant(&mut self, pipeline: Pipeline) {
+    /// The assignment of the variant added as `name`, if any.
+    pub(super) fn variant_named(&self, name: &str) -> Option<&[(String, String)]> {
+        let found = self.variants.iter().find(|v| v.name == name);
+        found.map(|v| v.assignment.as_slice())
+    }
+
+    /// Add the next variant, `name` with `assignment` (`(dimension,
+    /// value)` in dimension order), and its pipeline.
+    pub(super) fn add_variant(
+        &mut self,
+        name: String,
+        assignment: Vec<(String, String)>,
+        pipeline: Pipeline,
+    ) {
         let v = self.of_variant.len();
         let nodes = pipeline.nodes;
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
@@ -74,6 +88,11 @@ impl Merge {
             .into_iter()
             .zip(of_step.into_iter().map(Option::unwrap_or_default));
         self.of_variant.push(steps.collect());
+        self.variants.push(Variant {
+            name,
+            assignment,
+            steps: Vec::new(),
+        });
     }
 
     /// The instance of `node`, a step of variant `v`, added when new.
@@ -130,13 +149,13 @@ impl Merge {
         self.list.len() - 1
     }
 
-    /// The merged pipeline, named `name`, with `variants` (one per variant
-    /// added, in order; their steps filled in here). A step with one
+    /// The merged pipeline, named `name`, with its variants. A step with one
     /// instance keeps its name; the instances of one that varies are named
     /// by the part of the assignment their variants share
     /// (`model[l2=10_0,scaled=minmax]`, a `.` written `_`, since it
     /// separates a step from its output in references).
-    pub(super) fn finish(self, name: &str, mut variants: Vec<Variant>) -> Pipeline {
+    pub(super) fn finish(self, name: &str) -> Pipeline {
+        let mut variants = self.variants;
         let mut count: HashMap<&str, usize> = HashMap::new();
         for instance in &self.list {
             *count.entry(instance.step.as_str()).or_default() += 1;
