@@ -374,8 +374,8 @@ def markdown(results: list[dict], header: list[str]) -> str:
             checks.append(
                 f"- fuseflow time split ({r['data']}): one weighted-Gram (Hessian) pass "
                 f"{r['fuseflow_profile_gram_pass_s']:.4f} s, one loss pass {r['fuseflow_profile_loss_pass_s']:.4f} s; "
-                f"{r['fuseflow_iterations']} iterations -> (iterations+1) x (Gram + loss) + iterations x loss "
-                f"(line-search trials) = ~{r['fuseflow_profile_estimate_s']:.3f} s of that round's "
+                f"{r['fuseflow_iterations']} iterations -> iterations x (Gram + loss) + loss "
+                f"(the last point skips its Hessian) = ~{r['fuseflow_profile_estimate_s']:.3f} s of that round's "
                 f"{r['fuseflow_profile_round_fit_s']:.3f} s fit"
             )
     return "\n".join(lines + [""] + checks)

@@ -276,7 +276,7 @@ fn profile_passes(
         let start = Instant::now();
         let gram = pass::fold_blocks(
             x.rows,
-            |range| gram::weighted_gram(&cols, Some(&hessian_weights), range),
+            |range| gram::hessian_gram(&cols, &hessian_weights, range),
             pass::add_into,
             Vec::new(),
         );
@@ -454,14 +454,13 @@ fn main() {
                     fit.intercepts[0],
                     args.repeats.max(3),
                 );
-                // Each Newton iteration evaluates loss+gradient+Hessian once and
-                // the loss at least once (one line-search trial); the start point
-                // costs one more full evaluation.
-                let estimate = (fit.iterations + 1) as f64 * (gram_s + loss_s)
-                    + fit.iterations as f64 * loss_s;
+                // The start and each accepted full Newton step evaluate the
+                // loss, gradient and Hessian in one pass, except the last
+                // point, expected to converge, which skips its Hessian.
+                let estimate = fit.iterations as f64 * (gram_s + loss_s) + loss_s;
                 eprintln!(
                     "train_logistic: profile: one weighted-Gram pass {gram_s:.4} s, one loss pass {loss_s:.4} s; \
-                     (iterations+1) x (gram+loss) + iterations x loss = {estimate:.3} s of the {best:.3} s fit"
+                     iterations x (gram+loss) + loss = {estimate:.3} s of the {best:.3} s fit"
                 );
                 json.put("profile_gram_pass_s", num(gram_s));
                 json.put("profile_loss_pass_s", num(loss_s));

@@ -272,10 +272,10 @@ impl Expr {
     /// Names of the columns the expression reads, in first-use order, without repeats.
     pub fn columns(&self) -> Vec<String> {
         fn walk(e: &Expr, out: &mut Vec<String>) {
-            if let Expr::Column(name) = e {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
+            if let Expr::Column(name) = e
+                && !out.contains(name)
+            {
+                out.push(name.clone());
             }
             for c in e.children() {
                 walk(c, out);

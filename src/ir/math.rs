@@ -49,6 +49,20 @@ pub fn logistic_loss(z: f64, y: f64) -> f64 {
     z.max(0.0) - y * z + (-z.abs()).exp().ln_1p()
 }
 
+/// [`logistic_loss`] and [`sigmoid`] of one logit, both from one
+/// exponential; each equal to the bit to its function's own answer.
+#[inline]
+pub fn logistic_loss_and_sigmoid(z: f64, y: f64) -> (f64, f64) {
+    let e = (-z.abs()).exp();
+    let loss = z.max(0.0) - y * z + e.ln_1p();
+    let p = if z >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    };
+    (loss, p)
+}
+
 /// `1 / (1 + e^-z)`, without overflow for large `|z|`.
 #[inline]
 pub fn sigmoid(z: f64) -> f64 {
@@ -106,6 +120,17 @@ mod tests {
             x += (x.abs() * 1e-4).max(1e-6);
         }
         assert!(worst.0 <= 2, "{} ulp at x = {}", worst.0, worst.1);
+    }
+
+    #[test]
+    fn the_shared_exponential_gives_the_separate_answers() {
+        for z in [-800.0, -30.0, -1.5, -0.0, 0.0, 1e-300, 0.7, 36.0, 800.0] {
+            for y in [0.0, 1.0] {
+                let (loss, p) = logistic_loss_and_sigmoid(z, y);
+                assert_eq!(loss.to_bits(), logistic_loss(z, y).to_bits(), "z {z} y {y}");
+                assert_eq!(p.to_bits(), sigmoid(z).to_bits(), "z {z}");
+            }
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use arrow_array::types::Float32Type;
 use arrow_array::{ArrayRef, Float32Array, Int32Array};
 
 use super::design::Design;
-use super::logistic::{self, LogisticConfig, LogisticFit, Objective, Precision, Sums};
+use super::logistic::{self, LogisticConfig, LogisticFit, Objective, Order, Precision, Sums};
 use super::mlp::{self, Head, Labels, Minibatches, Mlp, MlpConfig, MlpTarget, Start, TrainReport};
 use crate::backend::train::{AdamStep, GRAM_BLOCK_ROWS, Loss};
 use crate::backend::{Backend, DeviceArray, Matrix, TrainKernel, train};
@@ -239,7 +239,7 @@ impl Objective for DeviceLogistic<'_> {
         }
     }
 
-    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
+    fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums> {
         let (n, k, w) = (self.rows, self.outputs, self.features + 1);
         let backend = self.backend;
         // theta is `outputs x w` row-major: the w×k column-major matrix Θ.
@@ -256,7 +256,7 @@ impl Objective for DeviceLogistic<'_> {
         )?;
         let ones = Matrix::new(&self.ones, n, 1);
         let loss = gram(backend, Matrix::new(&losses, n, 1), ones, None)?[0];
-        if !second_order {
+        if order == Order::Loss {
             return Ok(Sums {
                 loss,
                 ..Sums::default()
@@ -264,6 +264,13 @@ impl Objective for DeviceLogistic<'_> {
         }
         // Column a of Xᵀ·R is output a's gradient: the layout of theta.
         let gradient = gram(backend, x, Matrix::new(&residual, n, k), None)?;
+        if order == Order::Gradient {
+            return Ok(Sums {
+                loss,
+                gradient,
+                hessian: Vec::new(),
+            });
+        }
         let m = k * w;
         let mut hessian = vec![0.0; m * m];
         let columns = self.loss.hessian_columns(k);

@@ -11,6 +11,15 @@ use rayon::prelude::*;
 /// Rows per block of a pass.
 pub const ROWS_PER_BLOCK: usize = 4096;
 
+/// Whether the running CPU has AVX2 and FMA: passes that find them run
+/// copies of their loops compiled for them (four f64 lanes instead of two).
+/// Without explicit FMA intrinsics the compiler does not fuse a multiply and
+/// an add, so such a copy computes bit for bit what the portable one does.
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
 /// Map every row block to a partial result in parallel, then fold the partials in block order.
 pub fn fold_blocks<T: Send>(
     rows: usize,

@@ -66,10 +66,8 @@ fn binary(op: BinaryOp, left: Expr, right: Expr) -> Expr {
 fn number(text: &str, negative: bool, pos: usize) -> PResult<Scalar> {
     let sign = if negative { "-" } else { "" };
     let is_float = text.contains(['.', 'e', 'E']);
-    if !is_float {
-        if let Ok(i) = format!("{sign}{text}").parse::<i64>() {
-            return Ok(Scalar::Int(i));
-        }
+    if !is_float && let Ok(i) = format!("{sign}{text}").parse::<i64>() {
+        return Ok(Scalar::Int(i));
     }
     match format!("{sign}{text}").parse::<f64>() {
         Ok(x) => Ok(Scalar::Float(x)),

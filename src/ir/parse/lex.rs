@@ -163,14 +163,14 @@ fn lex_number(chars: &[char], start: usize) -> PResult<(Tok, usize)> {
             i += 1;
         }
     }
-    if let Some(&c) = chars.get(i) {
-        if c.is_alphanumeric() || c == '_' || c == '.' {
-            let written: String = chars[start..=i].iter().collect();
-            return fail(
-                i,
-                format!("invalid number `{written}`: unexpected `{c}` after the digits"),
-            );
-        }
+    if let Some(&c) = chars.get(i)
+        && (c.is_alphanumeric() || c == '_' || c == '.')
+    {
+        let written: String = chars[start..=i].iter().collect();
+        return fail(
+            i,
+            format!("invalid number `{written}`: unexpected `{c}` after the digits"),
+        );
     }
     let text: String = chars[start..i].iter().collect();
     Ok((Tok::Num(text), i - start))

@@ -2,11 +2,13 @@
 
 use std::ops::Range;
 
-use super::{Objective, Precision, Sums};
+use super::{Objective, Order, Precision, Sums};
 use crate::error::Result;
-use crate::ir::math::{logistic_loss, sigmoid, softmax};
+use crate::ir::math::{logistic_loss_and_sigmoid, softmax};
 use crate::ml::design::Design;
-use crate::ml::gram::weighted_gram;
+use crate::ml::gram::hessian_gram;
+#[cfg(target_arch = "x86_64")]
+use crate::ml::pass::avx2_fma;
 use crate::ml::pass::{add_into, dot, fold_blocks, symmetrize};
 
 /// The optimization problem: data, target and penalty; parameters are
@@ -55,25 +57,25 @@ impl Objective for Problem<'_> {
         Precision::F64
     }
 
-    /// One parallel pass for the loss (and, with `second_order`, gradient
-    /// and Hessian) at `theta`, accumulated in f64 in a fixed block order.
-    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
-        Ok(self.evaluate_many(&[(theta, second_order)]).remove(0))
+    /// One parallel pass for the loss (and what else `order` asks for) at
+    /// `theta`, accumulated in f64 in a fixed block order.
+    fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums> {
+        Ok(self.evaluate_many(&[(theta, order)]).remove(0))
     }
 }
 
 impl Problem<'_> {
-    /// The sums at each of `requests` (parameters, second order) in one
+    /// The sums at each of `requests` (parameters, order) in one
     /// pass over the rows: each row block is read once for all of them, and
     /// each request's sums are exactly what [`Objective::evaluate`] alone
     /// gives.
-    pub(super) fn evaluate_many(&self, requests: &[(&[f64], bool)]) -> Vec<Sums> {
+    pub(super) fn evaluate_many(&self, requests: &[(&[f64], Order)]) -> Vec<Sums> {
         let (m, d) = (self.outputs * self.width(), self.x.width());
         let mut cols: Vec<&[f64]> = (0..d).map(|j| self.x.column(j)).collect();
         cols.push(&self.ones);
         let block = |range: Range<usize>| -> Vec<Vec<f64>> {
             let sums = requests.iter();
-            sums.map(|(theta, second)| self.block_sums(theta, &cols, range.clone(), *second))
+            sums.map(|(theta, order)| self.block_sums(theta, &cols, range.clone(), *order))
                 .collect()
         };
         let combine = |acc: &mut Vec<Vec<f64>>, part: Vec<Vec<f64>>| match acc.is_empty() {
@@ -82,34 +84,65 @@ impl Problem<'_> {
         };
         let mut sums = fold_blocks(self.x.rows, block, combine, Vec::new());
         sums.resize(requests.len(), Vec::new());
-        let unpack = |(mut sums, &(_, second_order)): (Vec<f64>, &(&[f64], bool))| {
-            sums.resize(if second_order { 1 + m + m * m } else { 1 }, 0.0);
-            if !second_order {
-                return Sums {
-                    loss: sums[0],
-                    ..Sums::default()
-                };
+        let unpack = |(mut sums, &(_, order)): (Vec<f64>, &(&[f64], Order))| {
+            let (gradient, hessian) = match order {
+                Order::Loss => (0, 0),
+                Order::Gradient => (m, 0),
+                Order::Hessian => (m, m * m),
+            };
+            sums.resize(1 + gradient + hessian, 0.0);
+            let mut hessian = sums[1 + gradient..].to_vec();
+            if order == Order::Hessian {
+                symmetrize(&mut hessian, m);
             }
-            let mut hessian = sums[1 + m..].to_vec();
-            symmetrize(&mut hessian, m);
             Sums {
                 loss: sums[0],
-                gradient: sums[1..1 + m].to_vec(),
+                gradient: sums[1..1 + gradient].to_vec(),
                 hessian,
             }
         };
         sums.into_iter().zip(requests).map(unpack).collect()
     }
 
-    /// One block's sums, `[loss, gradient.., hessian..]` (the gradient and
-    /// Hessian only with `second_order`); `cols` are the feature columns then
-    /// the column of ones.
+    /// One block's sums, `[loss, gradient.., hessian..]` (as far as `order`
+    /// asks); `cols` are the feature columns then
+    /// the column of ones. Compiled for AVX2 where the CPU has it, with the
+    /// same answer to the bit (see [`avx2_fma`]).
     fn block_sums(
         &self,
         theta: &[f64],
         cols: &[&[f64]],
         range: Range<usize>,
-        second_order: bool,
+        order: Order,
+    ) -> Vec<f64> {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_fma() {
+            // SAFETY: the running CPU supports AVX2 and FMA, checked just above.
+            return unsafe { self.block_sums_avx2(theta, cols, range, order) };
+        }
+        self.block_sums_body(theta, cols, range, order)
+    }
+
+    /// [`Problem::block_sums_body`] compiled for AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_sums_avx2(
+        &self,
+        theta: &[f64],
+        cols: &[&[f64]],
+        range: Range<usize>,
+        order: Order,
+    ) -> Vec<f64> {
+        self.block_sums_body(theta, cols, range, order)
+    }
+
+    #[inline(always)]
+    fn block_sums_body(
+        &self,
+        theta: &[f64],
+        cols: &[&[f64]],
+        range: Range<usize>,
+        order: Order,
     ) -> Vec<f64> {
         let (k, w) = (self.outputs, self.width());
         let len = range.len();
@@ -117,7 +150,7 @@ impl Problem<'_> {
         let y = &self.y[range.clone()];
         let (loss, p) = probabilities(&z, y, k, len);
         let mut out = vec![loss];
-        if !second_order {
+        if order == Order::Loss {
             return out;
         }
         // Residuals r = p - onehot(y) per output.
@@ -130,16 +163,23 @@ impl Problem<'_> {
         }
         for a in 0..k {
             let ra = &r[a * len..(a + 1) * len];
-            out.extend(cols.iter().map(|c| dot(ra, &c[range.clone()])));
+            // A loop, not an iterator adapter, so that `dot` is compiled
+            // into this function (and for AVX2 with it).
+            for c in cols {
+                out.push(dot(ra, &c[range.clone()]));
+            }
         }
-        let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
-        out.extend(hessian_blocks(&p, &local, k, len));
+        if order == Order::Hessian {
+            let local: Vec<&[f64]> = cols.iter().map(|c| &c[range.clone()]).collect();
+            out.extend(hessian_blocks(&p, &local, k, len));
+        }
         out
     }
 }
 
 /// The linear predictors of the rows in `range`, one run of rows per output:
 /// `z[a * len + i] = theta_a · x_i + intercept_a`.
+#[inline(always)]
 fn linear_predictors(
     theta: &[f64],
     features: &[&[f64]],
@@ -175,14 +215,15 @@ fn linear_predictors(
 
 /// The summed loss of `len` rows and their predicted probabilities, laid out
 /// like `z` (a sigmoid for one output, else a softmax).
+#[inline(always)]
 fn probabilities(z: &[f64], y: &[u32], k: usize, len: usize) -> (f64, Vec<f64>) {
     let mut loss = 0.0;
     let mut p = z.to_vec();
     if k == 1 {
         for (i, z) in z.iter().enumerate() {
-            let yi = f64::from(y[i]);
-            loss += logistic_loss(*z, yi);
-            p[i] = sigmoid(*z);
+            let (l, pi) = logistic_loss_and_sigmoid(*z, f64::from(y[i]));
+            loss += l;
+            p[i] = pi;
         }
     } else {
         let (mut zi, mut pi) = (vec![0.0; k], vec![0.0; k]);
@@ -213,10 +254,10 @@ fn hessian_blocks(p: &[f64], cols: &[&[f64]], k: usize, len: usize) -> Vec<f64> 
                 let (pa, pb) = (p[a * len + i], p[b * len + i]);
                 weight[i] = if a == b { pa * (1.0 - pa) } else { -pa * pb };
             }
-            let gram = weighted_gram(cols, Some(&weight), 0..len);
+            let gram = hessian_gram(cols, &weight, 0..len);
             for j in 0..w {
                 for l in 0..w {
-                    // weighted_gram fills only l <= j; mirror within the block.
+                    // hessian_gram fills only l <= j; mirror within the block.
                     let v = if l <= j {
                         gram[j * w + l]
                     } else {

@@ -6,9 +6,12 @@
 //! penalized). Binary problems use one sigmoid output; problems with more
 //! classes a softmax over one output per class. Each iteration makes one
 //! parallel pass for the loss, gradient and Hessian (accumulated in f64, in a
-//! fixed block order, so results repeat bit for bit), solves the Newton system
-//! by Cholesky, and one cheap loss pass per line-search trial. Training stops
-//! when the largest gradient component of the mean objective is below
+//! fixed block order, so results repeat bit for bit; the Hessian's products
+//! are f32, which steers the steps but not where they stop), solves the
+//! Newton system by Cholesky, and one cheap loss pass per line-search trial.
+//! The point expected to meet the tolerance skips its Hessian
+//! ([`expected_norm`]). Training stops when the largest gradient component
+//! of the mean objective is below
 //! `tolerance`.
 //!
 //! The loop ([`newton`]) is written once over an [`Objective`]: the host's
@@ -135,15 +138,27 @@ fn invalid(step: &str, message: String) -> Error {
     }
 }
 
+/// What an evaluation computes beyond the loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The loss alone: a line-search trial.
+    Loss,
+    /// The loss and its gradient: a point expected to meet the tolerance.
+    Gradient,
+    /// The loss, gradient and Hessian: a point the next step starts from.
+    Hessian,
+}
+
 /// Sums over the rows at one point, without the penalty: what an
 /// [`Objective`] evaluates.
 #[derive(Clone, Debug, Default)]
 pub struct Sums {
     /// Sum of log-losses.
     pub loss: f64,
-    /// Gradient of the summed loss (empty unless second order was asked for).
+    /// Gradient of the summed loss (empty for [`Order::Loss`]).
     pub gradient: Vec<f64>,
-    /// Its Hessian, row-major `m x m`, both triangles filled.
+    /// Its Hessian, row-major `m x m`, both triangles filled (empty unless
+    /// [`Order::Hessian`] was asked for).
     pub hessian: Vec<f64>,
 }
 
@@ -164,8 +179,7 @@ pub struct Precision {
     pub damping: f64,
     /// The relative error of an evaluated objective. When a full Newton
     /// step changes the objective by less than this, the objective cannot
-    /// judge it, and the step is taken if it shrinks the gradient. 0 for exact
-    /// passes, which judge every step by the objective.
+    /// judge it, and the step is taken if it shrinks the gradient.
     pub objective_noise: f64,
     /// After a line search that gave up, training stops when the objective
     /// moved by at most this fraction of itself: no further progress is
@@ -174,13 +188,18 @@ pub struct Precision {
 }
 
 impl Precision {
-    /// Exact f64 passes on the host.
+    /// The host's passes: loss and gradient exact in f64, the Hessian's
+    /// products in f32 (see [`crate::ml::gram::hessian_gram`]), so the
+    /// damping is set above the f32 rounding of its entries.
     pub const F64: Precision = Precision {
         name: "f64",
         gradient_floor: 0.0,
         min_step: 1e-10,
-        damping: 1e-12,
-        objective_noise: 0.0,
+        damping: 1e-5,
+        // A sum of f64 losses in blocks of thousands rounds at about this
+        // relative size: a last Newton step near the optimum changes the
+        // objective by less, and is judged by the gradient instead.
+        objective_noise: 1e-13,
         objective_resolution: f64::EPSILON,
     };
 }
@@ -197,11 +216,11 @@ pub trait Objective {
     fn rows(&self) -> usize;
     /// How exactly [`Objective::evaluate`] computes.
     fn precision(&self) -> Precision;
-    /// The summed loss at `theta` and, with `second_order`, its gradient and Hessian.
+    /// The summed loss at `theta` and, as `order` asks, its gradient and Hessian.
     ///
     /// # Errors
     /// What the device reports; the host never fails.
-    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums>;
+    fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums>;
 }
 
 /// Newton's method with a backtracking line search on `objective`: the
@@ -219,22 +238,39 @@ pub fn newton(
     let precision = objective.precision();
     let tolerance = config.tolerance.max(precision.gradient_floor);
     let m = k * w;
-    let evaluate = |theta: &[f64], second_order: bool| -> Result<State> {
-        let sums = objective.evaluate(theta, second_order)?;
+    let evaluate = |theta: &[f64], order: Order| -> Result<State> {
+        let sums = objective.evaluate(theta, order)?;
         Ok(State::new(sums, theta, config.l2, w))
     };
     let mut theta = vec![0.0; m];
-    let mut state = evaluate(&theta, true)?;
+    let mut state = evaluate(&theta, Order::Hessian)?;
+    let mut hessian = std::mem::take(&mut state.hessian);
     let mut iterations = 0;
     let n = objective.rows() as f64;
     let norm = |g: &[f64]| g.iter().fold(0.0f64, |a, v| a.max(v.abs())) / n;
+    // The gradient's norm before the last step, when that step was a full
+    // Newton step from a fresh Hessian: the measure of its convergence.
+    let mut newton_from: Option<f64> = None;
     while norm(&state.gradient) > tolerance && iterations < config.max_iterations {
         iterations += 1;
-        let direction = newton_direction(step, &state, classes > 2, m, &precision)?;
-        let previous = state.objective;
+        let direction = newton_direction(step, &hessian, &state.gradient, classes > 2, &precision)?;
+        let previous = (state.objective, norm(&state.gradient));
+        let order = match newton_from {
+            Some(before) if expected_norm(before, previous.1) < HESSIAN_MARGIN * tolerance => {
+                Order::Gradient
+            }
+            _ => Order::Hessian,
+        };
         let t;
-        (theta, state, t) = line_search(&evaluate, &theta, &state, &direction, &precision, &norm)?;
-        if (previous - state.objective).abs() <= precision.objective_resolution * previous.abs()
+        (theta, state, t) = line_search(
+            &evaluate, &theta, &state, &direction, order, &precision, &norm,
+        )?;
+        let fresh = !state.hessian.is_empty();
+        if fresh {
+            hessian = std::mem::take(&mut state.hessian);
+        }
+        newton_from = (fresh && t == 1.0).then_some(previous.1);
+        if (previous.0 - state.objective).abs() <= precision.objective_resolution * previous.0.abs()
             && t < precision.min_step
         {
             break; // No further progress is possible at this precision.
@@ -265,19 +301,37 @@ pub fn newton(
     })
 }
 
-/// The Newton direction `H⁻¹ g` at `state`. With `softmax`, the Hessian is
+/// How far below the tolerance the gradient is expected to fall before the
+/// Hessian at the next point is skipped: a margin for the estimate.
+const HESSIAN_MARGIN: f64 = 0.1;
+
+/// The gradient's norm expected after the next full Newton step, when the
+/// last one took it from `before` to `now`: Newton converges
+/// quadratically, `now ≈ c * before²`, so the next is about
+/// `c * now² = now³ / before²`. When that is well below the tolerance, the
+/// next point is evaluated without its Hessian, usually the last of the fit;
+/// should the tolerance not be met there after all, the step after it reuses
+/// the previous Hessian (a descent direction still, as the line search
+/// checks).
+fn expected_norm(before: f64, now: f64) -> f64 {
+    now * (now / before) * (now / before)
+}
+
+/// The Newton direction `H⁻¹ g` for `hessian` and `gradient`. With
+/// `softmax`, the Hessian is
 /// damped first: softmax ignores a common shift of all intercepts, so the
 /// Hessian is singular along it, and a tiny damping makes the system definite
 /// without moving the optimum. Binary problems are left undamped, so that
 /// collinear features without a penalty are reported, not hidden.
 fn newton_direction(
     step: &str,
-    state: &State,
+    hessian: &[f64],
+    gradient: &[f64],
     softmax: bool,
-    m: usize,
     precision: &Precision,
 ) -> Result<Vec<f64>> {
-    let mut hessian = state.hessian.clone();
+    let m = gradient.len();
+    let mut hessian = hessian.to_vec();
     if softmax {
         let scale = (0..m)
             .map(|i| hessian[i * m + i])
@@ -287,21 +341,23 @@ fn newton_direction(
             hessian[i * m + i] += precision.damping * scale;
         }
     }
-    cholesky_solve(&hessian, &state.gradient, m).ok_or_else(|| {
+    cholesky_solve(&hessian, gradient, m).ok_or_else(|| {
         invalid(step, "the Newton system is singular: the features are linearly dependent or separate the classes perfectly; set l2 > 0".into())
     })
 }
 
 /// A backtracking (Armijo) line search from `theta` along `-direction`:
 /// the accepted parameters, their state, and the step length taken. The full
-/// Newton step is tried with a full evaluation, which becomes the next
+/// Newton step is tried with an evaluation of `order`, which becomes the next
 /// iteration's state when it is accepted (the usual case near the optimum);
-/// shorter steps are tried with cheap loss-only passes.
+/// shorter steps are tried with cheap loss-only passes, and the point
+/// accepted among them is evaluated with its Hessian.
 fn line_search(
-    evaluate: &dyn Fn(&[f64], bool) -> Result<State>,
+    evaluate: &dyn Fn(&[f64], Order) -> Result<State>,
     theta: &[f64],
     state: &State,
     direction: &[f64],
+    order: Order,
     precision: &Precision,
     norm: &dyn Fn(&[f64]) -> f64,
 ) -> Result<(Vec<f64>, State, f64)> {
@@ -320,7 +376,7 @@ fn line_search(
     };
     let armijo = |objective: f64, t: f64| objective <= state.objective - 1e-4 * t * slope;
     let full = step(1.0);
-    let trial = evaluate(&full, true)?;
+    let trial = evaluate(&full, order)?;
     let mut t = 1.0;
     let within_noise = (trial.objective - state.objective).abs()
         <= precision.objective_noise * state.objective.abs();
@@ -333,11 +389,11 @@ fn line_search(
     let accepted = loop {
         t *= 0.5;
         let candidate = step(t);
-        if armijo(evaluate(&candidate, false)?.objective, t) || t < precision.min_step {
+        if armijo(evaluate(&candidate, Order::Loss)?.objective, t) || t < precision.min_step {
             break candidate;
         }
     };
-    let state = evaluate(&accepted, true)?;
+    let state = evaluate(&accepted, Order::Hessian)?;
     Ok((accepted, state, t))
 }
 
@@ -380,6 +436,10 @@ impl State {
         if !gradient.is_empty() {
             for i in (0..m).filter(|&i| penalty_weights(i)) {
                 gradient[i] += l2 * theta[i];
+            }
+        }
+        if !hessian.is_empty() {
+            for i in (0..m).filter(|&i| penalty_weights(i)) {
                 hessian[i * m + i] += l2;
             }
         }
@@ -389,5 +449,106 @@ impl State {
             gradient,
             hessian,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::data::Rng;
+
+    /// An objective that records the order of every evaluation and, with
+    /// `hessian_scale` != 1, hands out a Hessian scaled by it: a poor
+    /// Hessian that slows Newton down to linear convergence.
+    struct Recorded<'a> {
+        inner: Problem<'a>,
+        hessian_scale: f64,
+        orders: RefCell<Vec<Order>>,
+    }
+
+    impl Objective for Recorded<'_> {
+        fn outputs(&self) -> usize {
+            self.inner.outputs()
+        }
+        fn features(&self) -> usize {
+            self.inner.features()
+        }
+        fn rows(&self) -> usize {
+            self.inner.rows()
+        }
+        fn precision(&self) -> Precision {
+            self.inner.precision()
+        }
+        fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums> {
+            self.orders.borrow_mut().push(order);
+            let mut sums = self.inner.evaluate(theta, order)?;
+            sums.hessian
+                .iter_mut()
+                .for_each(|h| *h *= self.hessian_scale);
+            Ok(sums)
+        }
+    }
+
+    fn data(rows: usize) -> (Design, Vec<u32>) {
+        let mut rng = Rng::new(11);
+        let d = 3;
+        let x: Vec<f64> = (0..rows * d).map(|_| rng.normal()).collect();
+        let y = (0..rows)
+            .map(|i| {
+                let z = 0.8 * x[i] - 0.5 * x[rows + i] + 0.3 * x[2 * rows + i];
+                u32::from(rng.uniform() < sigmoid(z))
+            })
+            .collect();
+        let features = (0..d).map(|j| format!("f{j}")).collect();
+        (Design { rows, features, x }, y)
+    }
+
+    fn sigmoid(z: f64) -> f64 {
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    fn fit_recorded(x: &Design, y: &[u32], hessian_scale: f64) -> (LogisticFit, Vec<Order>) {
+        let objective = Recorded {
+            inner: Problem::new(x, y, 2),
+            hessian_scale,
+            orders: RefCell::new(Vec::new()),
+        };
+        let fit = newton("t", &objective, 2, &LogisticConfig::default()).unwrap();
+        (fit, objective.orders.into_inner())
+    }
+
+    #[test]
+    fn the_point_expected_to_converge_skips_its_hessian() {
+        let (x, y) = data(5_000);
+        let (fit, orders) = fit_recorded(&x, &y, 1.0);
+        assert!(fit.converged, "{fit:?}");
+        assert_eq!(orders.last(), Some(&Order::Gradient), "{orders:?}");
+        let hessians = orders.iter().filter(|&&o| o == Order::Hessian).count();
+        // The start and every accepted point but the last.
+        assert_eq!(hessians, fit.iterations, "{orders:?}");
+    }
+
+    #[test]
+    fn a_wrong_expectation_falls_back_on_the_previous_hessian() {
+        let (x, y) = data(5_000);
+        let (exact, _) = fit_recorded(&x, &y, 1.0);
+        // A Hessian a little too large shortens every step: the gradient
+        // shrinks by a constant factor r (about scale - 1), slower than the
+        // quadratic rate expected of it. For r near 0.05 some point is
+        // expected to converge while it does not; every fit must still
+        // reach the same answer.
+        let mut premature = 0;
+        for scale in (0..20).map(|i| 1.01 + 0.005 * f64::from(i)) {
+            let (slow, orders) = fit_recorded(&x, &y, scale);
+            assert!(slow.converged, "scale {scale}: {slow:?}");
+            let last = orders.len() - 1;
+            premature += (0..last).filter(|&i| orders[i] == Order::Gradient).count();
+            for (a, b) in slow.weights.iter().zip(&exact.weights) {
+                assert!((a - b).abs() < 1e-7, "scale {scale}: {a} vs {b}");
+            }
+        }
+        assert!(premature > 0, "no point was expected to converge too early");
     }
 }

@@ -14,7 +14,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use super::host::Problem;
-use super::{LogisticConfig, LogisticFit, Objective, Precision, Sums, check, newton};
+use super::{LogisticConfig, LogisticFit, Objective, Order, Precision, Sums, check, newton};
 use crate::error::{Error, Result, panic_message};
 use crate::ml::design::Design;
 
@@ -61,7 +61,7 @@ struct Batch<'p> {
 
 struct Pending {
     /// Each sibling's request (parameters, second order), until evaluated.
-    requests: Vec<Option<(Vec<f64>, bool)>>,
+    requests: Vec<Option<(Vec<f64>, Order)>>,
     /// Each sibling's answer, until it takes it.
     answers: Vec<Option<Result<Sums>>>,
     /// Siblings still training.
@@ -86,9 +86,9 @@ impl<'p> Batch<'p> {
     }
 
     /// Sibling `i`'s sums at `theta`, evaluated with the others'.
-    fn evaluate(&self, i: usize, theta: &[f64], second_order: bool) -> Result<Sums> {
+    fn evaluate(&self, i: usize, theta: &[f64], order: Order) -> Result<Sums> {
         let mut state = self.lock();
-        state.requests[i] = Some((theta.to_vec(), second_order));
+        state.requests[i] = Some((theta.to_vec(), order));
         self.run_when_complete(&mut state);
         loop {
             if let Some(answer) = state.answers[i].take() {
@@ -115,10 +115,10 @@ impl<'p> Batch<'p> {
         if asked.is_empty() || asked.len() < state.active {
             return;
         }
-        let requests: Vec<(Vec<f64>, bool)> = (asked.iter())
+        let requests: Vec<(Vec<f64>, Order)> = (asked.iter())
             .filter_map(|&i| state.requests[i].take())
             .collect();
-        let views: Vec<(&[f64], bool)> = (requests.iter())
+        let views: Vec<(&[f64], Order)> = (requests.iter())
             .map(|(theta, second)| (theta.as_slice(), *second))
             .collect();
         let pass = || self.problem.evaluate_many(&views);
@@ -174,7 +174,7 @@ impl Objective for Sibling<'_, '_> {
         self.batch.problem.precision()
     }
 
-    fn evaluate(&self, theta: &[f64], second_order: bool) -> Result<Sums> {
-        self.batch.evaluate(self.i, theta, second_order)
+    fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums> {
+        self.batch.evaluate(self.i, theta, order)
     }
 }

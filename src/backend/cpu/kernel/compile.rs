@@ -74,13 +74,11 @@ impl CpuKernel {
                     };
                     let inputs = op.inputs();
                     for c in &inputs {
-                        if last_use[c.index()] == id.index() {
-                            if let Slot::Reg(r) = slots[c.index()] {
-                                if !free.contains(&r) {
+                        if last_use[c.index()] == id.index()
+                            && let Slot::Reg(r) = slots[c.index()]
+                                && !free.contains(&r) {
                                     free.push(r);
                                 }
-                            }
-                        }
                     }
                     let operand_dtype = inputs.first().map_or(dtype, |c| arena.dtype(*c));
                     instructions.push(Instruction {
