@@ -10,7 +10,7 @@
 //! are f32, which steers the steps but not where they stop), solves the
 //! Newton system by Cholesky, and one cheap loss pass per line-search trial.
 //! The point expected to meet the tolerance skips its Hessian
-//! ([`expected_norm`]). Training stops when the largest gradient component
+//! (`expected_norm`). Training stops when the largest gradient component
 //! of the mean objective is below
 //! `tolerance`.
 //!
@@ -189,7 +189,7 @@ pub struct Precision {
 
 impl Precision {
     /// The host's passes: loss and gradient exact in f64, the Hessian's
-    /// products in f32 (see [`crate::ml::gram::hessian_gram`]), so the
+    /// products in f32 (see `ml::gram::hessian_gram`), so the
     /// damping is set above the f32 rounding of its entries.
     pub const F64: Precision = Precision {
         name: "f64",
