@@ -249,39 +249,10 @@ impl<E: Element> Tile<E> for Portable {
 #[cfg(target_arch = "x86_64")]
 struct Avx2Fma;
 
-#[cfg(target_arch = "x86_64")]
-impl Tile<f64> for Avx2Fma {
-    #[inline(always)]
-    fn sums<const J: usize>(s: [&[f64]; J], x: [&[f64]; TILE_K]) -> [[f64; TILE_K]; J] {
-        // SAFETY: an `Avx2Fma` tile runs only inside `gram_avx2`, reached
-        // after the CPU was found to support AVX2 and FMA.
-        unsafe { tile_avx2_f64(s, x) }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Tile<f32> for Avx2Fma {
-    #[inline(always)]
-    fn sums<const J: usize>(s: [&[f32]; J], x: [&[f32]; TILE_K]) -> [[f64; TILE_K]; J] {
-        // SAFETY: as for f64 above.
-        unsafe { tile_avx2_f32(s, x) }
-    }
-}
-
 /// Tiles in AVX-512 registers, f32 only; used once the CPU is known to
 /// have AVX-512F (see [`hessian_gram`]).
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
-
-#[cfg(target_arch = "x86_64")]
-impl Tile<f32> for Avx512 {
-    #[inline(always)]
-    fn sums<const J: usize>(s: [&[f32]; J], x: [&[f32]; TILE_K]) -> [[f64; TILE_K]; J] {
-        // SAFETY: an `Avx512` tile runs only inside `gram_avx512`, reached
-        // after the CPU was found to support AVX-512F.
-        unsafe { tile_avx512_f32(s, x) }
-    }
-}
 
 /// The sum of a vector's lanes, widened to f64, adjacent pairs first: a
 /// fixed order (for four lanes `(l0 + l1) + (l2 + l3)`).
@@ -298,14 +269,24 @@ fn lanes_sum<E: Element, const L: usize>(lanes: [E; L]) -> f64 {
     v[0]
 }
 
-/// Defines `$name`, the tile's sums in vectors of `$lanes` `$elem` (AVX2
-/// or AVX-512, as `$features` enables):
+/// Implements `Tile<$elem>` for `$tiles` by `$name`, the tile's sums in
+/// vectors of `$lanes` `$elem` (AVX2 or AVX-512, as `$features` enables):
 /// `J x TILE_K` accumulators held in registers, each reduced in a fixed
 /// order and widened to f64. The instruction sets and element types differ
 /// only in the intrinsics named.
 #[cfg(target_arch = "x86_64")]
 macro_rules! simd_tile {
-    ($name:ident, $features:literal, $elem:ty, $vector:ty, $lanes:expr, $zero:ident, $load:ident, $fma:ident, $store:ident) => {
+    ($tiles:ty, $name:ident, $features:literal, $elem:ty, $vector:ty, $lanes:expr, $zero:ident, $load:ident, $fma:ident, $store:ident) => {
+        impl Tile<$elem> for $tiles {
+            #[inline(always)]
+            fn sums<const J: usize>(s: [&[$elem]; J], x: [&[$elem]; TILE_K]) -> [[f64; TILE_K]; J] {
+                // SAFETY: these tiles run only inside the gram function
+                // compiled for `$features`, reached after the CPU was found
+                // to support them.
+                unsafe { $name(s, x) }
+            }
+        }
+
         #[target_feature(enable = $features)]
         fn $name<const J: usize>(s: [&[$elem]; J], x: [&[$elem]; TILE_K]) -> [[f64; TILE_K]; J] {
             use std::arch::x86_64::{$fma, $load, $store, $vector, $zero};
@@ -340,11 +321,11 @@ macro_rules! simd_tile {
 }
 
 #[cfg(target_arch = "x86_64")]
-simd_tile!(tile_avx2_f64, "avx2,fma", f64, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_fmadd_pd, _mm256_storeu_pd);
+simd_tile!(Avx2Fma, tile_avx2_f64, "avx2,fma", f64, __m256d, 4, _mm256_setzero_pd, _mm256_loadu_pd, _mm256_fmadd_pd, _mm256_storeu_pd);
 #[cfg(target_arch = "x86_64")]
-simd_tile!(tile_avx2_f32, "avx2,fma", f32, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+simd_tile!(Avx2Fma, tile_avx2_f32, "avx2,fma", f32, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
 #[cfg(target_arch = "x86_64")]
-simd_tile!(tile_avx512_f32, "avx512f,avx2,fma", f32, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
+simd_tile!(Avx512, tile_avx512_f32, "avx512f,avx2,fma", f32, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
 
 #[cfg(test)]
 mod tests {

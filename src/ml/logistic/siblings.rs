@@ -60,7 +60,7 @@ struct Batch<'p> {
 }
 
 struct Pending {
-    /// Each sibling's request (parameters, second order), until evaluated.
+    /// Each sibling's request (parameters, order), until evaluated.
     requests: Vec<Option<(Vec<f64>, Order)>>,
     /// Each sibling's answer, until it takes it.
     answers: Vec<Option<Result<Sums>>>,
@@ -119,7 +119,7 @@ impl<'p> Batch<'p> {
             .filter_map(|&i| state.requests[i].take())
             .collect();
         let views: Vec<(&[f64], Order)> = (requests.iter())
-            .map(|(theta, second)| (theta.as_slice(), *second))
+            .map(|(theta, order)| (theta.as_slice(), *order))
             .collect();
         let pass = || self.problem.evaluate_many(&views);
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass)) {
