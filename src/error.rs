@@ -332,6 +332,31 @@ macro_rules! ensure {
 
 pub(crate) use {bail, ensure};
 
+thread_local! {
+    /// How many [`contain`] calls the thread is inside.
+    static CONTAINING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// `f`'s value, or the message of a panic inside it. For calls into a
+/// third-party decoder or driver with input fuseflow does not trust (a
+/// damaged file, a missing CUDA library): a panic there is bad input to
+/// report as an error naming it, not a bug, and [`panic_is_contained`] says
+/// so to a panic hook meanwhile.
+pub(crate) fn contain<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    CONTAINING.with(|depth| depth.set(depth.get() + 1));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINING.with(|depth| depth.set(depth.get() - 1));
+    caught.map_err(|panic| panic_message(&panic))
+}
+
+/// Whether a panic on this thread now would be caught by fuseflow and
+/// reported as an error (one from a decoder reading a damaged file, say). A
+/// panic hook can stay silent for those: the `fuseflow` binary prints
+/// nothing for them and a bug-report request for every other panic.
+pub fn panic_is_contained() -> bool {
+    CONTAINING.with(|depth| depth.get() > 0)
+}
+
 /// The message of a caught panic (`&str` or `String` payloads), for errors
 /// that report a panic contained at a boundary.
 pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

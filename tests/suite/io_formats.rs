@@ -203,6 +203,23 @@ fn binary_formats_round_trip_every_dtype_with_nulls() {
     }
 }
 
+/// An IPC stream is read a few MiB of the file at a time (so that damage
+/// cannot make the reader allocate more than the file holds): batches that
+/// span those reads, and the first batch read with the schema, come back
+/// whole and in order.
+#[test]
+fn an_ipc_stream_larger_than_one_read_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = all_types(300_000, 9, 2, false);
+    let path = dir.path().join("big.arrows");
+    write_table(&original, &path, FileFormat::ArrowStream).unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len > 8 << 20, "the stream spans several reads: {len} bytes");
+    let back = read(Read::new(&path)).unwrap();
+    assert_eq!(back.num_rows(), original.num_rows());
+    assert_same_values(&back, &original, "big.arrows");
+}
+
 #[test]
 fn csv_round_trips_values_with_inferred_types() {
     let dir = tempfile::tempdir().unwrap();

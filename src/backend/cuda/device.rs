@@ -6,14 +6,13 @@
 //! [`guarded`]: presence is checked first, and a panic that still escapes is
 //! turned into [`DeviceFailure::Unavailable`].
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUmemPool_attribute, CUresult};
 use cudarc::driver::{CudaContext, CudaStream, DriverError};
 
 use crate::backend::{DeviceInfo, DeviceKind};
-use crate::error::{DeviceFailure, Error, Result};
+use crate::error::{DeviceFailure, Error, Result, contain};
 
 /// Blocks of 256 threads kept resident per multiprocessor by grid-stride
 /// kernels: 8 × 256 = 2048 threads, the most an sm_80/sm_90 SM holds.
@@ -232,12 +231,7 @@ fn check(result: CUresult, err: impl FnOnce(DriverError) -> Error) -> Result<()>
 /// Run `f`, turning a panic inside cudarc (a missing library or symbol) into
 /// [`DeviceFailure::Unavailable`] on `device`.
 pub(super) fn guarded<T>(device: &str, doing: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
+    contain(f).unwrap_or_else(|reason| {
         Err(Error::device(
             device,
             DeviceFailure::Unavailable,

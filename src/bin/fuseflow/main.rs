@@ -430,6 +430,28 @@ fn keep_freed_memory() {
     }
 }
 
+/// Panics print one line asking for a bug report (the full message and
+/// backtrace only with `RUST_BACKTRACE` set), and nothing for those that
+/// fuseflow contains and reports as errors (a decoder's, on a damaged file).
+fn report_panics_briefly() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if fuseflow::error::panic_is_contained() {
+        } else if std::env::var_os("RUST_BACKTRACE").is_some() {
+            default(info);
+        } else {
+            let at = info
+                .location()
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            eprintln!(
+                "fuseflow: internal error{at}; please report it as a bug with the command \
+                 that caused it (RUST_BACKTRACE=1 shows the details)"
+            );
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     // Output piped into `head` ends quietly, as with other command-line tools,
     // rather than as a panic on the first write after the pipe closed.
@@ -440,6 +462,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     keep_freed_memory();
+    report_panics_briefly();
     let cli = Cli::parse();
     let ws_dir = Workspace::locate(cli.workspace.as_deref());
     let open = || Workspace::open(&ws_dir);

@@ -23,7 +23,6 @@
 //! are safe: the mapping keeps the old inode).
 
 use std::fs::File;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -35,7 +34,7 @@ use arrow_ipc::{Block, convert::fb_to_schema, root_as_footer};
 use arrow_schema::SchemaRef;
 use memmap2::Mmap;
 
-use crate::error::{Error, Result, panic_message};
+use crate::error::{Error, Result, contain};
 
 /// Bytes at the end of an IPC file: the footer's length (4) and `ARROW1` (6).
 const TRAILER: usize = 10;
@@ -105,7 +104,7 @@ impl MappedIpcFile {
         // `map`, which the buffer owns.
         let buffer = unsafe { Buffer::from_custom_allocation(ptr, map.len(), map.clone()) };
 
-        let contained = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<_, String> {
+        let contained = contain(|| -> std::result::Result<_, String> {
             let trailer: [u8; TRAILER] = buffer[len - TRAILER..]
                 .try_into()
                 .map_err(|_| "no trailer".to_string())?;
@@ -135,11 +134,8 @@ impl MappedIpcFile {
                 block_bytes(&buffer, block)?;
             }
             Ok((schema, decoder, blocks))
-        }));
-        let (schema, decoder, blocks) = match contained {
-            Ok(read) => read.map_err(damaged)?,
-            Err(panic) => return Err(damaged(panic_message(&panic))),
-        };
+        });
+        let (schema, decoder, blocks) = contained.and_then(|read| read).map_err(damaged)?;
         Ok(MappedIpcFile {
             path: path.to_path_buf(),
             map,
@@ -202,13 +198,13 @@ impl MappedIpcFile {
     /// Decode the batch of block `i` from `data`, its bytes.
     fn decode_block(&self, i: usize, data: &Buffer) -> Result<RecordBatch> {
         let block = &self.blocks[i];
-        let decoded = catch_unwind(AssertUnwindSafe(|| {
+        let decoded = contain(|| {
             self.decoder
                 .read_record_batch(block, data)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "a record batch block holds no batch".to_string())
-        }))
-        .unwrap_or_else(|panic| Err(panic_message(&panic)));
+        })
+        .and_then(|decoded| decoded);
         decoded.map_err(|e| self.damaged(i, e))
     }
 

@@ -9,6 +9,7 @@
 //!   the target and renamed into place, so a failed write never leaves a
 //!   truncated file behind.
 
+mod ipc_stream;
 mod mapped_ipc;
 mod parquet_scan;
 mod reader;

@@ -8,11 +8,12 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::file::metadata::ParquetMetaData;
 use rayon::prelude::*;
 
 use super::reader::{decoded, open_for_reading, unreadable};
 use super::{FileFormat, RowGroupPredicate};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, contain};
 
 /// A Parquet file's row groups, decoded a few at a time in parallel (each on
 /// its own reader over the metadata parsed once), in file order: a scan
@@ -32,8 +33,12 @@ pub(crate) struct ParquetScan {
 
 impl ParquetScan {
     pub(crate) fn open(path: &Path, batch_rows: usize) -> Result<Self> {
-        let metadata = ArrowReaderMetadata::load(&open_for_reading(path)?, Default::default())
+        let file = open_for_reading(path)?;
+        let metadata = contain(|| ArrowReaderMetadata::load(&file, Default::default()))
+            .map_err(|panic| damaged(path, &panic))?
             .map_err(|e| unreadable(path, FileFormat::Parquet, e))?;
+        let len = file.metadata().map_err(|e| Error::io_from(path, e))?.len();
+        check_footer(metadata.metadata(), len).map_err(|what| damaged(path, &what))?;
         let groups = (0..metadata.metadata().num_row_groups()).collect();
         Ok(ParquetScan {
             path: path.to_path_buf(),
@@ -133,31 +138,81 @@ impl ParquetScan {
                 .map(|(i, _)| i);
             ProjectionMask::roots(metadata.metadata().file_metadata().schema_descr(), roots)
         });
+        let decode = |group| -> Vec<Result<RecordBatch>> {
+            let reader = open_for_reading(path).and_then(|file| {
+                let builder =
+                    ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
+                        .with_row_groups(vec![group])
+                        .with_batch_size(batch_rows);
+                match &mask {
+                    Some(mask) => builder.with_projection(mask.clone()),
+                    None => builder,
+                }
+                .build()
+                .map_err(|e| unreadable(path, FileFormat::Parquet, e))
+            });
+            match reader {
+                Ok(reader) => decoded(path, FileFormat::Parquet, reader)
+                    .map(|b| b.and_then(|b| with_unread_columns(b, &schema, columns)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            }
+        };
+        // A decoder's panic (damage its checks miss) makes the row group
+        // an error.
         let decoded: Vec<Vec<Result<RecordBatch>>> = window
             .into_par_iter()
             .map(|group| {
-                let reader = open_for_reading(path).and_then(|file| {
-                    let builder =
-                        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata.clone())
-                            .with_row_groups(vec![group])
-                            .with_batch_size(batch_rows);
-                    match &mask {
-                        Some(mask) => builder.with_projection(mask.clone()),
-                        None => builder,
-                    }
-                    .build()
-                    .map_err(|e| unreadable(path, FileFormat::Parquet, e))
-                });
-                match reader {
-                    Ok(reader) => decoded(path, FileFormat::Parquet, reader)
-                        .map(|b| b.and_then(|b| with_unread_columns(b, &schema, columns)))
-                        .collect(),
-                    Err(e) => vec![Err(e)],
-                }
+                contain(|| decode(group)).unwrap_or_else(|panic| vec![Err(damaged(path, &panic))])
             })
             .collect();
         self.decoded.extend(decoded.into_iter().flatten());
     }
+}
+
+/// The error for a file whose damage its decoding found.
+fn damaged(path: &Path, what: &str) -> Error {
+    Error::io(path, format!("the file is damaged or not Parquet: {what}"))
+}
+
+/// Refuse a footer whose figures the file cannot hold, before any decoder
+/// trusts them: every column chunk's bytes lie within the file, each
+/// declares at least a value per row of its row group (a level per row,
+/// null or not), and the row groups add up to the file's row count. A row
+/// count made huge by damage would otherwise have the decoders produce rows
+/// that the file has no data for.
+fn check_footer(metadata: &ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
+    let mut rows = 0i64;
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        let group_rows = group.num_rows();
+        if group_rows < 0 {
+            return Err(format!("row group {g} declares {group_rows} rows"));
+        }
+        for column in group.columns() {
+            let name = column.column_path().string();
+            let (start, length) = column.byte_range();
+            if start.checked_add(length).is_none_or(|end| end > file_len) {
+                return Err(format!(
+                    "column '{name}' of row group {g} claims bytes {start}..{} of a {file_len}-byte file",
+                    start.saturating_add(length)
+                ));
+            }
+            if column.num_values() < group_rows {
+                return Err(format!(
+                    "column '{name}' of row group {g} has {} values for {group_rows} rows",
+                    column.num_values()
+                ));
+            }
+        }
+        rows = rows.saturating_add(group_rows);
+    }
+    let declared = metadata.file_metadata().num_rows();
+    if rows != declared {
+        return Err(format!(
+            "its row groups hold {rows} rows, its footer says {declared}"
+        ));
+    }
+    Ok(())
 }
 
 /// The schema of a file's batches when only the columns marked in `columns`

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, SchemaRef};
 
+use super::ipc_stream::IpcStream;
 use super::{FileFormat, MappedIpcFile, ParquetScan, RowGroupPredicate, is_ipc_file};
 use crate::data::{normalize_batch, normalize_schema};
 use crate::error::{Cause, Error, Result};
@@ -95,10 +96,8 @@ impl BatchReader {
                 }
             }
             FileFormat::ArrowStream => {
-                let reader =
-                    arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
-                        .map_err(|e| corrupt(format, e))?;
-                (reader.schema(), None, decoded(path, format, reader))
+                let (schema, stream) = IpcStream::open(path)?;
+                (schema, None, Box::new(stream))
             }
             FileFormat::Csv => {
                 let mut file = open()?;
@@ -136,14 +135,22 @@ impl BatchReader {
     }
 }
 
-/// A decoder's batches, its errors naming the file and format.
+/// A decoder's batches up to its first error, which names the file and
+/// format. The batches end there: a decoder that has failed may repeat its
+/// error for ever (Parquet's does), and nothing after it can be trusted.
 pub(super) fn decoded(
     path: &Path,
     format: FileFormat,
     batches: impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send + 'static,
 ) -> Box<dyn Iterator<Item = Result<RecordBatch>> + Send> {
     let path = path.to_path_buf();
-    Box::new(batches.map(move |b| b.map_err(|e| unreadable(&path, format, e))))
+    let mut failed = false;
+    Box::new(batches.map_while(move |batch| {
+        (!failed).then(|| {
+            failed = batch.is_err();
+            batch.map_err(|e| unreadable(&path, format, e))
+        })
+    }))
 }
 
 /// The file opened for reading, or an error naming it.

@@ -1,0 +1,294 @@
+//! Damaged files: every reader refuses them with an error naming the file,
+//! never panics, and never allocates more than a small multiple of the
+//! file's size or of the batch budget.
+//!
+//! A binary of its own because it installs a counting global allocator,
+//! which measures each read's peak allocation exactly (no RSS noise from
+//! other tests).
+//!
+//! The corpus is made here, deterministically: small valid files of every
+//! format (with nulls, NaN, strings, lists and dictionaries) and, from each,
+//! seeded mutations of the kinds that real damage and fuzzers produce:
+//! truncation, flipped bytes, and length or offset fields overwritten with
+//! extreme values. A failure prints the seed and mutation that reproduce it.
+
+#[path = "suite/common/mod.rs"]
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::builder::{ListBuilder, PrimitiveBuilder, StringDictionaryBuilder};
+use arrow_array::types::{Float64Type, Int32Type};
+use arrow_array::{ArrayRef, RecordBatch};
+use common::*;
+use fuseflow::data::files::{BatchReader, FileFormat, write_table};
+
+/// The system allocator, counting the bytes live and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by each test while it reads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as the caller promised for `layout`.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Rows per batch the readers are asked for.
+const BATCH_ROWS: usize = 1024;
+
+/// The most a read may allocate beyond what was live before it: a small
+/// multiple of the file, or of one batch budget of these columns, whichever
+/// is larger.
+fn allowed_peak(file_len: usize) -> usize {
+    (16 * file_len).max(16 << 20)
+}
+
+/// A table of every kind of column the readers decode.
+fn seed_batch(rng: &mut Rng, rows: usize) -> RecordBatch {
+    let mut lists = ListBuilder::new(PrimitiveBuilder::<Float64Type>::new());
+    let mut dict = StringDictionaryBuilder::<Int32Type>::new();
+    for i in 0..rows {
+        if i % 7 == 3 {
+            lists.append_null();
+            dict.append_null();
+        } else {
+            for _ in 0..(i % 4) {
+                lists.values().append_value(rng.unit());
+            }
+            lists.append(true);
+            dict.append_value(["red", "green", "blue"][i % 3]);
+        }
+    }
+    batch(vec![
+        ("id", i64_array(&gen_i64(rng, rows))),
+        ("x", f64_array(&gen_f64(rng, rows))),
+        ("y", f32_array(&gen_f32(rng, rows))),
+        ("flag", bool_array(&gen_bool(rng, rows))),
+        ("name", str_array(&gen_str(rng, rows))),
+        ("list", Arc::new(lists.finish()) as ArrayRef),
+        ("colour", Arc::new(dict.finish()) as ArrayRef),
+    ])
+}
+
+/// The seed file of `format`, as bytes (CSV holds the flat columns only).
+fn seed_file(dir: &Path, format: FileFormat, seed: u64) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let batch = seed_batch(&mut rng, 300 + (seed as usize % 50));
+    let batch = match format {
+        FileFormat::Csv => batch.project(&[0, 1, 2, 3, 4]).unwrap(),
+        _ => batch,
+    };
+    let path = dir.join(format!("seed-{seed}.{}", extension(format)));
+    let halves = vec![
+        batch.slice(0, 150),
+        batch.slice(150, batch.num_rows() - 150),
+    ];
+    let table = fuseflow::Table::try_new(batch.schema(), halves).unwrap();
+    write_table(&table, &path, format).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+fn extension(format: FileFormat) -> &'static str {
+    match format {
+        FileFormat::Parquet => "parquet",
+        FileFormat::ArrowFile => "arrow",
+        FileFormat::ArrowStream => "arrows",
+        FileFormat::Csv => "csv",
+    }
+}
+
+/// One seeded mutation of `bytes`, and its description.
+fn mutate(rng: &mut Rng, bytes: &[u8]) -> (Vec<u8>, String) {
+    let mut out = bytes.to_vec();
+    let at = |rng: &mut Rng, len: usize| rng.below(len.max(1) as u64) as usize;
+    match rng.below(5) {
+        0 => {
+            let len = at(rng, bytes.len());
+            out.truncate(len);
+            (out, format!("truncated to {len} bytes"))
+        }
+        1 => {
+            let flips = 1 + rng.below(8);
+            for _ in 0..flips {
+                let i = at(rng, out.len());
+                out[i] ^= 1 << rng.below(8);
+            }
+            (out, format!("{flips} bits flipped"))
+        }
+        2 | 3 => {
+            // A little-endian length or offset field made extreme.
+            let values: [u64; 6] = [
+                u64::MAX,
+                0x7fff_ffff,
+                0xffff_ffff,
+                0x8000_0000,
+                1 << 40,
+                bytes.len() as u64 * 1000,
+            ];
+            let value = *rng.pick(&values);
+            let width = *rng.pick(&[4usize, 8]);
+            let i = at(rng, out.len().saturating_sub(width));
+            let end = (i + width).min(out.len());
+            out[i..end].copy_from_slice(&value.to_le_bytes()[..end - i]);
+            (out, format!("{width} bytes at {i} set to {value:#x}"))
+        }
+        _ => {
+            // A stretch of the file repeated over another (swapped pages).
+            let len = 1 + at(rng, 64);
+            let (from, to) = (at(rng, out.len()), at(rng, out.len()));
+            let len = len.min(out.len() - from).min(out.len() - to);
+            let copy = out[from..from + len].to_vec();
+            out[to..to + len].copy_from_slice(&copy);
+            (out, format!("{len} bytes from {from} copied to {to}"))
+        }
+    }
+}
+
+/// Read `path` to the end; `Err` with the first error.
+fn read_all(path: &Path, format: FileFormat) -> fuseflow::Result<usize> {
+    let mut rows = 0;
+    for batch in BatchReader::open(path, Some(format), BATCH_ROWS)? {
+        rows += batch?.num_rows();
+    }
+    Ok(rows)
+}
+
+/// What reading one damaged file did.
+struct Outcome {
+    panicked: Option<String>,
+    error: Option<String>,
+    peak: usize,
+}
+
+fn try_read(path: &Path, format: FileFormat) -> Outcome {
+    // A panic is counted below; the default hook's backtrace would count
+    // against the read's memory.
+    std::panic::set_hook(Box::new(|_| {}));
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let result = catch_unwind(AssertUnwindSafe(|| read_all(path, format)));
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    drop(std::panic::take_hook());
+    match result {
+        Ok(Ok(_)) => Outcome {
+            panicked: None,
+            error: None,
+            peak,
+        },
+        Ok(Err(e)) => Outcome {
+            panicked: None,
+            error: Some(e.to_string()),
+            peak,
+        },
+        Err(panic) => {
+            let message = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Outcome {
+                panicked: Some(message),
+                error: None,
+                peak,
+            }
+        }
+    }
+}
+
+/// `mutations` damaged files from seeds of `format`: none panics, each
+/// error names the file, and no read allocates beyond [`allowed_peak`].
+fn refuses_damaged(format: FileFormat, mutations: usize) {
+    // One read at a time, so that each peak is its own.
+    let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut problems = Vec::new();
+    let (mut refused, mut read) = (0, 0);
+    for seed in 0..4u64 {
+        let bytes = seed_file(dir.path(), format, seed);
+        let seed_path = dir
+            .path()
+            .join(format!("seed-{seed}.{}", extension(format)));
+        let rows = read_all(&seed_path, format).expect("the undamaged seed file reads");
+        assert_eq!(rows, 300 + seed as usize % 50, "{format:?} seed {seed}");
+        let mut rng = Rng::new(1000 + seed);
+        for m in 0..mutations {
+            let (damaged, how) = mutate(&mut rng, &bytes);
+            let path = dir
+                .path()
+                .join(format!("damaged-{seed}-{m}.{}", extension(format)));
+            std::fs::write(&path, &damaged).unwrap();
+            if std::env::var_os("HOSTILE_TRACE").is_some() {
+                eprintln!("seed {seed}, mutation {m} ({how})");
+            }
+            let outcome = try_read(&path, format);
+            let case = format!("seed {seed}, mutation {m} ({how})");
+            if let Some(panic) = outcome.panicked {
+                problems.push(format!("{case}: panicked: {panic}"));
+            }
+            if let Some(error) = &outcome.error {
+                refused += 1;
+                if !error.contains(&path.display().to_string()) {
+                    problems.push(format!("{case}: the error does not name the file: {error}"));
+                }
+            } else {
+                read += 1;
+            }
+            if outcome.peak > allowed_peak(damaged.len()) {
+                problems.push(format!(
+                    "{case}: allocated {} bytes for a {}-byte file",
+                    outcome.peak,
+                    damaged.len()
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "{format:?}: {} damaged files: {refused} refused, {read} read (damage in values only), {} problems",
+        4 * mutations,
+        problems.len()
+    );
+    assert!(problems.is_empty(), "{format:?}:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn damaged_arrow_ipc_files_are_refused() {
+    refuses_damaged(FileFormat::ArrowFile, 150);
+}
+
+#[test]
+fn damaged_arrow_ipc_streams_are_refused() {
+    refuses_damaged(FileFormat::ArrowStream, 150);
+}
+
+#[test]
+fn damaged_parquet_files_are_refused() {
+    refuses_damaged(FileFormat::Parquet, 150);
+}
+
+#[test]
+fn damaged_csv_files_are_refused() {
+    refuses_damaged(FileFormat::Csv, 150);
+}
