@@ -11,9 +11,15 @@
 //! seeded mutations of the kinds that real damage and fuzzers produce:
 //! truncation, flipped bytes, and length or offset fields overwritten with
 //! extreme values. A failure prints the seed and mutation that reproduce it.
+//!
+//! The fuzz targets' seed corpus and every crash the fuzzer found
+//! (`fuzz/corpus/`, `fuzz/crashes/`, see `scripts/fuzz.sh`) are replayed here
+//! through the same target functions.
 
 #[path = "suite/common/mod.rs"]
 mod common;
+#[path = "../fuzz/src/targets.rs"]
+mod targets;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -26,6 +32,8 @@ use arrow_array::types::{Float64Type, Int32Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use common::*;
 use fuseflow::data::files::{BatchReader, FileFormat, write_table};
+use fuseflow::ml::model::Model;
+use fuseflow::pipeline::models::model_from_table;
 
 /// The system allocator, counting the bytes live and their peak.
 struct Counting;
@@ -95,30 +103,69 @@ fn seed_batch(rng: &mut Rng, rows: usize) -> RecordBatch {
     ])
 }
 
-/// The seed file of `format`, as bytes (CSV holds the flat columns only).
-fn seed_file(dir: &Path, format: FileFormat, seed: u64) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let batch = seed_batch(&mut rng, 300 + (seed as usize % 50));
-    let batch = match format {
-        FileFormat::Csv => batch.project(&[0, 1, 2, 3, 4]).unwrap(),
-        _ => batch,
-    };
-    let path = dir.join(format!("seed-{seed}.{}", extension(format)));
-    let halves = vec![
-        batch.slice(0, 150),
-        batch.slice(150, batch.num_rows() - 150),
-    ];
-    let table = fuseflow::Table::try_new(batch.schema(), halves).unwrap();
-    write_table(&table, &path, format).unwrap();
-    std::fs::read(&path).unwrap()
+/// What a damage test reads: a data file of one format, or a saved model.
+#[derive(Clone, Copy, Debug)]
+enum Input {
+    File(FileFormat),
+    Model,
 }
 
-fn extension(format: FileFormat) -> &'static str {
-    match format {
-        FileFormat::Parquet => "parquet",
-        FileFormat::ArrowFile => "arrow",
-        FileFormat::ArrowStream => "arrows",
-        FileFormat::Csv => "csv",
+impl Input {
+    fn extension(self) -> &'static str {
+        match self {
+            Input::File(FileFormat::Parquet) => "parquet",
+            Input::File(FileFormat::ArrowFile) => "arrow",
+            Input::File(FileFormat::ArrowStream) => "arrows",
+            Input::File(FileFormat::Csv) => "csv",
+            Input::Model => "model.arrow",
+        }
+    }
+
+    /// The undamaged seed file `seed` written into `dir`: its bytes and
+    /// what [`Input::read`] counts in it (CSV holds the flat columns only).
+    fn seed(self, dir: &Path, seed: u64) -> (Vec<u8>, usize) {
+        let path = dir.join(format!("seed-{seed}.{}", self.extension()));
+        let format = match self {
+            Input::File(format) => format,
+            Input::Model => {
+                let data = fuseflow::datasets::customers(400 + seed as usize, seed);
+                let run = fuseflow::datasets::churn_pipeline(fuseflow::Table::from_batch(data))
+                    .run()
+                    .unwrap();
+                let table = run.output("model").unwrap();
+                model_from_table("model", table)
+                    .unwrap()
+                    .save(&path)
+                    .unwrap();
+                return (std::fs::read(&path).unwrap(), 1);
+            }
+        };
+        let mut rng = Rng::new(seed);
+        let rows = 300 + seed as usize % 50;
+        let batch = seed_batch(&mut rng, rows);
+        let batch = match format {
+            FileFormat::Csv => batch.project(&[0, 1, 2, 3, 4]).unwrap(),
+            _ => batch,
+        };
+        let halves = vec![batch.slice(0, 150), batch.slice(150, rows - 150)];
+        let table = fuseflow::Table::try_new(batch.schema(), halves).unwrap();
+        write_table(&table, &path, format).unwrap();
+        (std::fs::read(&path).unwrap(), rows)
+    }
+
+    /// Read `path` to the end: the rows of a data file, the layers of a
+    /// model; `Err` with the first error.
+    fn read(self, path: &Path) -> fuseflow::Result<usize> {
+        match self {
+            Input::File(format) => {
+                let mut rows = 0;
+                for batch in BatchReader::open(path, Some(format), BATCH_ROWS)? {
+                    rows += batch?.num_rows();
+                }
+                Ok(rows)
+            }
+            Input::Model => Model::load(path).map(|model| model.network.layers.len()),
+        }
     }
 }
 
@@ -169,15 +216,6 @@ fn mutate(rng: &mut Rng, bytes: &[u8]) -> (Vec<u8>, String) {
     }
 }
 
-/// Read `path` to the end; `Err` with the first error.
-fn read_all(path: &Path, format: FileFormat) -> fuseflow::Result<usize> {
-    let mut rows = 0;
-    for batch in BatchReader::open(path, Some(format), BATCH_ROWS)? {
-        rows += batch?.num_rows();
-    }
-    Ok(rows)
-}
-
 /// What reading one damaged file did.
 struct Outcome {
     panicked: Option<String>,
@@ -185,13 +223,13 @@ struct Outcome {
     peak: usize,
 }
 
-fn try_read(path: &Path, format: FileFormat) -> Outcome {
+fn try_read(path: &Path, input: Input) -> Outcome {
     // A panic is counted below; the default hook's backtrace would count
     // against the read's memory.
     std::panic::set_hook(Box::new(|_| {}));
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
-    let result = catch_unwind(AssertUnwindSafe(|| read_all(path, format)));
+    let result = catch_unwind(AssertUnwindSafe(|| input.read(path)));
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
     drop(std::panic::take_hook());
     match result {
@@ -205,45 +243,49 @@ fn try_read(path: &Path, format: FileFormat) -> Outcome {
             error: Some(e.to_string()),
             peak,
         },
-        Err(panic) => {
-            let message = (panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Outcome {
-                panicked: Some(message),
-                error: None,
-                peak,
-            }
-        }
+        Err(panic) => Outcome {
+            panicked: Some(panic_text(&panic)),
+            error: None,
+            peak,
+        },
     }
 }
 
-/// `mutations` damaged files from seeds of `format`: none panics, each
+/// A caught panic's message (`&str` or `String` payloads).
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    (panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// `mutations` damaged files from each seed of `input`: none panics, each
 /// error names the file, and no read allocates beyond [`allowed_peak`].
-fn refuses_damaged(format: FileFormat, mutations: usize) {
+fn refuses_damaged(input: Input, mutations: usize) {
     // One read at a time, so that each peak is its own.
     let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut problems = Vec::new();
     let (mut refused, mut read) = (0, 0);
     for seed in 0..4u64 {
-        let bytes = seed_file(dir.path(), format, seed);
+        let (bytes, count) = input.seed(dir.path(), seed);
         let seed_path = dir
             .path()
-            .join(format!("seed-{seed}.{}", extension(format)));
-        let rows = read_all(&seed_path, format).expect("the undamaged seed file reads");
-        assert_eq!(rows, 300 + seed as usize % 50, "{format:?} seed {seed}");
+            .join(format!("seed-{seed}.{}", input.extension()));
+        let read_back = input
+            .read(&seed_path)
+            .expect("the undamaged seed file reads");
+        assert_eq!(read_back, count, "{input:?} seed {seed}");
         let mut rng = Rng::new(1000 + seed);
         for m in 0..mutations {
             let (damaged, how) = mutate(&mut rng, &bytes);
             let path = dir
                 .path()
-                .join(format!("damaged-{seed}-{m}.{}", extension(format)));
+                .join(format!("damaged-{seed}-{m}.{}", input.extension()));
             std::fs::write(&path, &damaged).unwrap();
             if std::env::var_os("HOSTILE_TRACE").is_some() {
                 eprintln!("seed {seed}, mutation {m} ({how})");
             }
-            let outcome = try_read(&path, format);
+            let outcome = try_read(&path, input);
             let case = format!("seed {seed}, mutation {m} ({how})");
             if let Some(panic) = outcome.panicked {
                 problems.push(format!("{case}: panicked: {panic}"));
@@ -266,29 +308,75 @@ fn refuses_damaged(format: FileFormat, mutations: usize) {
         }
     }
     eprintln!(
-        "{format:?}: {} damaged files: {refused} refused, {read} read (damage in values only), {} problems",
+        "{input:?}: {} damaged files: {refused} refused, {read} read (damage in values only), {} problems",
         4 * mutations,
         problems.len()
     );
-    assert!(problems.is_empty(), "{format:?}:\n{}", problems.join("\n"));
+    assert!(problems.is_empty(), "{input:?}:\n{}", problems.join("\n"));
 }
 
 #[test]
 fn damaged_arrow_ipc_files_are_refused() {
-    refuses_damaged(FileFormat::ArrowFile, 150);
+    refuses_damaged(Input::File(FileFormat::ArrowFile), 150);
 }
 
 #[test]
 fn damaged_arrow_ipc_streams_are_refused() {
-    refuses_damaged(FileFormat::ArrowStream, 150);
+    refuses_damaged(Input::File(FileFormat::ArrowStream), 150);
 }
 
 #[test]
 fn damaged_parquet_files_are_refused() {
-    refuses_damaged(FileFormat::Parquet, 150);
+    refuses_damaged(Input::File(FileFormat::Parquet), 150);
 }
 
 #[test]
 fn damaged_csv_files_are_refused() {
-    refuses_damaged(FileFormat::Csv, 150);
+    refuses_damaged(Input::File(FileFormat::Csv), 150);
+}
+
+#[test]
+fn damaged_model_files_are_refused() {
+    refuses_damaged(Input::Model, 150);
+}
+
+/// Every file of the fuzz corpus and of the crashes the fuzzer kept, run
+/// through its target: none panics (each target checks its own properties
+/// too, such as errors naming the file).
+#[test]
+fn the_fuzz_corpus_and_every_kept_crash_replay_cleanly() {
+    let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut problems = Vec::new();
+    for target in targets::TARGETS {
+        let mut inputs = 0;
+        for dir in ["corpus", "crashes"] {
+            let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target.name)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
+                let bytes = std::fs::read(&path).unwrap();
+                inputs += 1;
+                std::panic::set_hook(Box::new(|_| {}));
+                let result = catch_unwind(AssertUnwindSafe(|| (target.run)(&bytes)));
+                drop(std::panic::take_hook());
+                if let Err(panic) = result {
+                    problems.push(format!("{}: {}", path.display(), panic_text(&panic)));
+                }
+            }
+        }
+        assert!(
+            inputs > 0,
+            "no seed corpus for the fuzz target {}",
+            target.name
+        );
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::data::Table;
+use crate::data::files::MappedIpcFile;
 use crate::error::{Error, Result};
 use crate::ir::{DType, Expr, if_else, lit, parse_expr};
 
@@ -157,7 +158,7 @@ fn layers_of(batch: &RecordBatch) -> Result<Vec<DenseLayer>> {
         .zip(bias)
         .enumerate()
     {
-        if weights.len() != inputs * outputs || bias.len() != outputs {
+        if inputs.checked_mul(outputs) != Some(weights.len()) || bias.len() != outputs {
             return Err(corrupt(format!(
                 "layer {i} has {} weights and {} biases for {inputs} inputs and {outputs} outputs",
                 weights.len(),
@@ -362,21 +363,18 @@ impl Model {
         )
     }
 
-    /// Load from an Arrow IPC file.
+    /// Load from an Arrow IPC file, read as every IPC source is: mapped,
+    /// its footer checked against the file, a decoder's panic contained.
     ///
     /// # Errors
-    /// [`Error::Io`] naming the file when it cannot be read or is not a
-    /// fuseflow model (the message says which).
+    /// [`Error::Io`] naming the file when it cannot be read, is damaged or
+    /// is not a fuseflow model (the message says which).
     pub fn load(path: &Path) -> Result<Model> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::io(path, format!("cannot open the model: {e}")).caused_by(e))?;
-        let mut reader = arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| {
-            Error::io(path, format!("not an Arrow IPC model file: {e}")).caused_by(e)
-        })?;
-        let batch = reader
-            .next()
-            .ok_or_else(|| Error::io(path, "the model file holds no data"))?
-            .map_err(|e| Error::io(path, format!("cannot read the model: {e}")).caused_by(e))?;
+        let file = MappedIpcFile::open(path)?;
+        if file.num_batches() == 0 {
+            return Err(Error::io(path, "the model file holds no data"));
+        }
+        let batch = file.batch(0)?;
         Model::from_batch(&batch).map_err(|e| Error::io_from(path, e))
     }
 

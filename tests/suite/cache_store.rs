@@ -424,3 +424,17 @@ fn the_background_writer_serves_queued_outputs_and_reports_a_failed_write_at_syn
         assert!(ws.objects().get(h).unwrap().found().unwrap().num_rows() > 0);
     }
 }
+
+/// An object file replaced by another object's (a swapped or misplaced
+/// file, which verifies as a whole but not as this hash) is reported and
+/// removed, never returned as the data asked for.
+#[test]
+fn an_object_swapped_for_another_is_reported_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectStore::open(dir.path()).unwrap();
+    let other = store.put(&dense_table(5_000, 3)).unwrap();
+    let other_path = store.object_path(&other);
+    check_corruption_detected(|path| {
+        std::fs::copy(&other_path, path).unwrap();
+    });
+}

@@ -410,6 +410,40 @@ fn corrupt_and_truncated_files_are_io_errors_naming_them() {
     assert_io_error(&err, &ragged, &["csv"]);
 }
 
+/// CSV's edge cases, each read or refused naming the file: an empty file
+/// (no header to name the columns), a header alone (no rows of those
+/// columns), invalid UTF-8 and a ragged row (naming the line).
+#[test]
+fn csv_edge_cases_are_read_or_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, b"").unwrap();
+    let err = expect_err(read(Read::new(&empty)), "empty csv");
+    assert_io_error(&err, &empty, &["empty", "header"]);
+
+    let header = dir.path().join("header.csv");
+    std::fs::write(&header, "a,b,c\n").unwrap();
+    let table = read(Read::new(&header)).unwrap();
+    assert_eq!(table.num_rows(), 0);
+    let names: Vec<&str> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+
+    let latin1 = dir.path().join("latin1.csv");
+    std::fs::write(&latin1, b"name,x\ncaf\xe9,1\n").unwrap();
+    let err = expect_err(read(Read::new(&latin1)), "latin-1 csv");
+    assert_io_error(&err, &latin1, &["UTF-8", "line"]);
+
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, "a,b\n1,2\n3,4\n5\n").unwrap();
+    let err = expect_err(read(Read::new(&ragged)), "ragged csv");
+    assert_io_error(&err, &ragged, &["line 4"]);
+}
+
 /// The mapped IPC reader checks what the footer declares before trusting it:
 /// a footer claiming more bytes than the file, a block outside the file, and
 /// seeded random byte flips all over a valid file end as an I/O error naming

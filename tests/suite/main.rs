@@ -21,6 +21,7 @@ mod cuda_backend;
 mod cuda_kernels;
 mod devices;
 mod expr_parse;
+mod fault_loops;
 mod io_formats;
 mod layering;
 mod metrics;

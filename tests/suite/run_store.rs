@@ -690,3 +690,76 @@ fn a_sweeps_variants_come_back_as_recorded_whatever_their_text() {
     let other = store.begin_run(&pipeline("plain"), "").unwrap();
     assert!(store.variants(&other).unwrap().is_empty());
 }
+
+/// A store with `runs` finished runs of three steps each, closed (its
+/// write-ahead log folded into the file).
+fn filled_store(path: &Path, runs: usize) -> Vec<RunId> {
+    let store = RunStore::open(path).unwrap();
+    let ids = (0..runs)
+        .map(|i| {
+            let run = store
+                .begin_run(&pipeline(&format!("p{}", i % 3)), "")
+                .unwrap();
+            for s in ["load", "scale", "write"] {
+                store.record_step(&run, &step(s, i % 2 == 0)).unwrap();
+            }
+            store.finish_run(&run, RunStatus::Succeeded, None).unwrap();
+            run
+        })
+        .collect();
+    drop(store);
+    ids
+}
+
+/// A run store damaged on disk (cut short, or pages overwritten) is reported naming the file on open or on the first read
+/// that meets the damage, and is never recreated empty: its bytes are left
+/// as they were for the user to recover.
+#[test]
+fn a_damaged_run_store_is_reported_and_left_as_it_was() {
+    type Damage = fn(&mut Vec<u8>);
+    let damages: [(&str, Damage); 3] = [
+        ("cut in half", |bytes| bytes.truncate(bytes.len() / 2)),
+        ("its second half overwritten", |bytes| {
+            let middle = bytes.len() / 2 / 4096 * 4096;
+            bytes[middle..].fill(0xA5);
+        }),
+        ("header overwritten", |bytes| bytes[..100].fill(0)),
+    ];
+    for (what, damage) in damages {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db(&dir);
+        let ids = filled_store(&path, 200);
+        let mut bytes = std::fs::read(&path).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let error = match RunStore::open(&path) {
+            Err(e) => e,
+            Ok(store) => {
+                let listed = store.runs(None);
+                let details = ids.iter().map(|id| store.run(id.as_str()).map(drop));
+                match std::iter::once(listed.map(drop))
+                    .chain(details)
+                    .find_map(Result::err)
+                {
+                    Some(e) => e,
+                    None => panic!("{what}: the damaged store read as if whole"),
+                }
+            }
+        };
+        let message = message(error);
+        assert!(
+            message.contains(&path.display().to_string()),
+            "{what}: {message}"
+        );
+        assert!(
+            message.contains("corrupt") || message.contains("not a SQLite database"),
+            "{what}: {message}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "{what}: the file was changed"
+        );
+    }
+}

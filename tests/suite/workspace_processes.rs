@@ -21,13 +21,13 @@ use fuseflow::pipeline::prep::{Rename, Select};
 use fuseflow::track::RunStatus;
 use fuseflow::{CacheUse, Pipeline, RunOptions, Table, Workspace};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fuseflow");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_fuseflow");
 
 // ------------------------------------------------------------------ helpers
 
 /// `fuseflow ARGS` run in `cwd`, with no workspace inherited from the
 /// environment of the test run.
-fn fuseflow_in(cwd: &Path, args: &[&str]) -> Output {
+pub(crate) fn fuseflow_in(cwd: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .current_dir(cwd)
@@ -37,7 +37,7 @@ fn fuseflow_in(cwd: &Path, args: &[&str]) -> Output {
 }
 
 /// `fuseflow --workspace WS ARGS...` in `cwd`.
-fn fuseflow_ws(cwd: &Path, ws: &Path, args: &[&str]) -> Output {
+pub(crate) fn fuseflow_ws(cwd: &Path, ws: &Path, args: &[&str]) -> Output {
     let mut all = vec!["--workspace", ws.to_str().unwrap()];
     all.extend_from_slice(args);
     fuseflow_in(cwd, &all)
@@ -49,7 +49,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// The stdout of a command that must succeed.
 #[track_caller]
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
         "expected success, got {}\nstdout:\n{}\nstderr:\n{}",
@@ -74,7 +74,7 @@ fn fails(out: Output) -> String {
 
 /// The shipped example pipeline, copied with its data into `dir`, writing its
 /// result into `dir` too. Returns the spec file.
-fn example_in(dir: &Path) -> PathBuf {
+pub(crate) fn example_in(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::copy(
         "examples/data/customers.csv",
@@ -154,7 +154,7 @@ fn rows_in(path: &Path) -> usize {
 
 /// Every object in the store, each verified by reading it back.
 #[track_caller]
-fn verify_all_objects(ws: &Path) -> Vec<ContentHash> {
+pub(crate) fn verify_all_objects(ws: &Path) -> Vec<ContentHash> {
     let store = ObjectStore::open(ws).unwrap();
     let objects = store.list().unwrap();
     for o in &objects {
@@ -167,7 +167,7 @@ fn verify_all_objects(ws: &Path) -> Vec<ContentHash> {
 }
 
 /// Entries left in the workspace's `tmp/`.
-fn temp_files(ws: &Path) -> Vec<PathBuf> {
+pub(crate) fn temp_files(ws: &Path) -> Vec<PathBuf> {
     match std::fs::read_dir(ws.join("tmp")) {
         Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -175,7 +175,7 @@ fn temp_files(ws: &Path) -> Vec<PathBuf> {
     }
 }
 
-fn integrity_check(ws: &Path) {
+pub(crate) fn integrity_check(ws: &Path) {
     let check: String = rusqlite::Connection::open(ws.join("runs.sqlite"))
         .unwrap()
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -105,6 +105,12 @@ impl BatchReader {
                     .with_header(true)
                     .infer_schema(&mut file, Some(10_000))
                     .map_err(|e| corrupt(format, e))?;
+                if schema.fields().is_empty() {
+                    return Err(Error::io(
+                        path,
+                        "the CSV file is empty: it needs a header line naming its columns",
+                    ));
+                }
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::io_from(path, e))?;
                 let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
