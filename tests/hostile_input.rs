@@ -32,7 +32,7 @@ use arrow_array::types::{Float64Type, Int32Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use common::*;
 use fuseflow::data::files::{BatchReader, FileFormat, write_table};
-use fuseflow::ml::model::Model;
+use fuseflow::ml::model::{CHECKSUM_KEY, Model};
 use fuseflow::pipeline::models::model_from_table;
 
 /// The system allocator, counting the bytes live and their peak.
@@ -121,9 +121,10 @@ impl Input {
         }
     }
 
-    /// The undamaged seed file `seed` written into `dir`: its bytes and
-    /// what [`Input::read`] counts in it (CSV holds the flat columns only).
-    fn seed(self, dir: &Path, seed: u64) -> (Vec<u8>, usize) {
+    /// The undamaged seed file `seed` written into `dir`: its bytes and,
+    /// for data, the rows [`Input::read`] counts in it (CSV holds the flat
+    /// columns only).
+    fn seed(self, dir: &Path, seed: u64) -> (Vec<u8>, Option<usize>) {
         let path = dir.join(format!("seed-{seed}.{}", self.extension()));
         let format = match self {
             Input::File(format) => format,
@@ -137,7 +138,7 @@ impl Input {
                     .unwrap()
                     .save(&path)
                     .unwrap();
-                return (std::fs::read(&path).unwrap(), 1);
+                return (std::fs::read(&path).unwrap(), None);
             }
         };
         let mut rng = Rng::new(seed);
@@ -150,21 +151,24 @@ impl Input {
         let halves = vec![batch.slice(0, 150), batch.slice(150, rows - 150)];
         let table = fuseflow::Table::try_new(batch.schema(), halves).unwrap();
         write_table(&table, &path, format).unwrap();
-        (std::fs::read(&path).unwrap(), rows)
+        (std::fs::read(&path).unwrap(), Some(rows))
     }
 
-    /// Read `path` to the end: the rows of a data file, the layers of a
-    /// model; `Err` with the first error.
-    fn read(self, path: &Path) -> fuseflow::Result<usize> {
+    /// Read `path` to the end: what it reads as is the rows of a data file,
+    /// the checksum of a model saved again; `Err` with the first error.
+    fn read(self, path: &Path) -> fuseflow::Result<String> {
         match self {
             Input::File(format) => {
                 let mut rows = 0;
                 for batch in BatchReader::open(path, Some(format), BATCH_ROWS)? {
                     rows += batch?.num_rows();
                 }
-                Ok(rows)
+                Ok(rows.to_string())
             }
-            Input::Model => Model::load(path).map(|model| model.network.layers.len()),
+            Input::Model => {
+                let batch = Model::load(path)?.to_batch()?;
+                Ok(batch.schema().metadata()[CHECKSUM_KEY].clone())
+            }
         }
     }
 }
@@ -220,6 +224,8 @@ fn mutate(rng: &mut Rng, bytes: &[u8]) -> (Vec<u8>, String) {
 struct Outcome {
     panicked: Option<String>,
     error: Option<String>,
+    /// What the file read as, when it did.
+    read_as: Option<String>,
     peak: usize,
 }
 
@@ -233,19 +239,22 @@ fn try_read(path: &Path, input: Input) -> Outcome {
     let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
     drop(std::panic::take_hook());
     match result {
-        Ok(Ok(_)) => Outcome {
+        Ok(Ok(read_as)) => Outcome {
             panicked: None,
             error: None,
+            read_as: Some(read_as),
             peak,
         },
         Ok(Err(e)) => Outcome {
             panicked: None,
             error: Some(e.to_string()),
+            read_as: None,
             peak,
         },
         Err(panic) => Outcome {
             panicked: Some(panic_text(&panic)),
             error: None,
+            read_as: None,
             peak,
         },
     }
@@ -267,14 +276,16 @@ fn refuses_damaged(input: Input, mutations: usize) {
     let mut problems = Vec::new();
     let (mut refused, mut read) = (0, 0);
     for seed in 0..4u64 {
-        let (bytes, count) = input.seed(dir.path(), seed);
+        let (bytes, rows) = input.seed(dir.path(), seed);
         let seed_path = dir
             .path()
             .join(format!("seed-{seed}.{}", input.extension()));
-        let read_back = input
+        let undamaged = input
             .read(&seed_path)
             .expect("the undamaged seed file reads");
-        assert_eq!(read_back, count, "{input:?} seed {seed}");
+        if let Some(rows) = rows {
+            assert_eq!(undamaged, rows.to_string(), "{input:?} seed {seed}");
+        }
         let mut rng = Rng::new(1000 + seed);
         for m in 0..mutations {
             let (damaged, how) = mutate(&mut rng, &bytes);
@@ -298,6 +309,12 @@ fn refuses_damaged(input: Input, mutations: usize) {
             } else {
                 read += 1;
             }
+            // A model carries a checksum: one that loads is the one saved.
+            if matches!(input, Input::Model)
+                && outcome.read_as.as_ref().is_some_and(|r| *r != undamaged)
+            {
+                problems.push(format!("{case}: read as a different model"));
+            }
             if outcome.peak > allowed_peak(damaged.len()) {
                 problems.push(format!(
                     "{case}: allocated {} bytes for a {}-byte file",
@@ -307,8 +324,12 @@ fn refuses_damaged(input: Input, mutations: usize) {
             }
         }
     }
+    let read_as = match input {
+        Input::Model => "read as the model saved (damage in bytes that carry nothing)",
+        Input::File(_) => "read (damage in values only)",
+    };
     eprintln!(
-        "{input:?}: {} damaged files: {refused} refused, {read} read (damage in values only), {} problems",
+        "{input:?}: {} damaged files: {refused} refused, {read} {read_as}, {} problems",
         4 * mutations,
         problems.len()
     );

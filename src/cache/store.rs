@@ -41,8 +41,20 @@ const OBJECT_EXT: &str = "arrow";
 /// rather than stored.
 const REFERENCE_EXT: &str = "source";
 
-/// Advice appended to write failures.
-const WRITE_ADVICE: &str = "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`";
+/// Advice appended to a write failure `e`.
+fn write_advice(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    match e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) {
+        Some(std::io::ErrorKind::ReadOnlyFilesystem) => {
+            "the workspace is on a read-only file system; make it writable, or run with --no-workspace"
+        }
+        Some(std::io::ErrorKind::PermissionDenied) => {
+            "check the permissions of the workspace directory, or run with --no-workspace"
+        }
+        _ => {
+            "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`"
+        }
+    }
+}
 
 /// A directory of tables stored as Arrow IPC files addressed by content hash.
 ///
@@ -217,7 +229,10 @@ impl ObjectStore {
             match File::open(path).and_then(|f| f.sync_all()) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
                     path,
-                    format!("cannot make the cache file durable: {e}; {WRITE_ADVICE}"),
+                    format!(
+                        "cannot make the cache file durable: {e}; {}",
+                        write_advice(&e)
+                    ),
                 )
                 .caused_by(e)),
                 _ => Ok(()),
@@ -280,7 +295,8 @@ impl ObjectStore {
             Ok(())
         })();
         placed.map_err(|e| {
-            Error::io(path, format!("cannot store {what}: {e}; {WRITE_ADVICE}")).caused_by(e)
+            let advice = write_advice(&*e);
+            Error::io(path, format!("cannot store {what}: {e}; {advice}")).caused_by(e)
         })
     }
 

@@ -339,6 +339,12 @@ impl fmt::Display for Expr {
             Expr::Column(name) if is_plain_identifier(name) => f.write_str(name),
             Expr::Column(name) => write!(f, "col({name:?})"),
             Expr::Literal(s) => write!(f, "{s}"),
+            // A negated literal in parentheses: `-2` would read back as the
+            // literal -2, not as the negation of 2.
+            Expr::Unary {
+                op: UnaryOp::Neg,
+                input,
+            } if matches!(**input, Expr::Literal(_)) => write!(f, "(-({input}))"),
             Expr::Unary {
                 op: UnaryOp::Neg,
                 input,

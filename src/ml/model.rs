@@ -32,6 +32,11 @@ use crate::ir::{DType, Expr, if_else, lit, parse_expr};
 
 /// Schema metadata key of the model description.
 pub const MODEL_KEY: &str = "fuseflow.model";
+
+/// Schema metadata key of the BLAKE3 checksum of a model's description and
+/// layers, which loading verifies (files saved before it was added load
+/// without one).
+pub const CHECKSUM_KEY: &str = "fuseflow.model.blake3";
 /// Version of the model file layout.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -227,6 +232,23 @@ fn network_of(info: &ModelInfo, layers: Vec<DenseLayer>) -> Result<Mlp> {
     })
 }
 
+/// BLAKE3 over a model's description text and every layer's shape and
+/// values, in hex.
+fn checksum(info: &str, layers: &[DenseLayer]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(info.len() as u64).to_le_bytes());
+    hasher.update(info.as_bytes());
+    for layer in layers {
+        hasher.update(&(layer.inputs as u64).to_le_bytes());
+        hasher.update(&(layer.outputs as u64).to_le_bytes());
+        for values in [&layer.weights, &layer.bias] {
+            hasher.update(&(values.len() as u64).to_le_bytes());
+            hasher.update(bytemuck::cast_slice(values));
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::InvalidParameter {
         step: "<model>".into(),
@@ -239,9 +261,14 @@ impl Model {
     fn arrow_schema(&self) -> Result<SchemaRef> {
         let info = toml::to_string(&self.info)
             .map_err(|e| Error::Internal(format!("cannot serialize the model description: {e}")))?;
+        let sum = checksum(&info, &self.network.layers);
         Ok(Arc::new(Schema::new_with_metadata(
             layer_fields(),
-            [(MODEL_KEY.to_string(), info)].into(),
+            [
+                (MODEL_KEY.to_string(), info),
+                (CHECKSUM_KEY.to_string(), sum),
+            ]
+            .into(),
         )))
     }
 
@@ -292,6 +319,13 @@ impl Model {
             )));
         }
         let layers = layers_of(batch)?;
+        if let Some(expected) = schema.metadata().get(CHECKSUM_KEY)
+            && *expected != checksum(text, &layers)
+        {
+            return Err(corrupt(
+                "its checksum does not match its description and weights (the file is damaged)",
+            ));
+        }
         let network = network_of(&info, layers)?;
         Ok(Model { info, network })
     }

@@ -1,12 +1,13 @@
 //! Fault loops on one shared workspace, each printing its figures: runs
 //! killed (SIGKILL) at random points, background object writes included,
-//! and eight processes running different pipelines at once. Nothing stored
-//! is lost or returned wrong, every killed run reads as interrupted, and
-//! what runs next equals a clean run.
+//! eight processes running different pipelines at once, and a read-only
+//! workspace or target at each write point. Nothing stored is lost or
+//! returned wrong, every killed run reads as interrupted, and what runs
+//! next equals a clean run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::Rng;
@@ -256,4 +257,115 @@ fn eight_processes_running_different_pipelines_at_once_agree_with_clean_runs() {
          {objects} objects, all verified",
         jobs.len()
     );
+}
+
+/// `fuseflow ARGS...` in `cwd` with `read_only` mounted read-only for it
+/// alone (a private mount namespace; the file system stays writable for
+/// everyone else). `None` where this machine cannot do that (not root, or
+/// no `unshare`).
+fn run_with_read_only(cwd: &Path, read_only: &Path, args: &[&str]) -> Option<Output> {
+    let ro = read_only.to_str().unwrap();
+    let script = format!("mount --bind -o ro '{ro}' '{ro}' || exit 99; exec \"$0\" \"$@\"");
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script, BIN])
+        .args(args)
+        .current_dir(cwd)
+        .env_remove(fuseflow::workspace::ENV_VAR)
+        .output()
+        .ok()?;
+    (out.status.code() != Some(99)).then_some(out)
+}
+
+/// A read-only workspace, or a read-only place for a `write` step's file,
+/// at each write point: a run that must store objects and record itself, a
+/// warm run that must only record itself, and a pipeline writing its
+/// result. Each fails with an error naming the place and what to do; the
+/// workspace keeps every object and run it had.
+#[test]
+fn a_read_only_workspace_or_target_fails_clearly_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = example_in(dir.path());
+    let ws = dir.path().join("W");
+    ok(fuseflow_ws(
+        dir.path(),
+        &ws,
+        &["run", "-q", spec.to_str().unwrap()],
+    ));
+    let objects = verify_all_objects(&ws);
+
+    // The same pipeline scaled another way: new objects to store.
+    let changed = dir.path().join("changed.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &changed,
+        text.replace("method = \"robust\"", "method = \"zscore\""),
+    )
+    .unwrap();
+    let workspace_args = |extra: &[&str], spec: &Path| -> Vec<String> {
+        let mut args = vec![
+            "--workspace".to_string(),
+            ws.display().to_string(),
+            "run".into(),
+            "-q".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(spec.display().to_string());
+        args
+    };
+    let objects_dir = ws.join("objects");
+    let cases: [(&str, &Path, Vec<String>); 4] = [
+        ("a cold run", &ws, workspace_args(&["--rerun-all"], &spec)),
+        (
+            "the objects of a changed pipeline",
+            &objects_dir,
+            workspace_args(&[], &changed),
+        ),
+        ("a warm run", &ws, workspace_args(&[], &spec)),
+        (
+            "a write step's file",
+            dir.path(),
+            vec![
+                "run".into(),
+                "-q".into(),
+                "--no-workspace".into(),
+                spec.display().to_string(),
+            ],
+        ),
+    ];
+    for (what, read_only, args) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let Some(out) = run_with_read_only(dir.path(), read_only, &args) else {
+            eprintln!("skipped: this machine cannot mount a directory read-only for one process");
+            return;
+        };
+        assert!(
+            !out.status.success(),
+            "{what}: succeeded on a read-only file system"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&read_only.display().to_string()),
+            "{what}: the error names no path under it: {err}"
+        );
+        assert!(err.to_lowercase().contains("read-only"), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        // Nothing stored is lost or damaged.
+        assert_eq!(verify_all_objects(&ws), objects, "{what}");
+        integrity_check(&ws);
+        // A run that could record itself but not its objects is recorded
+        // as failed, with the error.
+        let runs = Workspace::open(&ws).unwrap().runs().runs(None).unwrap();
+        let (first, later) = runs.split_last().unwrap();
+        assert_eq!(first.status, RunStatus::Succeeded, "{what}");
+        assert!(
+            later.iter().all(|r| r.status == RunStatus::Failed),
+            "{what}: {later:?}"
+        );
+    }
+    // And with the workspace writable again, the pipeline runs as before.
+    ok(fuseflow_ws(
+        dir.path(),
+        &ws,
+        &["run", "-q", spec.to_str().unwrap()],
+    ));
 }

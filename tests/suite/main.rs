@@ -27,6 +27,7 @@ mod layering;
 mod metrics;
 mod mlp;
 mod models;
+mod numeric_edges;
 mod params;
 mod parity;
 mod pipeline_graph;

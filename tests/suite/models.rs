@@ -18,7 +18,9 @@ use std::sync::Arc;
 use arrow_array::builder::{Float64Builder, ListBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float64Type;
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Schema};
 
 use crate::common::{assert_msg, expect_err, f64_values, str_values};
@@ -29,7 +31,7 @@ use fuseflow::ir::col;
 use fuseflow::ml::design::Design;
 use fuseflow::ml::logistic::{LogisticConfig, LogisticFit};
 use fuseflow::ml::mlp::{Activation, MlpConfig};
-use fuseflow::ml::model::{FORMAT_VERSION, MODEL_KEY, Model};
+use fuseflow::ml::model::{CHECKSUM_KEY, FORMAT_VERSION, MODEL_KEY, Model};
 use fuseflow::ml::score::Scorer;
 use fuseflow::ml::{linear, logistic};
 use fuseflow::pipeline::io::MemorySource;
@@ -916,6 +918,41 @@ fn model_from_batch_rejects_corrupt_batches() {
         "feature count",
     );
     assert_msg(&err, &["1 features but the first layer has 2 inputs"]);
+}
+
+/// A saved model carries a checksum of its description and weights: a
+/// changed weight or label is refused as damage, not scored with.
+#[test]
+fn a_model_whose_weights_or_description_changed_fails_its_checksum() {
+    let batch = small_logistic_model().to_batch().unwrap();
+    assert!(Model::from_batch(&batch).is_ok());
+    assert!(batch.schema().metadata().contains_key(CHECKSUM_KEY));
+
+    let mut weights = ListBuilder::new(Float64Builder::new());
+    let weights_column = batch.column_by_name("weights").unwrap().as_list::<i32>();
+    for i in 0..weights_column.len() {
+        let values = weights_column.value(i);
+        let mut values = values.as_primitive::<Float64Type>().values().to_vec();
+        values[0] += 1e-9;
+        weights.values().append_slice(&values);
+        weights.append(true);
+    }
+    let index = batch.schema().index_of("weights").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(weights.finish());
+    let changed = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    let err = expect_err(Model::from_batch(&changed), "a changed weight");
+    assert_msg(&err, &["checksum", "damaged"]);
+
+    let mut metadata = batch.schema().metadata().clone();
+    let text = metadata[MODEL_KEY].replace("label = \"label\"", "label = \"other\"");
+    assert_ne!(text, metadata[MODEL_KEY]);
+    metadata.insert(MODEL_KEY.into(), text);
+    let err = expect_err(
+        Model::from_batch(&with_metadata(&batch, metadata)),
+        "a changed label",
+    );
+    assert_msg(&err, &["checksum"]);
 }
 
 #[test]

@@ -406,6 +406,45 @@ mod tests {
         );
     }
 
+    /// Counts beyond 2^32 rows (a large source streamed window by window)
+    /// stay exact when partials merge, and so do the mean and the spread.
+    #[test]
+    fn statistics_merged_beyond_two_to_the_32_rows_stay_exact() {
+        const G: u64 = 1 << 30;
+        let part = |count: u64, mean: f64, variance: f64| ColumnStats {
+            count,
+            nulls: 7,
+            nans: 3,
+            mean,
+            m2: variance * (count - 3) as f64,
+            min: mean - 1.0,
+            max: mean + 1.0,
+        };
+        let merged = part(3 * G + 3, 1.0, 2.0).merge(part(5 * G + 3, 3.0, 2.0));
+        assert_eq!(merged.count, 8 * G + 6);
+        assert!(merged.finite_count() > u64::from(u32::MAX));
+        assert_eq!((merged.nulls, merged.nans), (14, 6));
+        assert_eq!(merged.mean, 2.25);
+        // m2 = m2a + m2b + delta^2 * na * nb / n = 16 G + 7.5 G.
+        assert_eq!(merged.m2, 23.5 * G as f64);
+        assert_eq!((merged.min, merged.max), (0.0, 4.0));
+
+        // 4096 windows of 2^20 rows each, merged in order: 2^32 rows.
+        let window = ColumnStats {
+            count: 1 << 20,
+            nulls: 0,
+            nans: 0,
+            mean: 0.5,
+            m2: 0.25 * (1u64 << 20) as f64,
+            min: 0.0,
+            max: 1.0,
+        };
+        let total = (0..4096).fold(ColumnStats::EMPTY, |acc, _| acc.merge(window));
+        assert_eq!(total.count, 1 << 32);
+        assert_eq!(total.mean, 0.5);
+        assert_eq!(total.std(), 0.5);
+    }
+
     /// The one-pass AVX2 block keeps its precision when the value it shifts
     /// by (the first one) lies far from the rest, or sits among nulls and NaN;
     /// infinities (first, or all there is) give the reference's results.

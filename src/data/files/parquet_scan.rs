@@ -190,7 +190,17 @@ fn check_footer(metadata: &ParquetMetaData, file_len: u64) -> std::result::Resul
         }
         for column in group.columns() {
             let name = column.column_path().string();
-            let (start, length) = column.byte_range();
+            // `byte_range` panics on a negative offset or size: check them first.
+            let start = (column.dictionary_page_offset()).unwrap_or(column.data_page_offset());
+            let (Ok(start), Ok(length)) = (
+                u64::try_from(start),
+                u64::try_from(column.compressed_size()),
+            ) else {
+                return Err(format!(
+                    "column '{name}' of row group {g} claims {} bytes at offset {start}",
+                    column.compressed_size()
+                ));
+            };
             if start.checked_add(length).is_none_or(|end| end > file_len) {
                 return Err(format!(
                     "column '{name}' of row group {g} claims bytes {start}..{} of a {file_len}-byte file",

@@ -21,7 +21,8 @@ use crate::pipeline::step_spec::{FromSpec, StepSpec};
 /// second, exact selection pass.
 ///
 /// The output is a small table, one row per column. Fitting fails on a column
-/// with NaN values or without any non-null value, naming it.
+/// with NaN or infinite values, a variance beyond f64's range, or no
+/// non-null value, naming it.
 #[derive(Debug, Clone)]
 pub struct FitStats {
     columns: Vec<String>,
@@ -159,8 +160,8 @@ impl Step for FitStats {
 const FIT_WINDOW_BYTES: usize = 16 << 20;
 
 impl FitStats {
-    /// Refuse statistics of a column with NaN values or no value at all,
-    /// naming it and what to do.
+    /// Refuse statistics of a column with NaN or infinite values, values
+    /// whose variance overflows, or no value at all, naming it and what to do.
     fn check(&self, ctx: StepContext, fitted: &[ColumnStats], rows: usize) -> Result<()> {
         for (name, s) in self.columns.iter().zip(fitted) {
             let problem = if s.nans > 0 {
@@ -171,6 +172,16 @@ impl FitStats {
             } else if s.finite_count() == 0 {
                 Some(format!(
                     "no non-null values among {rows} rows; statistics are undefined, drop the column or fill it first"
+                ))
+            } else if s.min.is_infinite() || s.max.is_infinite() {
+                Some(format!(
+                    "its values include infinities (min {}, max {}), so its mean and spread are not finite; clip them (e.g. derive `clip({name}, -1e300, 1e300)`) or filter those rows before fitting",
+                    s.min, s.max
+                ))
+            } else if !s.mean.is_finite() || !s.m2.is_finite() {
+                Some(format!(
+                    "its values (from {} to {}) are too large for a finite variance in f64; rescale them before fitting",
+                    s.min, s.max
                 ))
             } else {
                 None

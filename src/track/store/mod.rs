@@ -229,6 +229,32 @@ fn is_busy(err: &rusqlite::Error) -> bool {
 }
 
 /// A SQLite failure on the database at `path`, said in terms of what to do.
+/// Whether `path`'s directory lies on a file system mounted read-only (where
+/// SQLite only says it cannot open the file).
+fn on_read_only_file_system(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let Ok(dir) = std::ffi::CString::new(dir.unwrap_or(Path::new(".")).as_os_str().as_bytes())
+        else {
+            return false;
+        };
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `dir` is a NUL-terminated path and `stat` room for one
+        // `statvfs`, which the call fills when it returns 0.
+        unsafe {
+            libc::statvfs(dir.as_ptr(), stat.as_mut_ptr()) == 0
+                && stat.assume_init().f_flag & libc::ST_RDONLY != 0
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
     let message = match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
@@ -242,6 +268,12 @@ fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
         Some(ErrorCode::DatabaseCorrupt) => "the database is corrupt; move it aside and a new one \
              is created (run history is lost, cached outputs are kept)"
             .to_string(),
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly) if on_read_only_file_system(path) => {
+            format!(
+                "cannot open or write it ({err}): it is on a read-only file system; \
+                 make the workspace writable, or run with --no-workspace"
+            )
+        }
         Some(ErrorCode::CannotOpen) => {
             format!("cannot open ({err}); check that its directory exists and is writable")
         }

@@ -1,0 +1,3 @@
+fn main() {
+    fuseflow_fuzz::run(fuseflow_fuzz::targets::ipc_stream)
+}

@@ -1,0 +1,137 @@
+//! Numeric edge cases through whole pipelines: empty batches between full
+//! ones, a handful of rows, subnormal values and infinities. Each either
+//! computes what the same data computes without the oddity, or fails with an
+//! error naming the step and the column.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, Float64Array, RecordBatch};
+
+use crate::common::{assert_msg, f64_column, table};
+use fuseflow::pipeline::io::MemorySource;
+use fuseflow::pipeline::prep::{FitStats, Scale, ScaleMethod};
+use fuseflow::{Pipeline, Table, datasets};
+
+/// Every output of the churn pipeline (prepare, train, score, evaluate).
+const OUTPUTS: &[&str] = &[
+    "split.train",
+    "split.test",
+    "features",
+    "stats",
+    "categories",
+    "filled",
+    "scaled",
+    "encoded",
+    "model",
+    "scores",
+    "evaluation.metrics",
+];
+
+fn outputs(data: Table) -> Vec<RecordBatch> {
+    let run = datasets::churn_pipeline(data).run().unwrap();
+    (OUTPUTS.iter())
+        .map(|name| run.output(name).unwrap().concat().unwrap())
+        .collect()
+}
+
+/// Empty batches before, between and after full ones change nothing: every
+/// output of a whole pipeline, the model included, is bit for bit the one
+/// of the same batches without them.
+#[test]
+fn empty_batches_between_full_ones_change_no_output() {
+    let data = datasets::customers(3_000, 4);
+    let full = [
+        data.slice(0, 1_000),
+        data.slice(1_000, 1),
+        data.slice(1_001, 1_999),
+    ];
+    let empty = data.slice(0, 0);
+    let with_empty = vec![
+        empty.clone(),
+        full[0].clone(),
+        empty.clone(),
+        empty.clone(),
+        full[1].clone(),
+        full[2].clone(),
+        empty,
+    ];
+    let plain = outputs(Table::try_new(data.schema(), full.to_vec()).unwrap());
+    let padded = outputs(Table::try_new(data.schema(), with_empty).unwrap());
+    for ((name, a), b) in OUTPUTS.iter().zip(&plain).zip(&padded) {
+        assert_eq!(a, b, "output {name}");
+    }
+}
+
+/// A pipeline over too few rows to train on fails naming the step and why,
+/// for every size from no rows up; none panics.
+#[test]
+fn too_few_rows_fail_naming_the_step() {
+    for rows in [0, 1, 2, 3] {
+        let data = datasets::customers(rows, 9);
+        let err = match datasets::churn_pipeline(Table::from_batch(data)).run() {
+            Ok(_) => panic!("{rows} rows: a model trained on them"),
+            Err(e) => e,
+        };
+        let message = err.to_string();
+        assert!(
+            OUTPUTS
+                .iter()
+                .any(|step| message.contains(&format!("'{}'", step.split('.').next().unwrap()))),
+            "{rows} rows: the error names no step: {message}"
+        );
+    }
+}
+
+/// Subnormal values keep their magnitude through statistics (no flush to
+/// zero: the mean is the exact one); their spread underflows f64 to zero,
+/// so z-scaling treats the column as constant and only centres it.
+#[test]
+fn subnormal_values_keep_their_mean_and_are_centred() {
+    let values = [5e-324, 1e-310, 2.5e-308, -1e-315, 0.0, 4e-320];
+    let data = table(vec![(
+        "x",
+        Arc::new(Float64Array::from(values.to_vec())) as _,
+    )]);
+    let mut p = Pipeline::new("subnormal");
+    p.add("raw", MemorySource::new(data));
+    p.add("stats", FitStats::new(["x"])).input("data", "raw");
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["raw", "stats"]);
+    let run = p.run().unwrap();
+    // Sums of subnormals are exact (fixed point below f64::MIN_POSITIVE).
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    assert!(mean != 0.0 && mean.abs() < f64::MIN_POSITIVE);
+    assert_eq!(
+        f64_column(run.output("stats").unwrap(), "mean"),
+        [Some(mean)]
+    );
+    let scaled = f64_column(run.output("scaled").unwrap(), "x");
+    let centred: Vec<Option<f64>> = values.iter().map(|v| Some(v - mean)).collect();
+    assert_eq!(scaled, centred);
+}
+
+/// An infinity, or values whose squares overflow f64, in a column to be
+/// fitted is an error naming the step and the column and what to do, not
+/// a scaled column of infinities and NaN.
+#[test]
+fn infinities_and_overflowing_values_are_refused_naming_the_column() {
+    for (values, says) in [
+        (vec![1.0, f64::INFINITY, 3.0], "infinities"),
+        (vec![1.0, f64::NEG_INFINITY], "infinities"),
+        (vec![-1e300, 1e300, 0.0], "too large"),
+    ] {
+        let data = table(vec![("x", Arc::new(Float64Array::from(values)) as _)]);
+        let mut p = Pipeline::new("infinite");
+        p.add("raw", MemorySource::new(data));
+        p.add("stats", FitStats::new(["x"])).input("data", "raw");
+        p.add("scaled", Scale::new(ScaleMethod::ZScore))
+            .inputs(["raw", "stats"]);
+        match p.run() {
+            Err(err) => assert_msg(&err, &["'stats'", "'x'", says]),
+            Ok(run) => {
+                let scaled = run.output("scaled").unwrap().concat().unwrap();
+                panic!("scaled {:?}", scaled.column(0).to_data());
+            }
+        }
+    }
+}
