@@ -9,7 +9,8 @@
 #
 # Each target starts from fuzz/corpus/<target>/ (new inputs go to
 # fuzz/hfuzz_workspace/<target>/corpus/, not into the repository), each input
-# limited to 2 GiB of RSS and 10 s. A crash is kept in
+# limited to 2 GiB of RSS and 10 s (an input running longer counts as a crash).
+# A crash is kept in
 # fuzz/crashes/<target>/, where `cargo test` replays it from then on
 # (tests/suite/fuzz_corpus.rs), and the script exits non-zero.
 #
@@ -40,7 +41,7 @@ for target in "${TARGETS[@]}"; do
   echo "fuzzing $target for ${SECONDS_EACH}s"
   HFUZZ_INPUT="corpus/$target" \
   HFUZZ_RUN_ARGS="--run_time $SECONDS_EACH --exit_upon_crash --output $workspace/corpus \
-    --rlimit_rss 2048 --timeout 10 --threads 2 --verbose" \
+    --rlimit_rss 2048 --timeout 10 --tmout_sigvtalrm --threads 2 --verbose" \
     cargo hfuzz run "$target" </dev/null 2>&1 | tail -n 4
   for crash in "$workspace"/*.fuzz; do
     [ -e "$crash" ] || continue

@@ -77,8 +77,13 @@ pub fn expression(data: &[u8]) {
         return;
     };
     let printed = expr.to_string();
-    let again = fuseflow::ir::parse_expr(&printed)
-        .unwrap_or_else(|e| panic!("{text:?} printed as {printed:?}, which does not parse: {e}"));
+    let again = match fuseflow::ir::parse_expr(&printed) {
+        Ok(again) => again,
+        // Printing parenthesizes every operator, so an expression within
+        // the parser's depth limit can print beyond it.
+        Err(e) if e.to_string().contains("nested too deeply") => return,
+        Err(e) => panic!("{text:?} printed as {printed:?}, which does not parse: {e}"),
+    };
     assert_eq!(again.to_string(), printed, "{text:?} does not print stably");
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use rayon::prelude::*;
 
 use crate::data::Table;
-use crate::data::files::MappedIpcFile;
+use crate::data::files::{MappedIpcFile, io_advice};
 use crate::data::{ContentHash, hash_table};
 use crate::error::{Cause, Error, Result};
 
@@ -43,17 +43,9 @@ const REFERENCE_EXT: &str = "source";
 
 /// Advice appended to a write failure `e`.
 fn write_advice(e: &(dyn std::error::Error + 'static)) -> &'static str {
-    match e.downcast_ref::<std::io::Error>().map(std::io::Error::kind) {
-        Some(std::io::ErrorKind::ReadOnlyFilesystem) => {
-            "the workspace is on a read-only file system; make it writable, or run with --no-workspace"
-        }
-        Some(std::io::ErrorKind::PermissionDenied) => {
-            "check the permissions of the workspace directory, or run with --no-workspace"
-        }
-        _ => {
-            "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`"
-        }
-    }
+    io_advice(e).unwrap_or(
+        "check that the disk has free space and the workspace is writable, or free space with `fuseflow cache gc`",
+    )
 }
 
 /// A directory of tables stored as Arrow IPC files addressed by content hash.

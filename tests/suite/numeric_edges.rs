@@ -1,14 +1,18 @@
-//! Numeric edge cases through whole pipelines: empty batches between full
-//! ones, a handful of rows, subnormal values and infinities. Each either
+//! Numeric edge cases through whole pipelines and every trainer: empty
+//! batches between full ones, a handful of rows, constant, all-null,
+//! subnormal, huge and infinite values. Each either
 //! computes what the same data computes without the oddity, or fails with an
 //! error naming the step and the column.
 
 use std::sync::Arc;
 
-use arrow_array::{Array, Float64Array, RecordBatch};
+use arrow_array::{Array, BooleanArray, Float64Array, RecordBatch};
 
 use crate::common::{assert_msg, f64_column, table};
+use fuseflow::ml::logistic::LogisticConfig;
+use fuseflow::ml::mlp::MlpConfig;
 use fuseflow::pipeline::io::MemorySource;
+use fuseflow::pipeline::models::{Task, TrainLinear, TrainLogistic, TrainMlp, model_from_table};
 use fuseflow::pipeline::prep::{FitStats, Scale, ScaleMethod};
 use fuseflow::{Pipeline, Table, datasets};
 
@@ -134,4 +138,111 @@ fn infinities_and_overflowing_values_are_refused_naming_the_column() {
             }
         }
     }
+}
+
+/// Every trainer, on one row, on a constant, subnormal, all-null or
+/// infinite feature: a model with finite weights or an error naming the
+/// step (and, for a bad column, the column); none panics.
+#[test]
+fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_problem() {
+    let rows = 40;
+    let x: Vec<f64> = (0..rows).map(|i| (i as f64 * 0.37).sin()).collect();
+    let label: Vec<bool> = (0..rows).map(|i| (i * 7) % 5 < 2).collect();
+    let target: Vec<f64> = x.iter().map(|v| 2.0 * v + 1.0).collect();
+    let edges: [(&str, Vec<Option<f64>>); 5] = [
+        ("constant", vec![Some(3.0); rows]),
+        (
+            "subnormal",
+            (0..rows).map(|i| Some(i as f64 * 5e-324)).collect(),
+        ),
+        ("all_null", vec![None; rows]),
+        (
+            "infinite",
+            (0..rows)
+                .map(|i| Some(if i == 7 { f64::INFINITY } else { 1.0 }))
+                .collect(),
+        ),
+        (
+            "huge",
+            (0..rows)
+                .map(|i| Some(if i % 2 == 0 { 1e300 } else { -1e300 }))
+                .collect(),
+        ),
+    ];
+    let trainers: Vec<(&str, fn(&str) -> Arc<dyn fuseflow::Step>)> = vec![
+        ("linear", |f| {
+            Arc::new(TrainLinear::new(["x", f], "target", 0.1))
+        }),
+        ("logistic", |f| {
+            Arc::new(TrainLogistic::new(
+                ["x", f],
+                "label",
+                LogisticConfig::default(),
+            ))
+        }),
+        ("mlp", |f| {
+            Arc::new(TrainMlp::new(
+                ["x", f],
+                "label",
+                Task::Classification,
+                MlpConfig::default(),
+            ))
+        }),
+    ];
+    let (mut trained, mut refused) = (0, 0);
+    for (trainer, step) in &trainers {
+        for (feature, values) in &edges {
+            for rows in [1, x.len()] {
+                let data = table(vec![
+                    ("x", Arc::new(Float64Array::from(x[..rows].to_vec())) as _),
+                    (
+                        feature,
+                        Arc::new(Float64Array::from(values[..rows].to_vec())) as _,
+                    ),
+                    (
+                        "label",
+                        Arc::new(BooleanArray::from(label[..rows].to_vec())) as _,
+                    ),
+                    (
+                        "target",
+                        Arc::new(Float64Array::from(target[..rows].to_vec())) as _,
+                    ),
+                ]);
+                let mut p = Pipeline::new("edges");
+                p.add("raw", MemorySource::new(data));
+                p.add_shared("train", step(feature)).input("data", "raw");
+                let case = format!("{trainer} on {rows} rows with a {feature} feature");
+                match p.run() {
+                    Ok(run) => {
+                        trained += 1;
+                        let model =
+                            model_from_table("train", run.output("train").unwrap()).unwrap();
+                        for layer in &model.network.layers {
+                            assert!(
+                                layer
+                                    .weights
+                                    .iter()
+                                    .chain(&layer.bias)
+                                    .all(|w| w.is_finite()),
+                                "{case}: weights {:?}",
+                                layer.weights
+                            );
+                        }
+                    }
+                    Err(err) => {
+                        refused += 1;
+                        let message = err.to_string();
+                        assert!(message.contains("'train'"), "{case}: {message}");
+                        if matches!(*feature, "all_null" | "infinite") && rows > 1 {
+                            assert!(message.contains(feature), "{case}: {message}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "trainers on edge cases: {trained} trained finite weights, {refused} refused naming the step"
+    );
+    assert!(trained > 0 && refused > 0);
 }

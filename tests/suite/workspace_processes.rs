@@ -912,3 +912,39 @@ fn a_workspace_under_a_regular_file_is_refused_by_name() {
     );
     assert!(!dir.path().join(".fuseflow").exists());
 }
+
+/// A full disk while a `write` step writes its file: the run fails naming
+/// the file and the free space it needs; the file it was to replace is kept
+/// whole and nothing half-written is left beside it.
+#[test]
+fn a_full_disk_while_writing_an_output_keeps_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("W");
+    write_big_csv(&dir.path().join("big.csv"), 100_000);
+    let spec = dir.path().join("copy.toml");
+    std::fs::write(
+        &spec,
+        "name = \"copy\"\n\
+         [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"big.csv\"\n\
+         [[steps]]\nname = \"out\"\nkind = \"write\"\ninput = \"raw\"\npath = \"out/copy.csv\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let target = dir.path().join("out/copy.csv");
+    std::fs::write(&target, "id\n1\n").unwrap();
+
+    let out = full_disk_run(dir.path(), &ws, &spec);
+    assert_ne!(out.status.code(), Some(99), "ulimit -f failed");
+    let err = fails(out);
+    assert!(err.contains("copy.csv"), "{err}");
+    assert!(
+        err.to_lowercase().contains("space") || err.contains("too large"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "id\n1\n");
+    let beside: Vec<_> = std::fs::read_dir(dir.path().join("out")).unwrap().collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    verify_all_objects(&ws);
+    integrity_check(&ws);
+}

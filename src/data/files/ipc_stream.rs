@@ -81,7 +81,11 @@ impl IpcStream {
     fn decode(&mut self) -> Result<Option<RecordBatch>> {
         let (decoder, pending) = (&mut self.decoder, &mut self.pending);
         match contain(|| decoder.decode(pending)) {
-            Ok(Ok(batch)) => Ok(batch),
+            Ok(Ok(Some(batch))) => match super::check_rows(&batch) {
+                Ok(()) => Ok(Some(batch)),
+                Err(what) => Err(self.damaged(&what)),
+            },
+            Ok(Ok(None)) => Ok(None),
             Ok(Err(e)) => Err(self.damaged(&e.to_string()).caused_by(e)),
             Err(panic) => Err(self.damaged(&panic)),
         }

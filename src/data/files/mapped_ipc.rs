@@ -204,7 +204,8 @@ impl MappedIpcFile {
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| "a record batch block holds no batch".to_string())
         })
-        .and_then(|decoded| decoded);
+        .and_then(|decoded| decoded)
+        .and_then(|batch| super::check_rows(&batch).map(|()| batch));
         decoded.map_err(|e| self.damaged(i, e))
     }
 

@@ -25,6 +25,7 @@ pub use mapped_ipc::MappedIpcFile;
 pub(crate) use parquet_scan::ParquetScan;
 pub use reader::{BatchReader, ReadOptions};
 pub use row_group_predicate::{Comparison, RowGroupPredicate, Value};
+pub(crate) use writer::io_advice;
 pub use writer::{BatchWriter, write_table};
 
 /// Rows per chunk when reading files.
@@ -110,4 +111,23 @@ pub(crate) fn is_ipc_file(path: &Path) -> Result<bool> {
         .read_exact(&mut magic)
         .is_ok()
         && &magic == b"ARROW1")
+}
+
+/// The most rows one decoded record batch may hold. A damaged length can
+/// declare any count for a batch whose columns need no buffers (none at
+/// all, or only nulls): a negative one reads as about 1.8e19, and cutting
+/// that into batches of the row budget would never end.
+const MAX_BATCH_ROWS: usize = u32::MAX as usize;
+
+/// `Err` saying what is wrong when `batch` declares more than
+/// [`MAX_BATCH_ROWS`] rows.
+fn check_rows(batch: &arrow_array::RecordBatch) -> std::result::Result<(), String> {
+    if batch.num_rows() > MAX_BATCH_ROWS {
+        return Err(format!(
+            "a record batch declares {} rows, more than the {MAX_BATCH_ROWS} one batch may hold \
+             (a damaged or negative length)",
+            batch.num_rows()
+        ));
+    }
+    Ok(())
 }

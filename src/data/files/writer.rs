@@ -79,7 +79,9 @@ impl BatchWriter {
     }
 
     fn error(&self, e: Cause) -> Error {
-        Error::io(&self.path, format!("cannot write: {e}")).caused_by(e)
+        let advice = io_advice(&*e)
+            .unwrap_or("check that the disk has free space and the directory is writable");
+        Error::io(&self.path, format!("cannot write: {e}; {advice}")).caused_by(e)
     }
 
     /// Append one batch.
@@ -155,4 +157,28 @@ pub fn write_table(table: &Table, path: &Path, format: FileFormat) -> Result<()>
         writer.write(batch)?;
     }
     writer.finish()
+}
+
+/// Advice for a write that failed with `e` on a read-only file system or
+/// without permission, found in `e`'s chain of causes (`None` for other
+/// failures, such as a full disk, which callers advise on themselves).
+pub(crate) fn io_advice(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        match error
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+        {
+            Some(std::io::ErrorKind::ReadOnlyFilesystem) => {
+                return Some(
+                    "it is on a read-only file system: make it writable, or write elsewhere",
+                );
+            }
+            Some(std::io::ErrorKind::PermissionDenied) => {
+                return Some("check the permissions of the directory");
+            }
+            _ => cause = error.source(),
+        }
+    }
+    None
 }
