@@ -9,10 +9,10 @@
 #
 # Each target starts from fuzz/corpus/<target>/ (new inputs go to
 # fuzz/hfuzz_workspace/<target>/corpus/, not into the repository), each input
-# limited to 2 GiB of RSS and 10 s (an input running longer counts as a crash).
-# A crash is kept in
-# fuzz/crashes/<target>/, where `cargo test` replays it from then on
-# (tests/suite/fuzz_corpus.rs), and the script exits non-zero.
+# limited to 2 GiB of RSS and 10 s (an input running longer counts as a
+# crash). A crash is kept in fuzz/crashes/<target>/, where `cargo test`
+# replays it from then on (tests/hostile_input.rs), and the script exits
+# non-zero.
 #
 # Needs honggfuzz's build dependencies (Debian: build-essential binutils-dev
 # libunwind-dev libblocksruntime-dev liblzma-dev); installs `cargo hfuzz`

@@ -401,3 +401,38 @@ fn the_fuzz_corpus_and_every_kept_crash_replay_cleanly() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A CSV file with a header of thousands of columns (a few kilobytes) is
+/// read within the same bound: arrow's decoder sizes its buffers by rows x
+/// columns, so the reader cuts its batches by cells, not rows alone.
+#[test]
+fn a_csv_file_with_thousands_of_columns_reads_in_bounded_memory() {
+    let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.csv");
+    let columns = 3000;
+    let header: Vec<String> = (0..columns).map(|i| format!("c{i}")).collect();
+    let row: Vec<String> = (0..columns).map(|i| i.to_string()).collect();
+    let text = format!(
+        "{}\n{}\n{}\n",
+        header.join(","),
+        row.join(","),
+        row.join(",")
+    );
+    std::fs::write(&path, &text).unwrap();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let mut rows = 0;
+    for batch in BatchReader::open(&path, Some(FileFormat::Csv), 131_072).unwrap() {
+        let batch = batch.unwrap();
+        assert_eq!(batch.num_columns(), columns);
+        rows += batch.num_rows();
+    }
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    assert_eq!(rows, 2);
+    assert!(
+        peak <= allowed_peak(text.len()),
+        "allocated {peak} bytes for a {}-byte file",
+        text.len()
+    );
+}

@@ -140,6 +140,9 @@ fn infinities_and_overflowing_values_are_refused_naming_the_column() {
     }
 }
 
+/// A trainer step reading `x` and the given feature.
+type Trainer = fn(&str) -> Arc<dyn fuseflow::Step>;
+
 /// Every trainer, on one row, on a constant, subnormal, all-null or
 /// infinite feature: a model with finite weights or an error naming the
 /// step (and, for a bad column, the column); none panics.
@@ -169,7 +172,7 @@ fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_proble
                 .collect(),
         ),
     ];
-    let trainers: Vec<(&str, fn(&str) -> Arc<dyn fuseflow::Step>)> = vec![
+    let trainers: Vec<(&str, Trainer)> = vec![
         ("linear", |f| {
             Arc::new(TrainLinear::new(["x", f], "target", 0.1))
         }),

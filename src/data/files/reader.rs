@@ -30,6 +30,12 @@ pub struct ReadOptions {
     pub row_groups: Option<Arc<RowGroupPredicate>>,
 }
 
+/// The most cells (rows x columns) of one batch decoded from CSV: arrow's
+/// decoder sizes its buffers for all of them (about 40 bytes each) before
+/// reading a row, so a header of a thousand columns would otherwise cost
+/// gigabytes. 8192 rows of 32 columns.
+const CSV_BATCH_CELLS: usize = 1 << 18;
+
 /// A file read as a stream of record batches of at most `batch_rows` rows,
 /// with types normalized to fuseflow's dtypes. Only the current chunk (and,
 /// for Parquet, the current row group's pages) is held in memory.
@@ -113,9 +119,12 @@ impl BatchReader {
                 }
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::io_from(path, e))?;
+                // arrow's decoder allocates for a whole batch of every column
+                // up front: a wide header must not make that unbounded.
+                let csv_rows = batch_rows.min((CSV_BATCH_CELLS / schema.fields().len()).max(1));
                 let reader = arrow_csv::ReaderBuilder::new(Arc::new(schema))
                     .with_header(true)
-                    .with_batch_size(batch_rows)
+                    .with_batch_size(csv_rows)
                     .build(BufReader::new(file))
                     .map_err(|e| corrupt(format, e))?;
                 (reader.schema(), None, decoded(path, format, reader))
