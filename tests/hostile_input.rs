@@ -436,3 +436,60 @@ fn a_csv_file_with_thousands_of_columns_reads_in_bounded_memory() {
         text.len()
     );
 }
+
+/// Expressions of every form the parser reads: the expression target's seeds.
+const SEED_EXPRESSIONS: &[&str] = &[
+    "clip(fill_null(x, 0.0), -5.0, 5.0)",
+    "sigmoid(0.1 + 0.2 * a - b / 3)",
+    "if_else(is_null(a), 1, cast(b, f64))",
+    "col(\"a name\") ** 2 >= 3 and not (c < 1 or d != 2)",
+    "log1p(abs(x)) / sqrt(y) + exp(-z) - log(w)",
+    "minimum(a, maximum(b, 1e-3)) == pow(c, 2.5)",
+    "-x <= inf or y > -1.5e300 or is_null(z) or true",
+];
+
+/// Writes the fuzz targets' seed corpus (`fuzz/corpus/<target>/`): the seed
+/// files above (seed 0 of each format, and a model), the example specs and
+/// data, and [`SEED_EXPRESSIONS`]. Run it after a change of a file format or
+/// of the spec or expression syntax:
+/// `cargo test --release --test hostile_input -- --ignored`.
+#[test]
+#[ignore = "writes fuzz/corpus/; run by hand"]
+fn write_the_fuzz_seed_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = |target: &str| {
+        let dir = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    for spec in ["prep.toml", "train.toml", "sweep.toml"] {
+        std::fs::copy(
+            root.join("examples").join(spec),
+            dir("spec_file").join(spec),
+        )
+        .unwrap();
+    }
+    for (i, text) in SEED_EXPRESSIONS.iter().enumerate() {
+        std::fs::write(dir("expression").join(format!("{i}.txt")), text).unwrap();
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    for (target, input) in [
+        ("ipc_file", Input::File(FileFormat::ArrowFile)),
+        ("ipc_stream", Input::File(FileFormat::ArrowStream)),
+        ("parquet", Input::File(FileFormat::Parquet)),
+        ("csv", Input::File(FileFormat::Csv)),
+        ("model", Input::Model),
+    ] {
+        let (bytes, _) = input.seed(scratch.path(), 0);
+        std::fs::write(
+            dir(target).join(format!("seed.{}", input.extension())),
+            bytes,
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        root.join("examples/data/customers.csv"),
+        dir("csv").join("customers.csv"),
+    )
+    .unwrap();
+}
