@@ -280,7 +280,7 @@ fn run_with_read_only(cwd: &Path, read_only: &Path, args: &[&str]) -> Option<Out
 /// at each write point: a run that must store objects and record itself, a
 /// warm run that must only record itself, and a pipeline writing its
 /// result. Each fails with an error naming the place and what to do; the
-/// workspace keeps every object and run it had.
+/// workspace keeps every object and run it had, and can still be browsed.
 #[test]
 fn a_read_only_workspace_or_target_fails_clearly_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,6 +362,17 @@ fn a_read_only_workspace_or_target_fails_clearly_and_loses_nothing() {
             "{what}: {later:?}"
         );
     }
+    // A read-only workspace can still be browsed: its runs listed and shown.
+    let first = newest_run(&ws);
+    let ws_arg = ws.display().to_string();
+    for command in [vec!["runs"], vec!["show", first.as_str()]] {
+        let mut args = vec!["--workspace", ws_arg.as_str()];
+        args.extend(command);
+        let out = run_with_read_only(dir.path(), &ws, &args).unwrap();
+        let listed = ok(out);
+        assert!(listed.contains(first.as_str()), "{args:?}: {listed}");
+    }
+
     // And with the workspace writable again, the pipeline runs as before.
     ok(fuseflow_ws(
         dir.path(),

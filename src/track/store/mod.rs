@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use super::process::Owner;
 use super::record::RunId;
@@ -88,10 +90,54 @@ impl RunStore {
     /// never leaves the file inconsistent), foreign keys, and a busy timeout
     /// of [`BUSY_TIMEOUT`].
     ///
+    /// A store on a read-only file system is opened read-only (as an
+    /// immutable file, so a write-ahead log left by a crash is not read):
+    /// its runs can be listed and shown, and recording a run fails naming
+    /// the read-only file system.
+    ///
     /// # Errors
     /// [`Error::RunStore`] naming the file when it cannot be opened, is not a
     /// SQLite database, or was written by a newer fuseflow (upgrade to read it).
     pub fn open(path: &Path) -> Result<Self> {
+        match Self::open_writable(path) {
+            Err(e) if path.is_file() && on_read_only_file_system(path) => {
+                Self::open_read_only(path).map_err(|_| e)
+            }
+            opened => opened,
+        }
+    }
+
+    /// Open `path` for reading only, its schema current.
+    fn open_read_only(path: &Path) -> Result<Self> {
+        let at = |e| sql_error(path, e);
+        let escaped: String = (path.to_string_lossy().chars())
+            .map(|c| match c {
+                '%' | '?' | '#' => format!("%{:02X}", c as u32),
+                c => c.to_string(),
+            })
+            .collect();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(format!("file:{escaped}?immutable=1"), flags)
+            .map_err(at)?;
+        let found = schema::version(&conn).map_err(at)?;
+        if found != schema::latest_version() {
+            return Err(Error::run_store(
+                path,
+                format!(
+                    "the database has schema version {found} and this fuseflow reads version {} \
+                     only; on a read-only file system it cannot be migrated",
+                    schema::latest_version()
+                ),
+            ));
+        }
+        Ok(RunStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            owner: Owner::current(),
+        })
+    }
+
+    fn open_writable(path: &Path) -> Result<Self> {
         let at = |e| sql_error(path, e);
         let conn = Connection::open(path).map_err(at)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
@@ -228,7 +274,6 @@ fn is_busy(err: &rusqlite::Error) -> bool {
     )
 }
 
-/// A SQLite failure on the database at `path`, said in terms of what to do.
 /// Whether `path`'s directory lies on a file system mounted read-only (where
 /// SQLite only says it cannot open the file).
 fn on_read_only_file_system(path: &Path) -> bool {
@@ -255,6 +300,7 @@ fn on_read_only_file_system(path: &Path) -> bool {
     }
 }
 
+/// A SQLite failure on the database at `path`, said in terms of what to do.
 fn sql_error(path: &Path, err: rusqlite::Error) -> Error {
     let message = match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => format!(
