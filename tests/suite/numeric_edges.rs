@@ -9,11 +9,12 @@ use std::sync::Arc;
 use arrow_array::{Array, BooleanArray, Float64Array, RecordBatch};
 
 use crate::common::{assert_msg, f64_column, table};
+use fuseflow::ir::col;
 use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::mlp::MlpConfig;
 use fuseflow::pipeline::io::MemorySource;
 use fuseflow::pipeline::models::{Task, TrainLinear, TrainLogistic, TrainMlp, model_from_table};
-use fuseflow::pipeline::prep::{FitStats, Scale, ScaleMethod};
+use fuseflow::pipeline::prep::{Filter, FitStats, Scale, ScaleMethod};
 use fuseflow::{Pipeline, Table, datasets};
 
 /// Every output of the churn pipeline (prepare, train, score, evaluate).
@@ -248,4 +249,50 @@ fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_proble
         "trainers on edge cases: {trained} trained finite weights, {refused} refused naming the step"
     );
     assert!(trained > 0 && refused > 0);
+}
+
+/// A filter over NaN, infinities, subnormals and nulls keeps exactly the
+/// rows whose comparison is true (NaN compares false, null drops), and
+/// quartiles of one row, of subnormals and of a constant column are that
+/// row's value, exact.
+#[test]
+fn filters_and_quartiles_on_edge_values() {
+    let values = vec![
+        Some(f64::NAN),
+        Some(f64::INFINITY),
+        Some(f64::NEG_INFINITY),
+        Some(5e-324),
+        None,
+        Some(-0.0),
+        Some(1.0),
+    ];
+    let data = table(vec![("x", Arc::new(Float64Array::from(values)) as _)]);
+    let mut p = Pipeline::new("filtered");
+    p.add("raw", MemorySource::new(data));
+    p.add("positive", Filter::new(col("x").gt(0.0)))
+        .input("data", "raw");
+    let run = p.run().unwrap();
+    let kept = f64_column(run.output("positive").unwrap(), "x");
+    assert_eq!(kept, [Some(f64::INFINITY), Some(5e-324), Some(1.0)]);
+
+    for (what, values, median) in [
+        ("one row", vec![2.5], 2.5),
+        ("subnormals", vec![5e-324, 5e-324, 5e-324], 5e-324),
+        ("a constant", vec![-7.0; 5], -7.0),
+    ] {
+        let data = table(vec![("x", Arc::new(Float64Array::from(values)) as _)]);
+        let mut p = Pipeline::new("quartiles");
+        p.add("raw", MemorySource::new(data));
+        p.add("stats", FitStats::new(["x"]).with_quantiles())
+            .input("data", "raw");
+        let stats = p.run().unwrap();
+        let stats = stats.output("stats").unwrap();
+        for column in ["q1", "median", "q3"] {
+            assert_eq!(
+                f64_column(stats, column),
+                [Some(median)],
+                "{what}: {column}"
+            );
+        }
+    }
 }
