@@ -6,13 +6,14 @@
 //! next equals a clean run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::Rng;
 use crate::workspace_processes::{
-    BIN, example_in, fuseflow_ws, integrity_check, ok, temp_files, verify_all_objects,
+    BIN, example_in, fuseflow_ws, integrity_check, ok, shipped_example_in, temp_files,
+    verify_all_objects,
 };
 use fuseflow::data::files::{FileFormat, write_table};
 use fuseflow::track::{RunId, RunStatus};
@@ -53,20 +54,6 @@ fn spawn_run(cwd: &Path, ws: &Path, args: &[&str], spec: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-/// The shipped example `name` (train.toml, sweep.toml), copied into `dir`
-/// beside the data it reads.
-fn shipped_example_in(dir: &Path, name: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    std::fs::copy(
-        "examples/data/customers.csv",
-        dir.join("data/customers.csv"),
-    )
-    .unwrap();
-    let spec = dir.join(name);
-    std::fs::copy(Path::new("examples").join(name), &spec).unwrap();
-    spec
 }
 
 /// Wait until `child`'s run is recorded in `ws` (or the child has exited).

@@ -75,19 +75,27 @@ fn fails(out: Output) -> String {
 /// The shipped example pipeline, copied with its data into `dir`, writing its
 /// result into `dir` too. Returns the spec file.
 pub(crate) fn example_in(dir: &Path) -> PathBuf {
+    let path = shipped_example_in(dir, "prep.toml");
+    let spec = std::fs::read_to_string(&path).unwrap();
+    assert!(spec.contains("../target/customers-prepared.parquet"));
+    assert!(spec.contains("method = \"robust\""));
+    let spec = spec.replace("../target/customers-prepared.parquet", "out.parquet");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// The shipped example `name` (prep.toml, train.toml, sweep.toml), copied
+/// into `dir` beside the data it reads.
+pub(crate) fn shipped_example_in(dir: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::copy(
         "examples/data/customers.csv",
         dir.join("data/customers.csv"),
     )
     .unwrap();
-    let spec = std::fs::read_to_string("examples/prep.toml").unwrap();
-    assert!(spec.contains("../target/customers-prepared.parquet"));
-    assert!(spec.contains("method = \"robust\""));
-    let spec = spec.replace("../target/customers-prepared.parquet", "out.parquet");
-    let path = dir.join("prep.toml");
-    std::fs::write(&path, spec).unwrap();
-    path
+    let spec = dir.join(name);
+    std::fs::copy(Path::new("examples").join(name), &spec).unwrap();
+    spec
 }
 
 /// A one-step pipeline (read the example CSV, copied into `dir`); its spec file.
