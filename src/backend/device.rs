@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
+use arrow_array::{Array, ArrayRef, Float32Array, Float64Array, RecordBatch};
 use arrow_schema::DataType;
 
 use super::cpu::stats::{self, ColumnStats};
@@ -250,6 +252,7 @@ impl Device {
                 let reduced = self.backend().reduce(&self.upload(chunk)?)?;
                 Ok::<_, Error>(acc.merge(reduced))
             });
+            let on_device = on_device.and_then(|s| self.finite_or_refused(s));
             *acc = notes.or_on_cpu(
                 on_device,
                 |_, message| format!("statistics of '{name}' computed on the CPU: {message}"),
@@ -263,12 +266,36 @@ impl Device {
         Ok(())
     }
 
+    /// `stats` as the device computed them, unless their mean, spread or
+    /// range is not finite: the device computes in f32 (wgpu's partials, f64
+    /// values narrowed for a device without f64), where a value beyond
+    /// f32's range becomes infinite and squared deviations overflow where
+    /// the CPU's f64 holds them. Such a column is computed on the CPU, whose
+    /// statistics then decide whether it can be fitted.
+    fn finite_or_refused(&self, stats: ColumnStats) -> Result<ColumnStats> {
+        let figures = [stats.mean, stats.m2, stats.min, stats.max];
+        if stats.finite_count() == 0 || figures.iter().all(|v| v.is_finite()) {
+            return Ok(stats);
+        }
+        Err(Error::device(
+            &self.info().name,
+            DeviceFailure::Unsupported,
+            "its values or their spread exceed f32's range on this device",
+        ))
+    }
+
     /// Copy a column to the device, an f64 column as f32 when this device
     /// computes f64 work in f32 (uncached; see [`DeviceTier`] for the cache).
     pub(crate) fn upload(&self, array: &ArrayRef) -> Result<crate::backend::DeviceArray> {
         if self.f64_as_f32 && array.data_type() == &DataType::Float64 {
-            self.backend()
-                .upload(&arrow_cast::cast(array, &DataType::Float32)?)
+            let narrowed = narrowed(array.as_primitive::<Float64Type>()).map_err(|(row, v)| {
+                Error::device(
+                    &self.info().name,
+                    DeviceFailure::Unsupported,
+                    format!("the value {v:e} (row {row} of a chunk) is beyond f32's range, so its f64 work stays in f64"),
+                )
+            })?;
+            self.backend().upload(&narrowed)
         } else {
             self.backend().upload(array)
         }
@@ -364,6 +391,28 @@ impl Notes {
             }
             other => other,
         }
+    }
+}
+
+/// `values` rounded to f32, or the first valid row, and its value, that
+/// f32 cannot hold (a finite value that would become an infinity).
+fn narrowed(values: &Float64Array) -> std::result::Result<ArrayRef, (usize, f64)> {
+    let narrow: Vec<f32> = values.values().iter().map(|&v| v as f32).collect();
+    let overflows = |(row, (v, n)): (usize, (&f64, &f32))| {
+        (n.is_infinite() && v.is_finite() && values.is_valid(row)).then_some((row, *v))
+    };
+    match values
+        .values()
+        .iter()
+        .zip(&narrow)
+        .enumerate()
+        .find_map(overflows)
+    {
+        Some(overflow) => Err(overflow),
+        None => Ok(Arc::new(Float32Array::new(
+            narrow.into(),
+            values.nulls().cloned(),
+        ))),
     }
 }
 

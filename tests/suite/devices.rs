@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::common::faulty::{Faulty, TRAIN_KERNELS_BEFORE_FAILING};
@@ -185,6 +187,27 @@ fn mixed_precision(batch: &RecordBatch) -> Projection {
     Projection::try_new(batch.schema(), &[("z".into(), e)]).unwrap()
 }
 
+/// `batch` with its f64 values beyond f32's range (±1e300) made ±1e30.
+fn within_f32(batch: &RecordBatch) -> RecordBatch {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| match c.as_primitive_opt::<Float64Type>() {
+            Some(values) => {
+                let clamp = |v: f64| {
+                    if v.is_finite() {
+                        v.clamp(-1e30, 1e30)
+                    } else {
+                        v
+                    }
+                };
+                Arc::new(values.unary::<_, Float64Type>(clamp)) as ArrayRef
+            }
+            None => Arc::clone(c),
+        });
+    RecordBatch::try_new(batch.schema(), columns.collect()).unwrap()
+}
+
 #[test]
 fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
     let batch = data(3001);
@@ -198,10 +221,24 @@ fn f64_work_runs_in_f32_on_the_device_only_when_accepted() {
     assert_eq!(faulty.launches(), 0);
     assert!(notes[0].contains("cannot compute on f64"), "{notes:?}");
 
-    // Accepted: one launch on the device, of the projection narrowed to f32,
-    // and the f64 column the step declared, within f32 rounding of the CPU.
+    // Accepted, but `y` holds ±1e300, beyond f32's range: narrowed, it
+    // would become an infinity, so the batch stays on the CPU, in f64.
     let relaxed = Device::new(faulty.clone()).allowing_f32(true);
     assert!(relaxed.f64_as_f32());
+    let notes = Notes::default();
+    let got = relaxed.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
+    assert_eq!((faulty.launches(), &got), (0, &want));
+    let said = notes.take();
+    assert!(
+        said[0].contains("1e300") && said[0].contains("beyond f32's range"),
+        "{said:?}"
+    );
+
+    // Within f32's range: one launch on the device, of the projection
+    // narrowed to f32, and the f64 column the step declared, within f32
+    // rounding of the CPU.
+    let batch = within_f32(&batch);
+    let want = on_cpu(&batch, &p);
     let notes = Notes::default();
     let got = relaxed.kernel(p.clone()).evaluate(&batch, &notes).unwrap();
     assert_eq!(faulty.launches(), 1);

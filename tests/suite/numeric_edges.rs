@@ -1,14 +1,18 @@
-//! Numeric edge cases through whole pipelines and every trainer: empty
-//! batches between full ones, a handful of rows, constant, all-null,
-//! subnormal, huge and infinite values. Each either
-//! computes what the same data computes without the oddity, or fails with an
-//! error naming the step and the column.
+//! Numeric edge cases through whole pipelines and every trainer (on every
+//! device this machine has): empty batches between full ones, a handful of
+//! rows, constant, all-null, subnormal, huge and infinite values. Each
+//! either computes what the same data computes without the oddity, or fails
+//! with an error naming the step and the column. The same edges through
+//! statistics, scaling and every float function on each device are in
+//! `parity.rs`.
 
 use std::sync::Arc;
 
 use arrow_array::{Array, BooleanArray, Float64Array, RecordBatch};
 
 use crate::common::{assert_msg, f64_column, table};
+use fuseflow::backend::{DeviceChoice, DeviceKind};
+use fuseflow::exec::RunOptions;
 use fuseflow::ir::col;
 use fuseflow::ml::logistic::LogisticConfig;
 use fuseflow::ml::mlp::MlpConfig;
@@ -141,6 +145,20 @@ fn infinities_and_overflowing_values_are_refused_naming_the_column() {
     }
 }
 
+/// The devices to train on: the CPU, and each GPU present with f64 work
+/// kept in f64 (on the CPU where the GPU lacks it) or narrowed to f32.
+fn training_devices() -> Vec<(DeviceChoice, bool)> {
+    let mut all = vec![(DeviceChoice::On(DeviceKind::Cpu), false)];
+    let gpus = [
+        (DeviceKind::Wgpu, crate::common::devices::wgpu().is_some()),
+        (DeviceKind::Cuda, crate::common::devices::cuda().is_some()),
+    ];
+    for (kind, _) in gpus.into_iter().filter(|(_, present)| *present) {
+        all.extend([false, true].map(|allow| (DeviceChoice::On(kind), allow)));
+    }
+    all
+}
+
 /// A trainer step reading `x` and the given feature.
 type Trainer = fn(&str) -> Arc<dyn fuseflow::Step>;
 
@@ -193,7 +211,8 @@ fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_proble
             ))
         }),
     ];
-    let (mut trained, mut refused) = (0, 0);
+    let devices = training_devices();
+    let (mut trained, mut refused, mut on_gpu) = (0, 0, 0);
     for (trainer, step) in &trainers {
         for (feature, values) in &edges {
             for rows in [1, x.len()] {
@@ -215,30 +234,41 @@ fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_proble
                 let mut p = Pipeline::new("edges");
                 p.add("raw", MemorySource::new(data));
                 p.add_shared("train", step(feature)).input("data", "raw");
-                let case = format!("{trainer} on {rows} rows with a {feature} feature");
-                match p.run() {
-                    Ok(run) => {
-                        trained += 1;
-                        let model =
-                            model_from_table("train", run.output("train").unwrap()).unwrap();
-                        for layer in &model.network.layers {
-                            assert!(
-                                layer
-                                    .weights
-                                    .iter()
-                                    .chain(&layer.bias)
-                                    .all(|w| w.is_finite()),
-                                "{case}: weights {:?}",
-                                layer.weights
-                            );
+                for &(device, allow_f32) in &devices {
+                    let case = format!(
+                        "{trainer} on {rows} rows with a {feature} feature on {device:?} (f32 allowed: {allow_f32})"
+                    );
+                    let options = RunOptions {
+                        device,
+                        allow_f32,
+                        ..RunOptions::default()
+                    };
+                    match p.run_with(&options) {
+                        Ok(run) => {
+                            trained += 1;
+                            let train = run.steps.iter().find(|s| s.name == "train").unwrap();
+                            on_gpu += usize::from(train.device != "cpu");
+                            let model =
+                                model_from_table("train", run.output("train").unwrap()).unwrap();
+                            for layer in &model.network.layers {
+                                assert!(
+                                    layer
+                                        .weights
+                                        .iter()
+                                        .chain(&layer.bias)
+                                        .all(|w| w.is_finite()),
+                                    "{case}: weights {:?}",
+                                    layer.weights
+                                );
+                            }
                         }
-                    }
-                    Err(err) => {
-                        refused += 1;
-                        let message = err.to_string();
-                        assert!(message.contains("'train'"), "{case}: {message}");
-                        if matches!(*feature, "all_null" | "infinite") && rows > 1 {
-                            assert!(message.contains(feature), "{case}: {message}");
+                        Err(err) => {
+                            refused += 1;
+                            let message = err.to_string();
+                            assert!(message.contains("'train'"), "{case}: {message}");
+                            if matches!(*feature, "all_null" | "infinite") && rows > 1 {
+                                assert!(message.contains(feature), "{case}: {message}");
+                            }
                         }
                     }
                 }
@@ -246,9 +276,13 @@ fn every_trainer_on_edge_case_features_trains_finite_weights_or_names_the_proble
         }
     }
     eprintln!(
-        "trainers on edge cases: {trained} trained finite weights, {refused} refused naming the step"
+        "trainers on edge cases: {trained} trained finite weights ({on_gpu} on a GPU), {refused} refused naming the step"
     );
     assert!(trained > 0 && refused > 0);
+    assert!(
+        on_gpu > 0 || devices.len() == 1,
+        "no model trained on a GPU"
+    );
 }
 
 /// A filter over NaN, infinities, subnormals and nulls keeps exactly the

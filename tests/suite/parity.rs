@@ -215,3 +215,128 @@ fn a_training_pipeline_agrees_fused_unfused_and_on_every_device() {
     let p = datasets::churn_pipeline(Table::from_batch(datasets::customers(4001, 3)));
     check(&p);
 }
+
+/// Columns at the edges of the number line, each batch layout at once
+/// (empty batches between full ones, a batch of one row): fitted, filled,
+/// scaled and derived on every device as on the CPU. The fitted columns
+/// hold subnormals (f64 and f32), a constant, nearly all nulls, values
+/// beyond f32's range (1e39, which a device narrowing f64 to f32 must not
+/// turn into infinities) and f32 values whose squares overflow f32; the
+/// derived ones apply every float function to NaN, infinities, signed
+/// zeros, subnormals and nulls. A GPU may flush subnormals to zero: those
+/// results lie within the absolute part of the tolerance.
+#[test]
+fn numeric_edge_columns_agree_fused_unfused_and_on_every_device() {
+    use std::sync::Arc;
+
+    use arrow_array::{Float32Array, Float64Array};
+    use fuseflow::ir::parse_expr;
+    use fuseflow::pipeline::io::MemorySource;
+    use fuseflow::pipeline::prep::{Derive, FillNull, FillValue, FitStats, Scale, ScaleMethod};
+
+    let rows = 3_001;
+    let specials = [
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        -0.0,
+        0.0,
+        5e-324,
+        -1e-310,
+        1.0,
+        -2.5,
+        1e300,
+    ];
+    let f64s = |f: &dyn Fn(usize) -> Option<f64>| -> ArrayRef {
+        Arc::new((0..rows).map(f).collect::<Float64Array>())
+    };
+    let f32s = |f: &dyn Fn(usize) -> Option<f32>| -> ArrayRef {
+        Arc::new((0..rows).map(f).collect::<Float32Array>())
+    };
+    let wave = |i: usize| ((i as f64) * 0.37).sin();
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("subnormal", f64s(&|i| Some(wave(i) * 1e-310))),
+        ("subnormal32", f32s(&|i| Some(wave(i) as f32 * 1e-40))),
+        ("constant", f64s(&|_| Some(3.0))),
+        ("sparse", f64s(&|i| (i % 97 == 5).then(|| wave(i)))),
+        ("beyond_f32", f64s(&|i| Some(1e39 * (1.0 + wave(i))))),
+        (
+            "square_overflows_f32",
+            f32s(&|i| Some(3e38 * wave(i) as f32)),
+        ),
+        (
+            "specials",
+            f64s(&|i| (i % 11 != 10).then(|| specials[i % 11 % 10])),
+        ),
+        (
+            "specials32",
+            f32s(&|i| (i % 13 != 12).then(|| specials[i % 13 % 10] as f32)),
+        ),
+    ];
+    let data = crate::common::batch(columns);
+    let batches = [0, 1_000, 0, 1, 1_999, 0].iter().scan(0, |start, &len| {
+        let batch = data.slice(*start, len);
+        *start += len;
+        Some(batch)
+    });
+    let data = Table::try_new(data.schema(), batches.collect()).unwrap();
+    let fitted = [
+        "subnormal",
+        "subnormal32",
+        "constant",
+        "sparse",
+        "beyond_f32",
+        "square_overflows_f32",
+    ];
+    let derived = [
+        ("abs", "abs(specials)"),
+        ("sqrt", "sqrt(specials)"),
+        ("exp", "exp(specials)"),
+        ("log", "log(specials)"),
+        ("log1p", "log1p(specials32)"),
+        ("sigmoid", "sigmoid(specials32 * 1e3)"),
+        ("pow", "pow(specials, 0.5)"),
+        ("minimum", "minimum(specials, specials32)"),
+        ("clip", "clip(specials, -1.0, 1.0)"),
+        ("ratio", "specials / (specials32 - specials32)"),
+        ("tiny", "subnormal * 1e-10 + subnormal32"),
+        (
+            "picked",
+            "if_else(specials > 0.0, specials, fill_null(specials32, -1.0))",
+        ),
+    ];
+    let mut p = Pipeline::new("edges");
+    p.add("raw", MemorySource::new(data));
+    p.add("stats", FitStats::new(fitted)).input("data", "raw");
+    p.add("filled", FillNull::new(fitted, FillValue::Mean))
+        .inputs(["raw", "stats"]);
+    p.add("scaled", Scale::new(ScaleMethod::ZScore))
+        .inputs(["filled", "stats"]);
+    let expressions = derived.map(|(name, text)| (name, parse_expr(text).unwrap()));
+    p.add("derived", Derive::new(expressions))
+        .input("data", "scaled");
+    check(&p);
+
+    // What left the device for the CPU, and why, is in the step's notes.
+    if devices::wgpu().is_some() {
+        let narrowing = Setup {
+            device: DeviceChoice::On(DeviceKind::Wgpu),
+            fuse: true,
+            allow_f32: true,
+        };
+        let run = narrowing.run(&p);
+        let notes = |step: &str| {
+            let report = run.steps.iter().find(|s| s.name == step).unwrap();
+            report.notes.join("\n")
+        };
+        for column in ["beyond_f32", "square_overflows_f32"] {
+            let says = format!("statistics of '{column}' computed on the CPU");
+            assert!(notes("stats").contains(&says), "{}", notes("stats"));
+        }
+        assert!(
+            notes("derived").contains("is beyond f32's range"),
+            "{}",
+            notes("derived")
+        );
+    }
+}
