@@ -499,6 +499,42 @@ fn damaged_ipc_files_are_refused_by_the_mapped_reader() {
     assert!(outcomes[1] > 0, "no flip was refused: {outcomes:?}");
 }
 
+/// A Parquet file without columns can declare any row count, and nothing
+/// in it backs the count: a reader that believed the 2^40 rows of this
+/// footer would produce empty batches for hours. It is refused at once,
+/// naming the file.
+#[test]
+fn a_parquet_file_without_columns_is_refused() {
+    use parquet::file::metadata::{
+        FileMetaData, ParquetMetaData, ParquetMetaDataWriter, RowGroupMetaData,
+    };
+    use parquet::schema::types::{SchemaDescriptor, Type};
+
+    let root = Type::group_type_builder("schema").build().unwrap();
+    let schema = Arc::new(SchemaDescriptor::new(Arc::new(root)));
+    let rows = 1i64 << 40;
+    let group = RowGroupMetaData::builder(Arc::clone(&schema))
+        .set_num_rows(rows)
+        .build()
+        .unwrap();
+    let file = FileMetaData::new(1, rows, None, None, schema, None);
+    let mut bytes = b"PAR1".to_vec();
+    ParquetMetaDataWriter::new(&mut bytes, &ParquetMetaData::new(file, vec![group]))
+        .finish()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no_columns.parquet");
+    std::fs::write(&path, bytes).unwrap();
+    let started = std::time::Instant::now();
+    let err = expect_err(read(Read::new(&path)), "a file without columns");
+    assert_io_error(&err, &path, &["damaged", "holds no column"]);
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn an_unknown_extension_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

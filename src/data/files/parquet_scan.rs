@@ -178,7 +178,8 @@ fn damaged(path: &Path, what: &str) -> Error {
 /// Refuse a footer whose figures the file cannot hold, before any decoder
 /// trusts them: every column chunk's bytes lie within the file, each
 /// declares at least a value per row of its row group (a level per row,
-/// null or not), and the row groups add up to the file's row count. A row
+/// null or not), a row group with rows has a column, and the row groups
+/// add up to the file's row count. A row
 /// count made huge by damage would otherwise have the decoders produce rows
 /// that the file has no data for.
 fn check_footer(metadata: &ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
@@ -187,6 +188,12 @@ fn check_footer(metadata: &ParquetMetaData, file_len: u64) -> std::result::Resul
         let group_rows = group.num_rows();
         if group_rows < 0 {
             return Err(format!("row group {g} declares {group_rows} rows"));
+        }
+        // Without a column, nothing in the file backs the row count.
+        if group.columns().is_empty() && group_rows > 0 {
+            return Err(format!(
+                "row group {g} declares {group_rows} rows but holds no column"
+            ));
         }
         for column in group.columns() {
             let name = column.column_path().string();
