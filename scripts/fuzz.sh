@@ -32,12 +32,13 @@ if ! cargo hfuzz version 2>/dev/null | grep -q "$HONGGFUZZ_VERSION"; then
   cargo install --quiet --locked honggfuzz --version "$HONGGFUZZ_VERSION"
 fi
 cargo hfuzz build
+MINIMIZER="hfuzz_target/$(rustc -vV | sed -n 's/^host: //p')/release/minimize"
 
 crashed=0
 for target in "${TARGETS[@]}"; do
   workspace="hfuzz_workspace/$target"
   mkdir -p "$workspace/corpus" "crashes/$target"
-  rm -f "$workspace"/*.fuzz
+  rm -f "$workspace"/*.fuzz "$workspace"/*.fuzz.min
   echo "fuzzing $target for ${SECONDS_EACH}s"
   HFUZZ_INPUT="corpus/$target" \
   HFUZZ_RUN_ARGS="--run_time $SECONDS_EACH --exit_upon_crash --output $workspace/corpus \
@@ -47,8 +48,13 @@ for target in "${TARGETS[@]}"; do
   for crash in "$workspace"/*.fuzz; do
     [ -e "$crash" ] || continue
     target_crashed=1
-    kept="crashes/$target/$(sha256sum "$crash" | cut -c1-16)"
-    cp "$crash" "$kept"
+    # Kept minimized when the minimizer reproduces the crash, else as found.
+    found="$crash"
+    if "$MINIMIZER" "$target" "$crash" "$crash.min" 120; then
+      found="$crash.min"
+    fi
+    kept="crashes/$target/$(sha256sum "$found" | cut -c1-16)"
+    cp "$found" "$kept"
     echo "CRASH in $target: $kept (replay: cargo test --test hostile_input)" >&2
   done
   crashed=$(( crashed + target_crashed ))

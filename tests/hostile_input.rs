@@ -14,10 +14,13 @@
 //!
 //! The fuzz targets' seed corpus and every crash the fuzzer found
 //! (`fuzz/corpus/`, `fuzz/crashes/`, see `scripts/fuzz.sh`) are replayed here
-//! through the same target functions.
+//! through the same target functions, and the crash minimizer's shrinking
+//! is checked on inputs whose smallest failing part is known.
 
 #[path = "suite/common/mod.rs"]
 mod common;
+#[path = "../fuzz/src/shrink.rs"]
+mod shrink;
 #[path = "../fuzz/src/targets.rs"]
 mod targets;
 
@@ -492,4 +495,41 @@ fn write_the_fuzz_seed_corpus() {
         dir("csv").join("customers.csv"),
     )
     .unwrap();
+}
+
+/// The minimizer's shrinking finds the smallest failing part of an input:
+/// a planted token alone, two tokens far apart with what lies between them
+/// removed, and nothing left when everything fails; with no time left it
+/// returns the input as it is.
+#[test]
+fn shrinking_keeps_only_what_makes_an_input_fail() {
+    use std::time::{Duration, Instant};
+
+    let mut rng = fuseflow::data::Rng::new(3);
+    let noise: Vec<u8> = (0..5_000)
+        .map(|_| (rng.next_u64() % 64) as u8 + b'a')
+        .collect();
+    let later = Instant::now() + Duration::from_secs(60);
+    let planted = [&noise[..1_234], b"BUG", &noise[1_234..]].concat();
+    let has = |data: &[u8], token: &[u8]| data.windows(token.len()).any(|w| w == token);
+    let mut runs = 0;
+    let shrunk = shrink::shrink(
+        planted.clone(),
+        |d| {
+            runs += 1;
+            has(d, b"BUG")
+        },
+        later,
+    );
+    assert_eq!(shrunk, b"BUG");
+    assert!(runs < 400, "{runs} runs for a 5 KB input");
+
+    let apart = [b"<".as_slice(), &noise[..4_000], b">", &noise[4_000..]].concat();
+    let both = |d: &[u8]| has(d, b"<") && has(d, b">");
+    assert_eq!(shrink::shrink(apart, both, later), b"<>");
+    assert!(shrink::shrink(noise.clone(), |_| true, later).is_empty());
+    assert_eq!(
+        shrink::shrink(planted.clone(), |_| true, Instant::now()),
+        planted
+    );
 }

@@ -1,10 +1,12 @@
 //! fuseflow's fuzz targets, run by honggfuzz on the stable toolchain.
 //!
-//! Each binary in `src/bin/` feeds one target of [`targets`] with the
-//! fuzzer's inputs; `tests/suite/fuzz_corpus.rs` in fuseflow replays the seed
-//! corpus and every minimized crash through the same functions in
-//! `cargo test`. `scripts/fuzz.sh` builds and runs them.
+//! Each binary in `src/bin/` but one feeds one target of [`targets`] with
+//! the fuzzer's inputs; `minimize` shrinks a crashing input ([`shrink`]).
+//! `tests/hostile_input.rs` in fuseflow replays the seed corpus and every
+//! minimized crash through the same functions in `cargo test`.
+//! `scripts/fuzz.sh` builds and runs them.
 
+pub mod shrink;
 pub mod targets;
 
 /// Feed `target` with honggfuzz's inputs, for ever.
