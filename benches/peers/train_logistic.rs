@@ -511,13 +511,29 @@ fn time_siblings(
         let start = Instant::now();
         let fits = black_box(logistic::fit_siblings(STEP, x, y, k, &configs));
         together = together.min(start.elapsed().as_secs_f64());
-        let same = alone.iter().zip(&fits).all(|(a, b)| match (a, b) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => false,
-        });
-        if !same {
-            fail("sibling fits differ from the separate fits");
+        // Each sibling's optimum is its own to the tolerance (its gradient
+        // is exact; a shared Hessian only changes the path): parameters
+        // within 1e-7 (the gradient tolerance over the smallest curvature).
+        let mut apart = 0.0f64;
+        for (a, b) in alone.iter().zip(&fits) {
+            let (Ok(a), Ok(b)) = (a, b) else {
+                fail("a sibling fit or its separate fit failed");
+            };
+            if !(a.converged && b.converged) {
+                fail("a sibling fit or its separate fit did not converge");
+            }
+            let pairs = a.weights.iter().zip(&b.weights);
+            let pairs = pairs.chain(a.intercepts.iter().zip(&b.intercepts));
+            apart = pairs.fold(apart, |m, (x, y)| m.max((x - y).abs()));
         }
+        if apart > 1e-7 {
+            fail(&format!(
+                "sibling fits differ from the separate fits by {apart:e}"
+            ));
+        }
+        eprintln!(
+            "train_logistic: siblings' parameters within {apart:.1e} of their separate fits'"
+        );
     }
     (separate, together)
 }

@@ -1,7 +1,12 @@
 //! Sibling logistic fits: several settings trained together, one pass over
-//! the data per evaluation for all of them, each answer bit for bit the one
-//! it gets alone, and a sibling that fails or stops early leaving the
-//! others to finish.
+//! the data per evaluation for all of them and one Hessian for the siblings
+//! near one another, each reaching the optimum it reaches alone, and a
+//! sibling that fails or stops early leaving the others to finish.
+//!
+//! Tolerance: both fits stop on the exact gradient (mean, largest component,
+//! below 1e-10), so their parameters agree within that over the objective's
+//! smallest curvature: 1e-7 on these well-conditioned data (curvature above
+//! 0.01).
 
 use fuseflow::data::Rng;
 use fuseflow::ml::logistic::{self, LogisticConfig};
@@ -48,7 +53,7 @@ fn config(l2: f64) -> LogisticConfig {
 }
 
 #[test]
-fn siblings_reach_exactly_their_separate_answers_and_fail_alone() {
+fn siblings_reach_their_separate_answers_and_fail_alone() {
     for classes in [2, 3] {
         // An odd row count: the last row block is partial.
         let (cols, y) = data(3_001, 5, classes, 11);
@@ -63,13 +68,23 @@ fn siblings_reach_exactly_their_separate_answers_and_fail_alone() {
                 max_iterations: 1, // leaves the batch after one step
                 ..config(1.0)
             },
+            config(3e4), // the penalty dominates: far from the others
         ];
         let together = logistic::fit_siblings("m", &x, &y, classes, &configs);
         assert_eq!(together.len(), configs.len());
         for (config, sibling) in configs.iter().zip(&together) {
             let alone = logistic::fit("m", &x, &y, classes, config);
             match (alone, sibling) {
-                (Ok(alone), Ok(sibling)) => assert_eq!(&alone, sibling, "l2 {}", config.l2),
+                (Ok(alone), Ok(sibling)) => {
+                    let what = format!("{classes} classes, l2 {}", config.l2);
+                    assert_eq!(alone.converged, sibling.converged, "{what}");
+                    let pairs = alone.weights.iter().zip(&sibling.weights);
+                    let pairs = pairs.chain(alone.intercepts.iter().zip(&sibling.intercepts));
+                    for (a, b) in pairs {
+                        assert!((a - b).abs() <= 1e-7, "{what}: {a} vs {b}");
+                    }
+                    assert!((alone.log_loss - sibling.log_loss).abs() <= 1e-12, "{what}");
+                }
                 (Err(alone), Err(sibling)) => assert_eq!(alone.to_string(), sibling.to_string()),
                 (alone, sibling) => panic!("alone {alone:?}, together {sibling:?}"),
             }

@@ -5,11 +5,13 @@
 //! objective hands every evaluation to a shared [`Batch`], which waits
 //! until each sibling still training has asked for one and then evaluates
 //! them all in one pass over the rows ([`Problem::evaluate_many`]): each
-//! row block is read from memory once for all siblings. A sibling's sums
-//! are exactly those it would get alone, so it takes the same steps and
-//! reaches the same answer bit for bit; one that fails (bad settings, a
-//! singular system) or finishes early leaves the batch, and the others go
-//! on.
+//! row block is read from memory once for all siblings. Siblings asking for
+//! a Hessian at nearby parameters share one ([`hessian_leads`]), so an
+//! iteration of K siblings costs one Hessian and K gradients. A sibling's
+//! loss and gradient are exactly those it would get alone, so it reaches
+//! its own optimum to the tolerance (bit for bit when it shares no
+//! Hessian); one that fails (bad settings, a singular system) or finishes
+//! early leaves the batch, and the others go on.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -118,10 +120,22 @@ impl<'p> Batch<'p> {
         let requests: Vec<(Vec<f64>, Order)> = (asked.iter())
             .filter_map(|&i| state.requests[i].take())
             .collect();
-        let views: Vec<(&[f64], Order)> = (requests.iter())
-            .map(|(theta, order)| (theta.as_slice(), *order))
+        let leads = hessian_leads(&requests);
+        let views: Vec<(&[f64], Order)> = (requests.iter().zip(&leads))
+            .map(|((theta, order), lead)| match lead {
+                Some(_) => (theta.as_slice(), Order::Gradient),
+                None => (theta.as_slice(), *order),
+            })
             .collect();
-        let pass = || self.problem.evaluate_many(&views);
+        let pass = || {
+            let mut sums = self.problem.evaluate_many(&views);
+            for (r, lead) in leads.iter().enumerate() {
+                if let Some(lead) = *lead {
+                    sums[r].hessian = sums[lead].hessian.clone();
+                }
+            }
+            sums
+        };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(pass)) {
             Ok(sums) => {
                 for (&i, sums) in asked.iter().zip(sums) {
@@ -137,6 +151,44 @@ impl<'p> Batch<'p> {
         }
         self.answered.notify_all();
     }
+}
+
+/// How close (in the largest component, relative to the larger of 1 and
+/// the lead's largest) a sibling's parameters must be to another's for it
+/// to take that one's Hessian.
+const SHARED_HESSIAN_DISTANCE: f64 = 1e-2;
+
+/// For each request: the earlier request whose Hessian it takes, when both
+/// ask for one at parameters within [`SHARED_HESSIAN_DISTANCE`]; `None`
+/// for the requests that compute their own (or ask for none).
+///
+/// Siblings start at the same point and, differing only in their settings,
+/// stay near one another while the data term dominates their objectives
+/// (a penalty of 100 beside the Hessian of a million rows), so one data
+/// Hessian serves them all, each adding its own penalty: the K Hessians of
+/// a Newton iteration cost one. The Hessian only chooses the direction;
+/// the line search and the exact gradient, which decides convergence, keep
+/// each sibling's optimum its own, to the tolerance. Siblings that drift
+/// apart compute their own again.
+fn hessian_leads(requests: &[(Vec<f64>, Order)]) -> Vec<Option<usize>> {
+    let mut leads: Vec<Option<usize>> = vec![None; requests.len()];
+    for (r, (theta, order)) in requests.iter().enumerate() {
+        if *order != Order::Hessian {
+            continue;
+        }
+        let near = |lead: usize| {
+            let lead_theta = &requests[lead].0;
+            let scale = lead_theta.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+            let apart = theta
+                .iter()
+                .zip(lead_theta)
+                .fold(0.0f64, |a, (x, y)| a.max((x - y).abs()));
+            apart <= SHARED_HESSIAN_DISTANCE * scale
+        };
+        leads[r] =
+            (0..r).find(|&l| requests[l].1 == Order::Hessian && leads[l].is_none() && near(l));
+    }
+    leads
 }
 
 /// Leaves the batch when its sibling's thread ends, however it ends.
@@ -176,5 +228,29 @@ impl Objective for Sibling<'_, '_> {
 
     fn evaluate(&self, theta: &[f64], order: Order) -> Result<Sums> {
         self.batch.evaluate(self.i, theta, order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hessian requests at nearby parameters take the first one's; a far
+    /// one, or a request for less, computes its own (or none).
+    #[test]
+    fn nearby_hessian_requests_share_the_first_ones() {
+        let at = |v: f64, order| (vec![v, 2.0 * v, -1.0], order);
+        let requests = [
+            at(0.5, Order::Hessian),
+            at(0.5 + 1e-3, Order::Hessian),
+            at(0.9, Order::Hessian),
+            at(0.5, Order::Gradient),
+            at(0.9 - 1e-3, Order::Hessian),
+            at(0.5 - 1e-3, Order::Loss),
+        ];
+        assert_eq!(
+            hessian_leads(&requests),
+            [None, Some(0), None, None, Some(2), None]
+        );
     }
 }
