@@ -20,15 +20,19 @@ pub fn run(target: fn(&[u8])) -> ! {
     loop {
         honggfuzz::fuzz!(|data: &[u8]| {
             // After honggfuzz installed its own hook on the first input.
-            HOOK.call_once(|| {
-                std::panic::set_hook(Box::new(|info| {
-                    if !fuseflow::error::panic_is_contained() {
-                        eprintln!("{info}");
-                        std::process::abort();
-                    }
-                }))
-            });
+            HOOK.call_once(abort_on_uncontained_panics);
             target(data);
         });
     }
+}
+
+/// Make a panic that fuseflow does not contain abort the process, which is
+/// how the fuzzer (and the minimizer's child runs) record a crash.
+pub fn abort_on_uncontained_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        if !fuseflow::error::panic_is_contained() {
+            eprintln!("{info}");
+            std::process::abort();
+        }
+    }))
 }

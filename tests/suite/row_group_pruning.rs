@@ -3,7 +3,6 @@
 //! predicate, and its output equals filtering the whole file.
 
 use std::path::Path;
-use std::process::Command;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
@@ -11,6 +10,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::common::{self, batch, bool_array, f32_array, f64_array, i64_array};
+use crate::workspace_processes::{fuseflow_in, ok, read_then_spec};
 
 use fuseflow::Pipeline;
 use fuseflow::ir::parse_expr;
@@ -275,36 +275,23 @@ fn read_back(path: &Path) -> RecordBatch {
     p.run().unwrap().output("t").unwrap().concat().unwrap()
 }
 
-/// `fuseflow` run in `dir`, so its default workspace is `dir/.fuseflow`.
-fn fuseflow_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_fuseflow"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove(fuseflow::workspace::ENV_VAR)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "fuseflow {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+/// The stdout of `fuseflow ARGS` run in `dir` (its default workspace
+/// `dir/.fuseflow`), which must succeed.
+fn cli(dir: &Path, args: &[&str]) -> String {
+    ok(fuseflow_in(dir, args))
 }
 
 #[test]
 fn the_cli_reports_pruning_and_a_warm_run_hits_every_step() {
     let (dir, _, rows) = fixture();
-    let spec = dir.path().join("recent.toml");
-    std::fs::write(
-        &spec,
-        "name = \"recent\"\n\
-         [[steps]]\nname = \"src\"\nkind = \"read\"\npath = \"data.parquet\"\n\
-         [[steps]]\nname = \"recent\"\nkind = \"filter\"\ninput = \"src\"\npredicate = \"f0 >= 7.0\"\n",
-    )
-    .unwrap();
+    let spec = read_then_spec(
+        dir.path(),
+        "recent",
+        "data.parquet",
+        "name = \"recent\"\nkind = \"filter\"\ninput = \"raw\"\npredicate = \"f0 >= 7.0\"\n",
+    );
     let spec = spec.to_str().unwrap();
-    let cold = fuseflow_in(dir.path(), &["run", spec]);
+    let cold = cli(dir.path(), &["run", spec]);
     assert!(
         cold.contains("note: pruned 7 of 10 row groups by statistics"),
         "{cold}"
@@ -317,25 +304,25 @@ fn the_cli_reports_pruning_and_a_warm_run_hits_every_step() {
     };
     assert!(line(&cold, "recent").contains(" 300 "), "{cold}");
     assert!(line(&cold, "recent").ends_with("miss"), "{cold}");
-    let shown = fuseflow_in(dir.path(), &["show", "latest"]);
+    let shown = cli(dir.path(), &["show", "latest"]);
     assert!(shown.contains("pruned 7 of 10 row groups"), "{shown}");
 
-    let warm = fuseflow_in(dir.path(), &["run", spec]);
-    for step in ["src", "recent"] {
+    let warm = cli(dir.path(), &["run", spec]);
+    for step in ["raw", "recent"] {
         assert!(line(&warm, step).contains("hit ("), "{step}: {warm}");
     }
     // The stored output is the filtered rows, not a pruned read of the file.
     let arrow = dir.path().join("recent.arrow");
-    fuseflow_in(
+    cli(
         dir.path(),
         &["output", "latest", "recent", "-o", arrow.to_str().unwrap()],
     );
     let back = read_back(&arrow);
     assert_eq!(text(&back), text(&filtered_whole(&rows, "f0 >= 7.0")));
-    let src = dir.path().join("src.arrow");
-    fuseflow_in(
+    let src = dir.path().join("raw.arrow");
+    cli(
         dir.path(),
-        &["output", "latest", "src", "-o", src.to_str().unwrap()],
+        &["output", "latest", "raw", "-o", src.to_str().unwrap()],
     );
     let whole = read_back(&src);
     assert_eq!(

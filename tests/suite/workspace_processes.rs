@@ -36,6 +36,18 @@ pub(crate) fn fuseflow_in(cwd: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Write the spec `dir/NAME.toml`: pipeline `name`, a `read` step `raw`
+/// of `source` (a path relative to `dir`), then one step `then` reading it
+/// (its TOML keys after `[[steps]]`, `input = "raw"` included).
+pub(crate) fn read_then_spec(dir: &Path, name: &str, source: &str, then: &str) -> PathBuf {
+    let spec = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "name = \"{name}\"\n[[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"{source}\"\n[[steps]]\n{then}"
+    );
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
 /// `fuseflow --workspace WS ARGS...` in `cwd`.
 pub(crate) fn fuseflow_ws(cwd: &Path, ws: &Path, args: &[&str]) -> Output {
     let mut all = vec!["--workspace", ws.to_str().unwrap()];
@@ -760,24 +772,20 @@ fn a_full_disk_fails_the_run_and_keeps_the_cache_intact() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("W");
     std::fs::copy("examples/data/customers.csv", dir.path().join("small.csv")).unwrap();
-    let small = dir.path().join("small.toml");
-    std::fs::write(
-        &small,
-        "name = \"small\"\n\
-         [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"small.csv\"\n\
-         [[steps]]\nname = \"picked\"\nkind = \"select\"\ninput = \"raw\"\ncolumns = [\"age\", \"income\"]\n",
-    )
-    .unwrap();
+    let small = read_then_spec(
+        dir.path(),
+        "small",
+        "small.csv",
+        "name = \"picked\"\nkind = \"select\"\ninput = \"raw\"\ncolumns = [\"age\", \"income\"]\n",
+    );
     // About 4 MiB of CSV, 100k rows: its table takes several MiB as an object.
     write_big_csv(&dir.path().join("big.csv"), 100_000);
-    let big = dir.path().join("big.toml");
-    std::fs::write(
-        &big,
-        "name = \"big\"\n\
-         [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"big.csv\"\n\
-         [[steps]]\nname = \"picked\"\nkind = \"select\"\ninput = \"raw\"\ncolumns = [\"id\", \"a\"]\n",
-    )
-    .unwrap();
+    let big = read_then_spec(
+        dir.path(),
+        "big",
+        "big.csv",
+        "name = \"picked\"\nkind = \"select\"\ninput = \"raw\"\ncolumns = [\"id\", \"a\"]\n",
+    );
 
     ok(fuseflow_ws(
         dir.path(),
@@ -929,14 +937,12 @@ fn a_full_disk_while_writing_an_output_keeps_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("W");
     write_big_csv(&dir.path().join("big.csv"), 100_000);
-    let spec = dir.path().join("copy.toml");
-    std::fs::write(
-        &spec,
-        "name = \"copy\"\n\
-         [[steps]]\nname = \"raw\"\nkind = \"read\"\npath = \"big.csv\"\n\
-         [[steps]]\nname = \"out\"\nkind = \"write\"\ninput = \"raw\"\npath = \"out/copy.csv\"\n",
-    )
-    .unwrap();
+    let spec = read_then_spec(
+        dir.path(),
+        "copy",
+        "big.csv",
+        "name = \"out\"\nkind = \"write\"\ninput = \"raw\"\npath = \"out/copy.csv\"\n",
+    );
     std::fs::create_dir(dir.path().join("out")).unwrap();
     let target = dir.path().join("out/copy.csv");
     std::fs::write(&target, "id\n1\n").unwrap();

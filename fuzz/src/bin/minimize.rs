@@ -68,12 +68,7 @@ fn run_once(target: &str, input: &Path) -> ExitCode {
     // SAFETY: setrlimit reads the struct it is given and changes only this
     // process's limit.
     unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
-    std::panic::set_hook(Box::new(|info| {
-        if !fuseflow::error::panic_is_contained() {
-            eprintln!("{info}");
-            std::process::abort();
-        }
-    }));
+    fuseflow_fuzz::abort_on_uncontained_panics();
     match std::fs::read(input) {
         Ok(data) => {
             (target.run)(&data);

@@ -2,7 +2,7 @@
 //! only the row groups whose statistics a predicate does not refute.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ pub(crate) struct ParquetScan {
 
 impl ParquetScan {
     pub(crate) fn open(path: &Path, batch_rows: usize) -> Result<Self> {
-        let file = FileBytes::open(path)?;
+        let file = FileBytes::Disk(open_for_reading(path)?);
         let metadata = contain(|| ArrowReaderMetadata::load(&file, Default::default()))
             .map_err(|panic| damaged(path, &panic))?
             .map_err(|e| unreadable(path, FileFormat::Parquet, e))?;
@@ -133,6 +133,11 @@ impl ParquetScan {
             .min(self.next_group + rayon::current_num_threads().max(1));
         let window = self.groups[self.next_group..end].to_vec();
         self.next_group = end;
+        if let Err(e) = self.file.load_if_small(&self.path) {
+            self.decoded.push_back(Err(e));
+            self.next_group = self.groups.len();
+            return;
+        }
         let (path, metadata, batch_rows) = (&self.path, &self.metadata, self.batch_rows);
         let file = &self.file;
         let (schema, columns) = (self.schema(), self.columns.as_deref());
@@ -180,27 +185,32 @@ impl ParquetScan {
 const IN_MEMORY_BYTES: u64 = 64 << 20;
 
 /// A Parquet file's bytes as the decoders read them: a small file from
-/// memory, so that a damaged page header whose lengths run past the end
-/// costs memory reads rather than a read from the file per byte (a fuzzed
-/// 3 KB file took 1.9 s so); a larger one from the file, each decoding
-/// thread with its own handle.
+/// memory (see [`FileBytes::load_if_small`]), so that a damaged page header
+/// whose lengths run past the end costs memory reads rather than a read
+/// from the file per byte (a fuzzed 3 KB file took 1.9 s so); a larger one
+/// from the file, each decoding thread with its own handle.
 enum FileBytes {
     Memory(Bytes),
     Disk(File),
 }
 
 impl FileBytes {
-    fn open(path: &Path) -> Result<Self> {
-        let file = open_for_reading(path)?;
-        let len = file.metadata().map_err(|e| Error::io_from(path, e))?.len();
+    /// A small file read into memory, once, when decoding starts (opening
+    /// a scan reads only the footer, as the file it stays when large).
+    fn load_if_small(&mut self, path: &Path) -> Result<()> {
+        let FileBytes::Disk(file) = self else {
+            return Ok(());
+        };
+        let len = Length::len(file);
         if len > IN_MEMORY_BYTES {
-            return Ok(FileBytes::Disk(file));
+            return Ok(());
         }
         let mut bytes = Vec::with_capacity(len as usize);
-        (&file)
-            .read_to_end(&mut bytes)
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut bytes))
             .map_err(|e| Error::io_from(path, e))?;
-        Ok(FileBytes::Memory(bytes.into()))
+        *self = FileBytes::Memory(bytes.into());
+        Ok(())
     }
 
     /// The same bytes, for another decoder.
