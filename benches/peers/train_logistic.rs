@@ -509,7 +509,8 @@ fn time_siblings(
             .collect();
         separate = separate.min(start.elapsed().as_secs_f64());
         let start = Instant::now();
-        let fits = black_box(logistic::fit_siblings(STEP, x, y, k, &configs));
+        let siblings: Vec<_> = configs.iter().map(|c| (STEP, c.clone())).collect();
+        let fits = black_box(logistic::fit_siblings(x, y, k, &siblings));
         together = together.min(start.elapsed().as_secs_f64());
         // Each sibling's optimum is its own to the tolerance (its gradient
         // is exact; a shared Hessian only changes the path): parameters

@@ -19,6 +19,7 @@ use super::fused::{Member, Ran, run_group};
 use super::options::RunOptions;
 use super::pushdown::pushed_down;
 use super::reuse::{self, SourceHashes, StepKey};
+use super::siblings;
 use crate::backend::{Device, Notes};
 use crate::data::ContentHash;
 use crate::error::{Error, Result, ensure, panic_message};
@@ -49,6 +50,10 @@ pub(super) struct Job {
     pub(super) fused: Vec<(usize, Vec<Input>)>,
     /// With a workspace: whether a cached result may stand in for running.
     pub(super) reuse: bool,
+    /// The step's siblings that train with it in one pass over the same
+    /// inputs (see [`super::siblings`]), each with whether a cached result
+    /// may stand in for it.
+    pub(super) together: Vec<(usize, bool)>,
     /// Whether the input schemas are checked only now (see
     /// [`Step::schema_depends_on_data`](crate::Step::schema_depends_on_data)).
     pub(super) check_schemas: bool,
@@ -106,28 +111,35 @@ pub(super) struct Produced {
 }
 
 /// A worker: runs the jobs it is sent until the scheduler hangs up, timing
-/// each from `start` (the start of the run).
+/// each from `start` (the start of the run). A job hands back one [`Done`]
+/// per step it ran: its own, and its siblings'.
 pub(super) fn work(
     nodes: &[StepNode],
     ws: Option<&Workspace>,
     options: &RunOptions,
     start: Instant,
     jobs: Receiver<Job>,
-    done: Sender<Done>,
+    done: Sender<Vec<Done>>,
 ) {
     for job in jobs {
-        let step = job.step;
         let started = start.elapsed();
-        let mut keys = Keys::default();
-        let result = run_job(nodes, ws, options, job, &mut keys);
-        let duration = start.elapsed() - started;
-        let finished = Done {
-            step,
-            started,
-            duration,
-            keys,
-            result,
+        let finished = match job.together.is_empty() {
+            true => {
+                let (step, mut keys) = (job.step, Keys::default());
+                let result = run_job(nodes, ws, options, job, &mut keys);
+                vec![(step, keys, result, start.elapsed() - started)]
+            }
+            false => siblings::run(nodes, ws, options, job),
         };
+        let finished = (finished.into_iter())
+            .map(|(step, keys, result, duration)| Done {
+                step,
+                started,
+                duration,
+                keys,
+                result,
+            })
+            .collect();
         if done.send(finished).is_err() {
             return;
         }
@@ -177,6 +189,20 @@ fn run_job(
             budget,
         )
     })?;
+    stored(ws, node, keys.own.as_ref(), tables, notes.take(), group)
+}
+
+/// Step `node` ran and computed `tables`: with a workspace, store them
+/// under its `key`.
+pub(super) fn stored(
+    ws: Option<&Workspace>,
+    node: &StepNode,
+    key: Option<&StepKey>,
+    tables: Vec<Data>,
+    notes: Vec<String>,
+    group: Option<Ran>,
+) -> Result<Outcome> {
+    let name = &node.name;
     ensure!(
         tables.len() == node.step.outputs().len(),
         Error::Internal(format!(
@@ -186,25 +212,23 @@ fn run_job(
         ))
     );
     let hashes = match ws {
-        Some(ws) => Some(
-            reuse::store_outputs(ws, node, keys.own.as_ref(), &tables).map_err(|e| {
-                Error::execution(name.clone(), format!("its output could not be cached: {e}"))
-                    .caused_by(e)
-            })?,
-        ),
+        Some(ws) => Some(reuse::store_outputs(ws, node, key, &tables).map_err(|e| {
+            Error::execution(name.clone(), format!("its output could not be cached: {e}"))
+                .caused_by(e)
+        })?),
         None => None,
     };
     Ok(Outcome::Ran(Computed {
         tables,
         hashes,
-        notes: notes.take(),
+        notes,
         group,
     }))
 }
 
 /// `f`'s result, with a panic in it turned into an error naming `step`, and
 /// any error placed in the step.
-fn caught<T>(step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn caught<T>(step: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| {
             Err(Error::execution(
@@ -220,7 +244,7 @@ type Loaded = (Vec<Data>, Vec<Member>);
 
 /// A job's inputs, loaded: its own, and for a fused group each member with
 /// its side inputs. `Ok(Err(_))` says an input's cached object is gone.
-fn load_inputs(
+pub(super) fn load_inputs(
     nodes: &[StepNode],
     ws: Option<&Workspace>,
     budget: u64,
@@ -280,7 +304,7 @@ fn load_input(
 
 /// Compute a job's outputs from its loaded inputs: a file read as a stream,
 /// a fused group, a step streaming its data input, or a step given tables.
-fn compute(
+pub(super) fn compute(
     node: &StepNode,
     members: &[Member],
     inputs: Vec<Data>,
@@ -353,7 +377,7 @@ fn key_job(
 }
 
 /// The content hashes of inputs in a run with a workspace.
-fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
+pub(super) fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
     inputs
         .iter()
         .map(|i| {

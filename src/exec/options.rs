@@ -39,10 +39,13 @@ pub struct RunOptions {
     /// Fuse (the default): chains of row-local steps run as one kernel
     /// wherever the tables between them are needed by nothing else (with a
     /// workspace, only under [`CachePolicy::Materialized`]), and each step's
-    /// expressions run as one kernel. Unfused: every step on
-    /// its own, and its expressions op by op with every intermediate
-    /// materialized, to check fused results against. Fused and unfused runs
-    /// agree (bit for bit on the CPU). The default is `false` when the
+    /// expressions run as one kernel; sibling training steps (see
+    /// [`TrainsTogether`](crate::pipeline::TrainsTogether)) train together.
+    /// Unfused: every step on its own, and its expressions op by op with
+    /// every intermediate materialized, to check fused results against.
+    /// Fused and unfused runs agree: bit for bit on the CPU, but for models
+    /// trained with siblings, which agree to the training's tolerance
+    /// (their Newton steps may share a Hessian). The default is `false` when the
     /// environment variable `FUSEFLOW_FUSE` is `0`, so any test or run can be
     /// repeated unfused without changing code. Unfused outputs are cached
     /// apart.

@@ -68,6 +68,12 @@ impl ReadyQueue {
         self.ready.pop_first().map(|(_, step)| step)
     }
 
+    /// Take `step` out of the ready steps to start it with another (a
+    /// sibling that trains together with it); whether it was ready.
+    pub(super) fn take(&mut self, step: usize) -> bool {
+        !self.stopped && self.ready.remove(&(self.position[step], step))
+    }
+
     /// `step` has produced its outputs: the steps waiting on it whose inputs
     /// are now all there become ready. A step that ran again because its
     /// output was lost releases only the steps that were waiting for it.
@@ -135,6 +141,22 @@ mod tests {
         queue.finished(1);
         queue.finished(2);
         assert_eq!(queue.pop(), None);
+    }
+
+    #[test]
+    fn a_ready_step_taken_to_start_with_another_does_not_start_again() {
+        // `a` (0) feeds `b` (1), `c` (2) and `d` (3).
+        let edges = vec![vec![], vec![(0, 0)], vec![(0, 0)], vec![(0, 0)]];
+        let mut queue = ReadyQueue::new(&[0, 1, 2, 3], &edges);
+        assert!(!queue.take(1), "b is not ready before a finishes");
+        assert_eq!(drain(&mut queue), [0]);
+        queue.finished(0);
+        assert_eq!(queue.pop(), Some(1));
+        assert!(queue.take(3), "d starts with b");
+        assert!(!queue.take(3), "d was taken once");
+        assert_eq!(drain(&mut queue), [2]);
+        queue.stop();
+        assert!(!queue.take(2), "nothing is taken once stopped");
     }
 
     #[test]

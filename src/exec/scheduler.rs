@@ -9,10 +9,11 @@
 //! read what the failed step would have produced, so the variants that do
 //! not depend on it complete.
 //!
-//! - [`StepState`]: what the scheduler knows of one step (its device, notes,
-//!   fused group, outputs).
+//! - [`StepState`] (`state.rs`): what the scheduler knows of one step (its
+//!   device, notes, fused group, sibling set, outputs).
 //! - [`Scheduler`]: the coordinator. It starts ready steps as jobs
-//!   ([`super::job`]), and as each job comes back, records it
+//!   ([`super::job`]; sibling training steps that are ready together go as
+//!   one job, [`super::siblings`]), and as each job comes back, records it
 //!   ([`RunRecorder`]), reports it and releases the steps waiting on it; a
 //!   job whose cached input was lost sends that input's producer back to run.
 
@@ -22,14 +23,14 @@ use crossbeam_channel::{Sender, unbounded};
 
 use super::data::Data;
 use super::job::{Computed, Done, Input, Job, Keys, Outcome, Produced, work};
-use super::options::{Rerun, RunOptions};
+use super::options::RunOptions;
 use super::progress::RunObserver;
 use super::ready::ReadyQueue;
 use super::recorder::RunRecorder;
 use super::report::{CacheUse, StepReport};
 use super::reuse;
+use super::state::{StepState, runs_every_time, step_states};
 use crate::backend::DeviceSet;
-use crate::backend::{Device, DeviceKind};
 use crate::error::{Error, Result};
 use crate::pipeline::graph::{Graph, Pipeline, StepNode};
 use crate::plan::PhysicalPlan;
@@ -79,7 +80,7 @@ pub(super) fn schedule(
     };
     let start = scheduler.start;
     let (job_tx, job_rx) = unbounded::<Job>();
-    let (done_tx, done_rx) = unbounded::<Done>();
+    let (done_tx, done_rx) = unbounded::<Vec<Done>>();
     let workers = options.max_concurrent_steps.clamp(1, nodes.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -105,118 +106,17 @@ pub(super) fn schedule(
             if running == 0 {
                 break;
             }
-            let done = done_rx
+            let dones = done_rx
                 .recv()
                 .map_err(|_| Error::Internal("worker pool stopped".into()))?;
             running -= 1;
-            scheduler.finish(done)?;
+            for done in dones {
+                scheduler.finish(done)?;
+            }
         }
         drop(job_tx);
         scheduler.end()
     })
-}
-
-/// What the scheduler knows of one step during a run.
-struct StepState<'a> {
-    /// The device the plan placed the step on.
-    device: Device,
-    /// The step runs rather than reuse a cached result: asked for, or its
-    /// cached outputs turned out to be lost.
-    must_run: bool,
-    /// Notes for the step's report.
-    notes: Vec<String>,
-    /// For a member of a fused group before its tail: the tail, whose job
-    /// computes the member.
-    fused_into: Option<usize>,
-    /// For the tail of a fused group: the group's members, head first.
-    group: Option<&'a [usize]>,
-    /// The step's outputs, once it has finished.
-    produced: Produced,
-}
-
-/// Each step's state at the start of a run: its device, whether it must run
-/// (with a workspace), and its fused group, each with a note where the user
-/// should know.
-fn step_states<'p>(
-    nodes: &[StepNode],
-    options: &RunOptions,
-    plan: &'p PhysicalPlan,
-    set: &DeviceSet,
-) -> Vec<StepState<'p>> {
-    let ws = options.workspace.is_some();
-    let mut steps: Vec<StepState> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, node)| {
-            let reason = reason_to_run(node, &options.rerun).filter(|_| ws);
-            let mut notes: Vec<String> = reason.iter().map(|s| s.to_string()).collect();
-            StepState {
-                device: device_of(i, plan, set, &mut notes),
-                must_run: reason.is_some(),
-                notes,
-                fused_into: None,
-                group: None,
-                produced: Produced::default(),
-            }
-        })
-        .collect();
-    // Fused groups: members before the tail complete without running (the
-    // tail's job computes them), the tail runs the whole chain.
-    for group in &plan.groups {
-        let tail = group.tail();
-        let before = &group.members[..group.members.len() - 1];
-        for &m in before {
-            steps[m].fused_into = Some(tail);
-        }
-        steps[tail].group = Some(&group.members);
-        let others: Vec<String> = before
-            .iter()
-            .map(|&m| format!("'{}'", nodes[m].name))
-            .collect();
-        steps[tail].notes.push(if group.sink {
-            format!(
-                "took its input batch by batch from the kernel of {}",
-                others.join(", ")
-            )
-        } else {
-            format!("ran fused with {} as one kernel", others.join(", "))
-        });
-    }
-    steps
-}
-
-/// The device of step `i` as the plan places it, and the placement's note
-/// (where `auto` chose, or that the asked-for device was missing).
-fn device_of(i: usize, plan: &PhysicalPlan, set: &DeviceSet, notes: &mut Vec<String>) -> Device {
-    let cpu = || {
-        set.get(DeviceKind::Cpu)
-            .cloned()
-            .unwrap_or_else(Device::cpu)
-    };
-    let Some(placed) = plan.node(i).map(|n| &n.placement) else {
-        return cpu();
-    };
-    notes.extend(placed.note.clone());
-    set.get(placed.device).cloned().unwrap_or_else(cpu)
-}
-
-/// Whether a step's effects cannot be checked, so that it runs every time
-/// (a step that only writes files is skipped while they hold what it wrote).
-fn runs_every_time(node: &StepNode) -> bool {
-    node.step.has_side_effects() && node.step.written_files().is_empty()
-}
-
-/// Why a step must run although a cached result could stand in, if it must.
-fn reason_to_run(node: &StepNode, rerun: &Rerun) -> Option<&'static str> {
-    if runs_every_time(node) {
-        Some("runs every time: it has effects outside the workspace")
-    } else if !node.reuse {
-        Some("runs every time: reuse is off for this step")
-    } else if rerun.includes(&node.name) {
-        Some("re-run on request")
-    } else {
-        None
-    }
 }
 
 /// The coordinator of one run: starts ready steps and takes in finished ones.
@@ -272,10 +172,10 @@ impl Sizes {
 impl Scheduler<'_> {
     /// Start step `i`: a member of a fused group completes at once (its
     /// group's tail computes it); any other step is sent to the workers as a
-    /// job. Returns whether a job was sent.
+    /// job, with its siblings that are ready too. Returns whether a job was
+    /// sent.
     fn start(&mut self, i: usize, jobs: &Sender<Job>) -> Result<bool> {
         let nodes = self.nodes;
-        let node = &nodes[i];
         if let Some(tail) = self.steps[i].fused_into {
             let mut notes = std::mem::take(&mut self.steps[i].notes);
             notes.push(format!(
@@ -293,12 +193,31 @@ impl Scheduler<'_> {
             self.queue.finished(i);
             return Ok(false);
         }
-        jobs.send(self.job(i))
-            .map_err(|_| Error::Internal("worker pool stopped".into()))?;
+        let together = self.together(i);
+        let started: Vec<usize> = std::iter::once(i)
+            .chain(together.iter().map(|&(m, _)| m))
+            .collect();
+        jobs.send(Job {
+            together,
+            ..self.job(i)
+        })
+        .map_err(|_| Error::Internal("worker pool stopped".into()))?;
         if let Some(o) = self.observer {
-            o.step_started(&node.name, node.step.kind());
+            for node in started.iter().map(|&m| &nodes[m]) {
+                o.step_started(&node.name, node.step.kind());
+            }
         }
         Ok(true)
+    }
+
+    /// The siblings of step `i` that are ready too, taken from the queue to
+    /// train with it, each with whether a cached result may stand in.
+    fn together(&mut self, i: usize) -> Vec<(usize, bool)> {
+        let siblings = self.steps[i].siblings.unwrap_or_default();
+        (siblings.iter().copied())
+            .filter(|&m| m != i && self.queue.take(m))
+            .map(|m| (m, !self.steps[m].must_run))
+            .collect()
     }
 
     /// Step `i`'s job: its inputs from what their producers produced; for
@@ -337,6 +256,7 @@ impl Scheduler<'_> {
             reuse: !must_run(i) && group.unwrap_or_default().iter().all(|&m| !must_run(m)),
             inputs,
             fused,
+            together: Vec::new(),
             check_schemas,
         }
     }

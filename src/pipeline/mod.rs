@@ -24,7 +24,9 @@ pub mod sweep;
 
 pub use crate::data::{Stream, Table};
 pub use graph::{Graph, Pipeline, StepRef};
-pub use step::{OpKind, RowLocal, Source, SourceContent, SourceFile, Step, StepContext};
+pub use step::{
+    OpKind, RowLocal, Source, SourceContent, SourceFile, Step, StepContext, TrainsTogether,
+};
 
 pub mod io {
     //! Data movement steps: read and write Parquet, Arrow IPC (file and stream)

@@ -1,5 +1,6 @@
 //! The [`Step`] trait: what every step, built-in or user-written, implements.
 
+use std::any::Any;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -216,6 +217,14 @@ pub trait Step: Send + Sync + fmt::Debug {
         None
     }
 
+    /// The step as a training step that trains together with others of its
+    /// family ([`TrainsTogether`]), when it is one: the steps of one family
+    /// that read the same inputs on the same device then run as one job,
+    /// sharing their passes over the data.
+    fn trains_together(&self) -> Option<&dyn TrainsTogether> {
+        None
+    }
+
     /// The bytes of data the step produces, when known before running (a
     /// source's size); the planner's cost model propagates it downstream.
     fn size_hint(&self) -> Option<u64> {
@@ -250,6 +259,27 @@ pub trait RowLocal {
     fn keeps(&self) -> Option<&[String]> {
         None
     }
+}
+
+/// A training step that trains together with steps like it: steps of one
+/// type with equal [`family`](Self::family) that read the same inputs on
+/// the same device (a sweep's models that differ only in their
+/// regularization) run as one [`run_together`](Self::run_together) call,
+/// each step's outputs what its own [`Step::run`] computes, to the
+/// training's tolerance.
+pub trait TrainsTogether: Any + Send + Sync {
+    /// What steps of this type must share to train together (the label and
+    /// the features), leaving out the settings they may differ in.
+    fn family(&self) -> String;
+
+    /// Train `steps` (this one first, then the others of its type and
+    /// family, each with its own context) on the same `inputs`: each step's
+    /// outputs, in the order of `steps`. A step that fails fails alone.
+    fn run_together(
+        &self,
+        steps: &[(StepContext<'_>, &dyn TrainsTogether)],
+        inputs: &[Table],
+    ) -> Vec<Result<Vec<Table>>>;
 }
 
 /// External data a step reads: what it is, what identifies its content, and

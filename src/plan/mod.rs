@@ -16,6 +16,9 @@
 //! - `place` puts each op or fused group on a device: pinned where the user
 //!   pinned it, and under `auto` on the device the cost model finds fastest
 //!   among the CPU and hardware GPUs (software adapters are never chosen).
+//! - `siblings` sets apart the training steps that train together (a
+//!   sweep's logistic fits on one design matrix, differing in L2): the
+//!   scheduler runs each set as one job.
 //! - [`PhysicalPlan`] is the result; its `Display` is what `fuseflow explain`
 //!   prints and [`PhysicalPlan::to_dot`] draws it for Graphviz. The scheduler
 //!   follows it: devices per step, and fused groups run as one kernel.
@@ -26,6 +29,7 @@ mod fuse;
 mod logical;
 mod physical;
 mod place;
+mod siblings;
 
 pub use calibrate::calibrate;
 pub use cost::{CALIBRATION_FILE, Calibration, Estimate, GpuProfile, Work};

@@ -7,6 +7,7 @@ use super::cost::{Calibration, format_seconds};
 use super::fuse::{FusedGroup, MaterializePolicy, Materialized, fuse};
 use super::logical::{LogicalOp, lower};
 use super::place::{Placement, place};
+use super::siblings::siblings;
 use crate::backend::DeviceSet;
 use crate::backend::{DeviceChoice, DeviceKind};
 use crate::data::format_bytes;
@@ -24,7 +25,8 @@ pub struct PlanOptions {
     pub devices: DeviceSet,
     /// Which intermediate tables must exist after the run.
     pub policy: MaterializePolicy,
-    /// Whether chains of row-local steps fuse at all.
+    /// Whether chains of row-local steps fuse at all, and sibling training
+    /// steps train together: off, every step runs by itself.
     pub fuse: bool,
     /// Bytes of data the run may hold in memory
     /// ([`RunOptions::memory_budget`](crate::RunOptions::memory_budget)):
@@ -64,6 +66,10 @@ pub struct PhysicalPlan {
     pub nodes: Vec<PlanNode>,
     /// Chains of row-local steps that run as one kernel each.
     pub groups: Vec<FusedGroup>,
+    /// Sets of training steps that train together, sharing their passes
+    /// over the data (see [`TrainsTogether`](crate::pipeline::TrainsTogether)),
+    /// each in pipeline order.
+    pub siblings: Vec<Vec<usize>>,
     /// Things the user should know about the plan as a whole ("no GPU: CPU plan").
     pub notices: Vec<String>,
     /// Where the cost model's constants come from.
@@ -121,10 +127,15 @@ impl PhysicalPlan {
             })
             .collect();
         let notices = plan_notices(&ops, &groups, options);
+        let siblings = match options.fuse {
+            true => siblings(pipeline, graph, &nodes),
+            false => Vec::new(),
+        };
         PhysicalPlan {
             pipeline: pipeline.name().to_string(),
             nodes,
             groups,
+            siblings,
             notices,
             calibration: options.calibration.source.clone(),
         }
@@ -393,9 +404,26 @@ impl PhysicalPlan {
                 None => writeln!(f)?,
             }
         }
-        let member = node
-            .group
-            .map_or_else(String::new, |g| format!(" (fused group {})", g + 1));
+        let siblings = (self.siblings.iter().enumerate()).find(|(_, set)| set.contains(&node.step));
+        if let Some((k, set)) = siblings
+            && set[0] == node.step
+        {
+            let names: Vec<&str> = (set.iter())
+                .filter_map(|&m| self.node(m).map(|n| n.name.as_str()))
+                .collect();
+            writeln!(
+                f,
+                "sibling fits {}: {} -> trained together on {}, sharing each pass over the data",
+                k + 1,
+                names.join(", "),
+                node.placement.device
+            )?;
+        }
+        let member = match (node.group, siblings) {
+            (Some(g), _) => format!(" (fused group {})", g + 1),
+            (None, Some((k, _))) => format!(" (sibling fits {})", k + 1),
+            (None, None) => String::new(),
+        };
         writeln!(
             f,
             "{:>2}. {} [{}] {}{member}",

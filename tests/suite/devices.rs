@@ -342,7 +342,8 @@ fn unfused_devices_launch_once_per_operator_and_agree_with_fused() {
     assert_eq!(cpu.to_string(), "cpu [unfused]");
 }
 
-fn training_table() -> Table {
+/// 300 rows of two features `x` and `z` and a noisy boolean label `y`.
+pub(crate) fn training_table() -> Table {
     let mut rng = Rng::new(31);
     let rows = 300;
     let x: Vec<Option<f64>> = (0..rows).map(|_| Some(rng.range(-1.0, 1.0))).collect();

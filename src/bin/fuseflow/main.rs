@@ -147,7 +147,8 @@ struct RunArgs {
     #[arg(long)]
     allow_f32: bool,
     /// Evaluate expressions op by op, every intermediate materialized,
-    /// instead of as fused kernels (slower; for checking fused results).
+    /// instead of as fused kernels, and train sibling models one by one
+    /// (slower; for checking fused results).
     #[arg(long)]
     no_fuse: bool,
     /// Hash every source file again instead of trusting the workspace's

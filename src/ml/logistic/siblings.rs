@@ -20,21 +20,21 @@ use super::{LogisticConfig, LogisticFit, Objective, Order, Precision, Sums, chec
 use crate::error::{Error, Result, panic_message};
 use crate::ml::design::Design;
 
-/// Train one model per entry of `configs` on features `x` and class
-/// indices `y`, sharing every pass over the data; the results in the order
-/// of `configs`, each what [`fit`](super::fit) with that config returns.
+/// Train one model per sibling (the step it is for, and its config) on
+/// features `x` and class indices `y`, sharing every pass over the data;
+/// the results in the order of `siblings`, each what [`fit`](super::fit)
+/// with that step and config returns.
 pub fn fit_siblings(
-    step: &str,
     x: &Design,
     y: &[u32],
     classes: usize,
-    configs: &[LogisticConfig],
+    siblings: &[(&str, LogisticConfig)],
 ) -> Vec<Result<LogisticFit>> {
     let problem = Problem::new(x, y, classes);
-    let batch = Batch::new(&problem, configs.len());
+    let batch = Batch::new(&problem, siblings.len());
     std::thread::scope(|scope| {
-        let fits: Vec<_> = (configs.iter().enumerate())
-            .map(|(i, config)| {
+        let fits: Vec<_> = (siblings.iter().enumerate())
+            .map(|(i, &(step, ref config))| {
                 let batch = &batch;
                 scope.spawn(move || {
                     let _leaves = Leaving { batch };
@@ -43,8 +43,8 @@ pub fn fit_siblings(
                 })
             })
             .collect();
-        (fits.into_iter())
-            .map(|fit| {
+        (fits.into_iter().zip(siblings))
+            .map(|(fit, &(step, _))| {
                 fit.join().unwrap_or_else(|panic| {
                     let message = format!("panicked: {}", panic_message(&panic));
                     Err(Error::execution(step, message))

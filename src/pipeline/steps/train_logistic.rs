@@ -1,17 +1,19 @@
 //! The `train_logistic` step.
 
+use std::any::Any;
+
 use arrow_schema::SchemaRef;
 
 use super::params::names;
 use super::training::{design, label_and_features, train_placed, trained, training_step_io};
 use crate::data::Table;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ml::design::class_target;
-use crate::ml::logistic::{self, LogisticConfig};
+use crate::ml::logistic::{self, LogisticConfig, LogisticFit};
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
 use crate::ml::on_device;
-use crate::pipeline::step::{Step, StepContext};
+use crate::pipeline::step::{Step, StepContext, TrainsTogether};
 use crate::pipeline::step_spec::{FromSpec, StepSpec};
 
 /// Logistic regression, binary or multinomial, with L2 (`kind = "train_logistic"`).
@@ -64,6 +66,102 @@ impl Step for TrainLogistic {
             |backend| on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config),
             || logistic::fit(ctx.name, &x, &classes.index, n, config),
         )?;
+        self.model(data, &features, classes.names, &fit, placed, x.rows)
+    }
+    fn trains_together(&self) -> Option<&dyn TrainsTogether> {
+        Some(self)
+    }
+}
+
+impl TrainsTogether for TrainLogistic {
+    fn family(&self) -> String {
+        format!(
+            "label={}, features=[{}]",
+            self.label,
+            self.features.join(", ")
+        )
+    }
+
+    /// One design matrix for all; on the CPU every Newton evaluation of
+    /// all the steps in one pass over it ([`logistic::fit_siblings`]), on
+    /// a GPU each fit in turn.
+    fn run_together(
+        &self,
+        steps: &[(StepContext<'_>, &dyn TrainsTogether)],
+        inputs: &[Table],
+    ) -> Vec<Result<Vec<Table>>> {
+        let alone = || {
+            (steps.iter())
+                .map(|&(ctx, step)| sibling(ctx.name, step)?.run(ctx, inputs))
+                .collect()
+        };
+        let (Some(&(lead, _)), data) = (steps.first(), &inputs[0]) else {
+            return Vec::new();
+        };
+        let Ok((features, x)) = design(lead.name, data, &self.features, &self.label) else {
+            return alone(); // each step names its own error
+        };
+        let Ok(classes) = class_target(lead.name, data, &self.label) else {
+            return alone();
+        };
+        let n = classes.names.len();
+        let mut fitted: Vec<Option<Result<LogisticFit>>> = match lead.device.is_cpu() {
+            true => {
+                let configs: Vec<(&str, LogisticConfig)> = (steps.iter())
+                    .map(|&(ctx, step)| {
+                        let config = sibling(ctx.name, step).map(|s| s.config.clone());
+                        (ctx.name, config.unwrap_or_else(|_| self.config.clone()))
+                    })
+                    .collect();
+                let fits = logistic::fit_siblings(&x, &classes.index, n, &configs);
+                fits.into_iter().map(Some).collect()
+            }
+            false => steps.iter().map(|_| None).collect(),
+        };
+        (steps.iter().zip(&mut fitted))
+            .map(|(&(ctx, step), fitted)| {
+                let step = sibling(ctx.name, step)?;
+                let config = &step.config;
+                let mut placed = Vec::new();
+                let fit = train_placed(
+                    ctx,
+                    &mut placed,
+                    |backend| {
+                        on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config)
+                    },
+                    || {
+                        (fitted.take()).unwrap_or_else(|| {
+                            logistic::fit(ctx.name, &x, &classes.index, n, config)
+                        })
+                    },
+                )?;
+                step.model(data, &features, classes.names.clone(), &fit, placed, x.rows)
+            })
+            .collect()
+    }
+}
+
+/// A step of the family as the logistic step it is.
+fn sibling<'s>(name: &str, step: &'s dyn TrainsTogether) -> Result<&'s TrainLogistic> {
+    let any: &dyn Any = step;
+    any.downcast_ref().ok_or_else(|| {
+        Error::Internal(format!(
+            "step '{name}' is not a logistic regression, to train with one"
+        ))
+    })
+}
+
+impl TrainLogistic {
+    /// The model table of `fit`, trained on `features` of `data`.
+    fn model(
+        &self,
+        data: &Table,
+        features: &[String],
+        classes: Vec<String>,
+        fit: &LogisticFit,
+        placed: Vec<(&'static str, String)>,
+        rows: usize,
+    ) -> Result<Vec<Table>> {
         let outputs = fit.outputs();
         let layer = DenseLayer {
             inputs: features.len(),
@@ -84,40 +182,22 @@ impl Step for TrainLogistic {
         let mut model = Model::describe(
             "logistic_regression",
             data.schema(),
-            &features,
+            features,
             &self.label,
-            classes.names,
+            classes,
             network,
         )?;
-        model
-            .info
-            .params
-            .insert("l2".into(), self.config.l2.to_string());
-        model
-            .info
-            .params
-            .insert("tolerance".into(), self.config.tolerance.to_string());
-        model
-            .info
-            .training
-            .insert("iterations".into(), fit.iterations as f64);
-        model.info.training.insert("log_loss".into(), fit.log_loss);
-        model
-            .info
-            .training
-            .insert("gradient_norm".into(), fit.gradient_norm);
-        model
-            .info
-            .training
-            .insert("converged".into(), f64::from(u8::from(fit.converged)));
-        model
-            .info
-            .training
-            .insert("tolerance_used".into(), fit.tolerance);
-        for (k, v) in placed {
-            model.info.params.insert(k.into(), v);
-        }
-        trained(model, x.rows)
+        let params = &mut model.info.params;
+        params.insert("l2".into(), self.config.l2.to_string());
+        params.insert("tolerance".into(), self.config.tolerance.to_string());
+        params.extend(placed.into_iter().map(|(k, v)| (k.into(), v)));
+        let training = &mut model.info.training;
+        training.insert("iterations".into(), fit.iterations as f64);
+        training.insert("log_loss".into(), fit.log_loss);
+        training.insert("gradient_norm".into(), fit.gradient_norm);
+        training.insert("converged".into(), f64::from(u8::from(fit.converged)));
+        training.insert("tolerance_used".into(), fit.tolerance);
+        trained(model, rows)
     }
 }
 
