@@ -3,6 +3,8 @@
 //! forward/backward) plus a small dense solve on the host.
 //!
 //! - `design`: training tables as checked, column-major matrices.
+//! - `elementary`: `exp` and `log1p` as arithmetic that vectorizes (the
+//!   logistic loss).
 //! - `gram`: the weighted Gram matrix in register tiles (Hessians, normal
 //!   equations).
 //! - `linalg`: small dense solves (Cholesky).
@@ -14,6 +16,7 @@
 //! - [`model`]: the trained model as Arrow data, and its scoring expressions.
 
 internal_mod!(design);
+internal_mod!(elementary);
 internal_mod!(gram);
 internal_mod!(linalg);
 pub mod linear;
