@@ -8,8 +8,8 @@
 
 /// `ln 2` split so that `n * LN2_HI` is exact for the exponents used
 /// (fdlibm's constants).
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 
 /// `1.5 * 2^52`: adding it to a value below `2^51` in magnitude rounds the
 /// value to an integer held in the sum's low mantissa bits.
