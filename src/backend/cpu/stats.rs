@@ -289,24 +289,35 @@ fn typed<T: Native, const NULLS: bool>(values: &[T], valid: &[bool], nulls: u64)
     }
 }
 
+/// `x`'s place in IEEE 754 total order, as [`f64::total_cmp`] compares: a
+/// negative value's magnitude bits flipped.
+fn total_order_key(x: f64) -> i64 {
+    let bits = x.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+/// The value whose [`total_order_key`] is `key`.
+fn from_total_order_key(key: i64) -> f64 {
+    f64::from_bits(total_order_key(f64::from_bits(key as u64)) as u64)
+}
+
 /// Exact quantiles (linear interpolation, as numpy's default) of the non-null,
 /// non-NaN values of a column; `None` when there are no such values.
 pub fn quantiles(chunks: &[ArrayRef], qs: &[f64]) -> Option<Vec<f64>> {
     let mut values: Vec<f64> = Vec::new();
     for chunk in chunks {
-        let valid = |i: usize| chunk.is_valid(i);
         macro_rules! collect {
-            ($t:ty) => {
-                values.extend(
-                    chunk
-                        .as_primitive::<$t>()
-                        .values()
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| valid(*i))
-                        .map(|(_, x)| x.to_f64()),
-                )
-            };
+            ($t:ty) => {{
+                let all = chunk.as_primitive::<$t>().values().iter();
+                match chunk.nulls() {
+                    None => values.extend(all.map(|x| x.to_f64())),
+                    Some(nulls) => values.extend(
+                        (all.zip(nulls.iter()))
+                            .filter(|&(_, valid)| valid)
+                            .map(|(x, _)| x.to_f64()),
+                    ),
+                }
+            }};
         }
         match chunk.data_type() {
             arrow_schema::DataType::Float32 => collect!(types::Float32Type),
@@ -316,27 +327,37 @@ pub fn quantiles(chunks: &[ArrayRef], qs: &[f64]) -> Option<Vec<f64>> {
             _ => return None,
         }
     }
-    values.retain(|x| !x.is_nan());
-    if values.is_empty() {
+    // Selections compare integers: each value's key in IEEE total order.
+    let mut keys: Vec<i64> = (values.into_iter())
+        .filter(|x| !x.is_nan())
+        .map(total_order_key)
+        .collect();
+    if keys.is_empty() {
         return None;
     }
-    let last = values.len() - 1;
-    Some(
-        qs.iter()
-            .map(|&q| {
-                let pos = q.clamp(0.0, 1.0) * last as f64;
-                let lo = pos.floor() as usize;
-                let frac = pos - lo as f64;
-                let (_, &mut lo_value, right) = values.select_nth_unstable_by(lo, f64::total_cmp);
-                let hi_value = right.iter().copied().fold(f64::INFINITY, f64::min);
-                if frac == 0.0 || right.is_empty() {
-                    lo_value
-                } else {
-                    lo_value + frac * (hi_value - lo_value)
-                }
-            })
-            .collect(),
-    )
+    // Smallest quantile first: each selection works on what lies above the
+    // one before.
+    let mut order: Vec<usize> = (0..qs.len()).collect();
+    order.sort_by(|&a, &b| qs[a].total_cmp(&qs[b]));
+    let (last, mut answers, mut selected) = (keys.len() - 1, vec![0.0; qs.len()], None);
+    for k in order {
+        let pos = qs[k].clamp(0.0, 1.0) * last as f64;
+        let lo = pos.floor() as usize;
+        let from = selected.map_or(0, |s: usize| s + 1);
+        if selected != Some(lo) {
+            keys[from..].select_nth_unstable(lo - from);
+            selected = Some(lo);
+        }
+        let (lo_value, right) = (from_total_order_key(keys[lo]), &keys[lo + 1..]);
+        let frac = pos - lo as f64;
+        answers[k] = match right.iter().min() {
+            Some(&hi) if frac != 0.0 => {
+                lo_value + frac * (from_total_order_key(hi) - lo_value)
+            }
+            _ => lo_value,
+        };
+    }
+    Some(answers)
 }
 
 #[cfg(test)]
@@ -347,6 +368,37 @@ mod tests {
 
     use super::*;
     use crate::data::Rng;
+
+    #[test]
+    fn quantiles_in_any_order_equal_those_of_the_sorted_values() {
+        let mut rng = Rng::new(5);
+        // Few distinct values (ties), nulls and NaN, over two chunks.
+        let chunk = |rng: &mut Rng, n: usize| -> ArrayRef {
+            let values = (0..n).map(|i| match i % 13 {
+                0 => None,
+                1 => Some(f32::NAN),
+                _ => Some((rng.uniform() * 40.0).floor() as f32 * 0.25),
+            });
+            Arc::new(values.collect::<Float32Array>())
+        };
+        let chunks = [chunk(&mut rng, 1_001), chunk(&mut rng, 77)];
+        let mut sorted: Vec<f64> = (chunks.iter())
+            .flat_map(|c| c.as_primitive::<types::Float32Type>().iter().flatten().map(f64::from))
+            .filter(|x| !x.is_nan())
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        let qs = [0.75, 0.25, 0.5, 0.5, 1.0, 0.0, 0.999, 0.1234];
+        let last = (sorted.len() - 1) as f64;
+        let want: Vec<f64> = (qs.iter())
+            .map(|q| {
+                let (pos, lo) = (q * last, (q * last).floor() as usize);
+                let hi = sorted[(lo + 1).min(sorted.len() - 1)];
+                sorted[lo] + (pos - lo as f64) * (hi - sorted[lo])
+            })
+            .collect();
+        assert_eq!(quantiles(&chunks, &qs), Some(want));
+        assert_eq!(quantiles(&[chunk(&mut rng, 0)], &qs), None);
+    }
 
     /// Statistics the slow, obvious way, in f64.
     fn reference(array: &Float32Array) -> ColumnStats {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
 
 use super::fitted::STATS_COLUMNS_KEY;
 use super::params::names;
@@ -103,8 +104,9 @@ impl Step for FitStats {
             .collect::<Result<_>>()?;
         let fitted = ctx.device.column_stats(&columns, ctx.notes)?;
         self.check(ctx, &fitted, data.num_rows())?;
+        // Each column's quartiles on its own thread.
         let quartiles: Vec<Option<Vec<f64>>> = columns
-            .iter()
+            .par_iter()
             .map(|(_, chunks)| {
                 if self.quantiles {
                     stats::quantiles(chunks, &[0.5, 0.25, 0.75])
