@@ -26,6 +26,13 @@ use fuseflow::track::{RunSummary, render_gc, render_objects, render_run, render_
 use fuseflow::{CachePolicy, Error, Rerun, RunOptions, Workspace};
 use run_report::print_run;
 
+
+/// mimalloc keeps freed pages for reuse: a run's many large, short-lived
+/// buffers (design matrices, per-step tables) otherwise go back to the
+/// kernel and come back zeroed, page by page.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Run and inspect fuseflow pipelines described in TOML spec files.
 #[derive(Parser)]
 #[command(name = "fuseflow", version, about)]
