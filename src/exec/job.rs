@@ -155,39 +155,55 @@ fn run_job(
     job: Job,
     keys: &mut Keys,
 ) -> Result<Outcome> {
-    let node = &nodes[job.step];
-    if let Some(ws) = ws {
-        let sources = SourceHashes {
-            ws,
-            verify: options.verify_sources,
-        };
-        let own = keys
-            .own
-            .insert(key_job(nodes, sources, &job, &mut keys.members)?);
-        if job.reuse
-            && let Some(row) = reuse::find_reusable(ws, &own.key)?
-        {
-            return Ok(Outcome::Reused(Box::new(row)));
-        }
+    match reusable(nodes, ws, options, &job, (job.step, job.reuse), keys)? {
+        Some(reused) => Ok(reused),
+        None => run_keyed(nodes, ws, options, job, keys),
     }
+}
+
+/// With a workspace: key `step` of `job` (its own step, or a sibling that
+/// trains with it) into `keys` and, where `reuse` allows, find an earlier
+/// run's outputs to stand in for it.
+pub(super) fn reusable(
+    nodes: &[StepNode],
+    ws: Option<&Workspace>,
+    options: &RunOptions,
+    job: &Job,
+    (step, reuse): (usize, bool),
+    keys: &mut Keys,
+) -> Result<Option<Outcome>> {
+    let Some(ws) = ws else {
+        return Ok(None);
+    };
+    let sources = SourceHashes {
+        ws,
+        verify: options.verify_sources,
+    };
+    let own = (keys.own).insert(key_job(nodes, sources, job, step, &mut keys.members)?);
+    Ok(match reuse {
+        true => reuse::find_reusable(ws, &own.key)?.map(|row| Outcome::Reused(Box::new(row))),
+        false => None,
+    })
+}
+
+/// Load a keyed job's inputs, run it and store its outputs under `keys`.
+pub(super) fn run_keyed(
+    nodes: &[StepNode],
+    ws: Option<&Workspace>,
+    options: &RunOptions,
+    job: Job,
+    keys: &Keys,
+) -> Result<Outcome> {
+    let node = &nodes[job.step];
     let budget = options.memory_budget;
     let (inputs, members) = match load_inputs(nodes, ws, budget, job.inputs, job.fused)? {
         Ok(loaded) => loaded,
         Err(lost) => return Ok(lost),
     };
-    let name = &node.name;
     let notes = Notes::default();
-    let (tables, group) = caught(name, || {
-        let budget = options.memory_budget;
-        compute(
-            node,
-            &members,
-            inputs,
-            job.check_schemas,
-            &job.device,
-            &notes,
-            budget,
-        )
+    let (tables, group) = caught(&node.name, || {
+        let (check, device) = (job.check_schemas, &job.device);
+        compute(node, &members, inputs, check, device, &notes, budget)
     })?;
     stored(ws, node, keys.own.as_ref(), tables, notes.take(), group)
 }
@@ -304,7 +320,7 @@ fn load_input(
 
 /// Compute a job's outputs from its loaded inputs: a file read as a stream,
 /// a fused group, a step streaming its data input, or a step given tables.
-pub(super) fn compute(
+fn compute(
     node: &StepNode,
     members: &[Member],
     inputs: Vec<Data>,
@@ -348,13 +364,15 @@ pub(super) fn compute(
     Ok((tables.into_iter().map(Data::Table).collect(), None))
 }
 
-/// A job's cache key. A fused group's members are keyed in turn, each
+/// The cache key of `step` of a job (its own step, or a sibling reading the
+/// same inputs). A fused group's members are keyed in turn, each
 /// member's data input by the previous member's key; the keys of the members
 /// before the tail go to `members`, the tail's is returned.
 fn key_job(
     nodes: &[StepNode],
     sources: SourceHashes<'_>,
     job: &Job,
+    step: usize,
     members: &mut Vec<(usize, StepKey)>,
 ) -> Result<StepKey> {
     let device = &job.device;
@@ -372,12 +390,12 @@ fn key_job(
     }
     match previous {
         Some((_, tail)) => Ok(tail),
-        None => StepKey::new(&nodes[job.step], &inputs, device, sources),
+        None => StepKey::new(&nodes[step], &inputs, device, sources),
     }
 }
 
 /// The content hashes of inputs in a run with a workspace.
-pub(super) fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
+fn hashes(inputs: &[Input]) -> Result<Vec<ContentHash>> {
     inputs
         .iter()
         .map(|i| {

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use arrow_schema::SchemaRef;
 
 use super::data::Data;
-use super::job::{Job, Keys, Outcome, caught, compute, hashes, load_inputs, stored};
+use super::job::{Job, Keys, Outcome, caught, load_inputs, reusable, run_keyed, stored};
 use super::options::RunOptions;
 use super::pushdown::pushed_down;
-use super::reuse::{self, SourceHashes, StepKey};
 use crate::backend::{Device, Notes};
 use crate::data::Table;
 use crate::error::{Error, Result};
@@ -45,7 +44,7 @@ pub(super) fn run(
     let members = std::iter::once((job.step, job.reuse)).chain(job.together.iter().copied());
     for (step, reuse) in members {
         let mut keys = Keys::default();
-        match keyed(&nodes[step], ws, options, &job, reuse, &mut keys) {
+        match reusable(nodes, ws, options, &job, (step, reuse), &mut keys) {
             Ok(None) => pending.push((step, keys)),
             Ok(Some(outcome)) => finished.push((step, keys, Ok(outcome), begun.elapsed())),
             Err(e) => finished.push((step, keys, Err(e), begun.elapsed())),
@@ -63,37 +62,8 @@ pub(super) fn run(
     finished
 }
 
-/// Key one sibling, and with `reuse` find an earlier run's outputs to stand
-/// in for it (`Some`); `None` says it must train.
-fn keyed(
-    node: &StepNode,
-    ws: Option<&Workspace>,
-    options: &RunOptions,
-    job: &Job,
-    reuse: bool,
-    keys: &mut Keys,
-) -> Result<Option<Outcome>> {
-    let Some(ws) = ws else {
-        return Ok(None);
-    };
-    let sources = SourceHashes {
-        ws,
-        verify: options.verify_sources,
-    };
-    let own = (keys.own).insert(StepKey::new(
-        node,
-        &hashes(&job.inputs)?,
-        &job.device,
-        sources,
-    )?);
-    Ok(match reuse {
-        true => reuse::find_reusable(ws, &own.key)?.map(|row| Outcome::Reused(Box::new(row))),
-        false => None,
-    })
-}
-
-/// Train the `pending` siblings on the job's inputs, loaded once: alone if
-/// only one is left, else together.
+/// Train the `pending` siblings: alone if only one is left, else together
+/// on the job's inputs, loaded once.
 fn train(
     nodes: &[StepNode],
     ws: Option<&Workspace>,
@@ -101,7 +71,13 @@ fn train(
     job: Job,
     mut pending: Vec<(usize, Keys)>,
 ) -> Ended {
-    let budget = options.memory_budget;
+    if pending.len() == 1 {
+        let Some((step, keys)) = pending.pop() else {
+            return Ended::new();
+        };
+        let computed = run_keyed(nodes, ws, options, Job { step, ..job }, &keys);
+        return vec![(step, keys, computed)];
+    }
     let each_fails = |pending: Vec<(usize, Keys)>, e: Error| -> Ended {
         (pending.into_iter())
             .map(|(step, keys)| {
@@ -111,23 +87,12 @@ fn train(
             })
             .collect()
     };
+    let budget = options.memory_budget;
     let inputs = match load_inputs(nodes, ws, budget, job.inputs, Vec::new()) {
         Ok(Ok((inputs, _))) => inputs,
         Ok(Err(lost)) => return each_lost(pending, &lost),
         Err(e) => return each_fails(pending, e),
     };
-    if pending.len() == 1 {
-        let Some((step, keys)) = pending.pop() else {
-            return Ended::new();
-        };
-        let (node, notes) = (&nodes[step], Notes::default());
-        let (device, check) = (&job.device, job.check_schemas);
-        let computed = caught(&node.name, || {
-            compute(node, &[], inputs, check, device, &notes, budget)
-        })
-        .and_then(|(tables, _)| stored(ws, node, keys.own.as_ref(), tables, notes.take(), None));
-        return vec![(step, keys, computed)];
-    }
     let notes = Notes::default();
     let lead = &nodes[pending[0].0];
     let tables = match narrowed(lead, inputs, &notes) {

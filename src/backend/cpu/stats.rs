@@ -304,17 +304,18 @@ fn from_total_order_key(key: i64) -> f64 {
 /// Exact quantiles (linear interpolation, as numpy's default) of the non-null,
 /// non-NaN values of a column; `None` when there are no such values.
 pub fn quantiles(chunks: &[ArrayRef], qs: &[f64]) -> Option<Vec<f64>> {
-    let mut values: Vec<f64> = Vec::new();
+    // Selections compare integers: each value's key in IEEE total order.
+    let mut keys: Vec<i64> = Vec::new();
+    let key = |x: f64| (!x.is_nan()).then(|| total_order_key(x));
     for chunk in chunks {
         macro_rules! collect {
             ($t:ty) => {{
                 let all = chunk.as_primitive::<$t>().values().iter();
                 match chunk.nulls() {
-                    None => values.extend(all.map(|x| x.to_f64())),
-                    Some(nulls) => values.extend(
+                    None => keys.extend(all.filter_map(|x| key(x.to_f64()))),
+                    Some(nulls) => keys.extend(
                         (all.zip(nulls.iter()))
-                            .filter(|&(_, valid)| valid)
-                            .map(|(x, _)| x.to_f64()),
+                            .filter_map(|(x, valid)| valid.then(|| key(x.to_f64())).flatten()),
                     ),
                 }
             }};
@@ -327,11 +328,6 @@ pub fn quantiles(chunks: &[ArrayRef], qs: &[f64]) -> Option<Vec<f64>> {
             _ => return None,
         }
     }
-    // Selections compare integers: each value's key in IEEE total order.
-    let mut keys: Vec<i64> = (values.into_iter())
-        .filter(|x| !x.is_nan())
-        .map(total_order_key)
-        .collect();
     if keys.is_empty() {
         return None;
     }
@@ -350,11 +346,10 @@ pub fn quantiles(chunks: &[ArrayRef], qs: &[f64]) -> Option<Vec<f64>> {
         }
         let (lo_value, right) = (from_total_order_key(keys[lo]), &keys[lo + 1..]);
         let frac = pos - lo as f64;
-        answers[k] = match right.iter().min() {
-            Some(&hi) if frac != 0.0 => {
-                lo_value + frac * (from_total_order_key(hi) - lo_value)
-            }
-            _ => lo_value,
+        // The next value up, only where it is interpolated towards.
+        answers[k] = match (frac != 0.0).then(|| right.iter().min()).flatten() {
+            Some(&hi) => lo_value + frac * (from_total_order_key(hi) - lo_value),
+            None => lo_value,
         };
     }
     Some(answers)

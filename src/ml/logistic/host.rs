@@ -233,7 +233,7 @@ fn linear_predictors(
 fn probabilities(z: &[f64], y: &[u32], k: usize, ones: &[f64]) -> (f64, Vec<f64>) {
     let len = ones.len();
     let mut loss = 0.0;
-    let mut p = z.to_vec();
+    let mut p = vec![0.0; z.len()];
     if k == 1 {
         // Each row's loss kept apart, so that the loop vectorizes (no
         // running sum), then summed in lanes in a fixed order.

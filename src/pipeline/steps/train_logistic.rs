@@ -8,7 +8,7 @@ use super::params::names;
 use super::training::{design, label_and_features, train_placed, trained, training_step_io};
 use crate::data::Table;
 use crate::error::{Error, Result};
-use crate::ml::design::class_target;
+use crate::ml::design::{Classes, Design, class_target};
 use crate::ml::logistic::{self, LogisticConfig, LogisticFit};
 use crate::ml::mlp::{Activation, DenseLayer, Head, Mlp};
 use crate::ml::model::Model;
@@ -58,15 +58,7 @@ impl Step for TrainLogistic {
         let data = &inputs[0];
         let (features, x) = design(ctx.name, data, &self.features, &self.label)?;
         let classes = class_target(ctx.name, data, &self.label)?;
-        let mut placed = Vec::new();
-        let (n, config) = (classes.names.len(), &self.config);
-        let fit = train_placed(
-            ctx,
-            &mut placed,
-            |backend| on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config),
-            || logistic::fit(ctx.name, &x, &classes.index, n, config),
-        )?;
-        self.model(data, &features, classes.names, &fit, placed, x.rows)
+        self.trained(ctx, data, (&features, &x), &classes, None)
     }
     fn trains_together(&self) -> Option<&dyn TrainsTogether> {
         Some(self)
@@ -98,44 +90,31 @@ impl TrainsTogether for TrainLogistic {
         let (Some(&(lead, _)), data) = (steps.first(), &inputs[0]) else {
             return Vec::new();
         };
+        // Each step names its own error when one of these fails.
+        let members = steps.iter().map(|&(ctx, step)| sibling(ctx.name, step));
+        let Ok(members) = members.collect::<Result<Vec<_>>>() else {
+            return alone();
+        };
         let Ok((features, x)) = design(lead.name, data, &self.features, &self.label) else {
-            return alone(); // each step names its own error
+            return alone();
         };
         let Ok(classes) = class_target(lead.name, data, &self.label) else {
             return alone();
         };
-        let n = classes.names.len();
-        let mut fitted: Vec<Option<Result<LogisticFit>>> = match lead.device.is_cpu() {
+        let fits: Vec<Option<Result<LogisticFit>>> = match lead.device.is_cpu() {
             true => {
-                let configs: Vec<(&str, LogisticConfig)> = (steps.iter())
-                    .map(|&(ctx, step)| {
-                        let config = sibling(ctx.name, step).map(|s| s.config.clone());
-                        (ctx.name, config.unwrap_or_else(|_| self.config.clone()))
-                    })
+                let configs: Vec<(&str, LogisticConfig)> = (steps.iter().zip(&members))
+                    .map(|(&(ctx, _), member)| (ctx.name, member.config.clone()))
                     .collect();
+                let n = classes.names.len();
                 let fits = logistic::fit_siblings(&x, &classes.index, n, &configs);
                 fits.into_iter().map(Some).collect()
             }
             false => steps.iter().map(|_| None).collect(),
         };
-        (steps.iter().zip(&mut fitted))
-            .map(|(&(ctx, step), fitted)| {
-                let step = sibling(ctx.name, step)?;
-                let config = &step.config;
-                let mut placed = Vec::new();
-                let fit = train_placed(
-                    ctx,
-                    &mut placed,
-                    |backend| {
-                        on_device::fit_logistic(ctx.name, backend, &x, &classes.index, n, config)
-                    },
-                    || {
-                        (fitted.take()).unwrap_or_else(|| {
-                            logistic::fit(ctx.name, &x, &classes.index, n, config)
-                        })
-                    },
-                )?;
-                step.model(data, &features, classes.names.clone(), &fit, placed, x.rows)
+        (steps.iter().zip(members).zip(fits))
+            .map(|((&(ctx, _), member), fit)| {
+                member.trained(ctx, data, (&features, &x), &classes, fit)
             })
             .collect()
     }
@@ -152,6 +131,29 @@ fn sibling<'s>(name: &str, step: &'s dyn TrainsTogether) -> Result<&'s TrainLogi
 }
 
 impl TrainLogistic {
+    /// Train on the device the step is placed on, else on the CPU (where
+    /// `cpu_fit`, a fit made with its siblings, stands in), and describe the
+    /// model trained on `features` (`x`) of `data`.
+    fn trained(
+        &self,
+        ctx: StepContext,
+        data: &Table,
+        (features, x): (&[String], &Design),
+        classes: &Classes,
+        cpu_fit: Option<Result<LogisticFit>>,
+    ) -> Result<Vec<Table>> {
+        let mut placed = Vec::new();
+        let (y, n, config) = (&classes.index, classes.names.len(), &self.config);
+        let fit = train_placed(
+            ctx,
+            &mut placed,
+            |backend| on_device::fit_logistic(ctx.name, backend, x, y, n, config),
+            || cpu_fit.unwrap_or_else(|| logistic::fit(ctx.name, x, y, n, config)),
+        )?;
+        let names = classes.names.clone();
+        self.model(data, features, names, &fit, placed, x.rows)
+    }
+
     /// The model table of `fit`, trained on `features` of `data`.
     fn model(
         &self,
