@@ -130,6 +130,23 @@ pub enum Error {
         cause: Option<Cause>,
     },
 
+    /// The run was cancelled ([`Cancel`](crate::exec::Cancel)): no step
+    /// started after it; those that had finished are recorded and cached.
+    #[error(
+        "the run was cancelled; the steps that had finished are recorded and their outputs \
+         cached, so running it again reuses them"
+    )]
+    Cancelled,
+
+    /// A query named a run, step, output or published pipeline that the
+    /// workspace does not hold (the message says what it does hold, or which
+    /// command lists it).
+    #[error("{message}")]
+    NotFound {
+        /// What is missing and where to look.
+        message: String,
+    },
+
     /// A content hash, cache key or stored cache-key record could not be parsed.
     #[error("cannot parse {what}: {message}")]
     CacheParse {
@@ -253,6 +270,13 @@ impl Error {
             path: path.into(),
             message: message.into(),
             cause: None,
+        }
+    }
+
+    /// Nothing of that name in the workspace: `message` says what is missing.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Error::NotFound {
+            message: message.into(),
         }
     }
 

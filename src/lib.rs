@@ -109,6 +109,7 @@ pub mod ir;
 pub mod ml;
 pub mod pipeline;
 pub mod plan;
+pub mod serve;
 pub mod track;
 pub mod workspace;
 

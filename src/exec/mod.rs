@@ -29,7 +29,7 @@ mod siblings;
 mod state;
 
 pub use batch_score::{ScoreOptions, ScoreSummary, peak_rss_bytes, score_file};
-pub use options::{CachePolicy, Rerun, RunOptions};
+pub use options::{CachePolicy, Cancel, Rerun, RunOptions};
 pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
 pub use replay::fetch_output;
 pub use report::{CacheUse, RunOutput, StepReport};

@@ -2,11 +2,13 @@
 //! stores ([`CachePolicy`]) and which steps it runs again ([`Rerun`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::progress::RunObserver;
 use crate::backend::DeviceChoice;
 use crate::backend::DeviceSet;
 use crate::plan::Calibration;
+use crate::track::RunId;
 use crate::workspace::Workspace;
 
 /// Knobs for one run.
@@ -74,6 +76,37 @@ pub struct RunOptions {
     /// costs no page faults. The default is a quarter of physical memory,
     /// or `FUSEFLOW_MEMORY_BUDGET` (bytes) when set.
     pub memory_budget: u64,
+    /// Stops the run before its next step once cancelled: the steps running
+    /// then finish and are recorded, and the run ends as
+    /// [`Error::Cancelled`](crate::Error::Cancelled) (recorded as
+    /// `cancelled`).
+    pub cancel: Option<Cancel>,
+    /// A run already recorded as queued
+    /// ([`RunStore::queue_run`](crate::track::RunStore::queue_run)) to record
+    /// this run into, rather than a new one; a run cancelled while queued
+    /// does not start ([`Error::Cancelled`](crate::Error::Cancelled)).
+    pub queued_run: Option<RunId>,
+}
+
+/// A flag that cancels a run ([`RunOptions::cancel`]); clones share it.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag not yet raised.
+    pub fn new() -> Self {
+        Cancel::default()
+    }
+
+    /// Cancel the run: no further step starts.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Default for RunOptions {
@@ -95,6 +128,8 @@ impl Default for RunOptions {
             verify_sources: false,
             observer: None,
             memory_budget: default_memory_budget(),
+            cancel: None,
+            queued_run: None,
         }
     }
 }

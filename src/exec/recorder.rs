@@ -59,7 +59,11 @@ impl<'a> RunRecorder<'a> {
             spec_hash: blake3::hash(spec.as_bytes()).to_hex().to_string(),
             spec,
         };
-        let run = ws.runs().begin_run(&pipeline, &params)?;
+        let run = match &options.queued_run {
+            None => ws.runs().begin_run(&pipeline, &params)?,
+            Some(run) if ws.runs().start_queued(run, &pipeline, &params)? => run.clone(),
+            Some(_) => return Err(Error::Cancelled),
+        };
         ws.runs().record_variants(&run, variants)?;
         Ok(RunRecorder {
             recording: Some((ws, run)),
@@ -196,6 +200,7 @@ impl<'a> RunRecorder<'a> {
         let (status, error) = match &result {
             Ok(done) if done.failed.is_empty() => (RunStatus::Succeeded, None),
             Ok(done) => (RunStatus::Failed, Some(failures_text(&done.failed))),
+            Err(e @ Error::Cancelled) => (RunStatus::Cancelled, Some(e.to_string())),
             Err(e) => (RunStatus::Failed, Some(e.to_string())),
         };
         ws.runs().finish_run(run, status, error.as_deref())?;

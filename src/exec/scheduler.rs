@@ -76,6 +76,7 @@ pub(super) fn schedule(
         reports: Vec::with_capacity(nodes.len()),
         keep_going: !pipeline.variants().is_empty(),
         failures: Vec::new(),
+        cancelled: false,
         start: Instant::now(),
     };
     let start = scheduler.start;
@@ -95,7 +96,11 @@ pub(super) fn schedule(
         }
         drop(done_tx);
         let mut running = 0usize;
+        let cancelled = || options.cancel.as_ref().is_some_and(|c| c.is_cancelled());
         loop {
+            if cancelled() {
+                scheduler.cancel();
+            }
             while running < workers
                 && let Some(i) = scheduler.queue.pop()
             {
@@ -134,6 +139,8 @@ struct Scheduler<'a> {
     keep_going: bool,
     /// The failures so far.
     failures: Vec<Error>,
+    /// Whether the run was cancelled with steps still to start.
+    cancelled: bool,
     start: Instant,
 }
 
@@ -479,7 +486,19 @@ impl Scheduler<'_> {
 
     /// The run's outputs and reports, or its first failure (for a run that
     /// kept going, the failures are handed back with what else was done).
+    /// Start no further step; the run ends as cancelled unless every step
+    /// had already started.
+    fn cancel(&mut self) {
+        if !self.cancelled && self.reports.len() < self.nodes.len() {
+            self.cancelled = true;
+            self.queue.stop();
+        }
+    }
+
     fn end(mut self) -> Result<Scheduled> {
+        if self.cancelled {
+            return Err(Error::Cancelled);
+        }
         if !self.keep_going && !self.failures.is_empty() {
             return Err(self.failures.swap_remove(0));
         }

@@ -18,13 +18,17 @@
 //!   queries hand back; [`render_runs`] and [`render_run`] turn them into text.
 //! - [`SweepResults`]: a sweep's variants compared; [`Chart`] draws one of
 //!   its metrics as SVG or PNG.
+//! - [`PublishedVersion`], [`PublishedSpec`], [`Publication`]: pipelines
+//!   published to `fuseflow serve` ([`RunStore::publish`]), numbered
+//!   versions with one default.
 //!
 //! # Schema
 //! `pipelines` (name, spec hash, spec), `runs` (id, pipeline, parameters,
 //! status, start and end, error, host and pid), `step_runs` (cache key and its
 //! fields, device, hit and the run reused from, duration, rows, bytes, error,
 //! notes), `step_outputs` (port and content hash per step run) and `metrics`
-//! (step, name, value). `PRAGMA user_version` numbers the schema; opening a
+//! (step, name, value), `sweep_variants`, `published` (name, version, spec,
+//! anchor, enabled) and `published_defaults`. `PRAGMA user_version` numbers the schema; opening a
 //! store applies missing migrations, and refuses a database from a newer
 //! fuseflow.
 //!
@@ -52,4 +56,6 @@ pub use record::{
 };
 pub use report::{render_gc, render_objects, render_run, render_runs};
 pub use results::{SweepResults, VariantResult, VariantStatus};
-pub use store::{BUSY_TIMEOUT, FileStat, RunStore};
+pub use store::{
+    BUSY_TIMEOUT, FileStat, Publication, PublishedSpec, PublishedVersion, RunFilter, RunStore,
+};

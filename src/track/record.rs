@@ -51,14 +51,19 @@ pub struct PipelineRecord {
 /// Where a run stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunStatus {
+    /// Triggered over REST (`fuseflow serve`) and waiting in the server's
+    /// queue; its process is (as far as can be told) alive.
+    Queued,
     /// Begun and not finished, and its process is (as far as can be told) alive.
     Running,
     /// Every step finished.
     Succeeded,
     /// A step, or the run around it, failed.
     Failed,
-    /// The process stopped (killed, crashed) before finishing the run, or the
-    /// run was cancelled.
+    /// Cancelled while queued, or while running (before its next step; the
+    /// steps that had finished are recorded).
+    Cancelled,
+    /// The process stopped (killed, crashed) before finishing the run.
     Interrupted,
 }
 
@@ -66,19 +71,28 @@ impl RunStatus {
     /// The lowercase name stored in the database and shown in reports.
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
         }
+    }
+
+    /// Whether the run has ended (it is neither queued nor running).
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
     }
 
     /// The status named by [`RunStatus::as_str`], if any.
     pub fn parse(s: &str) -> Option<RunStatus> {
         [
+            RunStatus::Queued,
             RunStatus::Running,
             RunStatus::Succeeded,
             RunStatus::Failed,
+            RunStatus::Cancelled,
             RunStatus::Interrupted,
         ]
         .into_iter()
@@ -139,8 +153,8 @@ pub struct RunSummary {
     pub spec_hash: String,
     /// The run's parameters, as given to `begin_run`.
     pub params: String,
-    /// The run's status; a `running` run whose process is gone reads as
-    /// [`RunStatus::Interrupted`].
+    /// The run's status; a `queued` or `running` run whose process is gone
+    /// reads as [`RunStatus::Interrupted`].
     pub status: RunStatus,
     /// When the run began.
     pub started: SystemTime,

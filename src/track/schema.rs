@@ -113,6 +113,54 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, seq)
     ) WITHOUT ROWID;
     ",
+    // 4: runs queued by `fuseflow serve` before they start, and runs
+    // cancelled, as statuses of their own (SQLite cannot alter a CHECK, so
+    // the table is rebuilt, as its documented procedure says; foreign keys
+    // are off while migrating, so nothing cascades); and the pipelines
+    // published to the server, each with its numbered versions and one
+    // default.
+    "
+    CREATE TABLE runs_v4 (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        pipeline   TEXT NOT NULL,
+        spec_hash  TEXT NOT NULL,
+        params     TEXT NOT NULL,
+        status     TEXT NOT NULL
+                   CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled',
+                                     'interrupted')),
+        started_ms INTEGER NOT NULL,
+        ended_ms   INTEGER,
+        error      TEXT,
+        host       TEXT NOT NULL,
+        pid        INTEGER NOT NULL,
+        pid_start  INTEGER,
+        FOREIGN KEY (pipeline, spec_hash) REFERENCES pipelines (name, spec_hash)
+    );
+    INSERT INTO runs_v4 SELECT * FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v4 RENAME TO runs;
+    CREATE INDEX runs_by_pipeline ON runs (pipeline, started_ms);
+    CREATE INDEX runs_by_start ON runs (started_ms);
+    CREATE INDEX runs_by_status ON runs (status);
+
+    CREATE TABLE published (
+        name         TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        spec_hash    TEXT NOT NULL,
+        spec         TEXT NOT NULL,
+        anchor       TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        enabled      INTEGER NOT NULL CHECK (enabled IN (0, 1)),
+        published_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE published_defaults (
+        name    TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        FOREIGN KEY (name, version) REFERENCES published (name, version)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build creates and understands.

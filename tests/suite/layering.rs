@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "workspace",
     "exec",
     "datasets",
+    "serve",
 ];
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -38,6 +38,7 @@ mod reuse;
 mod row_group_pruning;
 mod run_store;
 mod scheduler;
+mod serve;
 mod siblings;
 mod spec_files;
 mod sweep;

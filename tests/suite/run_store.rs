@@ -51,7 +51,7 @@ fn user_version(path: &Path) -> i64 {
 
 /// The schema version this build writes: one per migration (the third
 /// added the variants of sweeps).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 fn message(err: fuseflow::Error) -> String {
     err.to_string()

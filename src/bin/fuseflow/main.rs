@@ -1,6 +1,7 @@
 //! The `fuseflow` command-line tool.
 
 mod run_report;
+mod serve;
 mod sweep;
 
 use std::collections::HashMap;
@@ -104,6 +105,13 @@ enum Command {
         #[command(subcommand)]
         action: sweep::SweepAction,
     },
+    /// Publish a spec file to the workspace's pipelines, which `fuseflow
+    /// serve` runs when triggered over REST (a changed spec adds a version).
+    Publish(serve::PublishArgs),
+    /// Serve the workspace over HTTP: publish and trigger pipelines over
+    /// REST, query runs and outputs, and the dashboard at `/`
+    /// (docs/rest-api.md).
+    Serve(serve::ServeArgs),
     /// Inspect and trim the cache of step outputs.
     Cache {
         #[command(subcommand)]
@@ -496,6 +504,8 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Sweep { action } => open().and_then(|ws| action.run(&ws)),
+        Command::Publish(args) => open().and_then(|ws| args.publish(&ws)),
+        Command::Serve(args) => open().and_then(|ws| args.serve(ws)),
         Command::Cache { action } => open().and_then(|ws| {
             let objects = ws.objects();
             let text = match action {

@@ -1,9 +1,13 @@
 //! [`RunStore`]: recording runs into the workspace's SQLite database and
 //! reading them back.
 
+mod publish;
 mod read;
 mod sweep;
 mod write;
+
+pub use publish::{Publication, PublishedSpec, PublishedVersion};
+pub use read::RunFilter;
 
 use read::saturating_i64;
 
@@ -230,10 +234,9 @@ impl RunStore {
     }
 
     pub(super) fn unknown_run(&self, reference: &str) -> Error {
-        Error::run_store(
-            &self.path,
-            format!("no run '{reference}' in this workspace; `fuseflow runs` lists the runs"),
-        )
+        Error::not_found(format!(
+            "no run '{reference}' in this workspace; `fuseflow runs` lists the runs"
+        ))
     }
 }
 
@@ -263,8 +266,12 @@ fn prepare(conn: &Connection) -> rusqlite::Result<Migration> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Off while migrating (SQLite's default), so that a migration that
+    // rebuilds a table cascades no deletes; on for everything after.
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let migration = schema::migrate(conn)?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    schema::migrate(conn)
+    Ok(migration)
 }
 
 fn is_busy(err: &rusqlite::Error) -> bool {

@@ -18,8 +18,8 @@ impl RunStore {
     /// `latest` (the most recently begun run).
     ///
     /// # Errors
-    /// [`Error::RunStore`] when no run matches (suggesting `fuseflow runs`), or
-    /// a prefix matches several (listing them).
+    /// [`Error::NotFound`] when no run matches (suggesting `fuseflow runs`),
+    /// [`Error::RunStore`] when a prefix matches several (listing them).
     pub fn resolve(&self, reference: &str) -> Result<RunId> {
         let conn = self.conn();
         self.resolve_in(&conn, reference)
@@ -38,6 +38,39 @@ impl RunStore {
         stmt.query_map([pipeline], |row| summary_of(row, &self.owner))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.sql(e))
+    }
+
+    /// A page of the runs `filter` selects, newest first, and how many it
+    /// selects in all.
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the database cannot be read.
+    pub fn runs_page(&self, filter: &RunFilter) -> Result<(Vec<RunSummary>, usize)> {
+        let conn = self.conn();
+        let sql = format!(
+            "{SUMMARY_SELECT} WHERE (?1 IS NULL OR r.pipeline = ?1)
+               AND (?2 IS NULL OR r.started_ms >= ?2) AND (?3 IS NULL OR r.started_ms < ?3)
+             ORDER BY r.started_ms DESC, r.seq DESC"
+        );
+        let ms = |t: Option<std::time::SystemTime>| t.map(crate::track::clock::to_ms);
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.sql(e))?;
+        let runs: Vec<RunSummary> = stmt
+            .query_map(
+                params![filter.pipeline, ms(filter.since), ms(filter.until)],
+                |row| summary_of(row, &self.owner),
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))?;
+        // Status is filtered here: a run's stored status is not the one it
+        // reads as once its process is gone.
+        let selected: Vec<RunSummary> = (runs.into_iter())
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .collect();
+        let total = selected.len();
+        let page = (selected.into_iter().skip(filter.offset))
+            .take(filter.limit)
+            .collect();
+        Ok((page, total))
     }
 
     /// One run with its step runs (in recorded order) and metrics.
@@ -120,7 +153,7 @@ impl RunStore {
     /// The record of `step` in the run named by `run` (see [`RunStore::resolve`]).
     ///
     /// # Errors
-    /// As [`RunStore::resolve`], and [`Error::RunStore`] listing the run's
+    /// As [`RunStore::resolve`], and [`Error::NotFound`] listing the run's
     /// steps when it has no step of that name.
     pub fn step_run(&self, run: &str, step: &str) -> Result<StepRunRow> {
         let conn = self.conn();
@@ -191,7 +224,7 @@ impl RunStore {
     /// `(port, hash)`. `port` may be left out when the step has one output.
     ///
     /// # Errors
-    /// As [`RunStore::step_run`], and [`Error::RunStore`] listing the step's
+    /// As [`RunStore::step_run`], and [`Error::NotFound`] listing the step's
     /// outputs when `port` names none of them, or is left out and there are
     /// several.
     pub fn find_output(
@@ -233,7 +266,7 @@ impl RunStore {
                 ports()
             ),
         };
-        Err(Error::run_store(&self.path, message))
+        Err(Error::not_found(message))
     }
 
     /// The content hash (hex) recorded for the file at `path` when it had
@@ -290,8 +323,7 @@ impl RunStore {
         }
         let mut found = read().map_err(|e| self.sql(e))?;
         match found.len() {
-            0 if reference == "latest" => Err(Error::run_store(
-                &self.path,
+            0 if reference == "latest" => Err(Error::not_found(
                 "no runs in this workspace yet, so there is no latest run",
             )),
             0 => Err(self.unknown_run(reference)),
@@ -336,17 +368,43 @@ impl RunStore {
         };
         match read().map_err(|e| self.sql(e))? {
             Ok(row) => Ok(row),
-            Err(steps) if steps.is_empty() => Err(Error::run_store(
-                &self.path,
-                format!("run {run} has no step '{step}'; it recorded no steps"),
-            )),
-            Err(steps) => Err(Error::run_store(
-                &self.path,
-                format!(
-                    "run {run} has no step '{step}'; its steps are: {}",
-                    steps.join(", ")
-                ),
-            )),
+            Err(steps) if steps.is_empty() => Err(Error::not_found(format!(
+                "run {run} has no step '{step}'; it recorded no steps"
+            ))),
+            Err(steps) => Err(Error::not_found(format!(
+                "run {run} has no step '{step}'; its steps are: {}",
+                steps.join(", ")
+            ))),
+        }
+    }
+}
+
+/// Which runs [`RunStore::runs_page`] lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only this pipeline's.
+    pub pipeline: Option<String>,
+    /// Only runs with this status (as they read now).
+    pub status: Option<RunStatus>,
+    /// Only runs begun at or after this time.
+    pub since: Option<std::time::SystemTime>,
+    /// Only runs begun before this time.
+    pub until: Option<std::time::SystemTime>,
+    /// Runs in the page, at most.
+    pub limit: usize,
+    /// Runs skipped before the page.
+    pub offset: usize,
+}
+
+impl Default for RunFilter {
+    fn default() -> Self {
+        RunFilter {
+            pipeline: None,
+            status: None,
+            since: None,
+            until: None,
+            limit: 50,
+            offset: 0,
         }
     }
 }
@@ -379,7 +437,7 @@ pub(super) fn summary_of(row: &Row<'_>, here: &Owner) -> rusqlite::Result<RunSum
     })?;
     let owner = owner_of(row, 8)?;
     let mut error: Option<String> = row.get(7)?;
-    if status == RunStatus::Running && owner.is_gone(here) {
+    if !status.is_finished() && owner.is_gone(here) {
         status = RunStatus::Interrupted;
         error = Some(gone_message(&owner));
     }

@@ -20,28 +20,111 @@ impl RunStore {
     /// # Errors
     /// [`Error::RunStore`] when the database cannot be written.
     pub fn begin_run(&self, pipeline: &PipelineRecord, params: &str) -> Result<RunId> {
+        self.insert_run(pipeline, params, RunStatus::Running)
+    }
+
+    /// Record a run of `pipeline` as `queued` (a server's queue holds it),
+    /// with the time it was queued as its start; [`RunStore::start_queued`]
+    /// begins it, [`RunStore::end_queued`] cancels it.
+    ///
+    /// # Errors
+    /// As [`RunStore::begin_run`].
+    pub fn queue_run(&self, pipeline: &PipelineRecord, params: &str) -> Result<RunId> {
+        self.insert_run(pipeline, params, RunStatus::Queued)
+    }
+
+    /// Begin a queued run: as [`RunStore::begin_run`], into the run already
+    /// recorded, now `running` from now on, owned by this process. Answers
+    /// `false`, changing nothing, when the run is no longer queued (it was
+    /// cancelled).
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when the run is unknown or the database cannot be
+    /// written.
+    pub fn start_queued(
+        &self,
+        run: &RunId,
+        pipeline: &PipelineRecord,
+        params: &str,
+    ) -> Result<bool> {
+        let ms = to_ms(SystemTime::now());
+        let updated = self.write(|tx| {
+            insert_pipeline(tx, pipeline, ms)?;
+            tx.execute(
+                "UPDATE runs SET status = 'running', started_ms = ?2, pipeline = ?3,
+                     spec_hash = ?4, params = ?5, host = ?6, pid = ?7, pid_start = ?8
+                 WHERE id = ?1 AND status = 'queued'",
+                params![
+                    run.as_str(),
+                    ms,
+                    pipeline.name,
+                    pipeline.spec_hash,
+                    params,
+                    self.owner.host,
+                    self.owner.pid,
+                    self.owner.start.map(saturating_i64),
+                ],
+            )
+        })?;
+        if updated == 0 {
+            self.resolve(run.as_str())?;
+        }
+        Ok(updated == 1)
+    }
+
+    /// End a run that is still queued (cancelled, or failed before it could
+    /// begin) as `status` now, with `reason` as its error. Answers `false`,
+    /// changing nothing, when it is not queued (it started, or had ended).
+    ///
+    /// # Errors
+    /// [`Error::RunStore`] when `status` is not a finished one, the run is
+    /// unknown or the database cannot be written.
+    pub fn end_queued(&self, run: &RunId, status: RunStatus, reason: &str) -> Result<bool> {
+        if !status.is_finished() {
+            return Err(Error::run_store(
+                &self.path,
+                format!("queued run {run} cannot end as '{status}'"),
+            ));
+        }
+        let ms = to_ms(SystemTime::now());
+        let updated = self.write(|tx| {
+            tx.execute(
+                "UPDATE runs SET status = ?2, ended_ms = ?3, error = ?4
+                 WHERE id = ?1 AND status = 'queued'",
+                params![run.as_str(), status.as_str(), ms, reason],
+            )
+        })?;
+        if updated == 0 {
+            self.resolve(run.as_str())?;
+        }
+        Ok(updated == 1)
+    }
+
+    /// A new run of `pipeline` as `status`, under a fresh id.
+    fn insert_run(
+        &self,
+        pipeline: &PipelineRecord,
+        params: &str,
+        status: RunStatus,
+    ) -> Result<RunId> {
         let started = SystemTime::now();
         let ms = to_ms(started);
         let stamp = Utc::of(started).compact();
         self.write(|tx| {
-            tx.execute(
-                "INSERT INTO pipelines (name, spec_hash, spec, first_seen_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name, spec_hash) DO NOTHING",
-                params![pipeline.name, pipeline.spec_hash, pipeline.spec, ms],
-            )?;
+            insert_pipeline(tx, pipeline, ms)?;
             for _ in 0..ID_ATTEMPTS {
                 let id = format!("{stamp}-{:04x}", random_u16());
                 let inserted = tx.execute(
                     "INSERT INTO runs (id, pipeline, spec_hash, params, status, started_ms,
                                        host, pid, pid_start)
-                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                      ON CONFLICT (id) DO NOTHING",
                     params![
                         id,
                         pipeline.name,
                         pipeline.spec_hash,
                         params,
+                        status.as_str(),
                         ms,
                         self.owner.host,
                         self.owner.pid,
@@ -164,14 +247,15 @@ impl RunStore {
     /// Finish a run with its final status and, for a failure, its error.
     ///
     /// # Errors
-    /// [`Error::RunStore`] when `status` is [`RunStatus::Running`], the run is
+    /// [`Error::RunStore`] when `status` is not a finished one, the run is
     /// unknown, or the database cannot be written.
     pub fn finish_run(&self, run: &RunId, status: RunStatus, error: Option<&str>) -> Result<()> {
-        if status == RunStatus::Running {
+        if !status.is_finished() {
             return Err(Error::run_store(
                 &self.path,
                 format!(
-                    "run {run} cannot finish as 'running'; give succeeded, failed or interrupted"
+                    "run {run} cannot finish as '{status}'; give succeeded, failed, cancelled \
+                     or interrupted"
                 ),
             ));
         }
@@ -188,7 +272,7 @@ impl RunStore {
         Ok(())
     }
 
-    /// Store [`RunStatus::Interrupted`] for every run left `running` by a
+    /// Store [`RunStatus::Interrupted`] for every run left queued or running by a
     /// process of this host that no longer exists, with the time of its last
     /// recorded step as its end. Returns the runs marked. Queries already
     /// report such runs as interrupted; this makes it permanent, for tools
@@ -200,7 +284,8 @@ impl RunStore {
         self.write(|tx| {
             let running = {
                 let mut stmt = tx.prepare(
-                    "SELECT id, host, pid, pid_start FROM runs WHERE status = 'running' ORDER BY seq",
+                    "SELECT id, host, pid, pid_start FROM runs WHERE status IN ('queued', 'running')
+                     ORDER BY seq",
                 )?;
                 stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, owner_of(row, 1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?
@@ -240,4 +325,18 @@ impl RunStore {
         })?;
         Ok(())
     }
+}
+
+/// Store `pipeline`'s spec the first time its hash is seen.
+fn insert_pipeline(
+    tx: &rusqlite::Transaction<'_>,
+    pipeline: &PipelineRecord,
+    ms: i64,
+) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO pipelines (name, spec_hash, spec, first_seen_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, spec_hash) DO NOTHING",
+        params![pipeline.name, pipeline.spec_hash, pipeline.spec, ms],
+    )
 }
