@@ -78,7 +78,7 @@ impl Guard {
             .and_then(|h| h.to_str().ok())
             .map(str::to_ascii_lowercase)
             .ok_or_else(|| ApiError::bad_request("the request has no Host header"))?;
-        if !self.hosts.iter().any(|h| *h == host) {
+        if !self.hosts.contains(&host) {
             return Err(ApiError::new(
                 StatusCode::MISDIRECTED_REQUEST,
                 format!(

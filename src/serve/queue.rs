@@ -131,8 +131,8 @@ impl RunQueue {
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sent = jobs
             .as_ref()
-            .map(|tx| tx.send((run.clone(), ticket, cancel)));
-        if !matches!(sent, Some(Ok(()))) {
+            .is_some_and(|tx| tx.send((run.clone(), ticket, cancel)).is_ok());
+        if !sent {
             drop(jobs);
             waiting.fetch_sub(1, Ordering::AcqRel);
             self.shared.cancels().remove(&run);
