@@ -6,11 +6,11 @@
 //!
 //! The server is axum on a small tokio runtime. Handlers hand every store
 //! query and every run to blocking threads, so runs never hold the async
-//! threads; runs go to [`queue`]'s workers, which call the engine as the
+//! threads; runs go to the run queue's workers (`queue.rs`), which call the engine as the
 //! command line does (same store, same cache: a run triggered here is listed
 //! by `fuseflow runs`).
 //!
-//! Safe by default ([`guard`]): loopback only unless a bearer token is set,
+//! Safe by default (`guard.rs`): loopback only unless a bearer token is set,
 //! the `Host` header checked, no CORS, bodies limited, and the files a
 //! triggered run reads or writes confined to a data root.
 
