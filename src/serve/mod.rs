@@ -191,7 +191,7 @@ impl Server {
     /// The router: every route, the guard and the body limit (to serve
     /// in-process, as the tests do, or inside another axum application).
     pub fn router(&self) -> Router {
-        let mut docs: Vec<RouteDoc> = routes().into_iter().map(|(doc, _)| doc).collect();
+        let (mut docs, handlers): (Vec<RouteDoc>, Vec<_>) = routes().into_iter().unzip();
         docs.push(RouteDoc {
             method: "get",
             path: "/openapi.json",
@@ -203,7 +203,7 @@ impl Server {
         let document = Arc::new(openapi::document(&docs));
         let mut router: Router<Arc<AppState>> = Router::new();
         let mut by_path: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
-        for (doc, handler) in routes() {
+        for (doc, handler) in docs.iter().zip(handlers) {
             match by_path.iter_mut().find(|(p, _)| *p == doc.path) {
                 Some((_, existing)) => *existing = std::mem::take(existing).merge(handler),
                 None => by_path.push((doc.path, handler)),
