@@ -32,4 +32,5 @@ pub use batch_score::{ScoreOptions, ScoreSummary, peak_rss_bytes, score_file};
 pub use options::{CachePolicy, Cancel, Rerun, RunOptions};
 pub use progress::{Progress, ProgressMode, RunObserver, StepProgress};
 pub use replay::fetch_output;
+pub(crate) use replay::recorded_pipeline;
 pub use report::{CacheUse, RunOutput, StepReport};

@@ -24,7 +24,7 @@ use crate::pipeline::graph::{Pipeline, StepNode};
 use crate::pipeline::params::ParamValues;
 use crate::pipeline::spec;
 use crate::pipeline::step::StepContext;
-use crate::track::{StepRecord, spec_param_values};
+use crate::track::{RunId, StepRecord, spec_param_values};
 use crate::workspace::Workspace;
 
 /// An output of a step of a past run (`run`: an id, a unique prefix or
@@ -49,18 +49,28 @@ pub fn fetch_output(ws: &Workspace, run: &str, step: &str, port: Option<&str>) -
             format!("{stored_only}; it cannot be computed again: {why}"),
         )
     };
-    let text = ws.runs().spec_of(&row.run)?;
-    let mut values = ParamValues::new();
-    for (name, value) in spec_param_values(&ws.runs().params_of(&row.run)?).unwrap_or_default() {
-        values = values.value(&name, value);
-    }
-    let pipeline = spec::parse_with(&text, Path::new("recorded.toml"), &values).map(|(p, _)| p);
-    let pipeline = pipeline.map_err(|e| {
+    let pipeline = recorded_pipeline(ws, &row.run)?.map_err(|e| {
         cannot(format!(
             "the run's recorded definition is not a spec file ({e}); keep the step (--keep {step}) or cache every step to store it"
         ))
     })?;
     replay(ws, &pipeline, row.run.as_str(), step, port).map_err(|e| cannot(e.to_string()))
+}
+
+/// The pipeline `run` ran: its recorded spec parsed with its parameters'
+/// recorded values. The outer result is the store's; the inner one fails
+/// ([`Error::Spec`]) where the recorded definition is not a spec file (a
+/// run started from the Rust API records its `explain` text).
+///
+/// # Errors
+/// [`Error::RunStore`] when the store cannot be read.
+pub(crate) fn recorded_pipeline(ws: &Workspace, run: &RunId) -> Result<Result<Pipeline>> {
+    let text = ws.runs().spec_of(run)?;
+    let mut values = ParamValues::new();
+    for (name, value) in spec_param_values(&ws.runs().params_of(run)?).unwrap_or_default() {
+        values = values.value(&name, value);
+    }
+    Ok(spec::parse_with(&text, Path::new("recorded.toml"), &values).map(|(p, _)| p))
 }
 
 /// What a past run recorded, read back for the recorded spec's steps.

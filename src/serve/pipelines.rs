@@ -92,11 +92,11 @@ pub(crate) async fn one(
 ) -> ApiResult<Json<PipelineJson>> {
     blocking(&state, move |state| {
         let versions = state.ws.runs().published_versions(&name)?;
-        let mut grouped = PipelineJson::grouped(&versions);
-        grouped
-            .pop()
-            .map(Json)
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no pipeline '{name}'")))
+        // Not empty: an unpublished name is NotFound above.
+        let grouped = PipelineJson::grouped(&versions).pop();
+        grouped.map(Json).ok_or_else(|| {
+            crate::error::Error::Internal(format!("pipeline '{name}' listed no versions")).into()
+        })
     })
     .await
 }

@@ -154,8 +154,8 @@ impl RunQueue {
     /// process runs.
     pub(crate) fn cancel(&self, run: &str) -> ApiResult<RunSummary> {
         let runs = self.shared.ws.runs();
-        let id = runs.resolve(run)?;
-        let summary = runs.run(id.as_str())?.summary;
+        let summary = runs.run(run)?.summary;
+        let id = summary.id.clone();
         if summary.status.is_finished() {
             return Err(ApiError::conflict(format!(
                 "run {id} has already ended ({}); there is nothing to cancel",

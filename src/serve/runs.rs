@@ -1,7 +1,6 @@
 //! Routes of the run history: list, one run, cancel, its graph, why a step
 //! missed the cache, a sweep's variants, and metrics across runs.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,9 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::api::{ApiError, ApiResult, RunDetailJson, RunJson, RunMetricsJson, VariantsJson};
 use super::{AppState, blocking};
-use crate::pipeline::params::ParamValues;
-use crate::pipeline::spec;
-use crate::track::{RunFilter, RunStatus, SweepResults, spec_param_values};
+use crate::exec::recorded_pipeline;
+use crate::track::{RunFilter, RunStatus, SweepResults};
 
 /// The most runs a page holds.
 const PAGE_MAX: usize = 500;
@@ -120,21 +118,12 @@ pub(crate) async fn graph(
     UrlPath(run): UrlPath<String>,
 ) -> ApiResult<Json<Graph>> {
     blocking(&state, move |state| {
-        let runs = state.ws.runs();
-        let id = runs.resolve(&run)?;
-        let text = runs.spec_of(&id)?;
-        let mut values = ParamValues::new();
-        for (name, value) in spec_param_values(&runs.params_of(&id)?).unwrap_or_default() {
-            values = values.value(&name, value);
-        }
-        let pipeline = spec::parse_with(&text, Path::new("recorded.toml"), &values)
-            .map_err(|e| {
-                ApiError::conflict(format!(
-                    "run {id} was not started from a spec file, so its graph is not recorded \
-                     ({e})"
-                ))
-            })?
-            .0;
+        let id = state.ws.runs().resolve(&run)?;
+        let pipeline = recorded_pipeline(&state.ws, &id)?.map_err(|e| {
+            ApiError::conflict(format!(
+                "run {id} was not started from a spec file, so its graph is not recorded ({e})"
+            ))
+        })?;
         let steps = (pipeline.nodes.iter())
             .map(|node| {
                 let mut inputs: Vec<String> = (node.bindings.iter())

@@ -120,13 +120,7 @@ impl RunStore {
     /// # Errors
     /// [`Error::RunStore`] when the database cannot be read.
     pub fn published(&self) -> Result<Vec<PublishedVersion>> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(&format!("{VERSION_SELECT} ORDER BY p.name, p.version"))
-            .map_err(|e| self.sql(e))?;
-        stmt.query_map([], version_of)
-            .and_then(|rows| rows.collect())
-            .map_err(|e| self.sql(e))
+        self.versions_of(None)
     }
 
     /// The versions of pipeline `name`, oldest first.
@@ -134,13 +128,22 @@ impl RunStore {
     /// # Errors
     /// [`Error::NotFound`] when nothing is published under `name`.
     pub fn published_versions(&self, name: &str) -> Result<Vec<PublishedVersion>> {
-        let versions: Vec<_> = (self.published()?.into_iter())
-            .filter(|v| v.pipeline == name)
-            .collect();
+        let versions = self.versions_of(Some(name))?;
         if versions.is_empty() {
             return Err(self.unpublished(name));
         }
         Ok(versions)
+    }
+
+    /// The versions of `name`, or of every pipeline.
+    fn versions_of(&self, name: Option<&str>) -> Result<Vec<PublishedVersion>> {
+        let conn = self.conn();
+        let sql =
+            format!("{VERSION_SELECT} WHERE ?1 IS NULL OR p.name = ?1 ORDER BY p.name, p.version");
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.sql(e))?;
+        stmt.query_map([name], version_of)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.sql(e))
     }
 
     /// Version `version` of pipeline `name`.
