@@ -310,6 +310,30 @@ impl Error {
         lines
     }
 
+    /// Whether a full disk (or quota) caused this error, at any depth: the
+    /// one failure that freeing space mends.
+    pub fn is_storage_full(&self) -> bool {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = next {
+            let full = match (
+                err.downcast_ref::<std::io::Error>(),
+                err.downcast_ref::<rusqlite::Error>(),
+            ) {
+                (Some(io), _) => {
+                    io.kind() == std::io::ErrorKind::StorageFull
+                        || io.kind() == std::io::ErrorKind::QuotaExceeded
+                }
+                (_, Some(sql)) => sql.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+                _ => false,
+            };
+            if full {
+                return true;
+            }
+            next = err.source();
+        }
+        false
+    }
+
     /// A spec error found while building one variant of a sweep, naming it.
     pub(crate) fn in_variant(self, variant: &str) -> Self {
         match self {

@@ -44,6 +44,7 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let status = match &e {
+            _ if e.is_storage_full() => StatusCode::INSUFFICIENT_STORAGE,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Spec { .. }
             | Error::DuplicateStep { .. }

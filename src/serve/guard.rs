@@ -204,11 +204,12 @@ pub(crate) async fn check(
 /// # Errors
 /// [`Error::Io`] when the system's random source cannot be read.
 pub(crate) fn new_token() -> Result<String> {
-    use std::io::Read;
-    let source = Path::new("/dev/urandom");
     let mut bytes = [0u8; 32];
-    std::fs::File::open(source)
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| Error::io_from(source, e))?;
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Error::io(
+            "the system's random source",
+            format!("cannot draw a token from it ({e}); give one with --token"),
+        )
+    })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

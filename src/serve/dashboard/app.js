@@ -376,10 +376,8 @@ async function viewRuns(root, query, gen) {
 // ---------------------------------------------------------------- #/runs/{id}
 
 function runHeader(run, onCancel) {
-  let params = run.params;
-  if (params && typeof params === 'object') {
-    params = Object.entries(params).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join('  ');
-  }
+  // The recorded text: a rerun line, then `[params]` and one `name = value` per line.
+  const params = (run.params || '').split('\n').filter((line) => line && line !== '[params]').join(', ');
   const cancel = ACTIVE.has(run.status) && el('button', {
     id: 'cancel-run', class: 'danger',
     onclick: (e) => { e.target.disabled = true; onCancel(); },
@@ -407,9 +405,9 @@ function stepState(sr) {
 
 // The graph's steps, plus any recorded step the graph does not name.
 function dagSteps(graph, stepRuns) {
-  const steps = (graph.steps || []).map((s) => ({ step: s.step, kind: s.kind, inputs: s.inputs || [] }));
+  const steps = (graph.steps || []).map((s) => ({ step: s.step, kind: s.kind, inputs: s.inputs || [], bindings: s.bindings || [] }));
   const known = new Set(steps.map((s) => s.step));
-  for (const sr of stepRuns) if (!known.has(sr.step)) steps.push({ step: sr.step, kind: sr.kind, inputs: [] });
+  for (const sr of stepRuns) if (!known.has(sr.step)) steps.push({ step: sr.step, kind: sr.kind, inputs: [], bindings: [] });
   return steps;
 }
 
@@ -442,28 +440,45 @@ function layerSteps(steps) {
   return layers;
 }
 
-// One node: name, kind and device, cache or duration, rows in → rows out.
+// The rows behind one bound input ('step' for a step's only output, 'step.port' for one of several).
+function boundRows(records, reference) {
+  const dot = reference.indexOf('.');
+  const sr = records.get(dot < 0 ? reference : reference.slice(0, dot));
+  if (!sr) return null;
+  const outputs = sr.outputs || [];
+  // A step that ran fused into the next stored no output: its record has the rows.
+  if (dot < 0 && !outputs.length) return sr.rows != null ? sr.rows : null;
+  const out = dot < 0 ? outputs[0] : outputs.find((o) => o.port === reference.slice(dot + 1));
+  return out && out.rows != null ? out.rows : null;
+}
+
+// Steps whose outputs are statistics or models, not rows of their input: fewer rows out is their job.
+const REDUCING_KINDS = /^(fit_|train_|evaluate)/;
+
+// One node: name, kind and device, cache or duration, rows in (the largest bound input) → rows out.
 function dagNode(runId, s, sr, rowsIn, x, y, size) {
   const [W, H] = size;
   const state = stepState(sr);
   const rowsOut = sr ? sr.rows : null;
-  const dropped = rowsIn != null && rowsOut != null && rowsOut < rowsIn;
+  const kind = s.kind || (sr && sr.kind) || '';
+  const dropped = rowsIn != null && rowsOut != null && rowsOut < rowsIn && !REDUCING_KINDS.test(kind);
   let cache = 'pending';
   if (sr && sr.reused_from) cache = `reused from ${sr.reused_from}`;
   else if (sr && sr.cache_hit) cache = 'hit';
   else if (sr) cache = (sr.error ? 'failed · ' : '') + fmtDuration(sr.duration_ms);
   const open = () => { location.hash = stepHref(runId, s.step); };
-  const meta = [s.kind || (sr && sr.kind), sr && sr.device].filter(Boolean).join(' · ');
+  const meta = [kind, sr && sr.device].filter(Boolean).join(' · ');
   return svg('g', {
     class: dropped ? 'dag-node dropped-rows' : 'dag-node', 'data-step': s.step, 'data-status': state,
+    'data-rows-in': rowsIn, 'data-rows-out': rowsOut,
     transform: `translate(${x},${y})`, tabindex: 0, role: 'link', onclick: open,
     onkeydown: (e) => { if (e.key === 'Enter') open(); },
   },
   svg('title', {}, `${s.step}\n${cache}`),
   svg('rect', { class: 'node-box', width: W, height: H, rx: 7 }),
-  svg('text', { class: 'node-name', x: 10, y: 20 }, truncate(s.step, 22)),
-  svg('text', { class: 'node-meta', x: 10, y: 38 }, truncate(meta || '—', 27)),
-  svg('text', { class: 'node-cache', x: 10, y: 55 }, truncate(cache, 24)),
+  svg('text', { class: 'node-name', x: 10, y: 20 }, truncate(s.step, 18)),
+  svg('text', { class: 'node-meta', x: 10, y: 38 }, truncate(meta || '—', 22)),
+  svg('text', { class: 'node-cache', x: 10, y: 55 }, truncate(cache, 20)),
   svg('text', { class: 'node-rows', x: 10, y: 72 }, `rows ${fmtInt(rowsIn)} → ${fmtInt(rowsOut)}`),
   dropped && svg('g', { class: 'drop-marker' },
     svg('title', {}, `fewer rows out (${fmtInt(rowsOut)}) than in (${fmtInt(rowsIn)})`),
@@ -477,7 +492,7 @@ function dagView(runId, graph, stepRuns) {
   if (!steps.length) return el('p', { class: 'empty' }, 'No steps.');
   const records = new Map(stepRuns.map((sr) => [sr.step, sr]));
   const layers = layerSteps(steps);
-  const [W, H, GX, GY, PAD] = [180, 82, 48, 20, 12];
+  const [W, H, GX, GY, PAD] = [150, 82, 26, 20, 12];
   const tallest = Math.max(...layers.map((l) => l.length));
   const place = new Map();
   layers.forEach((layer, li) => {
@@ -501,8 +516,8 @@ function dagView(runId, graph, stepRuns) {
     }
   }
   for (const s of steps) {
-    const ins = s.inputs.map((i) => records.get(i));
-    const rowsIn = ins.length && ins.every((r) => r && r.rows != null) ? ins.reduce((a, r) => a + r.rows, 0) : null;
+    const ins = s.bindings.map(([, reference]) => boundRows(records, reference));
+    const rowsIn = ins.length && ins.every((r) => r != null) ? Math.max(...ins) : null;
     const { x, y } = place.get(s.step);
     add(root, dagNode(runId, s, records.get(s.step), rowsIn, x, y, [W, H]));
   }
