@@ -186,6 +186,8 @@ pub(crate) struct Trigger {
     version: Option<u32>,
     #[serde(default)]
     rerun_all: bool,
+    /// Replaces the spec's `[sweep]` table (the same shape, as JSON).
+    sweep: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The answer to a trigger.
@@ -218,11 +220,15 @@ pub(crate) async fn trigger(
             )));
         }
         let values = param_values(&trigger.params)?;
-        let (pipeline, params) = spec::parse_with(&published.spec, &published.anchor, &values)?;
+        let text = match &trigger.sweep {
+            Some(sweep) => with_sweep(&published.spec, sweep)?,
+            None => published.spec,
+        };
+        let (pipeline, params) = spec::parse_with(&text, &published.anchor, &values)?;
         state.guard.confine(&pipeline)?;
         let ticket = Ticket {
             pipeline,
-            spec: published.spec,
+            spec: text,
             params,
             rerun_all: trigger.rerun_all,
         };
@@ -238,41 +244,67 @@ pub(crate) async fn trigger(
     .await
 }
 
-/// A trigger's parameters as the spec reads them: JSON scalars (and
-/// arrays of them) as TOML values.
+/// A trigger's parameters as the spec reads them.
 fn param_values(params: &serde_json::Map<String, serde_json::Value>) -> ApiResult<ParamValues> {
-    fn toml_of(name: &str, value: &serde_json::Value) -> ApiResult<toml::Value> {
-        use serde_json::Value as J;
-        Ok(match value {
-            J::Bool(b) => toml::Value::Boolean(*b),
-            J::String(s) => toml::Value::String(s.clone()),
-            J::Number(n) => match (n.as_i64(), n.as_f64()) {
-                (Some(i), _) => toml::Value::Integer(i),
-                (None, Some(f)) => toml::Value::Float(f),
-                (None, None) => {
-                    return Err(ApiError::bad_request(format!(
-                        "parameter '{name}': {n} is out of range"
-                    )));
-                }
-            },
-            J::Array(items) => toml::Value::Array(
-                items
-                    .iter()
-                    .map(|v| toml_of(name, v))
-                    .collect::<ApiResult<_>>()?,
-            ),
-            J::Null | J::Object(_) => {
-                return Err(ApiError::bad_request(format!(
-                    "parameter '{name}': give a string, number, boolean or list, not {value}"
-                )));
-            }
-        })
-    }
     params
         .iter()
         .try_fold(ParamValues::new(), |values, (name, value)| {
-            Ok(values.value(name, toml_of(name, value)?))
+            let what = format!("parameter '{name}'");
+            Ok(values.value(name, toml_of(&what, value)?))
         })
+}
+
+/// A JSON value of a trigger (`what` names it) as TOML: objects become
+/// tables; null has no TOML form.
+fn toml_of(what: &str, value: &serde_json::Value) -> ApiResult<toml::Value> {
+    use serde_json::Value as J;
+    Ok(match value {
+        J::Bool(b) => toml::Value::Boolean(*b),
+        J::String(s) => toml::Value::String(s.clone()),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => toml::Value::Integer(i),
+            (None, Some(f)) => toml::Value::Float(f),
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "{what}: {n} is out of range"
+                )));
+            }
+        },
+        J::Array(items) => toml::Value::Array(
+            items
+                .iter()
+                .map(|v| toml_of(what, v))
+                .collect::<ApiResult<_>>()?,
+        ),
+        J::Object(fields) => toml::Value::Table(
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_of(&format!("{what}.{k}"), v)?)))
+                .collect::<ApiResult<_>>()?,
+        ),
+        J::Null => {
+            return Err(ApiError::bad_request(format!(
+                "{what}: give a string, number, boolean, list or table, not null"
+            )));
+        }
+    })
+}
+
+/// `spec` with its `[sweep]` table replaced by `sweep` (written at the
+/// end of the text, which is what the run records).
+fn with_sweep(spec: &str, sweep: &serde_json::Map<String, serde_json::Value>) -> ApiResult<String> {
+    let mut doc: toml_edit::DocumentMut = spec
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("the published spec does not parse: {e}")))?;
+    doc.remove("sweep");
+    let mut table = toml::Table::new();
+    table.insert(
+        "sweep".into(),
+        toml_of("sweep", &serde_json::Value::Object(sweep.clone()))?,
+    );
+    let tail = toml::to_string(&table)
+        .map_err(|e| ApiError::bad_request(format!("the sweep cannot be written as TOML: {e}")))?;
+    Ok(format!("{}\n\n{tail}", doc.to_string().trim_end()))
 }
 
 /// `fuseflow publish SPEC`: publish a spec file into `ws`'s registry,

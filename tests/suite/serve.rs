@@ -466,3 +466,123 @@ fn a_queued_run_is_cancelled_and_recorded_so() {
     );
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+#[test]
+fn versions_are_listed_one_is_the_default_and_a_disabled_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), ServeOptions::default());
+    let (router, host) = routes(&server);
+    let get = |uri: &str| call(&router, &host, "GET", uri, "");
+    let post = |uri: &str, body: &str| call(&router, &host, "POST", uri, body);
+    assert_eq!(post("/pipelines", &prep_spec()).0, StatusCode::CREATED);
+    let changed = prep_spec().replace("seed = 7", "seed = 8");
+    let (status, second) = post("/pipelines?default=false", &changed);
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        (second["version"].clone(), second["is_default"].clone()),
+        (2.into(), false.into())
+    );
+
+    let (status, all) = get("/pipelines");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    let (_, one) = get("/pipelines/customers-prep");
+    assert_eq!(one, all[0]);
+    assert_eq!(one["default_version"], 1, "{one}");
+    assert_eq!(one["versions"].as_array().unwrap().len(), 2, "{one}");
+    let (_, v2) = get("/pipelines/customers-prep/versions/2");
+    assert!(v2["spec"].as_str().unwrap().contains("seed = 8"), "{v2}");
+    assert_eq!(get("/pipelines/nothing").0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("/pipelines/customers-prep/versions/9").0,
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(
+        post("/pipelines/customers-prep/versions/2/default", "").0,
+        StatusCode::OK
+    );
+    assert_eq!(get("/pipelines/customers-prep").1["default_version"], 2);
+    // A trigger without a version runs the default.
+    let (_, queued) = post("/pipelines/customers-prep/runs", "");
+    assert_eq!(queued["version"], 2, "{queued}");
+    finished(&router, &host, queued["run"].as_str().unwrap());
+
+    assert_eq!(
+        post("/pipelines/customers-prep/versions/2/disable", "").0,
+        StatusCode::OK
+    );
+    let (status, refused) = post("/pipelines/customers-prep/runs", "");
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        post("/pipelines/customers-prep/versions/2/enable", "").0,
+        StatusCode::OK
+    );
+    let (status, queued) = post("/pipelines/customers-prep/runs", "");
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    finished(&router, &host, queued["run"].as_str().unwrap());
+    let (status, bad) = post("/pipelines/customers-prep/versions/2/promote", "");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
+}
+
+#[test]
+fn a_sweep_given_with_a_trigger_runs_its_variants_and_compares_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path(), ServeOptions::default());
+    let (router, host) = routes(&server);
+    let spec = std::fs::read_to_string("examples/sweep.toml").unwrap();
+    let (status, published) = call(&router, &host, "POST", "/pipelines", &spec);
+    assert_eq!(status, StatusCode::CREATED, "{published}");
+
+    let sweep = r#"{"sweep": {"params": {"l2": [0.5, 2.0]}}}"#;
+    let (status, queued) = call(
+        &router,
+        &host,
+        "POST",
+        "/pipelines/customers-sweep/runs",
+        sweep,
+    );
+    assert_eq!(status, StatusCode::ACCEPTED, "{queued}");
+    let run = queued["run"].as_str().unwrap().to_string();
+    let detail = finished(&router, &host, &run);
+    assert_eq!(detail["status"], "succeeded", "{detail}");
+
+    let (status, compared) = call(&router, &host, "GET", &format!("/runs/{run}/variants"), "");
+    assert_eq!(status, StatusCode::OK, "{compared}");
+    let mut names: Vec<&str> = (compared["variants"].as_array().unwrap().iter())
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["l2=0.5", "l2=2.0"], "{compared}");
+    let metrics = compared["metrics"].as_array().unwrap();
+    assert!(metrics.contains(&"roc_auc".into()), "{compared}");
+
+    let (status, across) = call(
+        &router,
+        &host,
+        "GET",
+        "/metrics?pipeline=customers-sweep",
+        "",
+    );
+    assert_eq!(status, StatusCode::OK, "{across}");
+    assert_eq!(across["runs"][0]["run"], run.as_str(), "{across}");
+    assert!(
+        !across["runs"][0]["metrics"].as_array().unwrap().is_empty(),
+        "{across}"
+    );
+
+    // A sweep over a parameter the spec does not declare names it.
+    let bad = r#"{"sweep": {"params": {"nope": [1, 2]}}}"#;
+    let (status, refused) = call(
+        &router,
+        &host,
+        "POST",
+        "/pipelines/customers-sweep/runs",
+        bad,
+    );
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("nope"),
+        "{refused}"
+    );
+}
