@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium`)
-//! opens a run triggered over REST while it is queued, the page follows it
-//! to the end without a reload, and its DAG and metrics are read from the
+//! opens a run triggered over REST while it waits behind a slower one, the
+//! page follows it to its end without a reload, and its DAG and metrics are read from the
 //! DOM. The screenshot is kept in `target/test-artifacts/dashboard.png`.
 //! Without Chromium the test prints a notice and passes, unless
 //! `FUSEFLOW_REQUIRE_CHROMIUM=1` (CI) makes that a failure.
@@ -14,7 +14,36 @@ use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use serde_json::Value;
 
-use crate::serve_live::Live;
+use crate::serve_live::{Live, wide_ipc};
+
+/// A pipeline that takes a few seconds: five passes over 2M rows.
+const SLOW_SPEC: &str = r#"
+name = "slow"
+[[steps]]
+name = "raw"
+kind = "read"
+path = "data/wide.arrow"
+[[steps]]
+name = "a"
+kind = "derive"
+input = "raw"
+columns = { g = "sqrt(abs(f0)) + f1 * f2" }
+[[steps]]
+name = "b"
+kind = "filter"
+input = "a"
+predicate = "g > 1"
+[[steps]]
+name = "c"
+kind = "derive"
+input = "b"
+columns = { h = "log1p(abs(g)) * f3" }
+[[steps]]
+name = "d"
+kind = "select"
+input = "c"
+columns = ["g", "h"]
+"#;
 
 /// Chromium's binary on the `PATH`, if any.
 fn chromium() -> Option<PathBuf> {
@@ -59,17 +88,6 @@ fn the_dashboard_follows_a_triggered_run_to_its_end() {
         );
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let live = Live::start(dir.path(), ServeOptions::default());
-    let spec = std::fs::read_to_string("examples/train.toml").unwrap();
-    assert_eq!(live.post("/pipelines", &spec).0, 201);
-    let (status, queued) = live.post(
-        "/pipelines/customers-train/runs",
-        r#"{"params": {"l2": 10}}"#,
-    );
-    assert_eq!(status, 202, "{queued}");
-    let run = queued["run"].as_str().unwrap().to_string();
-
     let browser = Browser::new(LaunchOptions {
         path: Some(binary),
         headless: true,
@@ -81,8 +99,36 @@ fn the_dashboard_follows_a_triggered_run_to_its_end() {
     })
     .unwrap();
     let tab = browser.new_tab().unwrap();
+
+    // One run at a time, and a slow one first: the training run waits
+    // behind it, so the page opens on a run that has not ended.
+    let dir = tempfile::tempdir().unwrap();
+    let live = Live::start(dir.path(), ServeOptions::default());
+    wide_ipc(&dir.path().join("data/wide.arrow"), 2_000_000);
+    assert_eq!(live.post("/pipelines", SLOW_SPEC).0, 201);
+    let spec = std::fs::read_to_string("examples/train.toml").unwrap();
+    assert_eq!(live.post("/pipelines", &spec).0, 201);
+    let (_, slow) = live.post("/pipelines/slow/runs", "");
+    let (status, queued) = live.post(
+        "/pipelines/customers-train/runs",
+        r#"{"params": {"l2": 10}}"#,
+    );
+    assert_eq!(status, 202, "{queued}");
+    let run = queued["run"].as_str().unwrap().to_string();
+
     tab.navigate_to(&format!("{}/#/runs/{run}", live.base))
         .unwrap();
+    wait_for(
+        &tab,
+        "['queued', 'running'].includes(document.querySelector('#run-status')?.textContent)",
+        "the run waiting or running",
+    );
+    // Let it through, and the same page follows it to its end.
+    let (status, cancelled) = live.post(
+        &format!("/runs/{}/cancel", slow["run"].as_str().unwrap()),
+        "",
+    );
+    assert!(matches!(status, 202 | 409), "{cancelled}");
     wait_for(
         &tab,
         "document.querySelector('#run-status')?.textContent === 'succeeded'",

@@ -237,7 +237,7 @@ fn two_hundred_triggers_from_sixteen_clients_each_run_once() {
 }
 
 /// An Arrow IPC file of `rows` rows x 8 f64 columns at `path`.
-fn wide_ipc(path: &Path, rows: usize) {
+pub(crate) fn wide_ipc(path: &Path, rows: usize) {
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Float64Array, RecordBatch};
