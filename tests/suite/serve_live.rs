@@ -474,3 +474,58 @@ fn a_full_disk_refuses_or_fails_runs_and_keeps_what_was_stored() {
     let again = run_to_end("wide", "");
     assert_eq!(again["status"], "succeeded", "{again}");
 }
+
+#[test]
+fn malformed_requests_and_cross_origin_calls_are_refused_and_the_server_goes_on() {
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = Live::start(dir.path(), ServeOptions::default());
+    let addr = live.base.trim_start_matches("http://").to_string();
+    let exchange = |bytes: &[u8]| {
+        let mut socket = TcpStream::connect(&addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket.write_all(bytes).unwrap();
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // Not HTTP, a header without a colon, a request line of 64 KiB, and a
+    // body shorter than its Content-Length, cut by the client.
+    assert!(
+        exchange(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n")
+            .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        exchange(b"GET /health HTTP/1.1\r\nHost localhost\r\n\r\n").starts_with("HTTP/1.1 400")
+    );
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: {addr}\r\n\r\n",
+        "a".repeat(64 << 10)
+    );
+    let answer = exchange(long.as_bytes());
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+    let cut =
+        format!("POST /pipelines HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000\r\n\r\nname = ");
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    socket.write_all(cut.as_bytes()).unwrap();
+    drop(socket);
+
+    // A browser's cross-origin preflight gets no CORS grant.
+    let preflight = format!(
+        "OPTIONS /pipelines HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\n\
+         Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+    );
+    let answer = exchange(preflight.as_bytes()).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 4"), "{answer}");
+    assert!(!answer.contains("access-control-allow"), "{answer}");
+
+    let (status, health) = live.get("/health");
+    assert_eq!((status, health["status"].clone()), (200, "ok".into()));
+}
