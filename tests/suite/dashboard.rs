@@ -192,4 +192,34 @@ fn the_dashboard_follows_a_triggered_run_to_its_end() {
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("dashboard.png"), png).unwrap();
+
+    // The pipeline's metrics across runs: a table row for the run, a chart.
+    tab.navigate_to(&format!(
+        "{}/#/pipelines/customers-train/metrics",
+        live.base
+    ))
+    .unwrap();
+    wait_for(
+        &tab,
+        &format!(
+            "document.querySelector('table#pipeline-metrics a[href=\"#/runs/{run}\"]') !== null \
+             && document.querySelector('svg#metric-chart') !== null"
+        ),
+        "the run in the metrics table and a chart",
+    );
+
+    // A sweep's variants side by side: one row each, and a chart.
+    let sweep = std::fs::read_to_string("examples/sweep.toml").unwrap();
+    assert_eq!(live.post("/pipelines", &sweep).0, 201);
+    let body = r#"{"sweep": {"params": {"l2": [0.5, 2.0]}}}"#;
+    let (_, queued) = live.post("/pipelines/customers-sweep/runs", body);
+    let swept = queued["run"].as_str().unwrap().to_string();
+    tab.navigate_to(&format!("{}/#/runs/{swept}", live.base))
+        .unwrap();
+    wait_for(
+        &tab,
+        "document.querySelectorAll('table#variants tbody tr').length === 2 \
+         && document.querySelector('#variant-chart') !== null",
+        "two variants and their chart",
+    );
 }
