@@ -41,6 +41,11 @@ pub(crate) mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use cpu::stats::ColumnStats;
+// The fused CPU kernel and the mergeable statistics, for other engines to
+// evaluate fuseflow's projections and fits as fuseflow does
+// (fuseflow-datafusion).
+pub use cpu::CpuKernel;
+pub use cpu::stats::{column_stats, column_stats_onto};
 pub use cuda::CudaBackend;
 pub use device::{Device, DeviceChoice, Kernel, Notes};
 pub use discovery::DeviceSet;

@@ -138,6 +138,22 @@ input = "raw"
 columns = { income_k = "income * ${k}" }
 "#;
 
+/// A column more over `data/wide.arrow` (see [`wide_ipc`]).
+const WIDE_SPEC: &str = r#"
+name = "wide"
+
+[[steps]]
+name = "raw"
+kind = "read"
+path = "data/wide.arrow"
+
+[[steps]]
+name = "doubled"
+kind = "derive"
+input = "raw"
+columns = { g = "f0 * 2" }
+"#;
+
 /// The value at quantile `q` of sorted `times`, in milliseconds.
 fn quantile_ms(times: &[Duration], q: f64) -> f64 {
     let at = ((times.len() - 1) as f64 * q).round() as usize;
@@ -266,19 +282,7 @@ fn a_client_hanging_up_mid_download_leaves_the_server_serving() {
     // 600k rows x 9 f64 columns: 43 MB, far more than the socket buffers
     // and the chunks in flight.
     wide_ipc(&dir.path().join("data/wide.arrow"), 600_000);
-    let spec = r#"
-        name = "wide"
-        [[steps]]
-        name = "raw"
-        kind = "read"
-        path = "data/wide.arrow"
-        [[steps]]
-        name = "doubled"
-        kind = "derive"
-        input = "raw"
-        columns = { g = "f0 * 2" }
-    "#;
-    assert_eq!(live.post("/pipelines", spec).0, 201);
+    assert_eq!(live.post("/pipelines", WIDE_SPEC).0, 201);
     let (_, queued) = live.post("/pipelines/wide/runs", "");
     let run = queued["run"].as_str().unwrap().to_string();
     assert_eq!(live.finished(&run)["status"], "succeeded");
@@ -416,20 +420,8 @@ fn a_full_disk_refuses_or_fails_runs_and_keeps_what_was_stored() {
         finished(&agent, &base, queued["run"].as_str().unwrap(), |_| {})
     };
     wide_ipc(&disk.join("data/wide.arrow"), 100_000); // 6.4 MB
-    let wide = r#"
-        name = "wide"
-        [[steps]]
-        name = "raw"
-        kind = "read"
-        path = "data/wide.arrow"
-        [[steps]]
-        name = "doubled"
-        kind = "derive"
-        input = "raw"
-        columns = { g = "f0 * 2" }
-    "#;
     assert_eq!(call("POST", "/pipelines", LOAD_SPEC).0, 201);
-    assert_eq!(call("POST", "/pipelines", wide).0, 201);
+    assert_eq!(call("POST", "/pipelines", WIDE_SPEC).0, 201);
     let first = run_to_end("load", "");
     assert_eq!(first["status"], "succeeded", "{first}");
     let stored = format!(

@@ -35,7 +35,7 @@ pub struct ColumnStats {
 
 impl ColumnStats {
     /// No values at all: the start of a combine.
-    pub(crate) const EMPTY: ColumnStats = ColumnStats {
+    pub const EMPTY: ColumnStats = ColumnStats {
         count: 0,
         nulls: 0,
         nans: 0,
@@ -56,8 +56,9 @@ impl ColumnStats {
     }
 
     /// Combine two partial results (Chan et al.), `self` first; every backend
-    /// combines its per-block partials with this, in block order.
-    pub(crate) fn merge(self, other: ColumnStats) -> ColumnStats {
+    /// combines its per-block partials with this, in block order (and a
+    /// distributed engine its partitions' partial states).
+    pub fn merge(self, other: ColumnStats) -> ColumnStats {
         let (na, nb) = (self.finite_count() as f64, other.finite_count() as f64);
         let (mean, m2) = if nb == 0.0 {
             (self.mean, self.m2)
