@@ -32,7 +32,9 @@ fn table() -> RecordBatch {
         })
         .collect();
     let y: Float32Array = (0..ROWS)
-        .map(|_| (!rng.next_u64().is_multiple_of(20)).then(|| (rng.next_u64() % 1000) as f32 / 100.0))
+        .map(|_| {
+            (!rng.next_u64().is_multiple_of(20)).then(|| (rng.next_u64() % 1000) as f32 / 100.0)
+        })
         .collect();
     let k: Int32Array = (0..ROWS)
         .map(|_| Some((rng.next_u64() % 7) as i32 - 3))
