@@ -244,50 +244,19 @@ pub(crate) async fn trigger(
     .await
 }
 
-/// A trigger's parameters as the spec reads them.
+/// A trigger's parameters as the spec reads them: JSON values as TOML
+/// (through serde; null and integers past i64 have no TOML form).
 fn param_values(params: &serde_json::Map<String, serde_json::Value>) -> ApiResult<ParamValues> {
     params
         .iter()
         .try_fold(ParamValues::new(), |values, (name, value)| {
-            let what = format!("parameter '{name}'");
-            Ok(values.value(name, toml_of(&what, value)?))
+            let value = toml::Value::try_from(value).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "parameter '{name}': {e}; give a string, number, boolean or list"
+                ))
+            })?;
+            Ok(values.value(name, value))
         })
-}
-
-/// A JSON value of a trigger (`what` names it) as TOML: objects become
-/// tables; null has no TOML form.
-fn toml_of(what: &str, value: &serde_json::Value) -> ApiResult<toml::Value> {
-    use serde_json::Value as J;
-    Ok(match value {
-        J::Bool(b) => toml::Value::Boolean(*b),
-        J::String(s) => toml::Value::String(s.clone()),
-        J::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => toml::Value::Integer(i),
-            (None, Some(f)) => toml::Value::Float(f),
-            (None, None) => {
-                return Err(ApiError::bad_request(format!(
-                    "{what}: {n} is out of range"
-                )));
-            }
-        },
-        J::Array(items) => toml::Value::Array(
-            items
-                .iter()
-                .map(|v| toml_of(what, v))
-                .collect::<ApiResult<_>>()?,
-        ),
-        J::Object(fields) => toml::Value::Table(
-            fields
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), toml_of(&format!("{what}.{k}"), v)?)))
-                .collect::<ApiResult<_>>()?,
-        ),
-        J::Null => {
-            return Err(ApiError::bad_request(format!(
-                "{what}: give a string, number, boolean, list or table, not null"
-            )));
-        }
-    })
 }
 
 /// `spec` with its `[sweep]` table replaced by `sweep` (written at the
@@ -297,13 +266,8 @@ fn with_sweep(spec: &str, sweep: &serde_json::Map<String, serde_json::Value>) ->
         .parse()
         .map_err(|e| ApiError::bad_request(format!("the published spec does not parse: {e}")))?;
     doc.remove("sweep");
-    let mut table = toml::Table::new();
-    table.insert(
-        "sweep".into(),
-        toml_of("sweep", &serde_json::Value::Object(sweep.clone()))?,
-    );
-    let tail = toml::to_string(&table)
-        .map_err(|e| ApiError::bad_request(format!("the sweep cannot be written as TOML: {e}")))?;
+    let tail = toml::to_string(&serde_json::json!({ "sweep": sweep }))
+        .map_err(|e| ApiError::bad_request(format!("the sweep has no TOML form: {e}")))?;
     Ok(format!("{}\n\n{tail}", doc.to_string().trim_end()))
 }
 
